@@ -1,0 +1,26 @@
+# scopeflow: raw microscope acquisitions -> per-cell, per-FOV and per-sample tables.
+# Thin entry point: configuration, validation and sample discovery live in workflow/rules/common.smk,
+# one .smk per stage. Run `snakemake --cores all` (bundled demo) or see README.md.
+import sys
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow always uses its own library
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/dpc.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

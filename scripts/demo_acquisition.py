@@ -1,0 +1,18 @@
+"""Snakemake script: simulate one demo Octopi acquisition (rule demo_acquisition)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+
+from scopeflow._snakemake import run  # noqa: E402
+
+
+def main(smk):
+    from scopeflow.simulate import simulate_acquisition
+
+    p = smk.params
+    simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+
+
+run(main, snakemake)  # noqa: F821

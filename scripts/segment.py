@@ -1,0 +1,22 @@
+"""Snakemake script: chunked segmentation into labels/cells (rule segment)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+
+from scopeflow._snakemake import run  # noqa: E402
+
+
+def main(smk):
+    from scopeflow.pipeline import segment_store
+
+    p = smk.params
+    kwargs = {"device": p.device, "threads": smk.threads} if p.method == "unet" else {}
+    segment_store(
+        smk.input.zarr, smk.output.record, method=p.method, chunk=p.chunk,
+        predictor_kwargs=kwargs, threads=smk.threads,
+    )
+
+
+run(main, snakemake)  # noqa: F821

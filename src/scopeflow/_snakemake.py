@@ -1,0 +1,32 @@
+"""Glue for the Snakemake scripts in ``scripts/``: logging to the rule's log and one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from scopeflow.errors import ScopeflowError
+
+
+def run(main: Callable[[object], None], snakemake) -> None:
+    """Run ``main(snakemake)`` with logging to ``snakemake.log[0]``.
+
+    A :class:`~scopeflow.errors.ScopeflowError` (bad input the user can fix) is written as
+    one ``ERROR:`` line to the log and stderr and the job exits with status 1, so Snakemake
+    removes the job's outputs and, with ``--keep-going``, carries on with other samples.
+    """
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
+    try:
+        main(snakemake)
+    except ScopeflowError as exc:
+        logging.getLogger("scopeflow").error("%s", exc)
+        for h in handlers:
+            h.flush()
+        sys.exit(1)

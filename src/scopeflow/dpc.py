@@ -1,0 +1,307 @@
+"""Differential phase contrast (DPC) and quantitative phase from Octopi left/right images.
+
+Conventions
+-----------
+* Images are 2-D arrays indexed (y, x); the origin is the centre of pixel (0, 0).
+* Spatial frequencies follow :func:`numpy.fft.fftfreq` (cycles/µm), with the forward transform
+  ``F(u) = sum f(r) exp(-2πi u·r)`` (numpy's sign). Transfer functions are returned in the
+  same unshifted ("FFT") order as :func:`numpy.fft.fft2` output.
+* **Left half** means the illumination (source) points with normalized pupil coordinate
+  ``f_x < 0`` in this frame, i.e. an illumination plane wave ``exp(2πi s·r)`` with ``s_x < 0``;
+  the right half is ``s_x > 0``. The source points exactly on ``f_x = 0`` are shared equally.
+  A real microscope may mirror the image relative to the LED matrix: if reconstructed cells
+  come out with *negative* phase, the two halves are swapped in that setup (negate the phase,
+  or swap left and right).
+* Phase is in radians; pixel sizes and wavelengths in µm.
+
+The weak-object model (Tian & Waller 2015) for one illumination half ``S`` and a pupil ``P``
+gives, to first order in the phase φ and absorption μ of a transmission ``exp(iφ − μ)``,
+
+    Î(u)/I0 = δ(u) + H_u(u) μ̂(u) + H_p(u) φ̂(u),
+    A(u) = Σ_s S(s) P(s) P(s+u) / Σ_s S(s) |P(s)|²,
+    H_p(u) = i [A(u) − A(−u)],   H_u(u) = −[A(u) + A(−u)].
+
+For complementary halves ``H_p,right = −H_p,left`` and ``H_u,right = H_u,left``, so
+``(L − R)/(L + R) = DPC − 0.5 ≈ IFFT(H_p,left · φ̂)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft as sfft
+from scipy import ndimage
+
+__all__ = [
+    "dpc_octopi",
+    "dpc_to_uint8",
+    "weak_object_transfer_functions",
+    "phase_transfer_function",
+    "phase_from_dpc",
+]
+
+# normalized frequency table (units of NA/λ): spacing 1/_TABLE_RES, size _TABLE_N (covers ±2.56)
+_TABLE_RES = 100
+_TABLE_N = 512
+
+
+def _as_unit_float(img: np.ndarray) -> np.ndarray:
+    """float32 image; uint8 / 255 and uint16 / 65535, floats unchanged."""
+    a = np.asarray(img)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / np.float32(255.0)
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / np.float32(65535.0)
+    return a.astype(np.float32, copy=False)
+
+
+def dpc_octopi(
+    left: np.ndarray,
+    right: np.ndarray,
+    ff_left: np.ndarray | None = None,
+    ff_right: np.ndarray | None = None,
+) -> np.ndarray:
+    """DPC image exactly as Octopi's ``generate_dpc``: ``0.5 + (L − R)/(L + R)``.
+
+    Parameters
+    ----------
+    left, right : numpy.ndarray
+        Left-half and right-half illumination images, (y, x), in [0, 1] (float). uint8 and
+        uint16 inputs are scaled by 1/255 and 1/65535 first.
+    ff_left, ff_right : numpy.ndarray, optional
+        Flatfields (mean ≈ 1) of each channel; the images are divided by them before the
+        DPC formula (as in octopi-malaria-processing).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 DPC in [0, 1]; 0.5 means no phase gradient. Values are clipped to [0, 1] and
+        NaN (L = R = 0) is set to 0.
+
+    Notes
+    -----
+    Octopi stores the 8-bit DPC as ``(dpc * 255).astype(np.uint8)``, i.e. *truncated*
+    towards zero; :func:`dpc_to_uint8` reproduces that (rounding instead differs by at most
+    1 grey level).
+    """
+    L = _as_unit_float(left)
+    R = _as_unit_float(right)
+    if L.shape != R.shape:
+        raise ValueError(f"left and right images differ in shape: {L.shape} vs {R.shape}")
+    if ff_left is not None:
+        L = L / np.asarray(ff_left, dtype=np.float32)
+    if ff_right is not None:
+        R = R / np.asarray(ff_right, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dpc = np.float32(0.5) + (L - R) / (L + R)
+    dpc = np.clip(dpc, 0.0, 1.0)  # NaN passes through clip ...
+    dpc[np.isnan(dpc)] = 0.0  # ... and is then set to 0, as Octopi does
+    return dpc.astype(np.float32, copy=False)
+
+
+def dpc_to_uint8(dpc: np.ndarray) -> np.ndarray:
+    """8-bit DPC as Octopi writes it: ``(dpc * 255).astype(np.uint8)`` (truncation)."""
+    d = np.nan_to_num(np.clip(np.asarray(dpc, dtype=np.float64), 0.0, 1.0), nan=0.0)
+    return (d * 255.0).astype(np.uint8)
+
+
+@lru_cache(maxsize=16)
+def _correlation_tables(sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """A(u) − A(−u) and A(u) + A(−u) for the left-half source, on a centred normalized grid.
+
+    Frequencies are in units of NA/λ (pupil radius 1, source radius ``sigma``); the grid
+    spacing is 1/_TABLE_RES and index ``n`` is at ``(n − _TABLE_N/2)/_TABLE_RES``.
+    """
+    n = _TABLE_N
+    nu = (np.arange(n) - n // 2) / _TABLE_RES
+    vy, vx = np.meshgrid(nu, nu, indexing="ij")
+    r2 = vx**2 + vy**2
+    pupil = (r2 <= 1.0).astype(np.float64)
+    source = (r2 <= sigma**2).astype(np.float64)
+    source *= np.where(vx < 0, 1.0, np.where(vx == 0, 0.5, 0.0))
+    g = source * pupil
+    i0 = g.sum()
+    if i0 <= 0:
+        raise ValueError("the illumination half-disk does not overlap the pupil")
+    # circular cross-correlation: c[m] = sum_n g[n] P[n + m]; lag m in FFT order
+    c = np.real(np.fft.ifft2(np.conj(np.fft.fft2(g)) * np.fft.fft2(pupil))) / i0
+    a_pos = np.fft.fftshift(c)  # centred lag order: A(u)
+    a_neg = np.roll(a_pos[::-1, ::-1], (1, 1), axis=(0, 1))  # A(−u) on the same grid
+    odd = a_pos - a_neg
+    even = a_pos + a_neg
+    # clean numerical noise far outside the support
+    odd[np.abs(odd) < 1e-12] = 0.0
+    even[np.abs(even) < 1e-12] = 0.0
+    return odd, even
+
+
+def _sample_table(table: np.ndarray, nuy: np.ndarray, nux: np.ndarray) -> np.ndarray:
+    """Bilinear samples of a centred table at normalized frequencies (broadcast 1-D axes)."""
+    iy = nuy * _TABLE_RES + _TABLE_N // 2
+    ix = nux * _TABLE_RES + _TABLE_N // 2
+    cy, cx = np.meshgrid(iy, ix, indexing="ij")
+    return ndimage.map_coordinates(table, [cy, cx], order=1, mode="constant", cval=0.0)
+
+
+def weak_object_transfer_functions(
+    shape: tuple[int, int],
+    pixel_size_um: float,
+    wavelength_um: float,
+    na: float,
+    na_illum: float | None = None,
+    half: str = "left",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Absorption and phase weak-object transfer functions for half-disk illumination.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (ny, nx).
+    pixel_size_um : float
+        Pixel size at the sample (µm).
+    wavelength_um : float
+        Illumination wavelength (µm).
+    na : float
+        Objective NA (pupil radius NA/λ).
+    na_illum : float, optional
+        Illumination NA (source radius ``na_illum/λ``); default ``na`` (σ = 1).
+    half : {"left", "right"}
+        Illumination half (``left``: source points with f_x < 0, see module notes).
+
+    Returns
+    -------
+    (H_u, H_p) : (numpy.ndarray, numpy.ndarray)
+        complex64 arrays of ``shape`` in FFT order: ``H_u`` is real-valued (even),
+        ``H_p`` purely imaginary (odd in f_x, zero on the f_x = 0 axis).
+        ``Î/I0 − δ = H_u μ̂ + H_p φ̂``.
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    if na <= 0 or wavelength_um <= 0 or pixel_size_um <= 0:
+        raise ValueError("na, wavelength_um and pixel_size_um must be > 0")
+    sigma = 1.0 if na_illum is None else float(na_illum) / float(na)
+    odd, even = _correlation_tables(round(sigma, 6))
+    scale = wavelength_um / na  # cycles/µm -> units of NA/λ
+    nuy = np.fft.fftfreq(ny, d=pixel_size_um) * scale
+    nux = np.fft.fftfreq(nx, d=pixel_size_um) * scale
+    a_odd = _sample_table(odd, nuy, nux)
+    a_even = _sample_table(even, nuy, nux)
+    if half == "right":
+        a_odd = -a_odd
+    elif half != "left":
+        raise ValueError(f"half must be 'left' or 'right', not {half!r}")
+    h_u = (-a_even).astype(np.complex64)
+    h_p = (1j * a_odd).astype(np.complex64)
+    return h_u, h_p
+
+
+def phase_transfer_function(
+    shape: tuple[int, int],
+    pixel_size_um: float,
+    wavelength_um: float,
+    na: float,
+    na_illum: float | None = None,
+) -> np.ndarray:
+    """Phase transfer function of Octopi DPC, ``H`` with ``DPC − 0.5 ≈ IFFT(H · FFT(φ))``.
+
+    This is the weak-object phase transfer function of the left-half illumination
+    (see :func:`weak_object_transfer_functions`), which equals that of
+    ``(L − R)/(L + R)`` to first order.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (ny, nx).
+    pixel_size_um, wavelength_um : float
+        Pixel size at the sample and wavelength, in µm.
+    na : float
+        Objective NA.
+    na_illum : float, optional
+        Illumination NA (default ``na``).
+
+    Returns
+    -------
+    numpy.ndarray
+        complex64, purely imaginary, FFT order (frequencies ``numpy.fft.fftfreq(n, pixel_size_um)``).
+    """
+    return weak_object_transfer_functions(
+        shape, pixel_size_um, wavelength_um, na, na_illum, half="left"
+    )[1]
+
+
+def _odd_x_pad(d: np.ndarray, py: int, px: int) -> np.ndarray:
+    """Mirror-pad a DPC image: even in y, odd (sign-flipped) in x.
+
+    Mirroring the *object* at the borders turns an x-gradient signal into its negative in
+    the mirrored columns, so this padding is consistent with a mirror-symmetric phase.
+    """
+    out = np.pad(d, ((py, py), (px, px)), mode="symmetric")
+    if px:
+        out[:, :px] *= -1
+        out[:, -px:] *= -1
+    return out
+
+
+def phase_from_dpc(
+    dpc: np.ndarray,
+    pixel_size_um: float,
+    wavelength_um: float,
+    na: float,
+    na_illum: float | None = None,
+    reg: float = 1e-2,
+    pad: int | None = None,
+) -> np.ndarray:
+    """Quantitative phase from an Octopi DPC image by single-axis Tikhonov deconvolution.
+
+    ``φ̂ = conj(H) · D̂ / (|H|² + reg)`` with ``D = DPC − 0.5`` and ``H`` from
+    :func:`phase_transfer_function`.
+
+    Parameters
+    ----------
+    dpc : numpy.ndarray
+        DPC image (y, x) in [0, 1] (0.5 = no gradient), e.g. from :func:`dpc_octopi`;
+        uint8 input is divided by 255. Compute it from flatfield-corrected images.
+    pixel_size_um : float
+        Pixel size at the sample (µm).
+    wavelength_um : float
+        Illumination wavelength (µm).
+    na : float
+        Objective NA.
+    na_illum : float, optional
+        Illumination NA (default ``na``).
+    reg : float
+        Tikhonov regularization α (relative to ``|H|² ≤ ~1``); larger = smoother, less
+        low-frequency recovery and less noise.
+    pad : int, optional
+        Padding (px) on every side before the FFT; default a quarter of the larger image
+        side (at least 16 px). The image is mirrored, with the sign flipped in x, so that
+        the padding corresponds to a mirrored object and does not create edge artefacts.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 phase in radians, same shape as ``dpc``, mean 0 (the mean and the
+        variations along y only — frequencies with f_x = 0 — are not measurable with
+        left/right DPC).
+    """
+    d = _as_unit_float(dpc).astype(np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"expected a 2-D DPC image, got shape {d.shape}")
+    d = np.nan_to_num(d - 0.5, nan=0.0)
+    ny, nx = d.shape
+    if pad is None:
+        pad = max(16, max(ny, nx) // 4)
+    py = min(int(pad), 4 * ny)
+    px = min(int(pad), 4 * nx)
+    # enlarge padding to an FFT-friendly size
+    fy = sfft.next_fast_len(ny + 2 * py)
+    fx = sfft.next_fast_len(nx + 2 * px)
+    py_extra, px_extra = fy - (ny + 2 * py), fx - (nx + 2 * px)
+    dp = _odd_x_pad(d, py, px)
+    dp = np.pad(dp, ((0, py_extra), (0, px_extra)), mode="constant")
+    h = phase_transfer_function(dp.shape, pixel_size_um, wavelength_um, na, na_illum)
+    spec = sfft.fft2(dp, workers=1)
+    phi_hat = np.conj(h) * spec / (np.abs(h) ** 2 + reg)
+    phi = np.real(sfft.ifft2(phi_hat, workers=1))[py : py + ny, px : px + nx]
+    phi -= phi.mean()
+    return phi.astype(np.float32)

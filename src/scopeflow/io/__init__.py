@@ -1,0 +1,1 @@
+"""Readers and writers: Octopi acquisition folders, image sequences, OME-Zarr and tables."""

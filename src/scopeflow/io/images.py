@@ -1,0 +1,80 @@
+"""Reading and writing single 2-D images (PNG, BMP, TIFF) as float32 in [0, 1] or labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from scopeflow.errors import InputImageError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+
+
+def read_raw(path: str | Path) -> np.ndarray:
+    """Read an image file as stored (any dtype, 2-D or with a trailing channel axis).
+
+    Raises
+    ------
+    InputImageError
+        If the file is missing, truncated or not an image, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputImageError(f"{path}: image file not found; check the path")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+
+            arr = iio.imread(path)
+    except Exception as exc:  # noqa: BLE001 - every decoder error means the same to the user
+        raise InputImageError(
+            f"{path}: cannot read image ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'}); "
+            "the file is truncated or not an image: re-copy or re-export it"
+        ) from exc
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise InputImageError(f"{path}: expected a 2-D image, got shape {arr.shape}; export single planes")
+    return arr
+
+
+def to_unit_float(arr: np.ndarray) -> np.ndarray:
+    """Scale an integer image to float32 in [0, 1] by its dtype's range (floats pass through)."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return (arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)).astype(np.float32)
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """Read an image as float32 (y, x) in [0, 1]; RGB/RGBA frames give their green channel.
+
+    The green channel is what Octopi uses for colour-camera brightfield/DPC frames.
+    """
+    arr = read_raw(path)
+    if arr.ndim == 3:
+        arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
+    return to_unit_float(arr)
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read a label or mask image as an integer (y, x) array (RGB masks: first channel)."""
+    arr = read_raw(path)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr
+
+
+def write_labels_tiff(path: str | Path, labels: np.ndarray) -> None:
+    """Write a uint32 label TIFF (zlib-compressed)."""
+    import tifffile
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, np.asarray(labels, dtype=np.uint32), compression="zlib")

@@ -1,0 +1,201 @@
+"""Per-cell measurements and per-FOV / per-sample summaries.
+
+Coordinates are (y, x) in pixels with the origin at the centre of pixel (0, 0); micrometre
+columns are pixel columns times the pixel size. Column names carry their units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+from skimage.measure import regionprops_table
+
+CELL_COLUMNS = {
+    "sample": "sample name",
+    "fov": "field-of-view name, `<t>-<i>_<j>_<k>` for Octopi acquisitions, file stem otherwise",
+    "cell_id": "the cell's value in that FOV's `labels/cells`",
+    "y_px": "centroid row (px, origin at the centre of pixel (0, 0))",
+    "x_px": "centroid column (px)",
+    "y_um": "centroid row (um)",
+    "x_um": "centroid column (um)",
+    "area_px": "area (pixels)",
+    "area_um2": "area (um^2)",
+    "perimeter_um": "perimeter (um, skimage boundary-length estimate)",
+    "equivalent_diameter_um": "diameter of the disc with the same area (um)",
+    "circularity": "4*pi*area/perimeter^2 (1 = disc)",
+    "solidity": "area / convex hull area",
+    "eccentricity": "eccentricity of the ellipse with the same second moments (0 = circle)",
+    "mean_dpc": "mean DPC in the cell (0.5 = no phase gradient)",
+    "std_dpc": "standard deviation of DPC in the cell",
+    "dpc_contrast": "mean |DPC - 0.5| in the cell",
+    "mean_phase_rad": "mean reconstructed phase in the cell (rad)",
+    "phase_integral_rad_um2": "phase integrated over the cell (rad um^2), proportional to dry mass",
+    "focus": "variance of the Laplacian of DPC inside the cell (local focus score)",
+    "touches_border": "the cell touches the FOV border (its size is unreliable)",
+}
+
+
+def _laplacian_var_per_label(img: np.ndarray, labels: np.ndarray, index: np.ndarray) -> np.ndarray:
+    lap = ndi.laplace(img.astype(np.float32))
+    mean = ndi.mean(lap, labels, index)
+    mean2 = ndi.mean(lap * lap, labels, index)
+    return np.asarray(mean2) - np.asarray(mean) ** 2
+
+
+def measure_cells(
+    labels: np.ndarray,
+    dpc: np.ndarray,
+    phase: np.ndarray | None,
+    pixel_size_um: float,
+    *,
+    sample: str = "",
+    fov: str = "",
+) -> pd.DataFrame:
+    """Measure every labelled cell of one FOV.
+
+    Parameters
+    ----------
+    labels : ndarray
+        (y, x) integer instance labels, 0 = background.
+    dpc : ndarray
+        (y, x) DPC image in [0, 1] (0.5 = no phase gradient).
+    phase : ndarray or None
+        (y, x) quantitative phase in radians, or None (phase columns become NaN).
+    pixel_size_um : float
+        Pixel size at the sample (um).
+    sample, fov : str
+        Names written into the ``sample`` and ``fov`` columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per cell with the columns of :data:`CELL_COLUMNS`, sorted by ``cell_id``.
+    """
+    labels = np.asarray(labels)
+    dpc = np.asarray(dpc, dtype=np.float32)
+    props = regionprops_table(
+        labels,
+        intensity_image=dpc,
+        properties=(
+            "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
+            "solidity", "eccentricity", "intensity_mean", "intensity_std", "bbox",
+        ),
+    )
+    n = len(props["label"])
+    index = np.asarray(props["label"])
+    ps = float(pixel_size_um)
+    area = np.asarray(props["area"], dtype=np.float64)
+    perim = np.asarray(props["perimeter"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        circ = np.where(perim > 0, 4 * np.pi * area / np.maximum(perim, 1e-12) ** 2, np.nan)
+    h, w = labels.shape
+    touches = (
+        (np.asarray(props["bbox-0"]) == 0)
+        | (np.asarray(props["bbox-1"]) == 0)
+        | (np.asarray(props["bbox-2"]) == h)
+        | (np.asarray(props["bbox-3"]) == w)
+    )
+    if n:
+        contrast = np.asarray(ndi.mean(np.abs(dpc - 0.5), labels, index))
+        focus = _laplacian_var_per_label(dpc, labels, index)
+        if phase is not None:
+            ph = np.asarray(phase, dtype=np.float32)
+            mean_phase = np.asarray(ndi.mean(ph, labels, index))
+            phase_int = np.asarray(ndi.sum(ph, labels, index)) * ps * ps
+        else:
+            mean_phase = phase_int = np.full(n, np.nan)
+    else:
+        contrast = focus = mean_phase = phase_int = np.zeros(0)
+    y = np.asarray(props["centroid-0"], dtype=np.float64)
+    x = np.asarray(props["centroid-1"], dtype=np.float64)
+    df = pd.DataFrame(
+        {
+            "sample": pd.Series([sample] * n, dtype="string"),
+            "fov": pd.Series([fov] * n, dtype="string"),
+            "cell_id": index.astype(np.uint32),
+            "y_px": y,
+            "x_px": x,
+            "y_um": y * ps,
+            "x_um": x * ps,
+            "area_px": area.astype(np.int64),
+            "area_um2": area * ps * ps,
+            "perimeter_um": perim * ps,
+            "equivalent_diameter_um": np.asarray(props["equivalent_diameter_area"]) * ps,
+            "circularity": circ,
+            "solidity": np.asarray(props["solidity"], dtype=np.float64),
+            "eccentricity": np.asarray(props["eccentricity"], dtype=np.float64),
+            "mean_dpc": np.asarray(props["intensity_mean"], dtype=np.float64),
+            "std_dpc": np.asarray(props["intensity_std"], dtype=np.float64),
+            "dpc_contrast": np.asarray(contrast, dtype=np.float64),
+            "mean_phase_rad": np.asarray(mean_phase, dtype=np.float64),
+            "phase_integral_rad_um2": np.asarray(phase_int, dtype=np.float64),
+            "focus": np.asarray(focus, dtype=np.float64),
+            "touches_border": touches.astype(bool),
+        }
+    )
+    return df.sort_values("cell_id", ignore_index=True)
+
+
+def fov_focus(dpc: np.ndarray) -> float:
+    """Variance of the Laplacian of a whole FOV (higher = sharper)."""
+    return float(np.var(ndi.laplace(np.asarray(dpc, dtype=np.float32))))
+
+
+def summarize_fov(
+    cells: pd.DataFrame, *, sample: str, fov: str, shape: tuple[int, int], pixel_size_um: float,
+    focus: float, extra: dict | None = None,
+) -> dict:
+    """One per-FOV summary row.
+
+    Density counts cells not touching the border plus half of those that do (an unbiased
+    estimate for a field cut out of a larger smear), per mm² of imaged area.
+    """
+    area_mm2 = shape[0] * shape[1] * (pixel_size_um * 1e-3) ** 2
+    n = int(len(cells))
+    n_border = int(cells["touches_border"].sum()) if n else 0
+    interior = cells.loc[~cells["touches_border"]] if n else cells
+    row = {
+        "sample": sample,
+        "fov": fov,
+        "height_px": int(shape[0]),
+        "width_px": int(shape[1]),
+        "pixel_size_um": float(pixel_size_um),
+        "area_mm2": area_mm2,
+        "n_cells": n,
+        "n_cells_border": n_border,
+        "density_per_mm2": (n - 0.5 * n_border) / area_mm2 if area_mm2 > 0 else np.nan,
+        "median_area_um2": float(interior["area_um2"].median()) if len(interior) else np.nan,
+        "median_circularity": float(interior["circularity"].median()) if len(interior) else np.nan,
+        "focus": float(focus),
+    }
+    row.update(extra or {})
+    return row
+
+
+def summarize_sample(fovs: pd.DataFrame, cells: pd.DataFrame, *, sample: str) -> dict:
+    """One per-sample summary row from its FOV and cell tables."""
+    interior = cells.loc[~cells["touches_border"]] if len(cells) else cells
+    n_fovs = int(len(fovs))
+    return {
+        "sample": sample,
+        "n_fovs": n_fovs,
+        "n_cells": int(len(cells)),
+        "cells_per_fov_mean": float(fovs["n_cells"].mean()) if n_fovs else np.nan,
+        "cells_per_fov_cv": (
+            float(fovs["n_cells"].std(ddof=0) / fovs["n_cells"].mean())
+            if n_fovs and fovs["n_cells"].mean() > 0 else np.nan
+        ),
+        "density_per_mm2": (
+            float(fovs["density_per_mm2"].mean()) if n_fovs else np.nan
+        ),
+        "median_area_um2": float(interior["area_um2"].median()) if len(interior) else np.nan,
+        "median_equivalent_diameter_um": (
+            float(interior["equivalent_diameter_um"].median()) if len(interior) else np.nan
+        ),
+        "median_circularity": float(interior["circularity"].median()) if len(interior) else np.nan,
+        "median_phase_integral_rad_um2": (
+            float(interior["phase_integral_rad_um2"].median()) if len(interior) else np.nan
+        ),
+        "focus_median": float(fovs["focus"].median()) if n_fovs else np.nan,
+    }

@@ -1,0 +1,313 @@
+"""Stage functions of the smear workflow, on paths: ingest -> image store -> segment -> measure.
+
+Each Snakemake script is a thin call to one of these; they are also usable (and tested)
+without Snakemake. Every output is written so that an interrupted stage never leaves a
+complete-looking result: tables are renamed into place, and the segmentation record that
+marks a store as segmented is written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scopeflow import dpc as dpc_mod
+from scopeflow import measure, normalize
+from scopeflow.errors import InputImageError, ScopeflowError
+from scopeflow.io import ome_zarr, tables
+from scopeflow.io.images import IMAGE_SUFFIXES, read_gray
+from scopeflow.io.octopi import load_pair, read_acquisition
+from scopeflow.provenance import make_provenance
+
+log = logging.getLogger("scopeflow")
+
+LEFT = "BF_LED_matrix_left_half"
+RIGHT = "BF_LED_matrix_right_half"
+KINDS = ("smear_raw", "smear_dpc")
+
+
+def _atomic_json(obj: Mapping, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def detect_kind(path: str | Path) -> str:
+    """Guess a sample's kind from its path.
+
+    A folder holding ``acquisition parameters.json`` is an Octopi acquisition (``smear_raw``);
+    an image file, or a folder of image files, is precomputed DPC (``smear_dpc``).
+
+    Raises
+    ------
+    ScopeflowError
+        If the path is neither.
+    """
+    p = Path(path)
+    if p.is_dir() and (p / "acquisition parameters.json").exists():
+        return "smear_raw"
+    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+        return "smear_dpc"
+    if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+        return "smear_dpc"
+    raise ScopeflowError(
+        f"{p}: cannot tell the sample kind (no 'acquisition parameters.json' and no images); "
+        "add it to a sample sheet with an explicit kind, or remove it from the input folder"
+    )
+
+
+def _dpc_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputImageError(f"{path}: DPC input does not exist; fix the path in the sample sheet")
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputImageError(
+            f"{path}: no DPC images (.png/.tif/.tiff/.bmp) found; point the sample at a folder of images"
+        )
+    return files
+
+
+def ingest(
+    kind: str,
+    path: str | Path,
+    out_fovs: str | Path,
+    out_flatfield: str | Path,
+    *,
+    pixel_size_um: float | None = None,
+    default_pixel_size_um: float | None = None,
+    na: float | None = None,
+    wavelength_um: float = 0.525,
+    flatfield: bool = True,
+) -> pd.DataFrame:
+    """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
+
+    Parameters
+    ----------
+    kind : {"smear_raw", "smear_dpc"}
+        Sample kind.
+    path : str or Path
+        Octopi acquisition folder, or DPC image file / folder.
+    out_fovs : path
+        TSV written with one row per FOV (``fov``, source files, stage position, shape,
+        ``pixel_size_um``, ``na``, ``wavelength_um``).
+    out_flatfield : path
+        ``.npz`` with ``left`` and ``right`` flatfields (mean 1), or empty for ``smear_dpc``.
+    pixel_size_um : float, optional
+        Pixel size from the sample sheet; overrides the acquisition metadata.
+    default_pixel_size_um : float, optional
+        Used when neither the sheet nor the metadata give a pixel size.
+    na, wavelength_um : float
+        Optics fallbacks when the metadata do not give them.
+    flatfield : bool
+        Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
+    """
+    path = Path(path)
+    rows = []
+    ff = {}
+    if kind == "smear_raw":
+        acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+        ps = acq.pixel_size_um or default_pixel_size_um
+        lefts, rights = [], []
+        for fov in acq.fovs:
+            left, right = load_pair(fov)
+            lefts.append(left)
+            rights.append(right)
+            rows.append(
+                {
+                    "fov": fov.name, "t": fov.t, "i": fov.i, "j": fov.j, "k": fov.k,
+                    "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
+                    "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
+                    "height": left.shape[0], "width": left.shape[1],
+                }
+            )
+        shapes = {a.shape for a in lefts}
+        if len(shapes) > 1:
+            raise InputImageError(
+                f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
+                "into samples with one image size each"
+            )
+        if flatfield:
+            ff = {"left": normalize.estimate_flatfield(lefts), "right": normalize.estimate_flatfield(rights)}
+        na_used = acq.na or na
+    elif kind == "smear_dpc":
+        ps = pixel_size_um or default_pixel_size_um
+        for f in _dpc_files(path):
+            img = read_gray(f)
+            rows.append(
+                {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
+                 "x_mm": np.nan, "y_mm": np.nan, "z_um": np.nan,
+                 "image": str(f), "height": img.shape[0], "width": img.shape[1]}
+            )
+        na_used = na
+    else:
+        raise ScopeflowError(f"{path}: unknown sample kind {kind!r}; use one of {', '.join(KINDS)}")
+    if ps is None:
+        raise ScopeflowError(
+            f"{path}: pixel size unknown (not in the acquisition metadata); give pixel_size_um "
+            "in the sample sheet or optics.pixel_size_um in the config"
+        )
+    df = pd.DataFrame(rows)
+    df["pixel_size_um"] = float(ps)
+    df["na"] = float(na_used) if na_used else np.nan
+    df["wavelength_um"] = float(wavelength_um)
+    Path(out_fovs).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(out_fovs) + ".tmp")
+    df.to_csv(tmp, sep="\t", index=False)
+    tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
+    np.savez_compressed(tmp_ff, **ff)
+    os.replace(tmp_ff, out_flatfield)
+    os.replace(tmp, out_fovs)
+    log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
+    return df
+
+
+def build_image_store(
+    fovs_tsv: str | Path,
+    flatfield_npz: str | Path,
+    out_zarr: str | Path,
+    *,
+    sample: str,
+    phase: bool = True,
+    phase_reg: float = 1e-2,
+    na_illum: float | None = None,
+    chunk: int = 1024,
+    provenance: Mapping | None = None,
+) -> None:
+    """Compute DPC (and quantitative phase) for every FOV and write the sample's OME-Zarr.
+
+    For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
+    Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
+    """
+    df = pd.read_csv(fovs_tsv, sep="\t")
+    with np.load(flatfield_npz) as z:
+        ff = {k: z[k] for k in z.files}
+    ome_zarr.create_sample_store(out_zarr, list(df["fov"]), provenance or {})
+    for row in df.itertuples(index=False):
+        row = row._asdict()
+        ps = float(row["pixel_size_um"])
+        if isinstance(row.get("left"), str):
+            left = read_gray(row["left"])
+            right = read_gray(row["right"])
+            if left.shape != right.shape:
+                raise InputImageError(
+                    f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
+                    "left and right images of a FOV must have the same size"
+                )
+            dpc = dpc_mod.dpc_octopi(left, right, ff.get("left"), ff.get("right"))
+        else:
+            dpc = read_gray(row["image"])
+        channels = {"dpc": dpc.astype(np.float32)}
+        na = row.get("na")
+        if phase and na is not None and np.isfinite(na):
+            channels["phase"] = dpc_mod.phase_from_dpc(
+                dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
+                na_illum=na_illum, reg=phase_reg,
+            )
+        attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                 for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
+        attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
+        ome_zarr.write_image(out_zarr, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
+        log.info("%s/%s: DPC%s written", sample, row["fov"], " + phase" if "phase" in channels else "")
+
+
+def segment_store(
+    zarr_path: str | Path,
+    out_record: str | Path,
+    *,
+    method: str = "classical",
+    chunk: int | None = 1024,
+    predictor_kwargs: Mapping | None = None,
+    threads: int = 1,
+) -> dict:
+    """Segment the ``dpc`` channel of every FOV of a sample store into ``labels/cells``.
+
+    The JSON record ``out_record`` (method, parameters, model checksum, cells per FOV, time)
+    is written last: it is the marker that the store's labels are complete.
+    """
+    from scopeflow.segment import make_predictor
+    from scopeflow.segment.chunked import segment_image
+
+    kwargs = dict(predictor_kwargs or {})
+    record = {"method": method, "chunk": chunk, "params": kwargs, "fovs": {}}
+    names = ome_zarr.fov_names(zarr_path)
+    t0 = time.perf_counter()
+    import dask
+
+    with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
+        for fov in names:
+            ps = float(ome_zarr.fov_attrs(zarr_path, fov)["pixel_size_um"])
+            predictor = make_predictor(method, pixel_size_um=ps, **kwargs)
+            dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
+            labels = segment_image(dpc, predictor, chunk=chunk)
+            attrs = {"method": method, "chunk": chunk, "params": kwargs}
+            sha = getattr(predictor, "sha256", None)
+            if sha:
+                attrs["model_sha256"] = sha
+                record["model_sha256"] = sha
+            ome_zarr.write_labels(zarr_path, fov, labels, "cells", attrs=attrs)
+            record["fovs"][fov] = int(labels.max())
+            log.info("%s: %d cells", fov, int(labels.max()))
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    _atomic_json(record, out_record)
+    return record
+
+
+def measure_store(
+    zarr_path: str | Path,
+    segmentation_json: str | Path,
+    out_cells: str | Path,
+    out_fovs: str | Path,
+    out_sample: str | Path,
+    *,
+    sample: str,
+    provenance: Mapping | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Measure every cell of a segmented store and write the cell, FOV and sample tables."""
+    seg = json.loads(Path(segmentation_json).read_text())
+    prov = dict(provenance or {})
+    prov.update(ome_zarr.store_attrs(zarr_path))
+    prov["segmentation"] = {k: seg[k] for k in ("method", "chunk", "params") if k in seg}
+    if seg.get("model_sha256"):
+        prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
+    cell_tables, fov_rows = [], []
+    for fov in ome_zarr.fov_names(zarr_path):
+        attrs = ome_zarr.fov_attrs(zarr_path, fov)
+        ps = float(attrs["pixel_size_um"])
+        dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
+        phase = (np.asarray(ome_zarr.read_channel(zarr_path, fov, "phase"))
+                 if "phase" in attrs["channels"] else None)
+        labels = ome_zarr.read_labels(zarr_path, fov)
+        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov)
+        cell_tables.append(cells)
+        extra = {k: attrs.get(k) for k in ("i", "j", "k", "x_mm", "y_mm", "z_um")}
+        fov_rows.append(
+            measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
+                                  pixel_size_um=ps, focus=measure.fov_focus(dpc), extra=extra)
+        )
+    cells = pd.concat(cell_tables, ignore_index=True) if cell_tables else pd.DataFrame()
+    fovs = pd.DataFrame(fov_rows)
+    for col in ("i", "j", "k"):
+        fovs[col] = pd.to_numeric(fovs[col]).astype("Int64")
+    for col in ("x_mm", "y_mm", "z_um"):
+        fovs[col] = pd.to_numeric(fovs[col]).astype("float64")
+    summary = pd.DataFrame([measure.summarize_sample(fovs, cells, sample=sample)])
+    tables.write_table(fovs, out_fovs, prov)
+    tables.write_table(summary, out_sample, prov)
+    tables.write_table(cells, out_cells, prov)
+    return cells, fovs, summary
+
+
+def sample_provenance(config: Mapping, inputs: Sequence[str | Path], **extra) -> dict:
+    """Provenance record for a sample's outputs."""
+    return make_provenance(config, inputs=inputs, **extra)

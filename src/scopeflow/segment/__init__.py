@@ -1,0 +1,1 @@
+"""Segmentation: predictors (classical, U-Net) and the chunked machinery that runs them."""

@@ -1,0 +1,147 @@
+# Discovery, validation and path helpers shared by every stage. No rules here.
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from scopeflow.pipeline import KINDS
+
+
+def _validate(data, schema, what):
+    """Validate against a schema (filling defaults); re-raise as one line naming the key."""
+    try:
+        validate(data, schema, set_default=True)
+    except WorkflowError as exc:
+        cause = exc.args[0] if exc.args else str(exc)
+        first = str(cause).splitlines()[0]
+        raise WorkflowError(f"{what}: {first}") from None
+
+
+_validate(config, "../schemas/config.schema.yaml", "config")
+
+RESULTS = config["results_dir"].rstrip("/")
+DEMO = config["demo"]
+
+
+def _demo_samples():
+    if not DEMO["enabled"]:
+        return []
+    return [f"demo_smear_{n}" for n in range(1, DEMO["samples"] + 1)]
+
+
+def _detect_kind(path):
+    """Kind of a discovered folder; 'unknown' lets its ingest job fail with a clear message."""
+    from scopeflow.pipeline import detect_kind
+    from scopeflow.errors import ScopeflowError
+
+    try:
+        return detect_kind(path)
+    except ScopeflowError:
+        return "unknown"
+
+
+def _read_sheet(sheet):
+    path = Path(sheet)
+    if not path.is_file():
+        raise WorkflowError(
+            f"config key samples: sample sheet '{sheet}' does not exist; fix the path, "
+            "or set samples to \"\" to discover the folders under input_dir"
+        )
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    df = pd.read_csv(path, sep=sep, dtype={"sample": str, "kind": str, "path": str}, comment="#")
+    df.columns = [c.strip() for c in df.columns]
+    missing = {"sample", "kind", "path"} - set(df.columns)
+    if missing:
+        raise WorkflowError(f"{sheet}: missing column(s) {sorted(missing)}; the sheet needs sample, kind, path")
+    if "pixel_size_um" not in df.columns:
+        df["pixel_size_um"] = None
+    df = df.astype(object).where(df.notna(), None)
+    for n, row in enumerate(df.to_dict("records"), start=2):
+        try:
+            validate(row, "../schemas/samples.schema.yaml")
+        except WorkflowError as exc:
+            first = str(exc.args[0] if exc.args else exc).splitlines()[0]
+            raise WorkflowError(f"{sheet} line {n}: {first}") from None
+    dups = df["sample"][df["sample"].duplicated()].tolist()
+    if dups:
+        raise WorkflowError(f"{sheet}: duplicate sample name(s) {dups}; sample names must be unique")
+    base = path.parent
+    df["path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p)) for p in df["path"]]
+    return df
+
+
+def _discover(input_dir):
+    rows = []
+    root = Path(input_dir)
+    if root.is_dir():
+        for p in sorted(root.iterdir()):
+            if p.is_dir() and not p.name.startswith("."):
+                rows.append({"sample": p.name, "kind": _detect_kind(p), "path": str(p), "pixel_size_um": None})
+    return pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um"])
+
+
+def load_samples():
+    """The sample table: sheet rows, or discovered folders, plus the demo samples."""
+    if config["samples"]:
+        df = _read_sheet(config["samples"])
+    else:
+        df = _discover(config["input_dir"])
+    demo_rows = [
+        {"sample": s, "kind": "smear_raw", "path": f"{DEMO['dir'].rstrip('/')}/{s}", "pixel_size_um": None}
+        for s in _demo_samples()
+        if s not in set(df["sample"])
+    ]
+    if demo_rows:
+        df = pd.concat([df, pd.DataFrame(demo_rows)], ignore_index=True)
+    return df.set_index("sample", drop=False)
+
+
+SAMPLES = load_samples()
+SMEAR_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in KINDS or k == "unknown"]
+
+wildcard_constraints:
+    sample="|".join(map(re.escape, SAMPLES["sample"])) if len(SAMPLES) else "(?!x)x",
+    demo_sample="demo_smear_[0-9]+",
+
+
+def out(sample, name):
+    """Path of a per-sample output."""
+    return f"{RESULTS}/{sample}/{name}"
+
+
+def log_path(rule_name):
+    return f"{RESULTS}/{{sample}}/logs/{rule_name}.log"
+
+
+def bench_path(rule_name):
+    return f"{RESULTS}/{{sample}}/benchmarks/{rule_name}.tsv"
+
+
+def sample_row(wildcards):
+    return SAMPLES.loc[wildcards.sample]
+
+
+def sample_input(wildcards):
+    """The sample's acquisition folder / DPC file(s): a per-sample input, so new samples do not
+    invalidate old ones."""
+    return sample_row(wildcards)["path"]
+
+
+def sample_outputs(sample):
+    return [
+        out(sample, f"{sample}.ome.zarr"),
+        out(sample, "cells.parquet"),
+        out(sample, "fovs.parquet"),
+        out(sample, "sample.parquet"),
+        out(sample, "report/overview.png"),
+    ]
+
+
+def all_outputs():
+    files = [o for s in SMEAR_SAMPLES for o in sample_outputs(s)]
+    if SMEAR_SAMPLES:
+        files.append(f"{RESULTS}/samples.parquet")
+    return files

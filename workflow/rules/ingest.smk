@@ -1,0 +1,39 @@
+# Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs and
+# estimate per-channel flatfields.
+
+
+rule demo_acquisition:
+    output:
+        directory(f"{DEMO['dir'].rstrip('/')}/{{demo_sample}}"),
+    params:
+        ny=DEMO["ny"],
+        nx=DEMO["nx"],
+        size=DEMO["size"],
+        seed=lambda wc: DEMO["seed"] + int(wc.demo_sample.rsplit("_", 1)[1]),
+    log:
+        f"{RESULTS}/logs/demo_acquisition/{{demo_sample}}.log",
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/demo_acquisition.py"
+
+
+rule ingest:
+    input:
+        sample_input,
+    output:
+        fovs=out("{sample}", "ingest/fovs.tsv"),
+        flatfield=out("{sample}", "ingest/flatfield.npz"),
+    params:
+        kind=lambda wc: sample_row(wc)["kind"],
+        pixel_size_um=lambda wc: sample_row(wc)["pixel_size_um"],
+        optics=config["optics"],
+        flatfield=config["dpc"]["flatfield"],
+    log:
+        log_path("ingest"),
+    benchmark:
+        bench_path("ingest")
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/ingest.py"

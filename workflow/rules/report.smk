@@ -1,0 +1,41 @@
+# Figures for `snakemake --report` and the table of all samples.
+
+
+rule sample_overview:
+    input:
+        zarr=rules.dpc.output.zarr,
+        cells=rules.measure.output.cells,
+        fovs=rules.measure.output.fovs,
+    output:
+        report(
+            out("{sample}", "report/overview.png"),
+            caption="../report/overview.rst",
+            category="Samples",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "overview"},
+        ),
+    log:
+        log_path("sample_overview"),
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/sample_overview.py"
+
+
+rule summarize_samples:
+    input:
+        expand(out("{sample}", "sample.parquet"), sample=SMEAR_SAMPLES),
+    output:
+        parquet=f"{RESULTS}/samples.parquet",
+        csv=report(
+            f"{RESULTS}/samples.csv",
+            caption="../report/samples.rst",
+            category="Summary",
+            labels={"table": "samples"},
+        ),
+    log:
+        f"{RESULTS}/logs/summarize_samples.log",
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/summarize_samples.py"
