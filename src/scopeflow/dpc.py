@@ -36,9 +36,9 @@ from scipy import ndimage
 __all__ = [
     "dpc_octopi",
     "dpc_to_uint8",
-    "weak_object_transfer_functions",
-    "phase_transfer_function",
     "phase_from_dpc",
+    "phase_transfer_function",
+    "weak_object_transfer_functions",
 ]
 
 # normalized frequency table (units of NA/λ): spacing 1/_TABLE_RES, size _TABLE_N (covers ±2.56)
@@ -229,16 +229,18 @@ def phase_transfer_function(
     )[1]
 
 
-def _odd_x_pad(d: np.ndarray, py: int, px: int) -> np.ndarray:
+def _odd_x_pad(d: np.ndarray, py: tuple[int, int], px: tuple[int, int]) -> np.ndarray:
     """Mirror-pad a DPC image: even in y, odd (sign-flipped) in x.
 
     Mirroring the *object* at the borders turns an x-gradient signal into its negative in
     the mirrored columns, so this padding is consistent with a mirror-symmetric phase.
+    ``py`` and ``px`` are (before, after) widths.
     """
-    out = np.pad(d, ((py, py), (px, px)), mode="symmetric")
-    if px:
-        out[:, :px] *= -1
-        out[:, -px:] *= -1
+    out = np.pad(d, (py, px), mode="symmetric")
+    if px[0]:
+        out[:, : px[0]] *= -1
+    if px[1]:
+        out[:, out.shape[1] - px[1] :] *= -1
     return out
 
 
@@ -248,8 +250,9 @@ def phase_from_dpc(
     wavelength_um: float,
     na: float,
     na_illum: float | None = None,
-    reg: float = 1e-2,
+    reg: float = 3e-3,
     pad: int | None = None,
+    remove_offset: bool = True,
 ) -> np.ndarray:
     """Quantitative phase from an Octopi DPC image by single-axis Tikhonov deconvolution.
 
@@ -270,12 +273,19 @@ def phase_from_dpc(
     na_illum : float, optional
         Illumination NA (default ``na``).
     reg : float
-        Tikhonov regularization α (relative to ``|H|² ≤ ~1``); larger = smoother, less
-        low-frequency recovery and less noise.
+        Tikhonov regularization α (``|H|`` peaks near 1). Default 3e-3: on simulated
+        smears (NA 0.4, 0.333 µm px, shot noise of 5000 e⁻) the correlation with the true
+        phase is r ≈ 0.90 at 3e-3, 0.86 at 1e-2; Tian & Waller used 5e-3 summed over four
+        images (≈ 2.5e-3 per axis). Larger = smoother, less low-frequency recovery, fewer
+        streaks along x.
     pad : int, optional
         Padding (px) on every side before the FFT; default a quarter of the larger image
         side (at least 16 px). The image is mirrored, with the sign flipped in x, so that
         the padding corresponds to a mirrored object and does not create edge artefacts.
+    remove_offset : bool
+        Subtract the mean of ``DPC − 0.5`` first. A constant offset (left/right brightness
+        imbalance, or the 8-bit truncation of Octopi's DPC: 0.5 is stored as 127) carries no
+        phase information but would otherwise turn into a phase ramp along x.
 
     Returns
     -------
@@ -288,17 +298,17 @@ def phase_from_dpc(
     if d.ndim != 2:
         raise ValueError(f"expected a 2-D DPC image, got shape {d.shape}")
     d = np.nan_to_num(d - 0.5, nan=0.0)
+    if remove_offset:
+        d -= d.mean()
     ny, nx = d.shape
     if pad is None:
         pad = max(16, max(ny, nx) // 4)
-    py = min(int(pad), 4 * ny)
-    px = min(int(pad), 4 * nx)
-    # enlarge padding to an FFT-friendly size
+    py = min(int(pad), ny)
+    px = min(int(pad), nx)
+    # widen the trailing padding to an FFT-friendly size
     fy = sfft.next_fast_len(ny + 2 * py)
     fx = sfft.next_fast_len(nx + 2 * px)
-    py_extra, px_extra = fy - (ny + 2 * py), fx - (nx + 2 * px)
-    dp = _odd_x_pad(d, py, px)
-    dp = np.pad(dp, ((0, py_extra), (0, px_extra)), mode="constant")
+    dp = _odd_x_pad(d, (py, fy - ny - py), (px, fx - nx - px))
     h = phase_transfer_function(dp.shape, pixel_size_um, wavelength_um, na, na_illum)
     spec = sfft.fft2(dp, workers=1)
     phi_hat = np.conj(h) * spec / (np.abs(h) ** 2 + reg)

@@ -52,6 +52,8 @@ def sample_overview_figure(
     if grid is not None:
         im = axes[1].imshow(grid, cmap="viridis")
         fig.colorbar(im, ax=axes[1], label="cells")
+        axes[1].set_xticks(range(grid.shape[1]))
+        axes[1].set_yticks(range(grid.shape[0]))
         axes[1].set_xlabel("FOV column j")
         axes[1].set_ylabel("FOV row i")
         axes[1].set_title("cells per FOV (stage grid)")

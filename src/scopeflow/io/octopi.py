@@ -33,20 +33,22 @@ import numpy as np
 from scopeflow.errors import InputImageError
 
 __all__ = [
-    "AcquisitionError",
+    "CONFIG_FILE",
     "FOV",
+    "LEFT",
+    "OBJECTIVES",
+    "PARAMS_FILE",
+    "RIGHT",
     "Acquisition",
-    "read_acquisition",
+    "AcquisitionError",
+    "iter_pairs",
     "load_channel",
     "load_pair",
-    "write_acquisition",
-    "pixel_size_from_params",
     "na_from_params",
-    "PARAMS_FILE",
-    "CONFIG_FILE",
-    "LEFT",
-    "RIGHT",
-    "OBJECTIVES",
+    "pixel_size_from_params",
+    "read_acquisition",
+    "to_float01",
+    "write_acquisition",
 ]
 
 PARAMS_FILE = "acquisition parameters.json"
@@ -431,9 +433,7 @@ def read_acquisition(
     if (path / CONFIG_FILE).is_file():
         modes = _read_modes(path / CONFIG_FILE)
 
-    tdirs = sorted(
-        (int(p.name), p) for p in path.iterdir() if p.is_dir() and p.name.isdigit()
-    )
+    tdirs = sorted((int(p.name), p) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
     if not tdirs:
         raise AcquisitionError(
             f"{path}: no time-point folder (0/, 1/, ...) with images; copy the complete "
@@ -784,7 +784,7 @@ def write_acquisition(
     import imageio.v3 as iio
     import tifffile
 
-    for (i, j, k) in keys:
+    for i, j, k in keys:
         for ch, img in frames[(i, j, k)].items():
             p = tdir / f"{i}_{j}_{k}_{ch}.{fmt}"
             if fmt in ("tiff", "tif"):
@@ -797,9 +797,17 @@ def write_acquisition(
         with open(tdir / COORDS_FILE, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["i", "j", "k", "x (mm)", "y (mm)", "z (um)"])
-            for (i, j, k) in keys:
-                w.writerow([i, j, k, round(x0 + j * dx_mm, 6), round(y0 + i * dy_mm, 6),
-                            round(k * dz_um, 4)])
+            for i, j, k in keys:
+                w.writerow(
+                    [
+                        i,
+                        j,
+                        k,
+                        round(x0 + j * dx_mm, 6),
+                        round(y0 + i * dy_mm, 6),
+                        round(k * dz_um, 4),
+                    ]
+                )
     (tdir / "done").write_text("")
     return out
 

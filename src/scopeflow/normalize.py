@@ -1,0 +1,191 @@
+"""Flatfield estimation and intensity normalization.
+
+All functions take and return (y, x) arrays; outputs are float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "apply_flatfield",
+    "estimate_flatfield",
+    "image_stats",
+    "percentile_normalize",
+    "zscore",
+]
+
+
+def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
+    """Mean over f×f blocks (edges that do not fill a block are averaged as partial blocks)."""
+    ny, nx = img.shape
+    py, px = (-ny) % f, (-nx) % f
+    if py or px:
+        img = np.pad(img, ((0, py), (0, px)), mode="edge")
+    return img.reshape(img.shape[0] // f, f, img.shape[1] // f, f).mean(axis=(1, 3))
+
+
+def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing without border bias for sloped backgrounds.
+
+    A least-squares quadratic surface is fitted first and only the residual is smoothed
+    (mirror borders), so a vignetting falloff that is still steep at the image border is
+    not flattened there.
+    """
+    ny, nx = img.shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+    basis = np.stack([np.ones_like(yy), yy, xx, yy * yy, xx * xx, yy * xx], axis=-1)
+    coef, *_ = np.linalg.lstsq(basis.reshape(-1, 6), img.ravel(), rcond=None)
+    surface = basis @ coef
+    return surface + ndimage.gaussian_filter(img - surface, sigma, mode="reflect")
+
+
+def estimate_flatfield(
+    images: Iterable[np.ndarray],
+    sigma: float | None = None,
+    bin_factor: int | None = None,
+) -> np.ndarray:
+    """Estimate a smooth multiplicative flatfield from the FOVs of one channel.
+
+    The images are block-averaged (binned), the per-pixel median over FOVs is taken (a single
+    FOV is used as is), the result is smoothed (a least-squares quadratic surface plus the
+    Gaussian-smoothed residual, which avoids border bias), upsampled back to the image shape
+    and normalized to mean 1. Cells are averaged out by the median over FOVs and
+    by the smoothing (DPC half-illumination images of unstained cells have nearly background
+    mean intensity).
+
+    Parameters
+    ----------
+    images : iterable of numpy.ndarray
+        2-D images (y, x) of one illumination channel, all of the same shape; a generator is
+        fine (only binned copies are kept).
+    sigma : float, optional
+        Gaussian smoothing sigma in full-resolution pixels; default 1/16 of the larger image
+        side (64 px for 1024²).
+    bin_factor : int, optional
+        Binning before the median/smoothing; default so that the binned image is ≈128 px.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 flatfield (y, x), mean 1, strictly positive.
+
+    Raises
+    ------
+    ValueError
+        No images, images that are not 2-D, or images of different shapes.
+    """
+    binned = []
+    shape = None
+    f = bin_factor
+    for img in images:
+        a = np.asarray(img, dtype=np.float32)
+        if a.ndim != 2:
+            raise ValueError(f"estimate_flatfield: expected 2-D images, got shape {a.shape}")
+        if shape is None:
+            shape = a.shape
+            if f is None:
+                f = max(1, max(shape) // 128)
+        elif a.shape != shape:
+            raise ValueError(f"estimate_flatfield: image shapes differ: {shape} vs {a.shape}")
+        binned.append(_block_mean(a, f))
+    if shape is None:
+        raise ValueError("estimate_flatfield: no images given")
+    stack = np.stack(binned)
+    med = np.median(stack, axis=0) if len(binned) > 1 else stack[0]
+    if sigma is None:
+        sigma = max(shape) / 16.0
+    small = _smooth(med.astype(np.float64), sigma / f)
+    # back to full resolution: bin centres sit at (f-1)/2 + f*n in full-res pixel coordinates
+    yy = (np.arange(shape[0]) - (f - 1) / 2.0) / f
+    xx = (np.arange(shape[1]) - (f - 1) / 2.0) / f
+    cy, cx = np.meshgrid(yy, xx, indexing="ij")
+    ff = ndimage.map_coordinates(small, [cy, cx], order=1, mode="nearest")
+    mean = ff.mean()
+    if not np.isfinite(mean) or mean <= 0:
+        raise ValueError("estimate_flatfield: images have no positive signal")
+    ff = ff / mean
+    floor = 1e-3
+    return np.maximum(ff, floor).astype(np.float32)
+
+
+def apply_flatfield(img: np.ndarray, ff: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Divide an image by a flatfield: ``img / max(ff, eps)`` (float32).
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        Image (y, x); integer images are *not* rescaled (use them as float counts).
+    ff : numpy.ndarray
+        Flatfield of the same shape (mean ≈ 1).
+    eps : float
+        Lower bound of the flatfield to avoid division by zero.
+    """
+    img = np.asarray(img, dtype=np.float32)
+    ff = np.asarray(ff, dtype=np.float32)
+    if img.shape != ff.shape:
+        raise ValueError(f"apply_flatfield: image {img.shape} and flatfield {ff.shape} differ")
+    return img / np.maximum(ff, np.float32(eps))
+
+
+def image_stats(img: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the finite pixels (float64 accumulation)."""
+    a = np.asarray(img, dtype=np.float64)
+    finite = np.isfinite(a)
+    if not finite.all():
+        a = a[finite]
+    if a.size == 0:
+        return 0.0, 0.0
+    return float(a.mean()), float(a.std())
+
+
+def zscore(img: np.ndarray, mean: float | None = None, std: float | None = None) -> np.ndarray:
+    """``(img − mean) / std`` as float32; statistics from the image when not given.
+
+    A zero (or non-finite) std gives ``img − mean`` (all zeros for a constant image) instead
+    of dividing by zero.
+    """
+    a = np.asarray(img, dtype=np.float32)
+    if mean is None or std is None:
+        m, s = image_stats(a)
+        mean = m if mean is None else mean
+        std = s if std is None else std
+    out = a - np.float32(mean)
+    if std and np.isfinite(std) and std > 0:
+        out /= np.float32(std)
+    return out
+
+
+def percentile_normalize(
+    img: np.ndarray, lo: float = 1.0, hi: float = 99.8, clip: bool = False
+) -> np.ndarray:
+    """Map the ``lo`` and ``hi`` percentiles to 0 and 1 (float32).
+
+    Parameters
+    ----------
+    img : numpy.ndarray
+        Image.
+    lo, hi : float
+        Percentiles in [0, 100].
+    clip : bool
+        Clip the result to [0, 1].
+
+    Returns
+    -------
+    numpy.ndarray
+        float32; a constant image maps to zeros.
+    """
+    a = np.asarray(img, dtype=np.float32)
+    p_lo, p_hi = np.nanpercentile(a, [lo, hi]) if a.size else (0.0, 1.0)
+    span = float(p_hi - p_lo)
+    out = a - np.float32(p_lo)
+    if span > 0 and np.isfinite(span):
+        out /= np.float32(span)
+    else:
+        out[...] = 0.0
+    if clip:
+        np.clip(out, 0.0, 1.0, out=out)
+    return out

@@ -1,0 +1,427 @@
+"""Chunked, chunk-size-invariant instance segmentation of one field of view.
+
+Any :class:`~scopeflow.segment.base.Predictor` runs here tile by tile, and the labels do
+not depend on the chunk size: they are *identical* (same ids, not just the same cells)
+for chunk 512, 1024 or the whole image.
+
+How
+---
+1. ``predictor.prepare(image)`` sees the whole image once (global statistics).
+2. The image is cut into a grid of square *cores* of ``chunk`` pixels (the last row and
+   column may be smaller). Each core is extended by a *halo* of
+   ``context + object_size`` pixels, rounded up to a multiple of 16 (U-Nets downsample by
+   16, so every tile origin stays on the image's 16-pixel grid), and clipped at the image
+   border (no artificial padding beyond the image).
+3. On the extended tile, ``predict`` then ``decode`` give instance ``labels`` and compact
+   ``seeds``. Every instance that covers a core pixel is named after its seed: the
+   global linear index ``y * width + x`` of the seed's first pixel in raster order, plus
+   one. An instance overlapping a core lies within ``object_size`` of it, and the maps
+   there are exact because they are ``context`` pixels away from the tile edge, so the
+   neighbouring tile that also sees this instance gives it the same name.
+4. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
+
+Pixels of instances without a seed, or whose seed starts farther than ``object_size``
+from the core (both break the predictor contract), are left as background.
+
+Units: pixels; arrays are (y, x) with the origin at the centre of pixel (0, 0).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import dask
+import numpy as np
+
+from scopeflow.segment.base import Predictor
+
+__all__ = [
+    "ALIGN",
+    "chunk_cores",
+    "halo_px",
+    "segment_chunk",
+    "segment_image",
+    "segment_to_zarr",
+]
+
+#: Tile origins, halos and chunk sizes are multiples of this (the U-Net stride).
+ALIGN = 16
+
+#: Attribute key of the progress record that :func:`segment_to_zarr` keeps on the array.
+ZARR_ATTR = "scopeflow_segmentation"
+
+_LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded"}
+
+
+def halo_px(predictor: Predictor) -> int:
+    """Halo (pixels, each side) that makes a predictor's labels chunk-size invariant.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        Provides ``context`` and ``object_size`` (pixels).
+
+    Returns
+    -------
+    int
+        ``context + object_size`` rounded up to a multiple of :data:`ALIGN` (16).
+    """
+    need = int(predictor.context) + int(predictor.object_size)
+    if need < 0:
+        raise ValueError(f"predictor context + object_size must be >= 0, got {need}")
+    return int(math.ceil(need / ALIGN) * ALIGN)
+
+
+def _check_chunk(chunk: int | None) -> None:
+    if chunk is None:
+        return
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)):
+        raise ValueError(f"chunk must be a positive multiple of {ALIGN} or None, got {chunk!r}")
+    if chunk <= 0 or chunk % ALIGN:
+        raise ValueError(
+            f"chunk must be a positive multiple of {ALIGN} (U-Net stride) or None for the "
+            f"whole image, got {chunk}"
+        )
+
+
+def chunk_cores(shape: tuple[int, int], chunk: int | None) -> list[tuple[slice, slice]]:
+    """Cores of the chunk grid, in raster order.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape (y, x), pixels.
+    chunk : int or None
+        Core side, pixels (multiple of 16); None = one core covering the whole image.
+
+    Returns
+    -------
+    list of (slice, slice)
+        ``(y_slice, x_slice)`` of each core; the last row/column may be smaller.
+    """
+    _check_chunk(chunk)
+    h, w = int(shape[0]), int(shape[1])
+    if chunk is None:
+        return [(slice(0, h), slice(0, w))]
+    return [
+        (slice(y, min(y + chunk, h)), slice(x, min(x + chunk, w)))
+        for y in range(0, h, chunk)
+        for x in range(0, w, chunk)
+    ]
+
+
+def _as_2d_float(image: Any) -> np.ndarray:
+    """Load a numpy/dask/zarr image (y, x) into memory as float32, without rescaling."""
+    if hasattr(image, "compute") and not isinstance(image, np.ndarray):  # dask
+        arr = np.asarray(image.compute())
+    elif isinstance(image, np.ndarray):
+        arr = image
+    else:  # zarr arrays and other array-likes
+        arr = np.asarray(image[...])
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D (y, x) image, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _id_dtype(shape: tuple[int, int]) -> np.dtype:
+    """Smallest unsigned dtype holding every seed name (linear index + 1)."""
+    return np.dtype(np.uint32) if shape[0] * shape[1] < 2**32 else np.dtype(np.uint64)
+
+
+def segment_chunk(
+    image: np.ndarray,
+    predictor: Predictor,
+    core: tuple[slice, slice],
+    halo: int,
+) -> np.ndarray:
+    """Segment one core of a prepared image and name its instances by their seeds.
+
+    Parameters
+    ----------
+    image : np.ndarray of float32, shape (H, W)
+        The whole image, already passed to ``predictor.prepare``.
+    predictor : Predictor
+        The per-tile predictor.
+    core : (slice, slice)
+        Core ``(y_slice, x_slice)`` with unit steps.
+    halo : int
+        Halo, pixels each side (see :func:`halo_px`); clipped at the image border.
+
+    Returns
+    -------
+    np.ndarray of uint64, core shape
+        0 = background, else 1 + global linear index (``y * W + x``) of the first pixel,
+        in raster order, of the instance's seed.
+    """
+    h, w = image.shape
+    y0, y1, x0, x1 = core[0].start, core[0].stop, core[1].start, core[1].stop
+    ty0, ty1 = max(0, y0 - halo), min(h, y1 + halo)
+    tx0, tx1 = max(0, x0 - halo), min(w, x1 + halo)
+    tile = image[ty0:ty1, tx0:tx1]
+    maps = predictor.predict(tile)
+    labels, seeds = predictor.decode(maps)
+    labels = np.asarray(labels)
+    seeds = np.asarray(seeds)
+    if labels.shape != tile.shape or seeds.shape != tile.shape:
+        raise ValueError(
+            f"{type(predictor).__name__}.decode returned shapes {labels.shape}, {seeds.shape} "
+            f"for a tile of shape {tile.shape}"
+        )
+    core_labels = labels[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
+    out = np.zeros(core_labels.shape, dtype=np.uint64)
+    flat = seeds.ravel()
+    where = np.flatnonzero(flat > 0)
+    if where.size == 0 or not np.any(core_labels > 0):
+        return out
+    ids, first = np.unique(flat[where], return_index=True)  # first = earliest in raster order
+    py, px = np.divmod(where[first], seeds.shape[1])
+    gy = py + ty0
+    gx = px + tx0
+    reach = int(predictor.object_size)
+    trusted = (gy >= y0 - reach) & (gy < y1 + reach) & (gx >= x0 - reach) & (gx < x1 + reach)
+    names = gy.astype(np.uint64) * np.uint64(w) + gx.astype(np.uint64) + np.uint64(1)
+    ids, names = ids[trusted].astype(np.int64), names[trusted]
+    if ids.size == 0:
+        return out
+    top = int(core_labels.max())
+    if top <= 4 * core_labels.size + 1024:
+        lut = np.zeros(top + 1, dtype=np.uint64)
+        inside = ids <= top
+        lut[ids[inside]] = names[inside]
+        return lut[core_labels.astype(np.int64, copy=False)]
+    pos = np.clip(np.searchsorted(ids, core_labels), 0, ids.size - 1)
+    hit = (ids[pos] == core_labels) & (core_labels > 0)
+    out[hit] = names[pos[hit]]
+    return out
+
+
+def _scheduler(num_workers: int | None) -> dict:
+    sched = dask.config.get("scheduler", None)
+    if sched not in _LOCAL_SCHEDULERS:
+        sched = "threads"
+    kw: dict[str, Any] = {"scheduler": sched}
+    if num_workers:
+        kw["num_workers"] = int(num_workers)
+    return kw
+
+
+def _run_tasks(fn: Callable, items: list, progress: bool, num_workers: int | None) -> list:
+    """Run ``fn(item)`` for every item on dask's local threads; results in item order."""
+    tasks = [dask.delayed(fn, pure=False)(it) for it in items]
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return list(dask.compute(*tasks, **_scheduler(num_workers)))
+    return list(dask.compute(*tasks, **_scheduler(num_workers)))
+
+
+def _first_pass(
+    img: np.ndarray,
+    predictor: Predictor,
+    chunk: int | None,
+    write: Callable[[tuple[slice, slice], np.ndarray], None],
+    progress: bool,
+    num_workers: int | None,
+) -> np.ndarray:
+    """Segment every core, hand its seed names to ``write``; return sorted distinct names."""
+    predictor.prepare(img)
+    halo = 0 if chunk is None else halo_px(predictor)
+    cores = chunk_cores(img.shape, chunk)
+
+    def one(core):
+        names = segment_chunk(img, predictor, core, halo)
+        write(core, names)
+        return np.unique(names[names > 0])
+
+    found = _run_tasks(one, cores, progress, num_workers)
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+
+
+def _relabel(names: np.ndarray, sorted_names: np.ndarray) -> np.ndarray:
+    """Map seed names to 1..N by their rank in ``sorted_names`` (0 stays 0), as uint32."""
+    out = np.zeros(names.shape, dtype=np.uint32)
+    nz = names > 0
+    if nz.any():
+        out[nz] = (np.searchsorted(sorted_names, names[nz]) + 1).astype(np.uint32)
+    return out
+
+
+def segment_image(
+    image: Any,
+    predictor: Predictor,
+    chunk: int | None = 1024,
+    *,
+    progress: bool = False,
+    num_workers: int | None = None,
+) -> np.ndarray:
+    """Segment a 2-D image into instance labels, chunk by chunk.
+
+    Parameters
+    ----------
+    image : array_like, shape (y, x)
+        numpy, dask or zarr array. It is loaded into memory once as float32, *without*
+        rescaling (give the predictor the units it expects, e.g. DPC in [0, 1]): the
+        predictor's ``prepare`` needs the whole image, and a field of view (up to ~4096²,
+        64 MiB as float32) fits in memory.
+    predictor : Predictor
+        See :mod:`scopeflow.segment.base`. Its ``predict``/``decode`` must be safe to call
+        from several threads after ``prepare``.
+    chunk : int or None
+        Core side in pixels, a multiple of 16; None = the whole image as one tile. The
+        result does not depend on it.
+    progress : bool
+        Show a dask progress bar.
+    num_workers : int, optional
+        Threads; default: dask's configuration (``dask.config.set(num_workers=...)``)
+        or the number of cores.
+
+    Returns
+    -------
+    np.ndarray of uint32, shape (y, x)
+        0 = background, cells 1..N numbered in raster order of their seeds' first pixel.
+
+    Raises
+    ------
+    ValueError
+        If ``chunk`` is not a positive multiple of 16 or None, the image is not 2-D, or
+        the image has 2**32 or more cells.
+
+    Notes
+    -----
+    Peak memory: the float32 image, a seed-name image (uint32, or uint64 beyond 2**32
+    pixels), the uint32 result, and one extended tile's maps per thread.
+    """
+    _check_chunk(chunk)
+    img = _as_2d_float(image)
+    names = np.zeros(img.shape, dtype=_id_dtype(img.shape))
+
+    def write(core, block):
+        names[core] = block  # cores are disjoint: no lock needed
+
+    sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers)
+    if sorted_names.size >= 2**32:
+        raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
+    return _relabel(names, sorted_names.astype(names.dtype))
+
+
+def _open_target(store_or_array: Any, shape: tuple[int, int], chunk: int | None):
+    import zarr
+
+    if isinstance(store_or_array, zarr.Array):
+        arr = store_or_array
+        if tuple(arr.shape) != tuple(shape):
+            raise ValueError(f"zarr array shape {arr.shape} differs from the image shape {shape}")
+        if not np.issubdtype(arr.dtype, np.unsignedinteger) or arr.dtype.itemsize < 4:
+            raise ValueError(f"zarr array dtype must be uint32 or uint64, got {arr.dtype}")
+        return arr
+    side = chunk or 1024
+    chunks = (min(side, max(shape[0], 1)), min(side, max(shape[1], 1)))
+    return zarr.open_array(store_or_array, mode="w", shape=shape, chunks=chunks,
+                           dtype="uint32", fill_value=0)
+
+
+def _aligned(arr, chunk: int | None, shape: tuple[int, int]) -> bool:
+    """True when every core covers whole zarr chunks (concurrent writes never share one)."""
+    zc = tuple(arr.chunks)
+    if chunk is None:
+        return True
+    return all(chunk % c == 0 for c in zc)
+
+
+def _set_record(arr, **fields) -> None:
+    rec = dict(arr.attrs.get(ZARR_ATTR, {}))
+    rec.update(fields)
+    arr.attrs[ZARR_ATTR] = rec
+
+
+def segment_to_zarr(
+    image: Any,
+    predictor: Predictor,
+    store_or_array: Any,
+    chunk: int | None = 1024,
+    *,
+    progress: bool = False,
+    num_workers: int | None = None,
+):
+    """Segment a 2-D image and stream the uint32 labels into a zarr array.
+
+    Same labels as :func:`segment_image` (identical ids for any ``chunk``), but the label
+    image is never held in memory: pass 1 writes each core's seed names (1 + linear
+    index of the seed, which fits uint32 below 2**32 pixels) straight into the target
+    array and keeps only the sorted distinct names; pass 2 rewrites each chunk with the
+    ranks 1..N.
+
+    Parameters
+    ----------
+    image : array_like, shape (y, x)
+        numpy, dask or zarr array, loaded into memory once as float32 without rescaling
+        (the predictor's ``prepare`` needs all of it).
+    predictor : Predictor
+        See :mod:`scopeflow.segment.base`; thread-safe after ``prepare``.
+    store_or_array : zarr.Array or zarr store / path
+        Target. An existing ``zarr.Array`` must have the image's shape and dtype uint32
+        or uint64; anything else is opened with ``zarr.open_array(..., mode="w")`` as a
+        uint32 array chunked ``(chunk, chunk)`` (1024 for ``chunk=None``).
+    chunk : int or None
+        Core side in pixels, a multiple of 16, or None for one tile.
+    progress : bool
+        Show dask progress bars (one per pass).
+    num_workers : int, optional
+        Threads (default: dask's configuration).
+
+    Returns
+    -------
+    zarr.Array
+        The target array, holding labels 0 (background) and 1..N.
+
+    Notes
+    -----
+    Memory: the float32 image plus a few chunks (one extended tile per thread). Pass-1
+    writes are lock-free when ``chunk`` is a multiple of the array's chunk shape and
+    serialized otherwise; pass 2 walks the array's own chunk grid. The array's attribute ``scopeflow_segmentation`` records the state
+    (``"seed_names"`` during pass 1, ``"relabelling"``, then ``"complete"`` with
+    ``n_labels``), the chunk, halo and predictor name: a resume feature can add a
+    per-chunk completion list to it, since every chunk task of both passes is
+    independent.
+    """
+    _check_chunk(chunk)
+    img = _as_2d_float(image)
+    arr = _open_target(store_or_array, img.shape, chunk)
+    if img.size >= 2**32 and arr.dtype.itemsize < 8:
+        raise ValueError("images with 2**32 pixels or more need a uint64 target array")
+    lock = None if _aligned(arr, chunk, img.shape) else threading.Lock()
+    halo = 0 if chunk is None else halo_px(predictor)
+    _set_record(arr, state="seed_names", chunk=chunk, halo=halo,
+                predictor=getattr(predictor, "name", type(predictor).__name__))
+
+    def write(core, block):
+        block = block.astype(arr.dtype, copy=False)
+        if lock is None:
+            arr[core] = block
+        else:
+            with lock:
+                arr[core] = block
+
+    sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers)
+    if sorted_names.size >= 2**32:
+        raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
+    _set_record(arr, state="relabelling", n_labels=int(sorted_names.size))
+    sorted_names = sorted_names.astype(arr.dtype)
+
+    def relabel(core):
+        block = np.asarray(arr[core])
+        arr[core] = _relabel(block, sorted_names).astype(arr.dtype, copy=False)
+
+    cy, cx = (int(c) for c in arr.chunks)  # pass 2 follows the array's own chunks: no lock
+    grid = [
+        (slice(y, min(y + cy, img.shape[0])), slice(x, min(x + cx, img.shape[1])))
+        for y in range(0, img.shape[0], cy)
+        for x in range(0, img.shape[1], cx)
+    ]
+    _run_tasks(relabel, grid, progress, num_workers)
+    _set_record(arr, state="complete")
+    return arr

@@ -1,0 +1,454 @@
+"""U-Net (M2U-Net) predictor for RBC instance segmentation of Octopi DPC images.
+
+:class:`UNetPredictor` implements the :class:`scopeflow.segment.base.Predictor`
+protocol, so :func:`scopeflow.segment.chunked.segment_image` can run it over any
+chunking:
+
+* ``prepare(image)`` stores the whole-FOV z-score statistics (mean, std), the
+  normalization the network was trained with;
+* ``predict(tile)`` returns per-pixel class probabilities (C, h, w): for the
+  3-class head background / cell body / cell contour (softmax), for the 1-class
+  head the foreground probability (sigmoid);
+* ``decode(maps)`` turns the maps into instances: seeds are connected components
+  of the cell-body map, grown a few pixels into the foreground.
+
+Weights are a ``torch.save``'d dict ``{"state_dict": ..., "meta": {...}}`` read
+with ``torch.load(weights_only=True)``; the file's sha256 must match the
+``sha256: <hex>`` line of its model card (same path with suffix ``.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from scopeflow.errors import ScopeflowError
+from scopeflow.segment.m2unet import STRIDE, M2UNet
+
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "UNetPredictor",
+    "WeightsError",
+    "decode_maps",
+    "file_sha256",
+    "load_weights",
+]
+
+#: The shipped model (trained on Octopi DPC RBC data, see its model card).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "m2unet_rbc_dpc.pt"
+
+_CROSS = ndi.generate_binary_structure(2, 1)
+_SHA_RE = re.compile(r"^\s*[-*]?\s*`?sha256`?\s*:\s*`?([0-9a-fA-F]{64})`?\s*$", re.MULTILINE)
+
+
+class WeightsError(ScopeflowError):
+    """A weights file is missing, corrupted or does not match its model card."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the hex sha256 digest of a file.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to hash.
+
+    Returns
+    -------
+    str
+        64 lowercase hex characters.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def card_sha256(card: str | Path) -> str | None:
+    """Return the ``sha256: <hex>`` value of a model card, or None if it has none."""
+    m = _SHA_RE.search(Path(card).read_text(encoding="utf-8"))
+    return m.group(1).lower() if m else None
+
+
+def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Load a weights file after checking its sha256 against the model card.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.pt`` file holding ``{"state_dict": ..., "meta": {...}}`` (a bare state
+        dict is accepted too; then the head is inferred from its shape).
+    verify : bool, default True
+        Check the file's sha256 against the ``sha256:`` line of the model card
+        ``path.with_suffix(".md")``.
+
+    Returns
+    -------
+    dict
+        ``{"state_dict": OrderedDict, "meta": dict}``.
+
+    Raises
+    ------
+    WeightsError
+        One-line message naming the file: missing file or card, no sha256 line,
+        digest mismatch, or an unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if verify:
+        card = path.with_suffix(".md")
+        if not card.is_file():
+            raise WeightsError(
+                f"no model card {card} for weights {path} (needs a 'sha256: <hex>' line; "
+                "or pass verify=False)"
+            )
+        expected = card_sha256(card)
+        if expected is None:
+            raise WeightsError(f"model card {card} has no 'sha256: <hex>' line for weights {path}")
+        got = file_sha256(path)
+        if got != expected:
+            raise WeightsError(
+                f"sha256 mismatch for weights file {path}: got {got}, model card {card.name} "
+                f"says {expected} (corrupted or replaced file)"
+            )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise WeightsError(f"cannot read weights file {path}: {exc}".splitlines()[0]) from exc
+    if isinstance(obj, dict) and "state_dict" in obj:
+        sd, meta = obj["state_dict"], dict(obj.get("meta", {}))
+    elif isinstance(obj, dict):
+        sd, meta = obj, {}
+    else:
+        raise WeightsError(f"weights file {path} does not hold a state dict")
+    if "head.weight" not in sd:
+        raise WeightsError(f"weights file {path} is not an M2U-Net state dict (no 'head.weight')")
+    meta.setdefault("out_channels", int(sd["head.weight"].shape[0]))
+    meta.setdefault("in_channels", int(sd["encoder.0.0.weight"].shape[1]))
+    meta.setdefault("head", "3class" if meta["out_channels"] == 3 else "1class")
+    meta.setdefault("normalization", "zscore_fov")
+    return {"state_dict": sd, "meta": meta}
+
+
+def _grow(labels: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
+    """Grow labels by 4-connected steps into ``allowed`` pixels.
+
+    A pixel reached by several labels in the same step takes the largest id.
+    Ids from :func:`scipy.ndimage.label` follow the raster order of each
+    component's first pixel, which a translation does not change, so the result
+    does not depend on the tile a seed was decoded in.
+    """
+    lab = labels.copy()
+    for _ in range(int(steps)):
+        free = allowed & (lab == 0)
+        if not free.any():
+            break
+        dil = ndi.grey_dilation(lab, footprint=_CROSS, mode="constant", cval=0)
+        new = free & (dil > 0)
+        if not new.any():
+            break
+        lab[new] = dil[new]
+    return lab
+
+
+def decode_maps(
+    maps: np.ndarray,
+    *,
+    t_body: float = 0.5,
+    t_fg: float = 0.5,
+    min_seed_area: int = 20,
+    grow: int = 4,
+    erode: int = 2,
+    orphan_area: int = 150,
+    max_extent: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn probability maps into ``(labels, seeds)``.
+
+    Parameters
+    ----------
+    maps : np.ndarray, shape (C, h, w)
+        C = 3: probabilities of background, cell body, cell contour. C = 1:
+        foreground probability.
+    t_body : float, default 0.5
+        Seeds = 4-connected components of ``p_body > t_body`` (3-class head). For the
+        1-class head the body is the foreground eroded by ``erode`` pixels.
+    t_fg : float, default 0.5
+        Foreground = ``p_body + p_contour > t_fg`` (3 classes) or ``p > t_fg`` (1).
+    min_seed_area : int, default 20
+        Seeds smaller than this (pixels) are dropped.
+    grow : int, default 4
+        Seeds grow this many 4-connected steps into the foreground; this is how far
+        an instance extends beyond its seed.
+    erode : int, default 2
+        1-class head only: erosion (4-connected steps) of the foreground that makes
+        the seeds, so narrow bridges between touching cells are cut.
+    orphan_area : int, default 150
+        Foreground components (4-connected) left without a seed become instances of
+        their own (seed = the component) if at least this large. 0 disables this.
+    max_extent : int or None
+        Instances whose bounding box is larger than this on either side are
+        dropped (the ``object_size`` contract of the chunked machinery).
+
+    Returns
+    -------
+    labels, seeds : np.ndarray of int32, shape (h, w)
+        Instances (0 = background) and, with the same ids, their seeds.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[0] not in (1, 3):
+        raise ValueError(f"maps must have shape (1|3, h, w), got {maps.shape}")
+    if maps.shape[0] == 3:
+        fg = (maps[1] + maps[2]) > t_fg
+        body = maps[1] > t_body
+    else:
+        fg = maps[0] > t_fg
+        body = ndi.binary_erosion(fg, structure=_CROSS, iterations=int(erode)) if erode else fg
+    seeds, n = ndi.label(body, structure=_CROSS)
+    if n:
+        area = np.bincount(seeds.ravel(), minlength=n + 1)
+        keep = area >= min_seed_area
+        keep[0] = False
+        seeds = np.where(keep[seeds], seeds, 0)
+    labels = _grow(seeds, fg, grow)
+    if orphan_area > 0:
+        rest, m = ndi.label(fg & (labels == 0), structure=_CROSS)
+        if m:
+            area = np.bincount(rest.ravel(), minlength=m + 1)
+            big = area >= orphan_area
+            big[0] = False
+            if big.any():
+                top = int(labels.max())
+                orphan = np.where(big[rest], rest + top, 0)
+                labels = np.where(orphan > 0, orphan, labels)
+                seeds = np.where(orphan > 0, orphan, seeds)
+    if max_extent is not None and labels.any():
+        drop = []
+        for i, sl in enumerate(ndi.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            if sl[0].stop - sl[0].start > max_extent or sl[1].stop - sl[1].start > max_extent:
+                drop.append(i)
+        if drop:
+            bad = np.isin(labels, drop)
+            labels[bad] = 0
+            seeds[np.isin(seeds, drop)] = 0
+    seeds = np.where(labels == seeds, seeds, 0)
+    return labels.astype(np.int32), seeds.astype(np.int32)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def _splits(length: int, core: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """Cut ``[0, length)`` into cores of at most ``core`` (multiples of 16).
+
+    Returns (in_start, in_stop, core_start, core_stop) per piece; the input window
+    is the core plus ``halo`` each side, clipped to the range.
+    """
+    if length <= core + 2 * halo:
+        return [(0, length, 0, length)]
+    n = -(-length // core)
+    per = -(-length // n)
+    step = -(-per // STRIDE) * STRIDE
+    out = []
+    for c0 in range(0, length, step):
+        c1 = min(c0 + step, length)
+        out.append((max(0, c0 - halo), min(length, c1 + halo), c0, c1))
+    return out
+
+
+class UNetPredictor:
+    """M2U-Net predictor for the chunked segmentation machinery.
+
+    Parameters
+    ----------
+    weights : str, Path or None
+        Weights file (``.pt``) with a model card beside it (same name, ``.md``)
+        carrying ``sha256: <hex>``. None = the shipped model
+        :data:`DEFAULT_WEIGHTS`.
+    device : {"auto", "cpu", "cuda"}
+        Torch device; ``"auto"`` takes CUDA when available.
+    threads : int or None
+        CPU threads for torch (the job's cores); None leaves torch's setting.
+    batch_size : int, default 4
+        Sub-tiles per forward pass when a tile is split.
+    tile : int, default 1024
+        Largest core (pixels, multiple of 16) of one forward pass. Larger tiles
+        are split into sub-tiles with ``context`` pixels of halo, whose cores are
+        stitched; the result matches a whole pass to ~1e-5.
+    verify : bool, default True
+        Check the weights' sha256 against the model card.
+    **decode_kw
+        Overrides of :func:`decode_maps` parameters (``t_body``, ``t_fg``,
+        ``min_seed_area``, ``grow``, ``erode``, ``orphan_area``); defaults come
+        from the weights' metadata, then from :func:`decode_maps`.
+
+    Attributes
+    ----------
+    name : str
+        ``"unet"``.
+    context : int
+        Pixels of image context each side that a map value depends on (to ~1e-5
+        in probability): 96, a multiple of 16 so that tiles whose origins lie on
+        the image's 16-pixel grid give the same maps.
+    object_size : int
+        96 px: ≈2.7× the largest RBC equivalent diameter (≈36 px at 0.33 µm/px;
+        median 27 px) and above the largest reference bounding box (45 px).
+    meta : dict
+        Metadata stored with the weights (head, normalization, training recipe).
+
+    Notes
+    -----
+    Maps only agree exactly between tilings whose tile origins differ by
+    multiples of 16 px (the network's stride); pick chunk sizes that are
+    multiples of 16.
+    """
+
+    name = "unet"
+    context = 96
+    object_size = 96
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        batch_size: int = 4,
+        tile: int = 1024,
+        verify: bool = True,
+        **decode_kw: Any,
+    ) -> None:
+        self.weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        loaded = load_weights(self.weights, verify=verify)
+        self.meta = loaded["meta"]
+        self.device = _resolve_device(device)
+        self.threads = threads
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.batch_size = max(1, int(batch_size))
+        if tile < STRIDE or tile % STRIDE:
+            raise ValueError(f"tile must be a positive multiple of {STRIDE}, got {tile}")
+        self.tile = int(tile)
+        self.net = M2UNet(int(self.meta["in_channels"]), int(self.meta["out_channels"]))
+        self.net.load_state_dict(loaded["state_dict"])
+        self.net.eval().to(self.device)
+        decode_defaults = dict(self.meta.get("decode", {}))
+        unknown = set(decode_kw) - {
+            "t_body", "t_fg", "min_seed_area", "grow", "erode", "orphan_area",
+        }
+        if unknown:
+            raise TypeError(f"unknown UNetPredictor arguments: {sorted(unknown)}")
+        decode_defaults.update(decode_kw)
+        self.decode_kw = decode_defaults
+        self.mean: float | None = None
+        self.std: float | None = None
+
+    # -- protocol ---------------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> None:
+        """Store the z-score statistics (mean, std) of the whole image.
+
+        Parameters
+        ----------
+        image : np.ndarray, shape (y, x)
+            The whole field of view, DPC as float in [0, 1].
+        """
+        img = np.asarray(image)
+        if img.ndim != 2:
+            raise ValueError(f"prepare expects a 2-D (y, x) image, got shape {img.shape}")
+        vals = img.astype(np.float64, copy=False)
+        finite = np.isfinite(vals)
+        if not finite.all():
+            vals = vals[finite]
+        self.mean = float(vals.mean())
+        self.std = float(max(vals.std(), 1e-6))
+
+    def predict(self, tile: np.ndarray) -> np.ndarray:
+        """Return float32 probability maps (C, h, w) for a tile (h, w).
+
+        Parameters
+        ----------
+        tile : np.ndarray, shape (h, w)
+            Part of the image given to :meth:`prepare`, float in [0, 1].
+
+        Returns
+        -------
+        np.ndarray of float32, shape (C, h, w)
+            C = 3 (background, body, contour; softmax) or 1 (foreground; sigmoid).
+        """
+        if self.mean is None or self.std is None:
+            raise RuntimeError("UNetPredictor.predict called before prepare(image)")
+        t = np.asarray(tile, dtype=np.float32)
+        if t.ndim != 2:
+            raise ValueError(f"predict expects a 2-D (h, w) tile, got shape {t.shape}")
+        z = (np.nan_to_num(t, nan=self.mean) - np.float32(self.mean)) / np.float32(self.std)
+        h, w = z.shape
+        c_out = int(self.meta["out_channels"])
+        out = np.empty((c_out, h, w), dtype=np.float32)
+        jobs = [
+            (ys, xs)
+            for ys in _splits(h, self.tile, self.context)
+            for xs in _splits(w, self.tile, self.context)
+        ]
+        # Group equal-shaped windows so they can share a batch.
+        groups: dict[tuple[int, int], list] = {}
+        for ys, xs in jobs:
+            groups.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
+        with torch.inference_mode():
+            for batch_jobs in groups.values():
+                for i in range(0, len(batch_jobs), self.batch_size):
+                    part = batch_jobs[i : i + self.batch_size]
+                    x = np.stack([z[ys[0] : ys[1], xs[0] : xs[1]] for ys, xs in part])[:, None]
+                    probs = self._forward(torch.from_numpy(x)).cpu().numpy()
+                    for (ys, xs), p in zip(part, probs):
+                        out[:, ys[2] : ys[3], xs[2] : xs[3]] = p[
+                            :, ys[2] - ys[0] : ys[3] - ys[0], xs[2] - xs[0] : xs[3] - xs[0]
+                        ]
+        return out
+
+    def decode(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(labels, seeds)`` (int32, (h, w)) from maps (C, h, w).
+
+        See :func:`decode_maps`; instances larger than ``object_size`` are dropped.
+        """
+        return decode_maps(maps, max_extent=self.object_size, **self.decode_kw)
+
+    # -- helpers ----------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x.to(self.device))
+        if logits.shape[1] == 1:
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def segment(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Segment a whole image in one go: prepare, predict, decode.
+
+        Parameters
+        ----------
+        image : np.ndarray, shape (y, x)
+            DPC image, float in [0, 1].
+
+        Returns
+        -------
+        labels, seeds : np.ndarray of int32, shape (y, x)
+        """
+        self.prepare(image)
+        return self.decode(self.predict(image))
+
+    def __repr__(self) -> str:
+        return (
+            f"UNetPredictor(weights={str(self.weights)!r}, head={self.meta.get('head')!r}, "
+            f"device={str(self.device)!r}, context={self.context}, object_size={self.object_size})"
+        )

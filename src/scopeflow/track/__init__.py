@@ -1,0 +1,1 @@
+"""Bead tracking: detection, subpixel localisation, linking, MSD and diffusion."""

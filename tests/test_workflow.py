@@ -1,0 +1,216 @@
+"""End-to-end tests of the Snakemake workflow on the simulated demo and on real DPC images."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scopeflow.io import ome_zarr
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` (outputs and demo data land there)."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"), *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def scheduled_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
+    """(rule, sample-or-'') pairs a dry run would execute."""
+    proc = snakemake(workdir, "-n", "--cores", "2", "--printshellcmds", *args)
+    text = proc.stdout + proc.stderr
+    jobs = []
+    for block in re.split(r"\n(?=\S*rule )", text):
+        m = re.search(r"rule (\w+):", block)
+        if not m:
+            continue
+        w = re.search(r"wildcards: .*?(?:sample|demo_sample)=([^,\s]+)", block)
+        jobs.append((m.group(1), w.group(1) if w else ""))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The default config, unchanged, run once with 2 cores."""
+    work = tmp_path_factory.mktemp("demo")
+    shutil.copy(REPO / "config.yaml", work / "config.yaml")
+    snakemake(work, "--cores", "2")
+    return work
+
+
+def test_demo_produces_store_labels_and_tables(demo_run):
+    for sample in ("demo_smear_1", "demo_smear_2"):
+        res = demo_run / "results" / sample
+        store = res / f"{sample}.ome.zarr"
+        fovs = ome_zarr.fov_names(store)
+        assert len(fovs) == 4
+        cells = pd.read_parquet(res / "cells.parquet")
+        fov_table = pd.read_parquet(res / "fovs.parquet")
+        summary = pd.read_parquet(res / "sample.parquet")
+        assert (res / "cells.csv").exists() and (res / "fovs.csv").exists()
+        assert len(fov_table) == 4 and summary["n_cells"].iloc[0] == len(cells) > 100
+        # cell_id is the cell's value in that FOV's labels/cells
+        fov = fovs[0]
+        labels = ome_zarr.read_labels(store, fov)
+        sub = cells[cells["fov"] == fov]
+        assert set(sub["cell_id"]) == set(np.unique(labels[labels > 0]))
+        row = sub.iloc[len(sub) // 2]
+        ys, xs = np.nonzero(labels == row["cell_id"])
+        assert abs(ys.mean() - row["y_px"]) < 1e-6 and abs(xs.mean() - row["x_px"]) < 1e-6
+        assert "phase" in ome_zarr.fov_attrs(store, fov)["channels"]
+        for rule in ("ingest", "dpc", "segment", "measure"):
+            assert (res / "logs" / f"{rule}.log").exists()
+        assert (res / "report" / "overview.png").stat().st_size > 10_000
+    assert len(pd.read_parquet(demo_run / "results" / "samples.parquet")) == 2
+
+
+def test_demo_classical_matches_simulator_truth(demo_run):
+    from scopeflow.evaluate import evaluate
+    from scopeflow.io.images import read_labels
+
+    f1s = []
+    for sample in ("demo_smear_1", "demo_smear_2"):
+        store = demo_run / "results" / sample / f"{sample}.ome.zarr"
+        for fov in ome_zarr.fov_names(store):
+            ijk = fov.split("-", 1)[1]
+            truth = read_labels(demo_run / "resources" / "demo" / sample / "truth" / f"{ijk}_labels.tif")
+            f1s.append(evaluate(ome_zarr.read_labels(store, fov), truth)["f1"])
+    assert np.mean(f1s) >= 0.85, f1s
+
+
+def test_second_run_does_nothing(demo_run):
+    assert scheduled_jobs(demo_run) == []
+
+
+def test_new_acquisition_runs_only_its_jobs(demo_run):
+    from scopeflow.simulate import simulate_acquisition
+
+    new = demo_run / "resources" / "demo" / "new_slide"
+    simulate_acquisition(new, ny=1, nx=1, shape=(256, 256), seed=5)
+    try:
+        jobs = scheduled_jobs(demo_run)
+        per_sample = {s for r, s in jobs if s}
+        assert per_sample == {"new_slide"}, jobs
+        assert {r for r, s in jobs if s} == {"ingest", "dpc", "segment", "measure", "sample_overview"}
+        assert {r for r, s in jobs if not s} == {"summarize_samples", "all"}
+    finally:
+        shutil.rmtree(new)
+
+
+def test_segmentation_parameter_change_reruns_segment_not_dpc(demo_run):
+    jobs = scheduled_jobs(demo_run, "--config", "segment={'chunk': 512}")
+    rules = {r for r, _ in jobs}
+    assert "segment" in rules and "measure" in rules
+    assert "ingest" not in rules and "dpc" not in rules
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _write_config(work: Path, **overrides) -> None:
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["demo"]["enabled"] = False
+    cfg.update(overrides)
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+@pytest.fixture(scope="module")
+def bad_inputs_run(tmp_path_factory):
+    from scopeflow.simulate import simulate_acquisition
+
+    work = tmp_path_factory.mktemp("bad")
+    acq = work / "acquisitions"
+    for name in ("good", "no_right", "truncated", "sizes"):
+        simulate_acquisition(acq / name, ny=1, nx=2, shape=(256, 256), seed=1)
+    for f in (acq / "no_right" / "0").glob("*right_half*"):
+        f.unlink()
+    victim = sorted((acq / "truncated" / "0").glob("*left_half.bmp"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    import imageio.v3 as iio
+
+    small = sorted((acq / "sizes" / "0").glob("*right_half.bmp"))[0]
+    iio.imwrite(small, np.zeros((128, 128), np.uint8))
+    (acq / "empty").mkdir()
+    _write_config(work, input_dir="acquisitions")
+    proc = snakemake(work, "--cores", "2", "--keep-going", check=False)
+    return work, proc
+
+
+@pytest.mark.parametrize(
+    "sample, needle",
+    [
+        ("no_right", "right"),
+        ("truncated", "left_half.bmp"),
+        ("sizes", "right_half.bmp"),
+        ("empty", "empty"),
+    ],
+)
+def test_bad_sample_fails_with_one_line_and_nothing_complete(bad_inputs_run, sample, needle):
+    work, proc = bad_inputs_run
+    assert proc.returncode != 0
+    res = work / "results" / sample
+    assert not (res / "cells.parquet").exists()
+    assert not (res / "ingest" / "fovs.tsv").exists() or not (res / f"{sample}.ome.zarr").exists()
+    logs = list((res / "logs").glob("*.log"))
+    errors = [line for log in logs for line in log.read_text().splitlines() if " ERROR " in line]
+    assert len(errors) == 1, (logs, errors)
+    assert needle in errors[0]
+    assert "Traceback" not in "".join(log.read_text() for log in logs)
+
+
+def test_good_sample_finishes_despite_bad_ones(bad_inputs_run):
+    work, _ = bad_inputs_run
+    assert (work / "results" / "good" / "cells.parquet").exists()
+
+
+def test_unknown_config_key_names_it(tmp_path):
+    _write_config(tmp_path)
+    proc = snakemake(tmp_path, "-n", "--config", "segmnet={'chunk': 512}", check=False)
+    assert proc.returncode != 0
+    assert "segmnet" in proc.stderr + proc.stdout
+
+
+def test_wrong_config_type_names_key(tmp_path):
+    _write_config(tmp_path)
+    proc = snakemake(tmp_path, "-n", "--config", "segment={'chunk': 'big'}", check=False)
+    assert proc.returncode != 0
+    assert "chunk" in proc.stderr + proc.stdout
+
+
+def test_missing_sample_sheet_names_it(tmp_path):
+    _write_config(tmp_path)
+    proc = snakemake(tmp_path, "-n", "--config", "samples=my_samples.tsv", check=False)
+    assert proc.returncode != 0
+    out = proc.stderr + proc.stdout
+    assert "my_samples.tsv" in out and "does not exist" in out
+
+
+def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(
+        "sample\tkind\tpath\tpixel_size_um\n"
+        f"octopi_1024\tsmear_dpc\t{shared / 'octopi_rbc_dpc_m2unet/images/dpc_1024_00.png'}\t0.333\n"
+        f"harness\tsmear_dpc\t{shared / 'octopi_rbc_dpc_harness/images'}\t0.333\n"
+    )
+    _write_config(tmp_path)
+    snakemake(tmp_path, "--cores", "2", "--config", f"samples={sheet}")
+    harness = pd.read_parquet(tmp_path / "results" / "harness" / "fovs.parquet")
+    assert len(harness) == 10 and (harness["n_cells"] > 0).all()
+    cells = pd.read_parquet(tmp_path / "results" / "octopi_1024" / "cells.parquet")
+    assert len(cells) > 100
