@@ -112,7 +112,12 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
 
 
 def test_segmentation_parameter_change_reruns_segment_not_dpc(demo_run):
-    jobs = scheduled_jobs(demo_run, "--config", "segment={'chunk': 512}")
+    import yaml
+
+    cfg = yaml.safe_load((demo_run / "config.yaml").read_text())
+    cfg["segment"]["chunk"] = 512
+    (demo_run / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(demo_run, "--configfile", str(demo_run / "changed.yaml"))
     rules = {r for r, _ in jobs}
     assert "segment" in rules and "measure" in rules
     assert "ingest" not in rules and "dpc" not in rules
@@ -181,16 +186,16 @@ def test_good_sample_finishes_despite_bad_ones(bad_inputs_run):
 
 def test_unknown_config_key_names_it(tmp_path):
     _write_config(tmp_path)
-    proc = snakemake(tmp_path, "-n", "--config", "segmnet={'chunk': 512}", check=False)
+    proc = snakemake(tmp_path, "-n", "--config", "segmnet=512", check=False)
     assert proc.returncode != 0
     assert "segmnet" in proc.stderr + proc.stdout
 
 
 def test_wrong_config_type_names_key(tmp_path):
-    _write_config(tmp_path)
-    proc = snakemake(tmp_path, "-n", "--config", "segment={'chunk': 'big'}", check=False)
+    _write_config(tmp_path, segment={"chunk": "big"})
+    proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
-    assert "chunk" in proc.stderr + proc.stdout
+    assert "segment.chunk" in proc.stderr + proc.stdout
 
 
 def test_missing_sample_sheet_names_it(tmp_path):

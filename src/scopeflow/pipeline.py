@@ -53,6 +53,12 @@ def detect_kind(path: str | Path) -> str:
         If the path is neither.
     """
     p = Path(path)
+    if not p.exists():
+        raise ScopeflowError(f"{p}: does not exist; fix the sample's path")
+    if p.is_dir() and not any(p.iterdir()):
+        raise ScopeflowError(
+            f"{p}: folder is empty; copy the acquisition into it or remove it from the input folder"
+        )
     if p.is_dir() and (p / "acquisition parameters.json").exists():
         return "smear_raw"
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
@@ -89,6 +95,7 @@ def ingest(
     na: float | None = None,
     wavelength_um: float = 0.525,
     flatfield: bool = True,
+    max_flatfield_fovs: int = 64,
 ) -> pd.DataFrame:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -111,18 +118,21 @@ def ingest(
         Optics fallbacks when the metadata do not give them.
     flatfield : bool
         Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
+    max_flatfield_fovs : int
+        At most this many evenly spaced FOVs enter each flatfield estimate.
     """
     path = Path(path)
     rows = []
     ff = {}
+    if kind == "unknown":  # discovery could not tell: say why
+        kind = detect_kind(path)
     if kind == "smear_raw":
         acq = read_acquisition(path, pixel_size_um=pixel_size_um)
         ps = acq.pixel_size_um or default_pixel_size_um
-        lefts, rights = [], []
-        for fov in acq.fovs:
-            left, right = load_pair(fov)
-            lefts.append(left)
-            rights.append(right)
+        shapes = set()
+        for fov in acq.fovs:  # read every image once: truncated or mismatched files fail here
+            left, _ = load_pair(fov)
+            shapes.add(left.shape)
             rows.append(
                 {
                     "fov": fov.name, "t": fov.t, "i": fov.i, "j": fov.j, "k": fov.k,
@@ -131,14 +141,19 @@ def ingest(
                     "height": left.shape[0], "width": left.shape[1],
                 }
             )
-        shapes = {a.shape for a in lefts}
         if len(shapes) > 1:
             raise InputImageError(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
                 "into samples with one image size each"
             )
         if flatfield:
-            ff = {"left": normalize.estimate_flatfield(lefts), "right": normalize.estimate_flatfield(rights)}
+            # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
+            step = max(1, len(acq.fovs) // max_flatfield_fovs)
+            subset = acq.fovs[::step]
+            ff = {
+                side: normalize.estimate_flatfield(load_pair(f)[n] for f in subset)
+                for n, side in enumerate(("left", "right"))
+            }
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um

@@ -11,16 +11,21 @@ from scopeflow.pipeline import KINDS
 
 
 def _validate(data, schema, what):
-    """Validate against a schema (filling defaults); re-raise as one line naming the key."""
-    try:
-        validate(data, schema, set_default=True)
-    except WorkflowError as exc:
-        cause = exc.args[0] if exc.args else str(exc)
-        first = str(cause).splitlines()[0]
-        raise WorkflowError(f"{what}: {first}") from None
+    """Validate against a schema (filling defaults); stop with one line naming the key."""
+    import jsonschema
+    import yaml
+
+    schema_path = Path(workflow.basedir) / "workflow" / "schemas" / Path(schema).name
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(schema_path.read_text()))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = ".".join(str(p) for p in e.absolute_path) or "top level"
+        raise WorkflowError(f"{what} key {where}: {e.message}; see workflow/schemas/{schema_path.name}")
+    validate(data, str(schema_path), set_default=True)
 
 
-_validate(config, "../schemas/config.schema.yaml", "config")
+_validate(config, "config.schema.yaml", "config")
 
 RESULTS = config["results_dir"].rstrip("/")
 DEMO = config["demo"]
@@ -60,11 +65,7 @@ def _read_sheet(sheet):
         df["pixel_size_um"] = None
     df = df.astype(object).where(df.notna(), None)
     for n, row in enumerate(df.to_dict("records"), start=2):
-        try:
-            validate(row, "../schemas/samples.schema.yaml")
-        except WorkflowError as exc:
-            first = str(exc.args[0] if exc.args else exc).splitlines()[0]
-            raise WorkflowError(f"{sheet} line {n}: {first}") from None
+        _validate(row, "samples.schema.yaml", f"{sheet} line {n}:")
     dups = df["sample"][df["sample"].duplicated()].tolist()
     if dups:
         raise WorkflowError(f"{sheet}: duplicate sample name(s) {dups}; sample names must be unique")

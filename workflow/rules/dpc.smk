@@ -12,6 +12,9 @@ rule dpc:
         na_illum=config["optics"]["na_illum"],
         chunk=config["segment"]["chunk"],
         config=config,
+    resources:
+        mem_mb=8000,  # peak memory of one job (MB)
+        runtime=60,  # wall-clock limit (minutes)
     log:
         log_path("dpc"),
     benchmark:

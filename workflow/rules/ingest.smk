@@ -29,6 +29,9 @@ rule ingest:
         pixel_size_um=lambda wc: sample_row(wc)["pixel_size_um"],
         optics=config["optics"],
         flatfield=config["dpc"]["flatfield"],
+    resources:
+        mem_mb=4000,  # peak memory of one job (MB)
+        runtime=30,  # wall-clock limit (minutes)
     log:
         log_path("ingest"),
     benchmark:

@@ -11,6 +11,9 @@ rule measure:
         sample=out("{sample}", "sample.parquet"),
     params:
         config=config,
+    resources:
+        mem_mb=4000,  # peak memory of one job (MB)
+        runtime=60,  # wall-clock limit (minutes)
     log:
         log_path("measure"),
     benchmark:

@@ -14,6 +14,9 @@ rule sample_overview:
             subcategory="{sample}",
             labels={"sample": "{sample}", "figure": "overview"},
         ),
+    resources:
+        mem_mb=2000,  # peak memory of one job (MB)
+        runtime=10,  # wall-clock limit (minutes)
     log:
         log_path("sample_overview"),
     conda:
@@ -33,6 +36,9 @@ rule summarize_samples:
             category="Summary",
             labels={"table": "samples"},
         ),
+    resources:
+        mem_mb=1000,  # peak memory of one job (MB)
+        runtime=10,  # wall-clock limit (minutes)
     log:
         f"{RESULTS}/logs/summarize_samples.log",
     conda:

@@ -12,6 +12,9 @@ rule segment:
         chunk=config["segment"]["chunk"],
         device=config["segment"]["device"],
     threads: config["segment"]["threads"]
+    resources:
+        mem_mb=8000,  # peak memory of one job (MB)
+        runtime=120,  # wall-clock limit (minutes)
     log:
         log_path("segment"),
     benchmark:

@@ -297,6 +297,8 @@ def segment_image(
     """
     _check_chunk(chunk)
     img = _as_2d_float(image)
+    if img.size == 0:
+        return np.zeros(img.shape, dtype=np.uint32)
     names = np.zeros(img.shape, dtype=_id_dtype(img.shape))
 
     def write(core, block):
@@ -324,12 +326,17 @@ def _open_target(store_or_array: Any, shape: tuple[int, int], chunk: int | None)
                            dtype="uint32", fill_value=0)
 
 
-def _aligned(arr, chunk: int | None, shape: tuple[int, int]) -> bool:
-    """True when every core covers whole zarr chunks (concurrent writes never share one)."""
-    zc = tuple(arr.chunks)
+def _write_block(arr) -> tuple[int, int]:
+    """The unit a zarr write rewrites as a whole: the shard if sharded, else the chunk."""
+    shards = getattr(arr, "shards", None)
+    return tuple(int(c) for c in (shards or arr.chunks))
+
+
+def _aligned(arr, chunk: int | None) -> bool:
+    """True when every core covers whole write blocks (concurrent writes never share one)."""
     if chunk is None:
         return True
-    return all(chunk % c == 0 for c in zc)
+    return all(chunk % c == 0 for c in _write_block(arr))
 
 
 def _set_record(arr, **fields) -> None:
@@ -393,7 +400,7 @@ def segment_to_zarr(
     arr = _open_target(store_or_array, img.shape, chunk)
     if img.size >= 2**32 and arr.dtype.itemsize < 8:
         raise ValueError("images with 2**32 pixels or more need a uint64 target array")
-    lock = None if _aligned(arr, chunk, img.shape) else threading.Lock()
+    lock = None if _aligned(arr, chunk) else threading.Lock()
     halo = 0 if chunk is None else halo_px(predictor)
     _set_record(arr, state="seed_names", chunk=chunk, halo=halo,
                 predictor=getattr(predictor, "name", type(predictor).__name__))
@@ -416,7 +423,7 @@ def segment_to_zarr(
         block = np.asarray(arr[core])
         arr[core] = _relabel(block, sorted_names).astype(arr.dtype, copy=False)
 
-    cy, cx = (int(c) for c in arr.chunks)  # pass 2 follows the array's own chunks: no lock
+    cy, cx = _write_block(arr)  # pass 2 follows the array's own chunks/shards: no lock
     grid = [
         (slice(y, min(y + cy, img.shape[0])), slice(x, min(x + cx, img.shape[1])))
         for y in range(0, img.shape[0], cy)

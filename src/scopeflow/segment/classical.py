@@ -158,6 +158,7 @@ class ClassicalPredictor:
         seed_spacing: float = 0.45,
         min_area_fraction: float = 0.3,
         max_diameter_factor: float = 2.5,
+        threshold_factor: float = 1.0,
     ) -> None:
         if not pixel_size_um > 0:
             raise ValueError(f"pixel_size_um must be > 0, got {pixel_size_um}")
@@ -170,6 +171,7 @@ class ClassicalPredictor:
         self.cell_diameter_um = float(cell_diameter_um)
         self.axis = axis
         self.polarity = polarity
+        self.threshold_factor = float(threshold_factor)
         self.radius_px = 0.5 * cell_diameter_um / px
         r = self.radius_px
         self.length_px = integration_length_um / px
@@ -251,7 +253,7 @@ class ClassicalPredictor:
             plus = self._cell_likeness(self._tophat(crop, 1))
             minus = self._cell_likeness(self._tophat(crop, -1))
             self.polarity_ = 1 if plus >= minus else -1
-        self.threshold_ = _otsu(self._tophat(p, self.polarity_))
+        self.threshold_ = self.threshold_factor * _otsu(self._tophat(p, self.polarity_))
 
     def _cell_likeness(self, c: np.ndarray) -> float:
         """Fraction of the image covered by cell-sized, compact mask components."""

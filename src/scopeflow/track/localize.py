@@ -124,8 +124,8 @@ def _symmetrize(t: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- detection
 def _robust_std(a: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64).ravel()
-    if a.size > 200_000:
-        a = a[:: a.size // 200_000 + 1]
+    if a.size > 60_000:
+        a = a[:: a.size // 60_000 + 1]
     med = np.median(a)
     mad = np.median(np.abs(a - med))
     return float(1.4826 * mad) if mad > 0 else float(a.std() or 1.0)
@@ -133,6 +133,10 @@ def _robust_std(a: np.ndarray) -> float:
 
 def matched_filter(image: np.ndarray, template: np.ndarray) -> np.ndarray:
     """Correlate an image with the zero-mean template, in units of the response's noise.
+
+    The image minus its median is zero-padded (no mirrored noise at the edges) and the
+    response is divided by its expected standard deviation for white noise (smaller near the
+    edges, where part of the template falls outside) times the robust (MAD) noise level.
 
     Parameters
     ----------
@@ -144,30 +148,50 @@ def matched_filter(image: np.ndarray, template: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray (y, x) float32
-        Response divided by its robust (MAD) standard deviation: an SNR map whose
-        positive peaks are beads of the template's polarity.
+        SNR map whose positive peaks are beads of the template's polarity.
     """
-    img = np.asarray(image, dtype=np.float32)
-    t = np.asarray(template, dtype=np.float64)
-    t = (t - t.mean()).astype(np.float32)
     from scipy.signal import oaconvolve
 
-    k = t.shape[0] // 2
-    pad = np.pad(img, k, mode="reflect")
-    r = oaconvolve(pad, t[::-1, ::-1], mode="valid").astype(np.float32)
-    r = r - np.median(r)
-    return (r / np.float32(_robust_std(r))).astype(np.float32)
+    img = np.asarray(image, dtype=np.float32)
+    img = img - np.float32(np.median(img[::3, ::3]))
+    t = np.asarray(template, dtype=np.float64)
+    t = (t - t.mean()).astype(np.float32)
+    r = oaconvolve(img, t[::-1, ::-1], mode="same").astype(np.float32)
+    var = oaconvolve(np.ones_like(img), (t * t)[::-1, ::-1], mode="same")
+    return _normalise_response(r, var)
+
+
+def _normalise_response(r: np.ndarray, var: np.ndarray) -> np.ndarray:
+    z = r / np.sqrt(np.maximum(var, 1e-12)).astype(np.float32)
+    z -= np.float32(np.median(z[::3, ::3]))
+    return (z / np.float32(_robust_std(z))).astype(np.float32)
 
 
 def _gaussian_response(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Fast matched filter for a Gaussian bead: Gaussian blur minus local mean, SNR units."""
+    """Matched filter for a Gaussian bead: Gaussian blur minus box mean (separable), SNR units."""
     img = np.asarray(image, dtype=np.float32)
-    g = ndimage.gaussian_filter(img, sigma_px, mode="reflect", truncate=3.0)
-    size = 2 * int(math.ceil(3 * sigma_px)) + 1
-    box = ndimage.uniform_filter(img, size, mode="reflect")
-    r = g - box
-    r -= np.median(r)
-    return (r / np.float32(_robust_std(r))).astype(np.float32)
+    img = img - np.float32(np.median(img[::3, ::3]))
+    rad = int(math.ceil(3 * sigma_px))
+    u = np.arange(-rad, rad + 1, dtype=np.float64)
+    g = np.exp(-(u * u) / (2 * sigma_px**2))
+    g /= g.sum()
+    b = np.full_like(g, 1.0 / len(g))
+    g32, b32 = g.astype(np.float32), b.astype(np.float32)
+    c1 = ndimage.correlate1d
+    rg = c1(c1(img, g32, 0, mode="constant"), g32, 1, mode="constant")
+    rb = c1(c1(img, b32, 0, mode="constant"), b32, 1, mode="constant")
+    r = rg - rb
+    ny, nx = img.shape
+
+    def sums(n, k1, k2):
+        return c1(np.ones(n), k1 * k2, mode="constant")
+
+    var = (
+        np.outer(sums(ny, g, g), sums(nx, g, g))
+        - 2 * np.outer(sums(ny, g, b), sums(nx, g, b))
+        + np.outer(sums(ny, b, b), sums(nx, b, b))
+    )
+    return _normalise_response(r, var)
 
 
 def find_peaks(
@@ -313,8 +337,8 @@ def refine_xcorr(
     sy0 = shifts[flat // 3]
     sx0 = shifts[flat % 3]
     # upsampled DFT around the integer peak: C(s) = Re Σ_k P(k) e^{2πi k·s/k} / k²
-    half = 1.0
-    m = int(round(half * upsample))
+    half = 0.6
+    m = int(math.ceil(half * upsample))
     grid = (np.arange(-m, m + 1) / upsample)  # (g,)
     f = _centred_freqs(k)  # (k,)
     sy = sy0[:, None] + grid  # (n, g)
@@ -463,56 +487,77 @@ def fit_gaussian(
     n, k, _ = crops.shape
     r = k // 2
     u = np.arange(-r, r + 1, dtype=np.float64)
-    d = crops.reshape(n, -1)
-    wm = np.asarray(weights, dtype=np.float64).reshape(n, -1)
+    d = np.asarray(crops, dtype=np.float64)
+    wm = np.asarray(weights, dtype=np.float64)
     s0 = np.broadcast_to(np.asarray(sigma_px, dtype=np.float64), (n,)).copy()
+    rn2 = read_noise**2
     # linear start for (N, b) at the xcorr position
     ey, _, _ = _erf_weights(oy, s0, u)
     ex, _, _ = _erf_weights(ox, s0, u)
-    g = (ey[:, :, None] * ex[:, None, :]).reshape(n, -1)
-    wv = wm / (np.maximum(d, 1.0) + read_noise**2)
-    a11 = (wv * g * g).sum(1)
-    a12 = (wv * g).sum(1)
-    a22 = wv.sum(1)
-    b1 = (wv * g * d).sum(1)
-    b2 = (wv * d).sum(1)
+    g = ey[:, :, None] * ex[:, None, :]
+    wv = wm / (np.maximum(d, 1.0) + rn2)
+    a11 = (wv * g * g).sum((1, 2))
+    a12 = (wv * g).sum((1, 2))
+    a22 = wv.sum((1, 2))
+    b1 = (wv * g * d).sum((1, 2))
+    b2 = (wv * d).sum((1, 2))
     det = a11 * a22 - a12 * a12
     det = np.where(np.abs(det) > 1e-12, det, 1e-12)
     n0 = (a22 * b1 - a12 * b2) / det
     b0 = (a11 * b2 - a12 * b1) / det
     cols = [oy, ox, n0, np.maximum(b0, 1e-2)] + ([s0] if fit_sigma else [])
     theta = np.stack(cols, axis=1)
+    q = theta.shape[1]
     smin, smax = 0.3, 4.0 * float(np.max(s0)) + 1.0
     lim = r - 0.5
+    ones = np.ones((n, k))
+    # column -> rank-1 pieces (alpha(u) ⊗ beta(v)); sigma's column has two pieces
+    col_of_piece = [0, 1, 2, 3] + ([4, 4] if fit_sigma else [])
+    m = len(col_of_piece)
+    pairs = [(i, j) for i in range(m) for j in range(i, m)]
+    pi = np.array([i for i, _ in pairs])
+    pj = np.array([j for _, j in pairs])
+    S = np.zeros((q, m))
+    S[col_of_piece, np.arange(m)] = 1.0
 
-    def model(th):
+    def evaluate(th):
         sig = th[:, 4] if fit_sigma else s0
         ey, dey, dsy = _erf_weights(th[:, 0], sig, u)
         ex, dex, dsx = _erf_weights(th[:, 1], sig, u)
-        amp = th[:, 2][:, None, None]
-        psf = ey[:, :, None] * ex[:, None, :]
-        mu = th[:, 3][:, None, None] + amp * psf
-        cols = [
-            amp * dey[:, :, None] * ex[:, None, :],
-            amp * ey[:, :, None] * dex[:, None, :],
-            psf,
-            np.ones_like(psf),
-        ]
+        amp = th[:, 2][:, None]
+        mu = th[:, 3][:, None, None] + amp[:, :, None] * (ey[:, :, None] * ex[:, None, :])
+        al = [amp * dey, ey, ey, ones]
+        be = [ex, amp * dex, ex, ones]
         if fit_sigma:
-            cols.append(amp * (dsy[:, :, None] * ex[:, None, :] + ey[:, :, None] * dsx[:, None, :]))
-        jac = np.stack([c_.reshape(n, -1) for c_ in cols], axis=2)
-        return mu.reshape(n, -1), jac
+            al += [amp * dsy, amp * ey]
+            be += [ex, dsx]
+        return mu, np.stack(al, 2), np.stack(be, 2)  # (n,k,k), (n,k,m), (n,k,m)
 
-    def clamp(th, step):
-        step = step.copy()
+    def normal_eq(th):
+        mu, al, be = evaluate(th)
+        w = wm / (np.maximum(mu, 1e-3) + rn2)
+        wb = w @ (be[:, :, pi] * be[:, :, pj])  # (n, k, npairs): Σ_v w β_p β_q
+        gp = np.einsum("nup,nup->np", al[:, :, pi] * al[:, :, pj], wb)
+        G = np.zeros((n, m, m))
+        G[:, pi, pj] = gp
+        G[:, pj, pi] = gp
+        info = S[None] @ G @ S.T[None]
+        wr = (w * (d - mu)) @ be  # (n, k, m)
+        grad = (np.einsum("nup,nup->np", al, wr)) @ S.T
+        return mu, w, info, grad
+
+    eye = np.eye(q)[None]
+    for _ in range(n_iter):
+        _, _, info, grad = normal_eq(theta)
+        step = _solve(info + info * eye * 1e-6 + eye * 1e-12, grad)
         step[:, :2] = np.clip(step[:, :2], -0.75, 0.75)
-        th = th + step
-        th[:, :2] = np.clip(th[:, :2], -lim, lim)
+        theta = theta + step
+        theta[:, :2] = np.clip(theta[:, :2], -lim, lim)
         if fit_sigma:
-            th[:, 4] = np.clip(th[:, 4], smin, smax)
-        return th
-
-    theta, mu, info, chi2 = _irls(d, wm, theta, model, read_noise, n_iter, clamp)
+            theta[:, 4] = np.clip(theta[:, 4], smin, smax)
+    mu, w, info, _ = normal_eq(theta)
+    npix = wm.sum(axis=(1, 2))
+    chi2 = (w * (d - mu) ** 2).sum(axis=(1, 2)) / np.maximum(npix - q, 1)
     cov = _safe_inv(info)
     ok = (np.abs(theta[:, 0]) < lim) & (np.abs(theta[:, 1]) < lim) & np.all(np.isfinite(theta), 1)
     return {
@@ -520,6 +565,15 @@ def fit_gaussian(
         "sigma": theta[:, 4] if fit_sigma else s0,
         "var_y": cov[:, 0, 0], "var_x": cov[:, 1, 1], "chi2": chi2, "ok": ok,
     }
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched solve with a per-system fallback for singular matrices; non-finite -> 0."""
+    try:
+        x = np.linalg.solve(a, b[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        x = np.stack([np.linalg.lstsq(a[i], b[i], rcond=None)[0] for i in range(len(a))])
+    return np.where(np.isfinite(x), x, 0.0)
 
 
 def _safe_inv(info: np.ndarray) -> np.ndarray:
@@ -1022,7 +1076,7 @@ def locate_stack(
     n_frames = len(frames_list)
     net = _resolve_model(model)
     sigma0 = float(p.sigma_px) if p.sigma_px else 1.5
-    pilot = [_to_photons(frames_list[i], p) for i in range(min(n_frames, p.pilot_frames))]
+    pilot = [_to_photons(frames_list[i], p) for i in range(min(n_frames, max(p.pilot_frames, 1)))]
     polarity = 1.0
     if net is None and pilot:
         if p.invert is None:
