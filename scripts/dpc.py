@@ -1,4 +1,4 @@
-"""Snakemake script: DPC + phase for every FOV into the sample's OME-Zarr (rule dpc)."""
+"""Snakemake script: DPC + phase for one shard of FOVs into the sample's OME-Zarr (rule dpc)."""
 
 import sys
 from pathlib import Path
@@ -9,13 +9,13 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.pipeline import build_image_store, sample_provenance
+    from scopeflow.pipeline import shard_fovs, write_images
 
     p = smk.params
-    build_image_store(
-        smk.input.fovs, smk.input.flatfield, smk.output.zarr, sample=smk.wildcards.sample,
+    fovs = shard_fovs(smk.input.fovs, int(smk.wildcards.shard), p.fovs_per_job)
+    write_images(
+        smk.input.fovs, smk.input.flatfield, p.zarr, smk.output.record, fovs=fovs,
         phase=p.dpc["phase"], phase_reg=p.dpc["phase_reg"], na_illum=p.na_illum, chunk=p.chunk,
-        provenance=sample_provenance(p.config, [smk.input.fovs], sample=smk.wildcards.sample),
     )
 
 

@@ -1,4 +1,5 @@
-"""Snakemake script: validate a sample's input, list its FOVs, estimate flatfields (rule ingest)."""
+"""Snakemake script: validate a sample's input, list its FOVs, estimate flatfields and create
+the sample's OME-Zarr (rule ingest)."""
 
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.pipeline import ingest
+    from scopeflow.pipeline import create_store, ingest, sample_provenance
 
     p = smk.params
     ingest(
@@ -17,6 +18,8 @@ def main(smk):
         pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.optics["pixel_size_um"],
         na=p.optics["na"], wavelength_um=p.optics["wavelength_um"], flatfield=p.flatfield,
     )
+    create_store(smk.output.fovs, smk.output.zarr,
+                 sample_provenance(smk.config, [smk.input[0]], sample=smk.wildcards.sample))
 
 
 run(main, snakemake)  # noqa: F821

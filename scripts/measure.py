@@ -1,4 +1,4 @@
-"""Snakemake script: per-cell measurements and summaries (rule measure)."""
+"""Snakemake script: per-cell measurements of one shard's FOVs (rule measure)."""
 
 import sys
 from pathlib import Path
@@ -9,12 +9,14 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.pipeline import measure_store, sample_provenance
+    import json
 
-    s = smk.wildcards.sample
+    from scopeflow.pipeline import measure_store
+
+    fovs = list(json.loads(Path(smk.input.record).read_text())["fovs"])
     measure_store(
-        smk.input.zarr, smk.input.record, smk.output.cells, smk.output.fovs, smk.output.sample,
-        sample=s, provenance=sample_provenance(smk.params.config, [smk.input.zarr], sample=s),
+        smk.params.zarr, smk.input.record, smk.output.cells, smk.output.fovs,
+        sample=smk.wildcards.sample, fovs=fovs,
     )
 
 

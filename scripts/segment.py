@@ -1,4 +1,4 @@
-"""Snakemake script: chunked segmentation into labels/cells (rule segment)."""
+"""Snakemake script: chunked segmentation of one shard's FOVs into labels/cells (rule segment)."""
 
 import sys
 from pathlib import Path
@@ -9,12 +9,15 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    import json
+
     from scopeflow.pipeline import segment_store
 
     p = smk.params
+    fovs = json.loads(Path(smk.input.record).read_text())["fovs"]
     kwargs = {"device": p.device, "threads": smk.threads} if p.method == "unet" else {}
     segment_store(
-        smk.input.zarr, smk.output.record, method=p.method, chunk=p.chunk,
+        p.zarr, smk.output.record, fovs=fovs, method=p.method, chunk=p.chunk,
         predictor_kwargs=kwargs, threads=smk.threads,
     )
 

@@ -140,8 +140,9 @@ def test_image_smaller_than_chunk_and_inputs():
     da = pytest.importorskip("dask.array")
     assert np.array_equal(segment_image(da.from_array(img, chunks=16), BlobPredictor(), 16), a)
     zarr = pytest.importorskip("zarr")
-    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=img.shape, chunks=(16, 16),
-                          dtype="float32")
+    z = zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=img.shape, chunks=(16, 16), dtype="float32"
+    )
     z[:] = img
     assert np.array_equal(segment_image(z, BlobPredictor(), 16), a)
 
@@ -155,6 +156,13 @@ def test_empty_and_constant_images():
         assert out.dtype == np.uint32 and out.shape == img.shape and out.max() == 0
     out = segment_image(np.zeros((50, 50), np.float32), BlobPredictor(), 16)
     assert out.max() == 0
+
+
+def test_progress_bar(capsys):
+    img = blobs((64, 64), 5, seed=7)
+    out = segment_image(img, BlobPredictor(), 32, progress=True)
+    assert np.array_equal(out, segment_image(img, BlobPredictor(), None))
+    assert "100%" in capsys.readouterr().out
 
 
 def test_non_2d_raises():
@@ -188,12 +196,22 @@ def test_segment_to_zarr_equals_segment_image(tmp_path):
     assert rec["state"] == "complete" and rec["n_labels"] == int(ref.max())
     assert rec["halo"] == 48 and rec["predictor"] == "fake"
     # a given array whose chunks do not line up with the cores (serialized writes)
-    z = zarr.create_array(store=str(tmp_path / "b.zarr"), shape=img.shape, chunks=(20, 30),
-                          dtype="uint32")
+    z = zarr.create_array(
+        store=str(tmp_path / "b.zarr"), shape=img.shape, chunks=(20, 30), dtype="uint32"
+    )
     segment_to_zarr(img, BlobPredictor(), z, 48)
     assert np.array_equal(z[:], ref)
     whole = segment_to_zarr(img, BlobPredictor(), str(tmp_path / "c.zarr"), None)
     assert np.array_equal(whole[:], ref)
+    sharded = zarr.create_array(
+        store=str(tmp_path / "s.zarr"),
+        shape=img.shape,
+        chunks=(16, 16),
+        shards=(64, 64),
+        dtype="uint32",
+    )
+    segment_to_zarr(img, BlobPredictor(), sharded, 32)  # shards shared by cores: locked
+    assert np.array_equal(sharded[:], ref)
     bad = zarr.create_array(store=str(tmp_path / "d.zarr"), shape=(10, 10), dtype="uint32")
     with pytest.raises(ValueError, match="shape"):
         segment_to_zarr(img, BlobPredictor(), bad, 32)

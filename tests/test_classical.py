@@ -13,8 +13,7 @@ from scopeflow.segment.chunked import segment_image
 from scopeflow.segment.classical import ClassicalPredictor, leaky_integrate
 
 
-def biconcave_dpc(shape=(384, 384), n=260, radius_px=11.0, seed=0, gain=1.0, noise=0.02,
-                  sign=1):
+def biconcave_dpc(shape=(384, 384), n=260, radius_px=11.0, seed=0, gain=1.0, noise=0.02, sign=1):
     """DPC-like phantom with truth: biconcave (Evans–Fung-shaped) phase discs, most of them
     touching, rendered as ``0.5 + sign·gain·∂φ/∂x`` (Sobel, after a 1-px blur) + noise.
 

@@ -72,8 +72,9 @@ def test_demo_produces_store_labels_and_tables(demo_run):
         ys, xs = np.nonzero(labels == row["cell_id"])
         assert abs(ys.mean() - row["y_px"]) < 1e-6 and abs(xs.mean() - row["x_px"]) < 1e-6
         assert "phase" in ome_zarr.fov_attrs(store, fov)["channels"]
-        for rule in ("ingest", "dpc", "segment", "measure"):
-            assert (res / "logs" / f"{rule}.log").exists()
+        assert (res / "logs" / "ingest.log").exists()
+        for rule in ("dpc", "segment", "measure"):
+            assert (res / "logs" / f"{rule}.0.log").exists()
         assert (res / "report" / "overview.png").stat().st_size > 10_000
     assert len(pd.read_parquet(demo_run / "results" / "samples.parquet")) == 2
 
@@ -105,7 +106,9 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
         jobs = scheduled_jobs(demo_run)
         per_sample = {s for r, s in jobs if s}
         assert per_sample == {"new_slide"}, jobs
-        assert {r for r, s in jobs if s} == {"ingest", "dpc", "segment", "measure", "sample_overview"}
+        assert {r for r, s in jobs if s} == {
+            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview"
+        }
         assert {r for r, s in jobs if not s} == {"summarize_samples", "all"}
     finally:
         shutil.rmtree(new)
@@ -121,6 +124,18 @@ def test_segmentation_parameter_change_reruns_segment_not_dpc(demo_run):
     rules = {r for r, _ in jobs}
     assert "segment" in rules and "measure" in rules
     assert "ingest" not in rules and "dpc" not in rules
+
+
+def test_fovs_are_sharded_into_jobs(demo_run):
+    import yaml
+
+    cfg = yaml.safe_load((demo_run / "config.yaml").read_text())
+    cfg["sharding"] = {"fovs_per_job": 3}
+    (demo_run / "sharded.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(demo_run, "--configfile", str(demo_run / "sharded.yaml"), "--forceall")
+    for rule in ("dpc", "segment", "measure"):
+        assert sum(1 for r, s in jobs if r == rule and s == "demo_smear_1") == 2  # 4 FOVs / 3
+    assert sum(1 for r, s in jobs if r == "ingest") == 2
 
 
 # ---------------------------------------------------------------- bad input

@@ -328,8 +328,11 @@ def read_image(path) -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         rgb = arr[..., :3]
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise ValueError(f"{path}: colour image with differing channels; expected a grey label/mask image")
+        grey = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+        if not grey:
+            raise ValueError(
+                f"{path}: colour image with differing channels; expected a grey label/mask image"
+            )
         arr = rgb[..., 0]
     arr = np.squeeze(arr)
     if arr.ndim != 2:

@@ -36,6 +36,42 @@ CELL_COLUMNS = {
 }
 
 
+FOV_COLUMNS = {
+    "sample": "sample name",
+    "fov": "field-of-view name",
+    "height_px": "image height (px)",
+    "width_px": "image width (px)",
+    "pixel_size_um": "pixel size at the sample (um)",
+    "area_mm2": "imaged area (mm^2)",
+    "n_cells": "cells segmented (including border cells)",
+    "n_cells_border": "cells touching the FOV border",
+    "density_per_mm2": "(n_cells - n_cells_border / 2) per mm^2",
+    "median_area_um2": "median area of non-border cells (um^2)",
+    "median_circularity": "median circularity of non-border cells",
+    "focus": "variance of the Laplacian of the FOV's DPC (higher = sharper)",
+    "i": "Octopi grid row (empty for DPC files)",
+    "j": "Octopi grid column",
+    "k": "Octopi z index",
+    "x_mm": "stage x (mm) from coordinates.csv",
+    "y_mm": "stage y (mm)",
+    "z_um": "stage z (um)",
+}
+
+SAMPLE_COLUMNS = {
+    "sample": "sample name",
+    "n_fovs": "FOVs",
+    "n_cells": "cells (including border cells)",
+    "cells_per_fov_mean": "mean cells per FOV",
+    "cells_per_fov_cv": "coefficient of variation of cells per FOV",
+    "density_per_mm2": "mean FOV density (cells per mm^2)",
+    "median_area_um2": "median area of non-border cells (um^2)",
+    "median_equivalent_diameter_um": "median equivalent diameter of non-border cells (um)",
+    "median_circularity": "median circularity of non-border cells",
+    "median_phase_integral_rad_um2": "median integrated phase of non-border cells (rad um^2)",
+    "focus_median": "median FOV focus score",
+}
+
+
 def _laplacian_var_per_label(img: np.ndarray, labels: np.ndarray, index: np.ndarray) -> np.ndarray:
     lap = ndi.laplace(img.astype(np.float32))
     mean = ndi.mean(lap, labels, index)

@@ -187,29 +187,63 @@ def ingest(
     return df
 
 
-def build_image_store(
+def count_fovs(kind: str, path: str | Path) -> int:
+    """Number of FOVs of a sample from its file names alone (no pixels read); 1 if unreadable.
+
+    Used to plan shards when the workflow is built; the ingest job validates properly.
+    """
+    try:
+        if kind == "smear_raw":
+            return max(1, len(read_acquisition(path, required_channels=()).fovs))
+        if kind == "smear_dpc":
+            return len(_dpc_files(Path(path)))
+    except ScopeflowError:
+        pass
+    return 1
+
+
+def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
+    """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
+    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
+
+
+def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
+    """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
+    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+
+
+def write_images(
     fovs_tsv: str | Path,
     flatfield_npz: str | Path,
-    out_zarr: str | Path,
+    zarr_path: str | Path,
+    out_record: str | Path,
     *,
-    sample: str,
+    fovs: Sequence[str] | None = None,
     phase: bool = True,
-    phase_reg: float = 1e-2,
+    phase_reg: float = 3e-3,
     na_illum: float | None = None,
     chunk: int = 1024,
-    provenance: Mapping | None = None,
-) -> None:
-    """Compute DPC (and quantitative phase) for every FOV and write the sample's OME-Zarr.
+) -> dict:
+    """Compute DPC (and quantitative phase) of FOVs and write them into the sample store.
 
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
+    ``out_record`` (JSON: FOVs written, seconds) is written last.
+
+    Parameters
+    ----------
+    fovs : sequence of str, optional
+        The FOVs to process (a shard); default all.
     """
     df = pd.read_csv(fovs_tsv, sep="\t")
+    if fovs is not None:
+        df = df[df["fov"].isin(set(fovs))]
     with np.load(flatfield_npz) as z:
         ff = {k: z[k] for k in z.files}
-    ome_zarr.create_sample_store(out_zarr, list(df["fov"]), provenance or {})
-    for row in df.itertuples(index=False):
-        row = row._asdict()
+    t0 = time.perf_counter()
+    for row in df.to_dict("records"):
         ps = float(row["pixel_size_um"])
         if isinstance(row.get("left"), str):
             left = read_gray(row["left"])
@@ -232,33 +266,37 @@ def build_image_store(
         attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                  for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
         attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
-        ome_zarr.write_image(out_zarr, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
-        log.info("%s/%s: DPC%s written", sample, row["fov"], " + phase" if "phase" in channels else "")
+        ome_zarr.write_image(zarr_path, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
+        log.info("%s: DPC%s written", row["fov"], " + phase" if "phase" in channels else "")
+    record = {"fovs": list(df["fov"]), "seconds": round(time.perf_counter() - t0, 3)}
+    _atomic_json(record, out_record)
+    return record
 
 
 def segment_store(
     zarr_path: str | Path,
     out_record: str | Path,
     *,
+    fovs: Sequence[str] | None = None,
     method: str = "classical",
     chunk: int | None = 1024,
     predictor_kwargs: Mapping | None = None,
     threads: int = 1,
 ) -> dict:
-    """Segment the ``dpc`` channel of every FOV of a sample store into ``labels/cells``.
+    """Segment the ``dpc`` channel of FOVs of a sample store into ``labels/cells``.
 
     The JSON record ``out_record`` (method, parameters, model checksum, cells per FOV, time)
-    is written last: it is the marker that the store's labels are complete.
+    is written last: it is the marker that these FOVs' labels are complete.
     """
+    import dask
+
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import segment_image
 
     kwargs = dict(predictor_kwargs or {})
     record = {"method": method, "chunk": chunk, "params": kwargs, "fovs": {}}
-    names = ome_zarr.fov_names(zarr_path)
+    names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
     t0 = time.perf_counter()
-    import dask
-
     with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
         for fov in names:
             ps = float(ome_zarr.fov_attrs(zarr_path, fov)["pixel_size_um"])
@@ -268,8 +306,7 @@ def segment_store(
             attrs = {"method": method, "chunk": chunk, "params": kwargs}
             sha = getattr(predictor, "sha256", None)
             if sha:
-                attrs["model_sha256"] = sha
-                record["model_sha256"] = sha
+                attrs["model_sha256"] = record["model_sha256"] = sha
             ome_zarr.write_labels(zarr_path, fov, labels, "cells", attrs=attrs)
             record["fovs"][fov] = int(labels.max())
             log.info("%s: %d cells", fov, int(labels.max()))
@@ -283,20 +320,14 @@ def measure_store(
     segmentation_json: str | Path,
     out_cells: str | Path,
     out_fovs: str | Path,
-    out_sample: str | Path,
     *,
     sample: str,
-    provenance: Mapping | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Measure every cell of a segmented store and write the cell, FOV and sample tables."""
+    fovs: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measure every cell of segmented FOVs; write the cell and FOV tables (of a shard)."""
     seg = json.loads(Path(segmentation_json).read_text())
-    prov = dict(provenance or {})
-    prov.update(ome_zarr.store_attrs(zarr_path))
-    prov["segmentation"] = {k: seg[k] for k in ("method", "chunk", "params") if k in seg}
-    if seg.get("model_sha256"):
-        prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
     cell_tables, fov_rows = [], []
-    for fov in ome_zarr.fov_names(zarr_path):
+    for fov in (list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)):
         attrs = ome_zarr.fov_attrs(zarr_path, fov)
         ps = float(attrs["pixel_size_um"])
         dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
@@ -310,17 +341,49 @@ def measure_store(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
                                   pixel_size_um=ps, focus=measure.fov_focus(dpc), extra=extra)
         )
-    cells = pd.concat(cell_tables, ignore_index=True) if cell_tables else pd.DataFrame()
-    fovs = pd.DataFrame(fov_rows)
+    if not cell_tables:  # an empty shard (the FOV count changed since planning)
+        cell_tables = [measure.measure_cells(np.zeros((1, 1), np.uint32), np.zeros((1, 1)), None, 1.0)]
+    cells = pd.concat(cell_tables, ignore_index=True)
+    fov_table = pd.DataFrame(fov_rows, columns=list(measure.FOV_COLUMNS))
     for col in ("i", "j", "k"):
-        fovs[col] = pd.to_numeric(fovs[col]).astype("Int64")
+        fov_table[col] = pd.to_numeric(fov_table[col]).astype("Int64")
     for col in ("x_mm", "y_mm", "z_um"):
-        fovs[col] = pd.to_numeric(fovs[col]).astype("float64")
+        fov_table[col] = pd.to_numeric(fov_table[col]).astype("float64")
+    prov = {"segmentation": {k: seg.get(k) for k in ("method", "chunk", "params", "model_sha256")}}
+    tables.write_table(fov_table, out_fovs, prov)
+    tables.write_table(cells, out_cells, prov)
+    return cells, fov_table
+
+
+def merge_tables(
+    cell_parts: Sequence[str | Path],
+    fov_parts: Sequence[str | Path],
+    zarr_path: str | Path,
+    out_cells: str | Path,
+    out_fovs: str | Path,
+    out_sample: str | Path,
+    *,
+    sample: str,
+    provenance: Mapping | None = None,
+) -> pd.DataFrame:
+    """Concatenate a sample's shard tables into its cell and FOV tables and summarise it.
+
+    Provenance = the run's record, the store's record and the segmentation record of the
+    shards (method, parameters, model sha256).
+    """
+    cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
+    fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
+    prov = dict(provenance or {})
+    prov["store"] = ome_zarr.store_attrs(zarr_path)
+    seg = tables.read_provenance(cell_parts[0]).get("segmentation", {}) if cell_parts else {}
+    prov["segmentation"] = seg
+    if seg.get("model_sha256"):
+        prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
     summary = pd.DataFrame([measure.summarize_sample(fovs, cells, sample=sample)])
     tables.write_table(fovs, out_fovs, prov)
     tables.write_table(summary, out_sample, prov)
     tables.write_table(cells, out_cells, prov)
-    return cells, fovs, summary
+    return summary
 
 
 def sample_provenance(config: Mapping, inputs: Sequence[str | Path], **extra) -> dict:

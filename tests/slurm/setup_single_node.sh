@@ -121,6 +121,48 @@ stop_pidfile() {  # stop_pidfile PIDFILE: TERM the daemon, wait up to 10 s
     kill -9 "$pid" 2>/dev/null || true
 }
 
+# ------------------------------------------------------------------------------------- slurm.conf
+# (first: sacctmgr and every client read it)
+CPUS=$(nproc)
+REAL_MEM=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+[[ -n $REAL_MEM ]] || die "slurmd -C did not report RealMemory"
+MEM=$((REAL_MEM * MEM_FRACTION / 100))
+if write_if_changed /etc/slurm/slurm.conf 644 root:root <<EOF; then
+# Written by scopeflow tests/slurm/setup_single_node.sh: one node (this machine), one partition.
+ClusterName=$CLUSTER
+SlurmctldHost=$HOST
+SlurmUser=slurm
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+ReturnToService=2
+SlurmctldPidFile=/run/slurm/slurmctld.pid
+SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmdSpoolDir=/var/spool/slurmd
+StateSaveLocation=/var/spool/slurmctld
+SlurmctldLogFile=$LOGDIR/slurmctld.log
+SlurmdLogFile=$LOGDIR/slurmd.log
+# finished jobs stay visible to squeue for 5 min (needed when polling with squeue instead of sacct)
+MinJobAge=300
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=30
+JobCompType=jobcomp/none
+# $MEM MB = ${MEM_FRACTION} % of the $REAL_MEM MB slurmd -C reports; a job asking more waits forever
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+    stop_pidfile /run/slurm/slurmd.pid
+    stop_pidfile /run/slurm/slurmctld.pid
+fi
+
 # ------------------------------------------------------------------------------------- munge
 [[ -s /etc/munge/munge.key ]] || mungekey --create --keyfile /etc/munge/munge.key
 chown munge:munge /etc/munge/munge.key
@@ -172,47 +214,7 @@ if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
     sacctmgr -i add cluster "$CLUSTER" >/dev/null || die "sacctmgr add cluster $CLUSTER failed"
 fi
 
-# ------------------------------------------------------------------------------------- slurm.conf
-CPUS=$(nproc)
-REAL_MEM=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
-[[ -n $REAL_MEM ]] || die "slurmd -C did not report RealMemory"
-MEM=$((REAL_MEM * MEM_FRACTION / 100))
-if write_if_changed /etc/slurm/slurm.conf 644 root:root <<EOF; then
-# Written by scopeflow tests/slurm/setup_single_node.sh: one node (this machine), one partition.
-ClusterName=$CLUSTER
-SlurmctldHost=$HOST
-SlurmUser=slurm
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-SchedulerType=sched/backfill
-ReturnToService=2
-SlurmctldPidFile=/run/slurm/slurmctld.pid
-SlurmdPidFile=/run/slurm/slurmd.pid
-SlurmdSpoolDir=/var/spool/slurmd
-StateSaveLocation=/var/spool/slurmctld
-SlurmctldLogFile=$LOGDIR/slurmctld.log
-SlurmdLogFile=$LOGDIR/slurmd.log
-# finished jobs stay visible to squeue for 5 min (the plugin's squeue fallback needs >= 3 polls)
-MinJobAge=300
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30
-JobCompType=jobcomp/none
-# $MEM MB = ${MEM_FRACTION} % of the $REAL_MEM MB slurmd -C reports; a job asking more waits forever
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-EOF
-    stop_pidfile /run/slurm/slurmd.pid
-    stop_pidfile /run/slurm/slurmctld.pid
-fi
-
+# ------------------------------------------------------------------------------------- slurmctld, slurmd
 if ! pid_alive /run/slurm/slurmctld.pid; then
     say "starting slurmctld"
     /usr/sbin/slurmctld || die "slurmctld did not start"

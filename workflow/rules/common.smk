@@ -106,6 +106,38 @@ SMEAR_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in K
 wildcard_constraints:
     sample="|".join(map(re.escape, SAMPLES["sample"])) if len(SAMPLES) else "(?!x)x",
     demo_sample="demo_smear_[0-9]+",
+    shard="[0-9]+",
+
+
+FOVS_PER_JOB = config["sharding"]["fovs_per_job"]
+
+
+def n_shards(sample):
+    """Jobs a sample's FOVs are split into (planned from file names when the DAG is built)."""
+    from scopeflow.pipeline import count_fovs
+
+    row = SAMPLES.loc[sample]
+    if sample in _demo_samples() and not Path(row["path"]).exists():
+        n = DEMO["ny"] * DEMO["nx"]
+    else:
+        n = count_fovs(row["kind"], row["path"])
+    return max(1, -(-n // FOVS_PER_JOB))
+
+
+def shard_out(name):
+    return f"{RESULTS}/{{sample}}/shards/{{shard}}/{name}"
+
+
+def shard_log(rule_name):
+    return f"{RESULTS}/{{sample}}/logs/{rule_name}.{{shard}}.log"
+
+
+def shard_bench(rule_name):
+    return f"{RESULTS}/{{sample}}/benchmarks/{rule_name}.{{shard}}.tsv"
+
+
+def shard_files(sample, name):
+    return [f"{RESULTS}/{sample}/shards/{k}/{name}" for k in range(n_shards(sample))]
 
 
 def out(sample, name):

@@ -1,4 +1,5 @@
-# DPC and quantitative phase for every FOV, written as the sample's OME-Zarr (channels dpc, phase).
+# DPC and quantitative phase, one job per shard of FOVs, written into the sample's OME-Zarr
+# (channels dpc, phase). The store itself is created by the ingest rule.
 
 
 rule dpc:
@@ -6,19 +7,20 @@ rule dpc:
         fovs=rules.ingest.output.fovs,
         flatfield=rules.ingest.output.flatfield,
     output:
-        zarr=directory(out("{sample}", "{sample}.ome.zarr")),
+        record=shard_out("dpc.json"),
     params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         dpc=config["dpc"],
         na_illum=config["optics"]["na_illum"],
         chunk=config["segment"]["chunk"],
-        config=config,
+        fovs_per_job=FOVS_PER_JOB,
     resources:
         mem_mb=8000,  # peak memory of one job (MB)
         runtime=60,  # wall-clock limit (minutes)
     log:
-        log_path("dpc"),
+        shard_log("dpc"),
     benchmark:
-        bench_path("dpc")
+        shard_bench("dpc")
     conda:
         "../../envs/scopeflow.yaml"
     script:

@@ -1,5 +1,5 @@
-# Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs and
-# estimate per-channel flatfields.
+# Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs,
+# estimate per-channel flatfields and create the sample's (empty) OME-Zarr.
 
 
 rule demo_acquisition:
@@ -24,6 +24,7 @@ rule ingest:
     output:
         fovs=out("{sample}", "ingest/fovs.tsv"),
         flatfield=out("{sample}", "ingest/flatfield.npz"),
+        zarr=directory(out("{sample}", "{sample}.ome.zarr")),
     params:
         kind=lambda wc: sample_row(wc)["kind"],
         pixel_size_um=lambda wc: sample_row(wc)["pixel_size_um"],

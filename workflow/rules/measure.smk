@@ -1,24 +1,44 @@
-# Per-cell measurements with units, per-FOV and per-sample summaries (Parquet + CSV mirrors).
+# Per-cell measurements with units per shard, merged into the sample's cell, FOV and sample
+# tables (Parquet + CSV mirrors).
 
 
 rule measure:
     input:
-        zarr=rules.dpc.output.zarr,
         record=rules.segment.output.record,
+    output:
+        cells=shard_out("cells.parquet"),
+        fovs=shard_out("fovs.parquet"),
+    params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
+    resources:
+        mem_mb=4000,  # peak memory of one job (MB)
+        runtime=60,  # wall-clock limit (minutes)
+    log:
+        shard_log("measure"),
+    benchmark:
+        shard_bench("measure")
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/measure.py"
+
+
+rule merge_tables:
+    input:
+        cells=lambda wc: shard_files(wc.sample, "cells.parquet"),
+        fovs=lambda wc: shard_files(wc.sample, "fovs.parquet"),
     output:
         cells=out("{sample}", "cells.parquet"),
         fovs=out("{sample}", "fovs.parquet"),
         sample=out("{sample}", "sample.parquet"),
     params:
-        config=config,
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
     resources:
         mem_mb=4000,  # peak memory of one job (MB)
-        runtime=60,  # wall-clock limit (minutes)
+        runtime=30,  # wall-clock limit (minutes)
     log:
-        log_path("measure"),
-    benchmark:
-        bench_path("measure")
+        log_path("merge_tables"),
     conda:
         "../../envs/scopeflow.yaml"
     script:
-        "../../scripts/measure.py"
+        "../../scripts/merge_tables.py"

@@ -3,9 +3,10 @@
 
 rule sample_overview:
     input:
-        zarr=rules.dpc.output.zarr,
-        cells=rules.measure.output.cells,
-        fovs=rules.measure.output.fovs,
+        cells=rules.merge_tables.output.cells,
+        fovs=rules.merge_tables.output.fovs,
+    params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
     output:
         report(
             out("{sample}", "report/overview.png"),

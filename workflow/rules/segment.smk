@@ -1,13 +1,14 @@
-# Chunked segmentation of every FOV's DPC into labels/cells inside the sample's OME-Zarr.
-# The JSON record is written last: it marks the labels as complete.
+# Chunked segmentation of each shard's FOVs into labels/cells inside the sample's OME-Zarr.
+# The JSON record is written last: it marks the shard's labels as complete.
 
 
 rule segment:
     input:
-        zarr=rules.dpc.output.zarr,
+        record=rules.dpc.output.record,
     output:
-        record=out("{sample}", "segmentation.json"),
+        record=shard_out("segmentation.json"),
     params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         method=config["segment"]["method"],
         chunk=config["segment"]["chunk"],
         device=config["segment"]["device"],
@@ -16,9 +17,9 @@ rule segment:
         mem_mb=8000,  # peak memory of one job (MB)
         runtime=120,  # wall-clock limit (minutes)
     log:
-        log_path("segment"),
+        shard_log("segment"),
     benchmark:
-        bench_path("segment")
+        shard_bench("segment")
     conda:
         "../../envs/scopeflow.yaml"
     script:

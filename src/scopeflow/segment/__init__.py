@@ -51,6 +51,4 @@ def make_predictor(method: str, **kwargs: Any):
         if "pixel_size_um" in kwargs and not _accepts(UNetPredictor, "pixel_size_um"):
             kwargs = {k: v for k, v in kwargs.items() if k != "pixel_size_um"}
         return UNetPredictor(**kwargs)
-    raise ValueError(
-        f"unknown segmentation method {method!r}; choose one of: {', '.join(METHODS)}"
-    )
+    raise ValueError(f"unknown segmentation method {method!r}; choose one of: {', '.join(METHODS)}")

@@ -322,8 +322,9 @@ def _open_target(store_or_array: Any, shape: tuple[int, int], chunk: int | None)
         return arr
     side = chunk or 1024
     chunks = (min(side, max(shape[0], 1)), min(side, max(shape[1], 1)))
-    return zarr.open_array(store_or_array, mode="w", shape=shape, chunks=chunks,
-                           dtype="uint32", fill_value=0)
+    return zarr.open_array(
+        store_or_array, mode="w", shape=shape, chunks=chunks, dtype="uint32", fill_value=0
+    )
 
 
 def _write_block(arr) -> tuple[int, int]:
@@ -389,7 +390,8 @@ def segment_to_zarr(
     -----
     Memory: the float32 image plus a few chunks (one extended tile per thread). Pass-1
     writes are lock-free when ``chunk`` is a multiple of the array's chunk shape and
-    serialized otherwise; pass 2 walks the array's own chunk grid. The array's attribute ``scopeflow_segmentation`` records the state
+    serialized otherwise; pass 2 walks the array's own chunk (or shard) grid. The
+    array's attribute ``scopeflow_segmentation`` records the state
     (``"seed_names"`` during pass 1, ``"relabelling"``, then ``"complete"`` with
     ``n_labels``), the chunk, halo and predictor name: a resume feature can add a
     per-chunk completion list to it, since every chunk task of both passes is
@@ -402,8 +404,13 @@ def segment_to_zarr(
         raise ValueError("images with 2**32 pixels or more need a uint64 target array")
     lock = None if _aligned(arr, chunk) else threading.Lock()
     halo = 0 if chunk is None else halo_px(predictor)
-    _set_record(arr, state="seed_names", chunk=chunk, halo=halo,
-                predictor=getattr(predictor, "name", type(predictor).__name__))
+    _set_record(
+        arr,
+        state="seed_names",
+        chunk=chunk,
+        halo=halo,
+        predictor=getattr(predictor, "name", type(predictor).__name__),
+    )
 
     def write(core, block):
         block = block.astype(arr.dtype, copy=False)

@@ -228,7 +228,9 @@ class _Pool:
         area = np.array([im.size for im in self.images], dtype=np.float64)
         self.p = area / area.sum()
 
-    def sample(self, rng: np.random.Generator, crop: int, augment: bool) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, rng: np.random.Generator, crop: int, augment: bool, orient: str = "dihedral"
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return one augmented (z-scored image, instance labels) crop."""
         i = int(rng.choice(len(self.images), p=self.p))
         im, lab = self.images[i], self.labels[i]
@@ -242,10 +244,13 @@ class _Pool:
         if angle:
             x, y = _rotate(x, y, angle, crop)
         if augment:
-            k = int(rng.integers(0, 4))
-            x, y = np.rot90(x, k), np.rot90(y, k)
-            if rng.random() < 0.5:
-                x, y = x[:, ::-1], y[:, ::-1]
+            if orient == "dihedral":
+                k = int(rng.integers(0, 4))
+                x, y = np.rot90(x, k), np.rot90(y, k)
+                if rng.random() < 0.5:
+                    x, y = x[:, ::-1], y[:, ::-1]
+            elif orient == "dpc_x" and rng.random() < 0.5:
+                x, y = x[::-1], y[::-1]  # a y-flip keeps the x-direction DPC relief
             if rng.random() < 0.25:  # Poisson (shot) noise on the raw DPC signal
                 lam = float(rng.uniform(100, 1000))
                 x = rng.poisson(np.clip(x, 0, None) * lam).astype(np.float32) / lam
@@ -389,6 +394,7 @@ def train(
     freeze: str = "none",
     contour_width: int = 1,
     augment: bool = True,
+    orient: str = "dihedral",
     val_every: int = 100,
     select: str = "iou_f1",
     threads: int | None = None,
@@ -438,6 +444,10 @@ def train(
         Width of the contour ring in 3-class targets.
     augment : bool, default True
         Use the augmentations (off: plain random crops).
+    orient : {"dihedral", "dpc_x", "none"}
+        Orientation augmentation: all 8 flips/90° rotations (the model becomes
+        blind to the DPC direction), only y-flips (keep the relief of a DPC taken
+        with left/right illumination, as in Octopi), or none.
     val_every : int, default 100
         Steps between validations (and checkpoints).
     select : {"iou_f1", "f1", "loss"}
@@ -465,6 +475,8 @@ def train(
         raise ValueError(f"head must be one of {tuple(HEADS)}, got {head!r}")
     if crop % 16:
         raise ValueError(f"crop must be a multiple of 16, got {crop}")
+    if orient not in ("dihedral", "dpc_x", "none"):
+        raise ValueError(f"orient must be 'dihedral', 'dpc_x' or 'none', got {orient!r}")
     if select not in ("iou_f1", "f1", "loss"):
         raise ValueError(f"select must be 'iou_f1', 'f1' or 'loss', got {select!r}")
     if threads is not None:
@@ -518,6 +530,7 @@ def train(
         "head": head, "steps": int(steps), "crop": int(crop), "batch_size": int(batch_size),
         "lr": float(lr), "weight_decay": float(weight_decay), "warmup": int(warmup), "seed": int(seed),
         "freeze": freeze, "contour_width": int(contour_width), "augment": bool(augment),
+        "orient": orient,
         "select": select, "train_images": [p[0].name for p in pairs],
         "val_images": [p[0].name for p in val_pairs],
         "init_weights": str(init_weights) if init_weights else "",
@@ -559,7 +572,7 @@ def train(
         net.train()
         for m in frozen:
             m.eval()
-        xs, ys = zip(*(pool.sample(rng, crop, augment) for _ in range(batch_size)))
+        xs, ys = zip(*(pool.sample(rng, crop, augment, orient) for _ in range(batch_size)))
         x = torch.from_numpy(np.stack(xs))[:, None]
         tg = np.stack([make_target(y, head, contour_width) for y in ys])
         target = torch.from_numpy(tg)
@@ -656,6 +669,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", choices=FREEZE, default="none")
     p.add_argument("--contour-width", type=int, default=1)
     p.add_argument("--no-augment", action="store_true", help="plain random crops only")
+    p.add_argument("--orient", choices=("dihedral", "dpc_x", "none"), default="dihedral",
+                   help="orientation augmentation (dpc_x: y-flips only, keeps the DPC relief)")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--select", choices=("iou_f1", "f1", "loss"), default="iou_f1")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (the job's cores)")
@@ -685,7 +700,7 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
         head=a.head, steps=a.steps, crop=a.crop, batch_size=a.batch_size, lr=a.lr,
         weight_decay=a.weight_decay, warmup=a.warmup, seed=a.seed, resume=a.resume,
         init_weights=a.init_weights, freeze=a.freeze, contour_width=a.contour_width,
-        augment=not a.no_augment, val_every=a.val_every, select=a.select, threads=a.threads,
+        augment=not a.no_augment, orient=a.orient, val_every=a.val_every, select=a.select, threads=a.threads,
         progress=not a.no_progress, command="scopeflow train " + shlex.join(argv),
         stop_after=a.stop_after,
     )
