@@ -15,8 +15,8 @@ def main(smk):
     p = smk.params
     ingest(
         p.kind, smk.input[0], smk.output.fovs, smk.output.flatfield,
-        pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.optics["pixel_size_um"],
-        na=p.optics["na"], wavelength_um=p.optics["wavelength_um"], flatfield=p.flatfield,
+        pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.default_pixel_size_um,
+        na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield,
     )
     create_store(smk.output.fovs, smk.output.zarr,
                  sample_provenance(smk.config, [smk.input[0]], sample=smk.wildcards.sample))

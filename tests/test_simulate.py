@@ -82,7 +82,7 @@ def test_source_points():
     left, right, w = source_points(LAM, NA)
     assert len(left) == len(right) == len(w) == 31
     assert w.sum() == pytest.approx(1.0)
-    assert np.all(left[:, 1] < 0) and np.all(right[:, 1] > 0)
+    assert np.all(left[:, 1] > 0) and np.all(right[:, 1] < 0)  # real Octopi orientation
     assert np.hypot(*right.T).max() <= NA / LAM
 
 

@@ -7,11 +7,12 @@ Conventions
   ``F(u) = sum f(r) exp(-2πi u·r)`` (numpy's sign). Transfer functions are returned in the
   same unshifted ("FFT") order as :func:`numpy.fft.fft2` output.
 * **Left half** means the illumination (source) points with normalized pupil coordinate
-  ``f_x < 0`` in this frame, i.e. an illumination plane wave ``exp(2πi s·r)`` with ``s_x < 0``;
-  the right half is ``s_x > 0``. The source points exactly on ``f_x = 0`` are shared equally.
-  A real microscope may mirror the image relative to the LED matrix: if reconstructed cells
-  come out with *negative* phase, the two halves are swapped in that setup (negate the phase,
-  or swap left and right).
+  ``f_x > 0`` in this frame, i.e. an illumination plane wave ``exp(2πi s·r)`` with ``s_x > 0``;
+  the right half is ``s_x < 0``. The source points exactly on ``f_x = 0`` are shared equally.
+  This is the orientation of real Octopi data (../shared/data/octopi_rbc_dpc_*): a cell's left
+  edge is dark (DPC < 0.5) and its right edge bright, and the reconstructed phase of cells is
+  positive. A microscope that mirrors the image relative to the LED matrix gives negative
+  cell phase: swap left and right for it.
 * Phase is in radians; pixel sizes and wavelengths in µm.
 
 The weak-object model (Tian & Waller 2015) for one illumination half ``S`` and a pupil ``P``
@@ -119,7 +120,7 @@ def _correlation_tables(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     r2 = vx**2 + vy**2
     pupil = (r2 <= 1.0).astype(np.float64)
     source = (r2 <= sigma**2).astype(np.float64)
-    source *= np.where(vx < 0, 1.0, np.where(vx == 0, 0.5, 0.0))
+    source *= np.where(vx > 0, 1.0, np.where(vx == 0, 0.5, 0.0))
     g = source * pupil
     i0 = g.sum()
     if i0 <= 0:
@@ -167,7 +168,7 @@ def weak_object_transfer_functions(
     na_illum : float, optional
         Illumination NA (source radius ``na_illum/λ``); default ``na`` (σ = 1).
     half : {"left", "right"}
-        Illumination half (``left``: source points with f_x < 0, see module notes).
+        Illumination half (``left``: source points with f_x > 0, see module notes).
 
     Returns
     -------

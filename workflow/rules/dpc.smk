@@ -10,9 +10,9 @@ rule dpc:
         record=shard_out("dpc.json"),
     params:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
-        dpc=config["dpc"],
+        phase=config["dpc"]["phase"],
+        phase_reg=config["dpc"]["phase_reg"],
         na_illum=config["optics"]["na_illum"],
-        chunk=config["segment"]["chunk"],
         fovs_per_job=FOVS_PER_JOB,
     resources:
         mem_mb=8000,  # peak memory of one job (MB)

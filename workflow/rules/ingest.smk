@@ -28,7 +28,10 @@ rule ingest:
     params:
         kind=lambda wc: sample_row(wc)["kind"],
         pixel_size_um=lambda wc: sample_row(wc)["pixel_size_um"],
-        optics=config["optics"],
+        # scalars, not dicts: reordering config keys must not look like a parameter change
+        default_pixel_size_um=config["optics"]["pixel_size_um"],
+        na=config["optics"]["na"],
+        wavelength_um=config["optics"]["wavelength_um"],
         flatfield=config["dpc"]["flatfield"],
     resources:
         mem_mb=4000,  # peak memory of one job (MB)

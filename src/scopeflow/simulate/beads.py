@@ -236,7 +236,7 @@ def simulate_movie(
         Constant drift velocity (vy, vx) in µm/s, added to every bead.
     enter_leave : bool
         If True, beads diffuse in a larger periodic domain and enter/leave the field of
-        view (a bead that re-enters after wrapping gets a new ``particle`` id); if False,
+        view (each uninterrupted visit of a bead gets its own ``particle`` id); if False,
         beads are reflected at the frame edges and never leave.
     bit_depth : {8, 16, None}
         Output dtype uint8/uint16 (rounded, saturating), or None for float32 ADU.
@@ -273,7 +273,8 @@ def simulate_movie(
         ph = np.exp(rng.uniform(math.log(lo), math.log(hi), n_total))
     else:
         ph = np.full(n_total, float(photons))
-    seg = np.zeros(n_total, dtype=np.int64)  # wrap counter per bead
+    visit = np.zeros(n_total, dtype=np.int64)  # visit counter per bead
+    was_inside = np.zeros(n_total, dtype=bool)
     frames, rows = [], []
     dtype_out = None
     for t in range(n_frames):
@@ -284,9 +285,8 @@ def simulate_movie(
                 wy = np.floor((y - lo_y) / (hi_y - lo_y))
                 wx = np.floor((x - lo_x) / (hi_x - lo_x))
                 wrapped = (wy != 0) | (wx != 0)
-                y = y - wy * (hi_y - lo_y)
-                x = x - wx * (hi_x - lo_x)
-                seg = seg + wrapped
+                y = np.where(wrapped, y - wy * (hi_y - lo_y), y)
+                x = np.where(wrapped, x - wx * (hi_x - lo_x), x)
             else:
                 y = _reflect(y, lo_y, hi_y)
                 x = _reflect(x, lo_x, hi_x)
@@ -299,13 +299,15 @@ def simulate_movie(
         dtype_out = frame.dtype
         frames.append(frame)
         inside = (yo >= -0.5) & (yo < ny - 0.5) & (xo >= -0.5) & (xo < nx - 0.5)
+        visit += inside & ~was_inside  # a new visit starts when a bead enters the view
+        was_inside = inside
         idx = np.flatnonzero(inside)
         rows.append(
             pd.DataFrame(
                 {
                     "frame": t,
                     "bead": idx,
-                    "seg": seg[idx],
+                    "seg": visit[idx],
                     "y": yo[idx],
                     "x": xo[idx],
                     "photons": ph[idx],
@@ -316,7 +318,7 @@ def simulate_movie(
     truth = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["frame", "bead", "seg", "y", "x", "photons"]
     )
-    # a particle = one visit of a bead (new id after a periodic wrap)
+    # a particle = one uninterrupted visit of a bead to the field of view
     key = truth["bead"].to_numpy() * (n_frames + 1) + truth["seg"].to_numpy()
     _, particle = np.unique(key, return_inverse=True)
     truth.insert(1, "particle", particle.astype(np.int64))

@@ -10,7 +10,7 @@ Forward model (deterministic from a seed):
    most only touch, a few overlap (phases add; the label of an overlapping pixel is the cell
    placed last, the "top" one).
 2. **Imaging.** Abbe (partially coherent) imaging of the thin transmission
-   ``exp(iφ − μ)``: each illumination half (left: source points with ``f_x < 0``) is a set of
+   ``exp(iφ − μ)``: each illumination half (left: source points with ``f_x > 0``) is a set of
    mutually incoherent plane waves (an LED-matrix-like source filling ``na_illum``); for each
    source point the object spectrum passes the shifted pupil ``P(f + s)`` (radius NA/λ,
    optionally multiplied by an angular-spectrum defocus kernel) and the intensities add.
@@ -248,7 +248,7 @@ def source_points(
     Returns
     -------
     (left, right, weights) : (numpy.ndarray, numpy.ndarray, numpy.ndarray)
-        (n, 2) spatial frequencies (s_y, s_x) in cycles/µm (left: s_x < 0, right = mirror
+        (n, 2) spatial frequencies (s_y, s_x) in cycles/µm (left: s_x > 0, right = mirror
         image) and (n,) weights summing to 1. No point lies on s_x = 0.
     """
     na_illum = na if na_illum is None else float(na_illum)
@@ -263,9 +263,9 @@ def source_points(
         w = rm * dr * (0.5 if m == n_rings and n_rings > 1 else 1.0)
         pts.append(np.stack([rm * np.sin(theta), rm * np.cos(theta)], axis=1))
         wts.append(np.full(n, w / n))
-    right = np.concatenate(pts) * rad
+    left = np.concatenate(pts) * rad
     weights = np.concatenate(wts)
-    left = right * np.array([1.0, -1.0])
+    right = left * np.array([1.0, -1.0])
     return left, right, weights / weights.sum()
 
 

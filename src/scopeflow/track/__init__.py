@@ -1,1 +1,209 @@
-"""Bead tracking: detection, subpixel localisation, linking, MSD and diffusion."""
+"""Bead tracking: U-Net bead map + cross-correlation/MLE localisation, linking, MSD, diffusion.
+
+Modules
+-------
+localize
+    Candidates (network map or matched filter), upsampled-DFT cross-correlation, Poisson
+    MLE refinement, per-localisation uncertainty: :func:`locate`, :func:`locate_stack`.
+beadnet
+    The M2U-Net bead-centre map: training on simulations, shipped weights with sha256 check.
+link
+    trackpy linking, stub filtering, drift, MSD per particle and ensemble, D and exponent.
+
+Entry points for the ``scopeflow`` CLI: :func:`cli_locate`, :func:`cli_track`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scopeflow.errors import InputImageError
+from scopeflow.track.link import (
+    DiffusionFit,
+    compute_drift,
+    ensemble_msd,
+    filter_stubs,
+    fit_diffusion,
+    link,
+    msd_per_particle,
+    subtract_drift,
+    track_pipeline,
+)
+from scopeflow.track.localize import locate, locate_stack
+
+__all__ = [
+    "DiffusionFit",
+    "cli_locate",
+    "cli_track",
+    "compute_drift",
+    "ensemble_msd",
+    "filter_stubs",
+    "fit_diffusion",
+    "link",
+    "locate",
+    "locate_stack",
+    "msd_per_particle",
+    "read_frames",
+    "subtract_drift",
+    "track_pipeline",
+]
+
+
+def _green(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
+        return arr[..., 1]
+    if arr.ndim >= 3 and arr.shape[-1] == 2:  # grey + alpha
+        return arr[..., 0]
+    return arr
+
+
+def read_frames(path_or_stack) -> np.ndarray:
+    """Read a movie as raw frames (t, y, x), keeping the stored dtype.
+
+    Parameters
+    ----------
+    path_or_stack : str, Path or ndarray
+        A single image file, a folder of frame images (sorted by name), a (multi-page)
+        TIFF, or an array (y, x), (t, y, x), (y, x, c) or (t, y, x, c). RGB/RGBA frames
+        give their green channel (as the trackpy walkthrough and Octopi do).
+
+    Returns
+    -------
+    ndarray (t, y, x)
+
+    Raises
+    ------
+    InputImageError
+        Missing path, empty folder, unreadable or non-2-D images (naming the file).
+    """
+    if isinstance(path_or_stack, np.ndarray):
+        arr = path_or_stack
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+            arr = arr[..., 1]
+        elif arr.ndim == 4:
+            arr = _green(arr)
+        return arr[None] if arr.ndim == 2 else arr
+    from scopeflow.io.images import IMAGE_SUFFIXES, read_raw
+
+    path = Path(path_or_stack)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputImageError(f"{path}: no frame images ({', '.join(IMAGE_SUFFIXES)}) in "
+                                  "this folder; point to the folder that holds the frames")
+        frames = [_green(read_raw(f)) for f in files]
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise InputImageError(f"{path}: frames have different shapes {sorted(shapes)}; "
+                                  "all frames of a movie must have the same size")
+        return np.stack(frames)
+    if not path.is_file():
+        raise InputImageError(f"{path}: movie not found; give a frame folder, a TIFF or an image")
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            arr = tifffile.imread(path)
+        except Exception as exc:  # noqa: BLE001
+            raise InputImageError(f"{path}: cannot read TIFF ({type(exc).__name__}); "
+                                  "re-export it") from exc
+        arr = np.asarray(arr)
+        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+            arr = arr[..., 1]  # one RGB(A) page
+        elif arr.ndim == 4:
+            arr = _green(arr)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise InputImageError(f"{path}: expected frames (t, y, x), got shape {arr.shape}")
+        return arr
+    return _green(read_raw(path))[None]
+
+
+def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
+    """Localise beads in an image, a frame folder, a multi-page TIFF or an array; write CSV.
+
+    Parameters
+    ----------
+    path_or_stack : str, Path or ndarray
+        See :func:`read_frames`.
+    out_csv : str or Path
+        Output CSV (``frame, y, x, photons, background, ep_px, sigma_px, score, chi2``; px,
+        origin at the centre of pixel (0, 0)). Parent folders are created; the file is
+        written to a temporary name and renamed, so it never exists half-written.
+    **opts
+        Options of :func:`scopeflow.track.localize.locate_stack`; ``model`` defaults to
+        ``"beadnet"`` (the shipped network; pass ``model=None`` for the matched filter).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The localisations.
+    """
+    frames = read_frames(path_or_stack)
+    model = opts.pop("model", "beadnet")
+    locs = locate_stack(frames, model, **opts)
+    _write_csv(locs, out_csv)
+    return locs
+
+
+def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict:
+    """Localise, link and analyse a bead movie; write tracks, MSD, diffusion and a summary.
+
+    Parameters
+    ----------
+    frames : str, Path or ndarray
+        Movie (see :func:`read_frames`).
+    out_csv : str or Path
+        Tracks CSV: ``particle, frame, y, x, y_um, x_um`` + localisation columns and
+        ``drift_y_px, drift_x_px`` (measured positions; drift-corrected = measured − drift).
+        Beside it: ``<stem>_msd.csv`` (ensemble MSD: ``lag, lag_s, msd_um2, ...``),
+        ``<stem>_diffusion.csv`` (per particle ``D_um2_s, exponent, ...``) and
+        ``<stem>_summary.json``.
+    pixel_size_um : float
+        µm per px.
+    fps : float
+        Frames per second.
+    **opts
+        Linking/analysis options of :func:`scopeflow.track.link.track_pipeline`
+        (``search_range`` px (5), ``memory`` (3), ``adaptive_stop``, ``min_length`` (25),
+        ``drift`` (True), ``max_lag`` (100), ``fit_lags`` (10)); every other option goes to
+        :func:`locate_stack` (``model`` defaults to ``"beadnet"``).
+
+    Returns
+    -------
+    dict
+        The :func:`track_pipeline` result plus ``locs``; ``summary`` is also written as JSON.
+    """
+    link_keys = ("search_range", "memory", "adaptive_stop", "min_length", "drift", "max_lag",
+                 "fit_lags")
+    lopts = {k: opts.pop(k) for k in link_keys if k in opts}
+    movie = read_frames(frames)
+    model = opts.pop("model", "beadnet")
+    locs = locate_stack(movie, model, **opts)
+    res = track_pipeline(locs, pixel_size_um, fps, n_frames=len(movie), **lopts)
+    res["locs"] = locs
+    out_csv = Path(out_csv)
+    stem = out_csv.with_suffix("")
+    _write_csv(res["ensemble"], f"{stem}_msd.csv")
+    _write_csv(res["diffusion"], f"{stem}_diffusion.csv")
+    summary = dict(res["summary"])
+    summary.update(detector=locs.attrs.get("detector"), profile=locs.attrs.get("profile"),
+                   sigma_px=locs.attrs.get("sigma_px"))
+    tmp = Path(f"{stem}_summary.json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    tmp.replace(f"{stem}_summary.json")
+    _write_csv(res["tracks"], out_csv)  # last: its presence means everything was written
+    return res
+
+
+def _write_csv(df: pd.DataFrame, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)

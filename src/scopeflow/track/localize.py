@@ -1109,8 +1109,11 @@ def locate_stack(
                 start = gaussian_template(sigma, radius) * polarity
             det0 = _Detector(net, p, sigma, start)
             pos = [det0.detect(img, 1.0)[0].astype(np.float64) for img in pilot]
-            tpl = estimate_template(pilot, pos, radius, iterations=3, initial=start,
-                                    upsample=p.upsample)
+            try:
+                tpl = estimate_template(pilot, pos, radius, iterations=3, initial=start,
+                                        upsample=p.upsample)
+            except ValueError:  # no bead found in the pilot frames: keep the model
+                tpl = start / np.abs(start).sum()
         det = _Detector(net, p, sigma, tpl if net is None else None)
         polarity = 1.0  # the template carries the sign
     rows = []

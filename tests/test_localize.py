@@ -1,0 +1,177 @@
+"""Localisation accuracy, detection, conventions and real-data checks (scopeflow.track)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scopeflow.simulate.beads import crlb_gaussian, render_frame, simulate_movie, simulate_spots
+from scopeflow.track import cli_locate, cli_track, read_frames
+from scopeflow.track.beadnet import evaluate_detection, match_points
+from scopeflow.track.localize import (
+    extract_crops,
+    fit_gaussian,
+    gaussian_template,
+    locate,
+    locate_stack,
+    refine_xcorr,
+)
+
+BULK_MPP, BULK_FPS = 100 / 285, 24.0
+
+
+def _errors(locs: pd.DataFrame, truth: pd.DataFrame, max_dist: float = 2.0):
+    """Per-axis errors of the best (highest-score) localisation per frame."""
+    best = locs.loc[locs.groupby("frame")["score"].idxmax()].set_index("frame")
+    m = truth.set_index("frame").join(best.add_suffix("_f"), how="inner")
+    e = np.concatenate([m.y_f - m.y, m.x_f - m.x])
+    return e[np.abs(e) < max_dist], m
+
+
+@pytest.mark.parametrize(("photons", "limit"), [(200, 1.2), (1000, 1.2), (5000, 1.2)])
+def test_rmse_near_crlb_isolated_spots(photons, limit):
+    """RMSE / CRLB on 200 isolated Gaussian spots (σ 1.5, b 10, Poisson), as baselines §3."""
+    stack, truth = simulate_spots(200, photons, seed=0)
+    locs = locate_stack(stack)
+    e, m = _errors(locs, truth)
+    assert len(m) == 200 and len(e) == 400  # every spot found, no miss > 2 px
+    ratio = np.sqrt(np.mean(e**2)) / crlb_gaussian(1.5, photons, 10, 15)
+    assert ratio <= limit
+    assert abs(e.mean()) < 0.1 * crlb_gaussian(1.5, photons, 10, 15) + 0.01
+    # sigma estimated from the data
+    assert locs.attrs["sigma_px"] == pytest.approx(1.5, rel=0.05)
+    # ep_px is a calibrated error estimate
+    ep = np.sqrt(np.mean(m["ep_px_f"] ** 2))
+    assert ep == pytest.approx(np.sqrt(np.mean(e**2)), rel=0.2)
+    assert m["photons_f"].median() == pytest.approx(photons, rel=0.1)
+    assert m["background_f"].median() == pytest.approx(10, rel=0.1)
+
+
+def test_xcorr_core_and_origin_convention():
+    """Pixel centres are integer coordinates; noiseless xcorr and MLE recover the shift."""
+    y0, x0 = 20.3, 11.8
+    img = render_frame((40, 30), np.array([y0]), np.array([x0]), np.array([3000.0]),
+                       sigma_px=1.5, background=5.0)
+    crops, valid = extract_crops(img, np.array([[20, 12]]), 6)
+    oy, ox, pol = refine_xcorr(crops, valid, gaussian_template(1.5, 6), upsample=20)
+    assert pol[0] == 1
+    assert 20 + oy[0] == pytest.approx(y0, abs=0.02) and 12 + ox[0] == pytest.approx(x0, abs=0.02)
+    res = fit_gaussian(crops, valid, oy, ox, 1.5)
+    assert 20 + res["dy"][0] == pytest.approx(y0, abs=1e-4)
+    assert 12 + res["dx"][0] == pytest.approx(x0, abs=1e-4)
+    locs = locate(img, sigma_px=1.5)
+    assert len(locs) == 1
+    assert locs.y[0] == pytest.approx(y0, abs=1e-3) and locs.x[0] == pytest.approx(x0, abs=1e-3)
+    assert list(locs.columns[:6]) == ["frame", "y", "x", "photons", "background", "ep_px"]
+
+
+def test_dark_beads_need_no_inversion():
+    movie, truth = simulate_movie(3, (96, 96), 15, 0.0, 0.1, 10, photons=-1500.0,
+                                  background=200, enter_leave=False, seed=4)
+    locs = locate_stack(movie)
+    assert locs.attrs["polarity"] == -1.0
+    pred = [locs.loc[locs.frame == f, ["y", "x"]].to_numpy() for f in range(3)]
+    tru = [truth.loc[truth.frame == f, ["y", "x"]].to_numpy() for f in range(3)]
+    assert evaluate_detection(pred, tru)["f1"] >= 0.95
+
+
+def _net_f1(movie, truth, **kw):
+    locs = locate_stack(movie, "beadnet", **kw)
+    n = len(movie)
+    pred = [locs.loc[locs.frame == f, ["y", "x"]].to_numpy() for f in range(n)]
+    tru = [truth.loc[truth.frame == f, ["y", "x"]].to_numpy() for f in range(n)]
+    return evaluate_detection(pred, tru)
+
+
+def test_beadnet_detects_low_snr_beads():
+    """Shipped network, N = 200 photons on 10 photons/px (σ 1.5), 25 beads per 128² frame."""
+    movie, truth = simulate_movie(4, (128, 128), 25, 0.0, 0.1, 10, photons=200, background=10,
+                                  enter_leave=False, seed=21)
+    m = _net_f1(movie, truth)
+    assert m["f1"] >= 0.95, m
+    assert m["rmse_px"] < 0.35
+
+
+def test_beadnet_detects_ring_beads():
+    """Brightfield rings (dark core, bright ring): network candidates + data template."""
+    movie, truth = simulate_movie(4, (128, 128), 25, 0.0, 0.1, 10, profile="ring",
+                                  photons=0.3 * 300 * 2 * np.pi * 1.5**2, background=300,
+                                  enter_leave=False, seed=22)
+    m = _net_f1(movie, truth, profile="template")
+    assert m["f1"] >= 0.95, m
+    assert m["rmse_px"] < 0.2
+
+
+def test_cli_locate_inputs(tmp_path):
+    import imageio.v3 as iio
+    import tifffile
+
+    movie, truth = simulate_movie(3, (64, 64), 8, 0.0, 0.1, 10, photons=2000, bit_depth=8,
+                                  enter_leave=False, seed=5)
+    rgba = np.zeros(movie.shape + (4,), np.uint8)
+    rgba[..., 1] = movie
+    rgba[..., 0] = 255 - movie  # a different red channel must be ignored
+    rgba[..., 3] = 255
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(rgba):
+        iio.imwrite(folder / f"f_{i:03d}.png", f)
+    tifffile.imwrite(tmp_path / "movie.tif", movie)
+    assert np.array_equal(read_frames(folder), movie)
+    assert np.array_equal(read_frames(tmp_path / "movie.tif"), movie)
+    a = cli_locate(folder, tmp_path / "out" / "a.csv", model=None)
+    b = cli_locate(tmp_path / "movie.tif", tmp_path / "b.csv", model=None)
+    c = cli_locate(folder / "f_000.png", tmp_path / "c.csv", model=None)
+    on_disk = pd.read_csv(tmp_path / "out" / "a.csv")
+    assert list(on_disk.columns[:3]) == ["frame", "y", "x"]
+    assert len(a) == len(b) and np.allclose(a[["y", "x"]], b[["y", "x"]])
+    assert set(c.frame) == {0}
+    i, j = match_points(a.loc[a.frame == 0, ["y", "x"]].to_numpy(),
+                        truth.loc[truth.frame == 0, ["y", "x"]].to_numpy(), 1.0)
+    assert len(j) == (truth.frame == 0).sum()
+
+
+def test_cli_track_writes_outputs(tmp_path):
+    movie, _ = simulate_movie(30, (64, 64), 10, 0.1, 0.1, 20, photons=1500, seed=6)
+    res = cli_track(movie, tmp_path / "t.csv", 0.1, 20.0, model=None, search_range=4,
+                    min_length=10)
+    for suffix in ("t.csv", "t_msd.csv", "t_diffusion.csv", "t_summary.json"):
+        assert (tmp_path / suffix).is_file()
+    tracks = pd.read_csv(tmp_path / "t.csv")
+    assert list(tracks.columns[:6]) == ["particle", "frame", "y", "x", "y_um", "x_um"]
+    assert res["summary"]["n_tracks"] == tracks.particle.nunique()
+
+
+def _shared(shared, name):
+    path = shared / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not found (set SCOPEFLOW_SHARED_DATA)")
+    return path
+
+
+def test_reference_sequence_matches_trackpy_positions(shared):
+    """Same convention as trackpy: positions agree with trackpy v0.4's stored locate output."""
+    path = _shared(shared, "trackpy_reference_sequence")
+    frames = read_frames(path / "frames")
+    ref = np.load(path / "reproducibility_v0.4.npz")["arr_3"]  # locate(d=9, minmass=140)
+    locs = locate_stack(frames[:1])
+    p = locs[["y", "x"]].to_numpy()
+    i, j = match_points(p, ref, 1.0)
+    assert len(j) >= 0.95 * len(ref)
+    d = p[i] - ref[j]
+    assert np.all(np.abs(d.mean(0)) < 0.03)  # no systematic offset (origin convention)
+
+
+def test_bulk_water_diffusion(shared):
+    """trackpy walkthrough data: ensemble D within 10 % of 0.40 µm²/s (A = 4D = 1.60)."""
+    path = _shared(shared, "trackpy_bulk_water")
+    frames = read_frames(path / "frames")
+    assert frames.shape == (30, 424, 640)
+    locs = locate_stack(frames, "beadnet")
+    assert 450 <= locs.groupby("frame").size().median() <= 700  # walkthrough: ~580
+    from scopeflow.track.link import track_pipeline
+
+    res = track_pipeline(locs, BULK_MPP, BULK_FPS, search_range=5, memory=3, min_length=25)
+    assert res["fit"].D_um2_s == pytest.approx(0.40, rel=0.10)
+    assert res["summary"]["n_tracks"] >= 250
