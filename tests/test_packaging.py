@@ -51,3 +51,12 @@ def test_every_rule_has_a_log():
         text = smk.read_text()
         for block in re.split(r"\nrule ", text)[1:]:
             assert "\n    log:" in block, f"{smk.name}: rule {block.split(':')[0]} has no log"
+
+
+def test_readme_documents_every_table_column():
+    from scopeflow import measure
+
+    readme = (REPO / "README.md").read_text()
+    for columns in (measure.CELL_COLUMNS, measure.FOV_COLUMNS, measure.SAMPLE_COLUMNS):
+        for col in columns:
+            assert f"`{col}`" in readme, f"README lacks column {col}"
