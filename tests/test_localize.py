@@ -117,7 +117,7 @@ def test_cli_locate_inputs(tmp_path):
     folder.mkdir()
     for i, f in enumerate(rgba):
         iio.imwrite(folder / f"f_{i:03d}.png", f)
-    tifffile.imwrite(tmp_path / "movie.tif", movie)
+    tifffile.imwrite(tmp_path / "movie.tif", movie, photometric="minisblack")
     assert np.array_equal(read_frames(folder), movie)
     assert np.array_equal(read_frames(tmp_path / "movie.tif"), movie)
     a = cli_locate(folder, tmp_path / "out" / "a.csv", model=None)
