@@ -21,6 +21,13 @@ from scopeflow.errors import ScopeflowError
 DEFAULT_METHOD = "classical"
 
 
+def _chunk(text: str) -> int:
+    value = int(text)
+    if value < 0 or value % 16:
+        raise argparse.ArgumentTypeError(f"{value} is not a multiple of 16 (or 0 for the whole image)")
+    return value
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     import dask
 
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="DPC image (PNG/TIFF/BMP; 8/16-bit or float, 0.5 = no gradient)")
     p.add_argument("-o", "--output", required=True, help="output label TIFF (uint32)")
     p.add_argument("--method", choices=["classical", "unet"], default=DEFAULT_METHOD)
-    p.add_argument("--chunk", type=int, default=1024,
+    p.add_argument("--chunk", type=_chunk, default=1024,
                    help="chunk edge in px, multiple of 16; 0 = whole image (default 1024)")
     p.add_argument("--pixel-size", type=float, default=0.333, help="pixel size in um (default 0.333)")
     p.add_argument("--threads", type=int, default=2, help="threads (default 2)")
