@@ -291,7 +291,7 @@ def segment_store(
     import dask
 
     from scopeflow.segment import make_predictor
-    from scopeflow.segment.chunked import segment_image
+    from scopeflow.segment.chunked import segment_to_zarr
 
     kwargs = dict(predictor_kwargs or {})
     record = {"method": method, "chunk": chunk, "params": kwargs, "fovs": {}}
@@ -301,15 +301,22 @@ def segment_store(
         for fov in names:
             ps = float(ome_zarr.fov_attrs(zarr_path, fov)["pixel_size_um"])
             predictor = make_predictor(method, pixel_size_um=ps, **kwargs)
-            dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
-            labels = segment_image(dpc, predictor, chunk=chunk)
             attrs = {"method": method, "chunk": chunk, "params": kwargs}
             sha = getattr(predictor, "sha256", None)
             if sha:
                 attrs["model_sha256"] = record["model_sha256"] = sha
-            ome_zarr.write_labels(zarr_path, fov, labels, "cells", attrs=attrs)
-            record["fovs"][fov] = int(labels.max())
-            log.info("%s: %d cells", fov, int(labels.max()))
+            # the key names everything the labels depend on: a rerun after a kill with the
+            # same key resumes from the chunks already in the store
+            key = json.dumps({k: v for k, v in attrs.items() if k != "params"} | {
+                "params": {k: v for k, v in kwargs.items() if k not in ("threads", "device")},
+                "pixel_size_um": ps}, sort_keys=True)
+            target = ome_zarr.labels_array(zarr_path, fov, "cells", attrs=attrs)
+            dpc = ome_zarr.read_channel(zarr_path, fov, "dpc")
+            segment_to_zarr(dpc, predictor, target, chunk=chunk, resume_key=key)
+            ome_zarr.finish_labels(zarr_path, fov, "cells")
+            n = int(np.asarray(target[0]).max())
+            record["fovs"][fov] = n
+            log.info("%s: %d cells", fov, n)
     record["seconds"] = round(time.perf_counter() - t0, 3)
     _atomic_json(record, out_record)
     return record

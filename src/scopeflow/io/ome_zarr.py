@@ -148,6 +148,57 @@ def write_image(
     )
 
 
+def labels_array(
+    path: str | Path, fov: str, name: str = "cells", *, chunk: int = 1024, attrs: Mapping | None = None,
+) -> zarr.Array:
+    """Level 0 of ``<fov>/labels/<name>``, shape (1, y, x) uint32, created when missing.
+
+    An existing label image is returned as it is (so an interrupted segmentation can resume
+    into it); call :func:`finish_labels` once it is complete to write the pyramid levels and
+    the NGFF metadata.
+    """
+    root = zarr.open_group(str(path), mode="a", zarr_format=3)
+    image = root[fov]
+    labels_group = image.require_group("labels")
+    existing = labels_group.attrs.get("ome", {}).get("labels", [])
+    if name not in existing:
+        labels_group.attrs.update(
+            {"ome": {"version": NGFF_VERSION, "labels": sorted(set(existing) | {name})}}
+        )
+    group = labels_group.require_group(name)
+    if attrs is not None:
+        group.attrs.update({"scopeflow": dict(attrs)})
+    shape = image["0"].shape[1:]
+    if "0" in group and tuple(group["0"].shape) == (1, *shape):
+        return group["0"]
+    c = min(chunk, shape[0]), min(chunk, shape[1])
+    return group.create_array("0", shape=(1, *shape), chunks=(1, *c), dtype="uint32", fill_value=0,
+                              overwrite=True)
+
+
+def finish_labels(path: str | Path, fov: str, name: str = "cells") -> None:
+    """Write the nearest-neighbour (strided) pyramid of a label image and its NGFF metadata."""
+    root = zarr.open_group(str(path), mode="a", zarr_format=3)
+    image = root[fov]
+    ps = float(image.attrs["scopeflow"]["pixel_size_um"])
+    n_levels = len(image.attrs["ome"]["multiscales"][0]["datasets"])
+    group = image["labels"][name]
+    level0 = group["0"]
+    for i in range(1, n_levels):
+        level = level0[:, :: 2**i, :: 2**i]
+        c = tuple(min(a, b) for a, b in zip(level0.chunks, level.shape))
+        group.create_array(str(i), shape=level.shape, chunks=c, dtype="uint32", overwrite=True)[...] = level
+    group.attrs.update(
+        {
+            "ome": {
+                "version": NGFF_VERSION,
+                "multiscales": [_multiscales(name, n_levels, ps, "label")],
+                "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
+            }
+        }
+    )
+
+
 def write_labels(
     path: str | Path,
     fov: str,
@@ -157,7 +208,7 @@ def write_labels(
     chunk: int = 1024,
     attrs: Mapping | None = None,
 ) -> None:
-    """Write an instance label image under ``<fov>/labels/<name>`` with a nearest pyramid.
+    """Write an in-memory instance label image under ``<fov>/labels/<name>`` with its pyramid.
 
     Parameters
     ----------
@@ -174,32 +225,9 @@ def write_labels(
     attrs : mapping, optional
         Extra attributes (method, model sha256 ...) stored under ``scopeflow``.
     """
-    root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    image = root[fov]
-    ps = float(image.attrs["scopeflow"]["pixel_size_um"])
-    n_levels = len(image.attrs["ome"]["multiscales"][0]["datasets"])
-    labels_group = image.require_group("labels")
-    existing = labels_group.attrs.get("ome", {}).get("labels", [])
-    labels_group.attrs.update(
-        {"ome": {"version": NGFF_VERSION, "labels": sorted(set(existing) | {name})}}
-    )
-    group = labels_group.create_group(name, overwrite=True)
-    level = np.asarray(labels, dtype=np.uint32)[None]
-    for i in range(n_levels):
-        c = min(chunk, level.shape[1]), min(chunk, level.shape[2])
-        arr = group.create_array(str(i), shape=level.shape, chunks=(1, *c), dtype="uint32")
-        arr[...] = level
-        level = level[:, ::2, ::2]
-    group.attrs.update(
-        {
-            "ome": {
-                "version": NGFF_VERSION,
-                "multiscales": [_multiscales(name, n_levels, ps, "label")],
-                "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
-            },
-            "scopeflow": dict(attrs or {}),
-        }
-    )
+    arr = labels_array(path, fov, name, chunk=chunk, attrs=attrs or {})
+    arr[...] = np.asarray(labels, dtype=np.uint32)[None]
+    finish_labels(path, fov, name)
 
 
 def fov_names(path: str | Path) -> list[str]:

@@ -226,18 +226,27 @@ def _first_pass(
     write: Callable[[tuple[slice, slice], np.ndarray], None],
     progress: bool,
     num_workers: int | None,
+    done: Callable[[int], np.ndarray | None] | None = None,
 ) -> np.ndarray:
-    """Segment every core, hand its seed names to ``write``; return sorted distinct names."""
+    """Segment every core, hand its seed names to ``write``; return sorted distinct names.
+
+    ``done(i)``, if given, returns the distinct names of core ``i`` when it was finished by an
+    earlier run (the core is then not recomputed), else None.
+    """
     predictor.prepare(img)
     halo = 0 if chunk is None else halo_px(predictor)
     cores = chunk_cores(img.shape, chunk)
 
-    def one(core):
+    def one(item):
+        i, core = item
+        previous = done(i) if done is not None else None
+        if previous is not None:
+            return previous
         names = segment_chunk(img, predictor, core, halo)
-        write(core, names)
+        write(i, core, names)
         return np.unique(names[names > 0])
 
-    found = _run_tasks(one, cores, progress, num_workers)
+    found = _run_tasks(one, list(enumerate(cores)), progress, num_workers)
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
 
@@ -301,7 +310,7 @@ def segment_image(
         return np.zeros(img.shape, dtype=np.uint32)
     names = np.zeros(img.shape, dtype=_id_dtype(img.shape))
 
-    def write(core, block):
+    def write(_, core, block):
         names[core] = block  # cores are disjoint: no lock needed
 
     sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers)
@@ -310,10 +319,31 @@ def segment_image(
     return _relabel(names, sorted_names.astype(names.dtype))
 
 
+class _Plane:
+    """A (1, y, x) zarr array seen as (y, x): NGFF label images keep the image's channel axis."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.shape = tuple(arr.shape[1:])
+        self.dtype = arr.dtype
+        self.chunks = tuple(arr.chunks[1:])
+        shards = getattr(arr, "shards", None)
+        self.shards = tuple(shards[1:]) if shards else None
+        self.attrs = arr.attrs
+
+    def __getitem__(self, key):
+        return self.arr[(0, *key)]
+
+    def __setitem__(self, key, value):
+        self.arr[(0, *key)] = value
+
+
 def _open_target(store_or_array: Any, shape: tuple[int, int], chunk: int | None):
     import zarr
 
-    if isinstance(store_or_array, zarr.Array):
+    if isinstance(store_or_array, zarr.Array) and store_or_array.ndim == 3 and store_or_array.shape[0] == 1:
+        store_or_array = _Plane(store_or_array)
+    if isinstance(store_or_array, (zarr.Array, _Plane)):
         arr = store_or_array
         if tuple(arr.shape) != tuple(shape):
             raise ValueError(f"zarr array shape {arr.shape} differs from the image shape {shape}")
@@ -354,8 +384,9 @@ def segment_to_zarr(
     *,
     progress: bool = False,
     num_workers: int | None = None,
+    resume_key: str | None = None,
 ):
-    """Segment a 2-D image and stream the uint32 labels into a zarr array.
+    """Segment a 2-D image and stream the uint32 labels into a zarr array, resumably.
 
     Same labels as :func:`segment_image` (identical ids for any ``chunk``), but the label
     image is never held in memory: pass 1 writes each core's seed names (1 + linear
@@ -380,11 +411,17 @@ def segment_to_zarr(
         Show dask progress bars (one per pass).
     num_workers : int, optional
         Threads (default: dask's configuration).
+    resume_key : str, optional
+        Identifies the predictor and its parameters (e.g. method, settings, model sha256).
+        When given and the array's record holds the same key, chunk and halo from an
+        interrupted earlier run, the cores that run finished are not recomputed, and a
+        relabelling pass that was cut short continues. Otherwise the array is rewritten.
 
     Returns
     -------
     zarr.Array
-        The target array, holding labels 0 (background) and 1..N.
+        The target array, holding labels 0 (background) and 1..N (for a ``(1, y, x)``
+        array, the labels are in plane 0).
 
     Notes
     -----
@@ -403,32 +440,51 @@ def segment_to_zarr(
     if img.size >= 2**32 and arr.dtype.itemsize < 8:
         raise ValueError("images with 2**32 pixels or more need a uint64 target array")
     lock = None if _aligned(arr, chunk) else threading.Lock()
+    record_lock = threading.Lock()
     halo = 0 if chunk is None else halo_px(predictor)
-    _set_record(
-        arr,
-        state="seed_names",
-        chunk=chunk,
-        halo=halo,
-        predictor=getattr(predictor, "name", type(predictor).__name__),
-    )
+    setup = {
+        "chunk": chunk,
+        "halo": halo,
+        "predictor": getattr(predictor, "name", type(predictor).__name__),
+        "resume_key": resume_key,
+    }
+    previous = dict(arr.attrs.get(ZARR_ATTR, {}))
+    same_run = resume_key is not None and all(previous.get(k) == v for k, v in setup.items())
+    if same_run and previous.get("state") == "complete":
+        return arr.arr if isinstance(arr, _Plane) else arr
+    finished = set(previous.get("done_cores", [])) if same_run else set()
+    relabelled = set(previous.get("relabelled_blocks", [])) if same_run else set()
+    if not same_run or previous.get("state") != "relabelling":
+        relabelled = set()
+        _set_record(arr, state="seed_names", done_cores=sorted(finished), relabelled_blocks=[], **setup)
+    cores = chunk_cores(img.shape, chunk)
 
-    def write(core, block):
+    def done(i):
+        if i not in finished:
+            return None
+        block = np.asarray(arr[cores[i]]).astype(np.uint64)
+        return np.unique(block[block > 0])
+
+    def write(i, core, block):
         block = block.astype(arr.dtype, copy=False)
         if lock is None:
             arr[core] = block
         else:
             with lock:
                 arr[core] = block
+        with record_lock:  # only after the block is stored: a kill never marks a core done early
+            finished.add(i)
+            _set_record(arr, done_cores=sorted(finished))
 
-    sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers)
-    if sorted_names.size >= 2**32:
-        raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
-    _set_record(arr, state="relabelling", n_labels=int(sorted_names.size))
+    if same_run and previous.get("state") == "relabelling":
+        sorted_names = np.asarray(previous["sorted_names"], dtype=np.uint64)
+    else:
+        sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers, done)
+        if sorted_names.size >= 2**32:
+            raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
+        _set_record(arr, state="relabelling", n_labels=int(sorted_names.size),
+                    sorted_names=[int(v) for v in sorted_names])
     sorted_names = sorted_names.astype(arr.dtype)
-
-    def relabel(core):
-        block = np.asarray(arr[core])
-        arr[core] = _relabel(block, sorted_names).astype(arr.dtype, copy=False)
 
     cy, cx = _write_block(arr)  # pass 2 follows the array's own chunks/shards: no lock
     grid = [
@@ -436,6 +492,17 @@ def segment_to_zarr(
         for y in range(0, img.shape[0], cy)
         for x in range(0, img.shape[1], cx)
     ]
-    _run_tasks(relabel, grid, progress, num_workers)
-    _set_record(arr, state="complete")
-    return arr
+
+    def relabel(item):
+        i, block_slices = item
+        if i in relabelled:
+            return
+        block = np.asarray(arr[block_slices])
+        arr[block_slices] = _relabel(block, sorted_names).astype(arr.dtype, copy=False)
+        with record_lock:
+            relabelled.add(i)
+            _set_record(arr, relabelled_blocks=sorted(relabelled))
+
+    _run_tasks(relabel, list(enumerate(grid)), progress, num_workers)
+    _set_record(arr, state="complete", sorted_names=[], done_cores=[], relabelled_blocks=[])
+    return arr.arr if isinstance(arr, _Plane) else arr
