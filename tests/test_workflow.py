@@ -234,3 +234,25 @@ def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
     assert len(harness) == 10 and (harness["n_cells"] > 0).all()
     cells = pd.read_parquet(tmp_path / "results" / "octopi_1024" / "cells.parquet")
     assert len(cells) > 100
+
+
+def test_two_runs_give_identical_tables(tmp_path):
+    import yaml
+
+    runs = []
+    for name in ("a", "b"):
+        work = tmp_path / name
+        work.mkdir()
+        cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+        cfg["demo"].update(samples=1, ny=1, nx=2, size=384)
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+        snakemake(work, "--cores", "2")
+        runs.append(work / "results" / "demo_smear_1")
+    for table in ("cells", "fovs", "sample"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(runs[0] / f"{table}.parquet"), pd.read_parquet(runs[1] / f"{table}.parquet")
+        )
+    np.testing.assert_array_equal(
+        ome_zarr.read_labels(runs[0] / "demo_smear_1.ome.zarr", "0-0_1_0"),
+        ome_zarr.read_labels(runs[1] / "demo_smear_1.ome.zarr", "0-0_1_0"),
+    )
