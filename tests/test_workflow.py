@@ -93,6 +93,12 @@ def test_demo_classical_matches_simulator_truth(demo_run):
     assert np.mean(f1s) >= 0.85, f1s
 
 
+def test_report_collects_figures_and_tables(demo_run):
+    snakemake(demo_run, "--report", "report.html")
+    html = (demo_run / "report.html").read_text(errors="replace")
+    assert "overview.png" in html and "samples.csv" in html
+
+
 def test_second_run_does_nothing(demo_run):
     assert scheduled_jobs(demo_run) == []
 

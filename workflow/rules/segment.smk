@@ -16,6 +16,7 @@ rule segment:
     resources:
         mem_mb=8000,  # peak memory of one job (MB)
         runtime=120,  # wall-clock limit (minutes)
+        gpu=1 if config["segment"]["device"] == "cuda" else 0,  # SLURM: --gpus for the U-Net
     log:
         shard_log("segment"),
     benchmark:
