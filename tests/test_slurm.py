@@ -25,7 +25,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SETUP = REPO / "tests" / "slurm" / "setup_single_node.sh"
 PLUGIN_REQUIREMENT = "snakemake-executor-plugin-slurm>=2.8,<3"
-RUN_TIMEOUT_S = 600  # a status-polling hang fails the test instead of eating the CI budget
+# both runs together; a status-polling hang fails the test instead of eating the CI budget
+RUN_TIMEOUT_S = int(os.environ.get("SCOPEFLOW_SLURM_TIMEOUT", "600"))
 TABLES = ("cells", "fovs", "sample")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -40,7 +41,9 @@ def _ok(*cmd: str, timeout: float = 15) -> bool:
 
 def _node_state() -> str:
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.split("\n", 1)[0].strip() if out.returncode == 0 else ""
@@ -61,7 +64,7 @@ def slurm_cluster():
         pytest.skip("SLURM test needs root (it runs a single-node cluster on this machine)")
     if shutil.which("apt-get") is None:
         pytest.skip("SLURM test needs apt-get (Debian) to install slurm-wlm")
-    if not _cluster_up():
+    if shutil.which("sinfo") is None or not _cluster_up():
         if os.environ.get("SCOPEFLOW_SLURM_SETUP") != "1":
             pytest.skip(
                 "no SLURM cluster up: run tests/slurm/setup_single_node.sh "
@@ -71,7 +74,7 @@ def slurm_cluster():
         if proc.returncode != 0 or not _cluster_up():
             pytest.fail(f"{SETUP.name} could not bring SLURM up:\n{proc.stdout}\n{proc.stderr}")
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        pytest.fail(f"the SLURM executor plugin is not installed: pip install '{PLUGIN_REQUIREMENT}'")
+        pytest.fail(f"SLURM executor plugin not installed: pip install '{PLUGIN_REQUIREMENT}'")
     # Polling with sacct hangs silently on a cluster without accounting (see profiles/slurm);
     # the cluster of setup_single_node.sh has accounting, so the profile runs as shipped.
     return "sacct" if _accounting_on() else "squeue"
@@ -102,18 +105,25 @@ def _start(work: Path, *args: str, log_name: str) -> tuple[subprocess.Popen, Pat
     return proc, log
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Interrupt a run's process group (the SLURM plugin then scancels its jobs), then kill it."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _finish(proc: subprocess.Popen, log: Path, deadline: float, what: str) -> str:
     """Wait for a run until ``deadline``; on timeout interrupt it (the plugin then scancels its
     jobs), scancel whatever it submitted, and fail with the log's tail."""
     try:
         proc.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop(proc)
         text = log.read_text()
         ids = re.findall(r"submitted with SLURM jobid (\d+)", text)
         if ids:
@@ -129,14 +139,13 @@ def _finish(proc: subprocess.Popen, log: Path, deadline: float, what: str) -> st
 
 def _slurm_jobs(run_id: str, status_command: str) -> pd.DataFrame:
     """The jobs SLURM itself recorded under the run's job name."""
+    fields = ["JobID", "JobName", "State", "Elapsed", "AllocCPUS", "ReqMem", "Comment"]
     if status_command == "sacct":
-        fields = ["JobID", "JobName", "State", "Elapsed", "AllocCPUS", "ReqMem", "Comment"]
         out = subprocess.run(
             ["sacct", "-X", "-P", "-n", "--name", run_id, "--starttime", "now-1days",
              "-o", ",".join(fields)], capture_output=True, text=True, timeout=30, check=True,
         ).stdout
     else:
-        fields = ["JobID", "JobName", "State", "Elapsed", "AllocCPUS", "ReqMem", "Comment"]
         out = subprocess.run(
             ["squeue", "-h", "--states=all", "--name", run_id, "-o", "%i|%j|%T|%M|%C|%m|%k"],
             capture_output=True, text=True, timeout=30, check=True,
@@ -156,23 +165,32 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, tmp_path, capsys):
     local, local_log = _start(tmp_path / "local", "--cores", "2", log_name="local.log")
     slurm, slurm_log = _start(
         tmp_path / "slurm",
-        "--profile", str(REPO / "profiles" / "slurm"),
+        # the README's command: without `--workflow-profile none`, profiles/default (picked up
+        # next to the Snakefile) would override the SLURM profile key by key
+        "--profile", str(REPO / "profiles" / "slurm"), "--workflow-profile", "none",
         # test-only overrides: poll every few seconds (the profile's 20 s suit real jobs), fail fast
         "--slurm-init-seconds-before-status-checks", "1",
         "--seconds-between-status-checks", "2",
         "--latency-wait", "5",
         "--retries", "0",
-        "--slurm-status-command", status_command,
+        # the profile's default (sacct) unless this cluster has no accounting
+        *(["--slurm-status-command", "squeue"] if status_command == "squeue" else []),
         log_name="slurm.log",
     )
-    text = _finish(slurm, slurm_log, deadline, "snakemake --profile profiles/slurm")
-    t_slurm = time.monotonic() - t0
-    _finish(local, local_log, deadline, "local snakemake --cores 2")
+    try:
+        text = _finish(slurm, slurm_log, deadline, "snakemake --profile profiles/slurm")
+        t_slurm = time.monotonic() - t0
+        _finish(local, local_log, deadline, "local snakemake --cores 2")
+    finally:
+        _stop(slurm)
+        _stop(local)
     t_total = time.monotonic() - t0
 
     # (d) every job that ran, except local rules, went through sbatch, and SLURM recorded it
     run_id = re.search(r"SLURM run ID: (\S+)", text).group(1)
-    submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*?/(rule_\w+|group_\w+)", text))
+    submitted = dict(  # SLURM job id -> rule_<name> (the plugin's log folder)
+        re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*?/(rule_\w+|group_\w+)", text)
+    )
     finished = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", text)
     local_rules = set(re.findall(r"^localrule (\w+):", text, flags=re.M))
     remote_finished = [r for r in finished if r not in local_rules]
@@ -185,17 +203,21 @@ def test_demo_on_slurm_matches_local_run(slurm_cluster, tmp_path, capsys):
     summary = (
         f"SLURM run {run_id}: {len(jobs)} jobs via {status_command}, workflow {t_slurm:.0f} s "
         f"(with the local reference alongside: {t_total:.0f} s)\n"
-        + jobs[["JobID", "rule", "State", "Elapsed", "AllocCPUS", "ReqMem", "Comment"]].to_string(index=False)
+        + jobs[["JobID", "rule", "State", "Elapsed", "AllocCPUS", "ReqMem", "Comment"]].to_string(
+            index=False
+        )
     )
     with capsys.disabled():  # into the CI log even without -s
         print("\n" + summary)
     assert set(jobs["JobID"]) == set(submitted), summary
     assert (jobs["State"] == "COMPLETED").all(), summary
     seg = jobs[jobs["rule"] == "segment"]
-    assert (seg["AllocCPUS"].astype(int) == cfg["segment"]["threads"]).all(), summary  # threads -> cpus
+    # a rule's threads become --cpus-per-task
+    assert (seg["AllocCPUS"].astype(int) == cfg["segment"]["threads"]).all(), summary
 
     # (c) the same tables as the local run
-    samples = sorted(p.name for p in (tmp_path / "local" / "results").iterdir() if (p / "cells.parquet").exists())
+    results = tmp_path / "local" / "results"
+    samples = sorted(p.name for p in results.iterdir() if (p / "cells.parquet").exists())
     assert samples == ["demo_smear_1", "demo_smear_2"]
     for sample in samples:
         for table in TABLES:

@@ -22,7 +22,8 @@ from scopeflow import dpc as dpc_mod
 from scopeflow import measure, normalize
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import ome_zarr, tables
-from scopeflow.io.images import IMAGE_SUFFIXES, read_gray
+from scopeflow.discover import KINDS, dpc_files, detect_kind
+from scopeflow.io.images import read_gray
 from scopeflow.io.octopi import load_pair, read_acquisition
 from scopeflow.provenance import make_provenance
 
@@ -30,7 +31,6 @@ log = logging.getLogger("scopeflow")
 
 LEFT = "BF_LED_matrix_left_half"
 RIGHT = "BF_LED_matrix_right_half"
-KINDS = ("smear_raw", "smear_dpc")
 
 
 def _atomic_json(obj: Mapping, path: str | Path) -> None:
@@ -39,49 +39,6 @@ def _atomic_json(obj: Mapping, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
-
-
-def detect_kind(path: str | Path) -> str:
-    """Guess a sample's kind from its path.
-
-    A folder holding ``acquisition parameters.json`` is an Octopi acquisition (``smear_raw``);
-    an image file, or a folder of image files, is precomputed DPC (``smear_dpc``).
-
-    Raises
-    ------
-    ScopeflowError
-        If the path is neither.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ScopeflowError(f"{p}: does not exist; fix the sample's path")
-    if p.is_dir() and not any(p.iterdir()):
-        raise ScopeflowError(
-            f"{p}: folder is empty; copy the acquisition into it or remove it from the input folder"
-        )
-    if p.is_dir() and (p / "acquisition parameters.json").exists():
-        return "smear_raw"
-    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-        return "smear_dpc"
-    if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
-        return "smear_dpc"
-    raise ScopeflowError(
-        f"{p}: cannot tell the sample kind (no 'acquisition parameters.json' and no images); "
-        "add it to a sample sheet with an explicit kind, or remove it from the input folder"
-    )
-
-
-def _dpc_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise InputImageError(f"{path}: DPC input does not exist; fix the path in the sample sheet")
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputImageError(
-            f"{path}: no DPC images (.png/.tif/.tiff/.bmp) found; point the sample at a folder of images"
-        )
-    return files
 
 
 def ingest(
@@ -157,7 +114,7 @@ def ingest(
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
-        for f in _dpc_files(path):
+        for f in dpc_files(path):
             img = read_gray(f)
             rows.append(
                 {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
@@ -185,21 +142,6 @@ def ingest(
     os.replace(tmp, out_fovs)
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
     return df
-
-
-def count_fovs(kind: str, path: str | Path) -> int:
-    """Number of FOVs of a sample from its file names alone (no pixels read); 1 if unreadable.
-
-    Used to plan shards when the workflow is built; the ingest job validates properly.
-    """
-    try:
-        if kind == "smear_raw":
-            return max(1, len(read_acquisition(path, required_channels=()).fovs))
-        if kind == "smear_dpc":
-            return len(_dpc_files(Path(path)))
-    except ScopeflowError:
-        pass
-    return 1
 
 
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:

@@ -35,7 +35,7 @@ say() { echo "setup_single_node: $*"; }
 die() {
     echo "setup_single_node: ERROR $*" >&2
     for f in slurmctld slurmd slurmdbd mariadb; do
-        if [[ -s $LOGDIR/$f.log ]]; then
+        if [[ -s $LOGDIR/$f.log && -r $LOGDIR/$f.log ]]; then
             echo "--- tail of $LOGDIR/$f.log" >&2
             tail -n 15 "$LOGDIR/$f.log" >&2
         fi
@@ -158,7 +158,10 @@ install_if_changed() {
     return 0
 }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons)"
+if [[ $(id -u) -ne 0 ]]; then
+    echo "setup_single_node: ERROR must run as root (it installs packages and starts daemons)" >&2
+    exit 1
+fi
 HOST=$(hostname -s)
 [[ -n $HOST ]] || die "hostname -s is empty"
 

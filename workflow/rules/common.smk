@@ -7,7 +7,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from scopeflow.pipeline import KINDS
+from scopeflow.discover import KINDS, count_fovs, detect_kind
 
 
 def _validate(data, schema, what):
@@ -39,7 +39,6 @@ def _demo_samples():
 
 def _detect_kind(path):
     """Kind of a discovered folder; 'unknown' lets its ingest job fail with a clear message."""
-    from scopeflow.pipeline import detect_kind
     from scopeflow.errors import ScopeflowError
 
     try:
@@ -114,8 +113,6 @@ FOVS_PER_JOB = config["sharding"]["fovs_per_job"]
 
 def n_shards(sample):
     """Jobs a sample's FOVs are split into (planned from file names when the DAG is built)."""
-    from scopeflow.pipeline import count_fovs
-
     row = SAMPLES.loc[sample]
     if sample in _demo_samples() and not Path(row["path"]).exists():
         n = DEMO["ny"] * DEMO["nx"]

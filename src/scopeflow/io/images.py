@@ -8,7 +8,7 @@ import numpy as np
 
 from scopeflow.errors import InputImageError
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+from scopeflow.discover import IMAGE_SUFFIXES  # noqa: F401 - re-exported
 
 
 def read_raw(path: str | Path) -> np.ndarray:
