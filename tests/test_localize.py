@@ -1,4 +1,4 @@
-"""Localisation accuracy, detection, conventions and real-data checks (scopeflow.track)."""
+"""scopeflow.track: localisation accuracy, detection, conventions, linking/MSD/D, real data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ import pytest
 from scopeflow.simulate.beads import crlb_gaussian, render_frame, simulate_movie, simulate_spots
 from scopeflow.track import cli_locate, cli_track, read_frames
 from scopeflow.track.beadnet import evaluate_detection, match_points
+from scopeflow.track.link import (
+    compare_tracks,
+    ensemble_msd,
+    filter_stubs,
+    fit_diffusion,
+    link,
+    msd_per_particle,
+    subtract_drift,
+    track_pipeline,
+)
 from scopeflow.track.localize import (
     extract_crops,
     fit_gaussian,
@@ -168,10 +178,83 @@ def test_bulk_water_diffusion(shared):
     path = _shared(shared, "trackpy_bulk_water")
     frames = read_frames(path / "frames")
     assert frames.shape == (30, 424, 640)
-    locs = locate_stack(frames, "beadnet")
+    locs = locate_stack(frames)  # matched filter (fast); BeadNet: benchmarks/track_accuracy
+    assert locs.attrs["polarity"] == -1.0  # dark beads found without inverting
     assert 450 <= locs.groupby("frame").size().median() <= 700  # walkthrough: ~580
-    from scopeflow.track.link import track_pipeline
-
     res = track_pipeline(locs, BULK_MPP, BULK_FPS, search_range=5, memory=3, min_length=25)
     assert res["fit"].D_um2_s == pytest.approx(0.40, rel=0.10)
     assert res["summary"]["n_tracks"] >= 250
+
+
+def test_bulk_water_beadnet_finds_trackpy_features(shared):
+    """The shipped network finds the walkthrough's well-formed beads on a real frame."""
+    import trackpy as tp
+
+    path = _shared(shared, "trackpy_bulk_water")
+    frame = read_frames(path / "frames")[0]
+    tp.quiet()
+    ref = tp.locate(255 - frame, 11, minmass=20)  # = invert=True on uint8
+    ref = ref[(ref["mass"] > 50) & (ref["size"] < 2.6) & (ref["ecc"] < 0.3)]  # walkthrough gate
+    locs = locate_stack(frame, "beadnet")
+    i, j = match_points(locs[["y", "x"]].to_numpy(), ref[["y", "x"]].to_numpy(), 1.5)
+    assert len(j) >= 0.9 * len(ref)
+    assert len(locs) <= 2.0 * len(tp.locate(255 - frame, 11, minmass=20))
+
+
+# ----------------------------------------------------------------- linking, MSD, diffusion
+def _truth_tracks(D=0.1, px=0.1, fps=20.0, n=80, frames=200, seed=0):
+    _, truth = simulate_movie(frames, (64, 64), n, D, px, fps, enter_leave=True, seed=seed,
+                              photons=10.0, bit_depth=None)
+    return truth
+
+
+def test_fit_diffusion_on_truth_positions():
+    tr = _truth_tracks()
+    ens = ensemble_msd(tr, 0.1, 20.0, max_lag=50)
+    assert list(ens.columns[:3]) == ["lag", "lag_s", "msd_um2"]
+    fit = fit_diffusion(ens, 10)
+    assert fit.D_um2_s == pytest.approx(0.1, rel=0.05)
+    assert fit.exponent == pytest.approx(1.0, abs=0.05)
+    assert fit.A_um2_s == pytest.approx(0.4, rel=0.07)
+    per = msd_per_particle(tr, 0.1, 20.0, max_lag=5)
+    assert set(per.columns) == {"particle", "lag", "lag_s", "msd_um2", "n_disp"}
+    # particles seen in one frame only have no displacement
+    assert 0 < per["particle"].nunique() <= tr["particle"].nunique()
+
+
+def test_static_error_goes_to_offset_not_D():
+    tr = _truth_tracks(seed=1)
+    rng = np.random.default_rng(0)
+    noisy = tr.assign(y=tr.y + rng.normal(0, 0.3, len(tr)), x=tr.x + rng.normal(0, 0.3, len(tr)))
+    fit = fit_diffusion(ensemble_msd(noisy, 0.1, 20.0, 20), 10)
+    assert fit.D_um2_s == pytest.approx(0.1, rel=0.06)
+    assert fit.offset_um2 == pytest.approx(4 * (0.3 * 0.1) ** 2, rel=0.3)
+
+
+def test_link_recovers_ids_and_drift_subtraction():
+    tr = _truth_tracks(n=12, frames=50, seed=2)
+    drift = pd.DataFrame({"frame": np.arange(50), "y": 0.0, "x": 0.2 * np.arange(50)})
+    moved = tr.assign(x=tr.x + 0.2 * tr.frame)
+    t = link(moved[["frame", "y", "x"]], 5, memory=0)
+    assert list(t.columns[:4]) == ["particle", "frame", "y", "x"]
+    q = compare_tracks(t, moved)
+    assert q["broken"] <= 0.1 * q["n_true_tracks"] and q["merged"] <= 0.1 * q["n_true_tracks"]
+    assert len(filter_stubs(t, 50)) <= len(t)
+    back = subtract_drift(t, drift)
+    assert np.allclose(back.x.to_numpy(), t.x.to_numpy() - 0.2 * t.frame.to_numpy())
+    assert {"drift_y_px", "drift_x_px"} <= set(back.columns)
+
+
+def test_track_pipeline_on_simulated_movie_known_D():
+    """Full chain: simulated movie → locate → link → drift → MSD → D within 8 %."""
+    D, px, fps = 0.1, 0.1, 20.0
+    movie, truth = simulate_movie(80, (96, 96), 25, D, px, fps, photons=1000, seed=3,
+                                  enter_leave=True)
+    locs = locate_stack(movie, sigma_px=1.5)
+    res = track_pipeline(locs, px, fps, search_range=4, memory=3, min_length=10)
+    assert res["fit"].D_um2_s == pytest.approx(D, rel=0.08)
+    tracks = res["tracks"]
+    assert list(tracks.columns[:6]) == ["particle", "frame", "y", "x", "y_um", "x_um"]
+    assert np.allclose(tracks.y_um, tracks.y * px)
+    s = res["summary"]
+    assert s["n_tracks"] > 10 and s["D_um2_s"] == res["fit"].D_um2_s

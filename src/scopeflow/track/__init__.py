@@ -11,6 +11,9 @@ link
     trackpy linking, stub filtering, drift, MSD per particle and ensemble, D and exponent.
 
 Entry points for the ``scopeflow`` CLI: :func:`cli_locate`, :func:`cli_track`.
+
+The linking function is ``scopeflow.track.link.link`` (not re-exported here, so that
+``scopeflow.track.link`` stays the module).
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from scopeflow.track.link import (
     ensemble_msd,
     filter_stubs,
     fit_diffusion,
-    link,
     msd_per_particle,
     subtract_drift,
     track_pipeline,
@@ -43,7 +45,6 @@ __all__ = [
     "ensemble_msd",
     "filter_stubs",
     "fit_diffusion",
-    "link",
     "locate",
     "locate_stack",
     "msd_per_particle",

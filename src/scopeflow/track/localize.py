@@ -17,7 +17,10 @@ Pipeline per frame (all spots of a frame are processed together, vectorised):
    interpolation (``profile="template"``/``"ring"``, any shape: rings, dark beads, ...).
    The amplitude is signed, so dark beads on a bright background need no inversion and keep
    the right Poisson weights. Pixels closer to another candidate than to the fitted one and
-   pixels outside the frame get zero weight.
+   pixels outside the frame get zero weight; a second pass refits crowded beads with their
+   neighbours' fitted models added to the expected photons. Fits whose amplitude is below
+   ``min_snr`` standard errors are dropped, and candidates converging on the same bead
+   (closer than ``max(1, σ)`` px) are merged.
 4. **Uncertainty** – ``ep_px`` = ``sqrt(mean(diag(I⁻¹)_y, diag(I⁻¹)_x) · χ²_red)``, the
    Cramér–Rao bound from the Fisher information at the fitted parameters, scaled by the
    reduced chi-square (absorbs an unknown camera gain).
@@ -63,7 +66,7 @@ __all__ = [
 
 #: Columns of a localisation table (pixels, origin at the centre of pixel (0, 0)).
 LOC_COLUMNS = [
-    "frame", "y", "x", "photons", "background", "ep_px", "sigma_px", "score", "chi2",
+    "frame", "y", "x", "photons", "background", "ep_px", "sigma_px", "score", "snr", "chi2",
 ]
 
 _SQ2 = math.sqrt(2.0)
@@ -278,9 +281,14 @@ def _border_median(crops: np.ndarray, valid: np.ndarray) -> np.ndarray:
     ring = np.zeros((k, k), bool)
     ring[[0, -1], :] = True
     ring[:, [0, -1]] = True
-    vals = np.where(valid[:, ring], crops[:, ring], np.nan)
-    med = np.nanmedian(vals, axis=1)
-    return np.where(np.isfinite(med), med, np.nanmedian(np.where(valid, crops, np.nan), axis=(1, 2)))
+    vals = crops[:, ring]
+    ok = valid[:, ring]
+    med = np.median(vals, axis=1)
+    part = np.flatnonzero(~ok.all(axis=1))  # crops cut by the frame edge
+    for i in part:
+        v = vals[i][ok[i]]
+        med[i] = np.median(v) if len(v) else np.median(crops[i][valid[i]])
+    return med
 
 
 # --------------------------------------------------------------------------- xcorr core
@@ -457,6 +465,7 @@ def fit_gaussian(
     fit_sigma: bool = False,
     read_noise: float = 0.0,
     n_iter: int = 8,
+    extra: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Poisson maximum-likelihood fit of a pixel-integrated Gaussian to each crop.
 
@@ -476,6 +485,9 @@ def fit_gaussian(
         Read noise in photons rms (variance ``μ + read_noise²``).
     n_iter : int
         Fisher-scoring iterations.
+    extra : ndarray (n, k, k), optional
+        Known expected photons added to the model (e.g. the fitted neighbouring beads), so
+        that crowded beads are fitted with the right mean and Poisson variance.
 
     Returns
     -------
@@ -491,16 +503,19 @@ def fit_gaussian(
     wm = np.asarray(weights, dtype=np.float64)
     s0 = np.broadcast_to(np.asarray(sigma_px, dtype=np.float64), (n,)).copy()
     rn2 = read_noise**2
+    ext = np.zeros((n, k, k)) if extra is None else np.asarray(extra, dtype=np.float64)
     # linear start for (N, b) at the xcorr position
     ey, _, _ = _erf_weights(oy, s0, u)
     ex, _, _ = _erf_weights(ox, s0, u)
     g = ey[:, :, None] * ex[:, None, :]
     wv = wm / (np.maximum(d, 1.0) + rn2)
+    d = d - ext  # only for the linear start; the fit below uses d with μ + extra
+    b1 = (wv * g * d).sum((1, 2))
+    b2 = (wv * d).sum((1, 2))
+    d = d + ext
     a11 = (wv * g * g).sum((1, 2))
     a12 = (wv * g).sum((1, 2))
     a22 = wv.sum((1, 2))
-    b1 = (wv * g * d).sum((1, 2))
-    b2 = (wv * d).sum((1, 2))
     det = a11 * a22 - a12 * a12
     det = np.where(np.abs(det) > 1e-12, det, 1e-12)
     n0 = (a22 * b1 - a12 * b2) / det
@@ -525,7 +540,7 @@ def fit_gaussian(
         ey, dey, dsy = _erf_weights(th[:, 0], sig, u)
         ex, dex, dsx = _erf_weights(th[:, 1], sig, u)
         amp = th[:, 2][:, None]
-        mu = th[:, 3][:, None, None] + amp[:, :, None] * (ey[:, :, None] * ex[:, None, :])
+        mu = th[:, 3][:, None, None] + amp[:, :, None] * (ey[:, :, None] * ex[:, None, :]) + ext
         al = [amp * dey, ey, ey, ones]
         be = [ex, amp * dex, ex, ones]
         if fit_sigma:
@@ -563,7 +578,8 @@ def fit_gaussian(
     return {
         "dy": theta[:, 0], "dx": theta[:, 1], "photons": theta[:, 2], "background": theta[:, 3],
         "sigma": theta[:, 4] if fit_sigma else s0,
-        "var_y": cov[:, 0, 0], "var_x": cov[:, 1, 1], "chi2": chi2, "ok": ok,
+        "var_y": cov[:, 0, 0], "var_x": cov[:, 1, 1], "var_photons": cov[:, 2, 2],
+        "chi2": chi2, "ok": ok,
     }
 
 
@@ -594,6 +610,7 @@ def fit_template(
     *,
     read_noise: float = 0.0,
     n_iter: int = 6,
+    extra: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Poisson maximum-likelihood fit of ``b + A·T(u - s)`` with T shifted by Fourier interpolation.
 
@@ -612,6 +629,8 @@ def fit_template(
         Read noise (photons rms).
     n_iter : int
         Fisher-scoring iterations.
+    extra : ndarray (n, k, k), optional
+        Known expected photons added to the model (fitted neighbours).
 
     Returns
     -------
@@ -636,9 +655,11 @@ def fit_template(
         tx = np.fft.ifft2(spec * (-2j * np.pi * fx / k)).real
         return ts, ty, tx
 
+    ext = np.zeros((n, k * k)) if extra is None else np.asarray(extra, np.float64).reshape(n, -1)
     ts, _, _ = shifted(oy, ox)
     g = ts.reshape(n, -1)
     wv = wm / (np.maximum(d, 1.0) + read_noise**2)
+    d = d - ext
     a11 = (wv * g * g).sum(1)
     a12 = (wv * g).sum(1)
     a22 = wv.sum(1)
@@ -648,13 +669,14 @@ def fit_template(
     det = np.where(np.abs(det) > 1e-12, det, 1e-12)
     a0 = (a22 * b1 - a12 * b2) / det
     b0 = (a11 * b2 - a12 * b1) / det
+    d = d + ext
     theta = np.stack([oy, ox, a0, b0], axis=1)
     lim = r - 0.5
 
     def model(th):
         ts, ty, tx = shifted(th[:, 0], th[:, 1])
         amp = th[:, 2][:, None, None]
-        mu = th[:, 3][:, None, None] + amp * ts
+        mu = th[:, 3][:, None, None] + amp * ts + ext.reshape(n, k, k)
         jac = np.stack(
             [(amp * ty).reshape(n, -1), (amp * tx).reshape(n, -1), ts.reshape(n, -1),
              np.ones((n, k * k))],
@@ -675,7 +697,7 @@ def fit_template(
     return {
         "dy": theta[:, 0], "dx": theta[:, 1], "photons": theta[:, 2], "background": theta[:, 3],
         "sigma": np.full(n, np.nan), "var_y": cov[:, 0, 0], "var_x": cov[:, 1, 1],
-        "chi2": chi2, "ok": ok,
+        "var_photons": cov[:, 2, 2], "chi2": chi2, "ok": ok,
     }
 
 
@@ -690,17 +712,19 @@ class LocateParams:
     template: np.ndarray | None = None
     invert: bool | None = None
     snr_threshold: float = 5.0
-    prob_threshold: float = 0.4
+    prob_threshold: float = 0.5
     min_distance: int | None = None
     upsample: int = 10
     refine: str = "mle"
     gain: float = 1.0
     offset: float = 0.0
     read_noise: float = 0.0
-    n_iter: int = 8
+    n_iter: int = 5
     ep_scale: str = "chi2"
     pilot_frames: int = 50
     pilot_spots: int = 400
+    min_snr: float = 4.0
+    neighbours: bool = True
 
 
 def _radius_for(sigma: float, profile: str) -> int:
@@ -752,6 +776,92 @@ def _to_photons(frame: np.ndarray, p: LocateParams) -> np.ndarray:
     return f
 
 
+def _neighbour_models(
+    cand: np.ndarray,
+    pos: np.ndarray,
+    amp: np.ndarray,
+    radius: int,
+    mode: str,
+    sigma: float | None,
+    template: np.ndarray,
+    max_neighbours: int = 8,
+) -> np.ndarray:
+    """Expected photons of the other fitted beads on each bead's crop grid, (n, k, k)."""
+    n = len(pos)
+    k = 2 * radius + 1
+    extra = np.zeros((n, k, k))
+    if n < 2:
+        return extra
+    dist, idx = cKDTree(pos).query(pos, k=min(max_neighbours + 1, n),
+                                   distance_upper_bound=2.0 * radius + 1.0)
+    off = np.arange(-radius, radius + 1, dtype=np.float64)
+    for j in range(dist.shape[1]):
+        ok = np.isfinite(dist[:, j]) & (idx[:, j] < n)
+        ok &= idx[:, j] != np.arange(n)
+        if not ok.any():
+            continue
+        rows = np.flatnonzero(ok)
+        q = idx[rows, j]
+        py = cand[rows, 0, None] + off - pos[q, 0, None]  # pixel centre − neighbour centre
+        px = cand[rows, 1, None] + off - pos[q, 1, None]
+        if mode == "gaussian":
+            s = _SQ2 * float(sigma)
+            ey = 0.5 * (erf((py + 0.5) / s) - erf((py - 0.5) / s))
+            ex = 0.5 * (erf((px + 0.5) / s) - erf((px - 0.5) / s))
+            extra[rows] += amp[q, None, None] * ey[:, :, None] * ex[:, None, :]
+        else:
+            r = template.shape[0] // 2
+            cy = np.broadcast_to((py + r)[:, :, None], (len(rows), k, k))
+            cx = np.broadcast_to((px + r)[:, None, :], (len(rows), k, k))
+            vals = ndimage.map_coordinates(template, [cy.ravel(), cx.ravel()], order=3,
+                                           mode="constant", cval=0.0).reshape(len(rows), k, k)
+            extra[rows] += amp[q, None, None] * vals
+    return extra
+
+
+def _fit(crops, w, oy, ox, p, mode, sigma, template, n_iter, extra=None, fit_sigma=False):
+    if mode == "gaussian":
+        return fit_gaussian(crops, w, oy, ox, sigma, fit_sigma=fit_sigma,
+                            read_noise=p.read_noise, n_iter=n_iter, extra=extra)
+    return fit_template(crops, w, oy, ox, template, read_noise=p.read_noise, n_iter=n_iter,
+                        extra=extra)
+
+
+def _select(res, cand, pol, scores, p, shape, sigma):
+    """Quality filter + de-duplication; returns the kept indices and the output columns."""
+    var = 0.5 * (res["var_y"] + res["var_x"])
+    var_n = res["var_photons"]
+    if p.ep_scale == "chi2":
+        var = var * np.maximum(res["chi2"], 1e-6)
+        var_n = var_n * np.maximum(res["chi2"], 1e-6)
+    snr = np.abs(res["photons"]) / np.sqrt(np.maximum(var_n, 1e-300))
+    y = cand[:, 0] + res["dy"]
+    x = cand[:, 1] + res["dx"]
+    ny, nx = shape
+    keep = res["ok"] & (y >= -0.5) & (y < ny - 0.5) & (x >= -0.5) & (x < nx - 0.5)
+    keep &= np.isfinite(var) & (np.sign(res["photons"]) == pol) & (snr >= p.min_snr)
+    idx = np.flatnonzero(keep)
+    # candidates converging on the same bead (closer than max(1, σ) px: unresolvable):
+    # keep the better-determined one
+    if len(idx) > 1:
+        pts = np.stack([y[idx], x[idx]], 1)
+        rad = max(1.0, float(sigma) if sigma else 1.0)
+        pairs = cKDTree(pts).query_pairs(rad, output_type="ndarray")
+        if len(pairs):
+            drop = np.zeros(len(idx), bool)
+            for i, j in pairs:
+                if drop[i] or drop[j]:
+                    continue
+                drop[j if snr[idx[i]] >= snr[idx[j]] else i] = True
+            idx = idx[~drop]
+    out = {
+        "y": y, "x": x, "photons": np.abs(res["photons"]), "background": res["background"],
+        "ep_px": np.sqrt(np.maximum(var, 0)), "sigma_px": res["sigma"], "score": scores,
+        "snr": snr, "chi2": res["chi2"],
+    }
+    return idx, {k_: np.asarray(v, dtype=np.float64)[idx] for k_, v in out.items()}
+
+
 def _localize_frame(
     img: np.ndarray,
     cand: np.ndarray,
@@ -761,54 +871,45 @@ def _localize_frame(
     sigma: float | None,
     template: np.ndarray,
     mode: str,
-    fit_sigma: bool = False,
 ) -> dict[str, np.ndarray]:
-    """xcorr + fit for all candidates of one frame; returns arrays (frame coordinates)."""
+    """xcorr + fit for all candidates of one frame; returns arrays (frame coordinates).
+
+    Pass 1 fits each bead with pixels nearer another candidate masked out; after quality
+    filtering and de-duplication, pass 2 (``p.neighbours``) refits every bead with the
+    fitted models of its neighbours added to its expected photons (all pixels used).
+    """
     n = len(cand)
     if n == 0:
         return {k: np.zeros(0) for k in ("y", "x", "photons", "background", "ep_px", "sigma_px",
-                                         "score", "chi2")}
+                                         "score", "snr", "chi2")}
     crops, valid = extract_crops(img, cand, radius)
     oy, ox, pol = refine_xcorr(crops, valid, template, p.upsample)
     pos0 = cand + np.stack([oy, ox], 1)
     w = valid & _neighbour_mask(cand, pos0, radius, pos0)
     if p.refine == "xcorr":
         # amplitude/background by weighted linear least squares at the xcorr position
-        if mode == "gaussian":
-            res = fit_gaussian(crops, w, oy, ox, sigma, read_noise=p.read_noise, n_iter=0)
-        else:
-            res = fit_template(crops, w, oy, ox, template, read_noise=p.read_noise, n_iter=0)
+        res = _fit(crops, w, oy, ox, p, mode, sigma, template, 0)
         res["dy"], res["dx"] = oy, ox
-    elif mode == "gaussian":
-        res = fit_gaussian(crops, w, oy, ox, sigma, fit_sigma=fit_sigma,
-                           read_noise=p.read_noise, n_iter=p.n_iter)
-    else:
-        res = fit_template(crops, w, oy, ox, template, read_noise=p.read_noise, n_iter=p.n_iter)
-    var = 0.5 * (res["var_y"] + res["var_x"])
-    if p.ep_scale == "chi2":
-        var = var * np.maximum(res["chi2"], 1e-6)
-    y = cand[:, 0] + res["dy"]
-    x = cand[:, 1] + res["dx"]
-    ny, nx = img.shape
-    keep = res["ok"] & (y >= -0.5) & (y < ny - 0.5) & (x >= -0.5) & (x < nx - 0.5)
-    keep &= np.isfinite(var) & (np.sign(res["photons"]) == pol)
-    out = {
-        "y": y, "x": x, "photons": np.abs(res["photons"]), "background": res["background"],
-        "ep_px": np.sqrt(np.maximum(var, 0)), "sigma_px": res["sigma"], "score": scores,
-        "chi2": res["chi2"],
-    }
-    out = {k: np.asarray(v, dtype=np.float64)[keep] for k, v in out.items()}
-    # two candidates converging on the same bead: keep the stronger score
-    if len(out["y"]) > 1:
-        pts = np.stack([out["y"], out["x"]], 1)
-        pairs = cKDTree(pts).query_pairs(0.75, output_type="ndarray")
-        if len(pairs):
-            drop = np.zeros(len(pts), bool)
-            for i, j in pairs:
-                if drop[i] or drop[j]:
-                    continue
-                drop[j if out["score"][i] >= out["score"][j] else i] = True
-            out = {k: v[~drop] for k, v in out.items()}
+        return _select(res, cand, pol, scores, p, img.shape, sigma)[1]
+    res = _fit(crops, w, oy, ox, p, mode, sigma, template, p.n_iter)
+    idx, out = _select(res, cand, pol, scores, p, img.shape, sigma)
+    if not p.neighbours or len(idx) < 2:
+        return out
+    pos = np.stack([out["y"], out["x"]], 1)
+    amp = res["photons"][idx]
+    c2 = cand[idx]
+    extra = _neighbour_models(c2, pos, amp, radius, mode, sigma, template)
+    crowded = np.abs(extra).sum(axis=(1, 2)) > 1e-3 * np.abs(amp)
+    if not crowded.any():
+        return out
+    sel = np.flatnonzero(crowded)
+    res2 = _fit(crops[idx[sel]], valid[idx[sel]], res["dy"][idx[sel]], res["dx"][idx[sel]], p,
+                mode, sigma, template, 3, extra=extra[sel])
+    idx2, out2 = _select(res2, c2[sel], pol[idx[sel]], out["score"][sel], p, img.shape, None)
+    # crowded beads take the refit values where the refit passed the filters
+    rows = sel[idx2]
+    for key in out:
+        out[key][rows] = out2[key]
     return out
 
 
@@ -846,12 +947,15 @@ def estimate_sigma(
         cand, sc = detector.detect(img, polarity)
         if len(cand) == 0:
             continue
+        if len(cand) > 300:  # the strongest candidates are enough (sorted by score)
+            top = np.argsort(-sc, kind="stable")[:300]
+            cand, sc = cand[top], sc[top]
         crops, valid = extract_crops(img, cand, radius)
         oy, ox, _ = refine_xcorr(crops, valid, tpl, p.upsample)
         pos0 = cand + np.stack([oy, ox], 1)
         w = valid & _neighbour_mask(cand, pos0, radius, pos0)
         res = fit_gaussian(crops, w, oy, ox, sigma0, fit_sigma=True, read_noise=p.read_noise,
-                           n_iter=10)
+                           n_iter=7)
         good = res["ok"] & np.isfinite(res["sigma"]) & (res["sigma"] > 0.35)
         good &= res["sigma"] < 4.0 * sigma0 + 0.9
         sig.append(res["sigma"][good])
@@ -978,16 +1082,18 @@ def locate_stack(
     template: np.ndarray | None = None,
     invert: bool | None = None,
     snr_threshold: float = 5.0,
-    prob_threshold: float = 0.4,
+    prob_threshold: float = 0.5,
     min_distance: int | None = None,
     upsample: int = 10,
     refine: str = "mle",
     gain: float = 1.0,
     offset: float = 0.0,
     read_noise: float = 0.0,
-    n_iter: int = 8,
+    n_iter: int = 5,
     ep_scale: str = "chi2",
     pilot_frames: int = 50,
+    min_snr: float = 4.0,
+    neighbours: bool = True,
     progress: bool = False,
     first_frame: int = 0,
 ) -> pd.DataFrame:
@@ -1037,6 +1143,12 @@ def locate_stack(
         Scale the CRLB-based ``ep_px`` by the fit's reduced chi-square (default).
     pilot_frames : int
         Frames used to estimate σ / the template (at most).
+    min_snr : float
+        Drop localisations whose fitted amplitude is below ``min_snr`` times its standard
+        error (Fisher information, χ²-scaled): removes noise candidates of the network.
+    neighbours : bool
+        Second pass for crowded beads: refit each bead with its fitted neighbours' models
+        added to the expected photons (instead of masking the pixels nearer a neighbour).
     progress : bool
         Show a tqdm progress bar.
     first_frame : int
@@ -1045,10 +1157,11 @@ def locate_stack(
     Returns
     -------
     pandas.DataFrame
-        Columns ``frame, y, x, photons, background, ep_px, sigma_px, score, chi2``: y, x in
+        Columns ``frame, y, x, photons, background, ep_px, sigma_px, score, snr, chi2``: y, x in
         px with the origin at the centre of pixel (0, 0); photons = integrated |signal|
         above (or below, dark beads) the background; background in photons/px; ep_px the
-        estimated localisation error per axis (px); score = detection probability or SNR.
+        estimated localisation error per axis (px); score = detection probability or SNR;
+        snr = fitted amplitude / its standard error; chi2 = reduced chi-square of the fit.
         ``attrs`` hold the σ, radius, profile and template used.
 
     Notes
@@ -1061,6 +1174,7 @@ def locate_stack(
         invert=invert, snr_threshold=snr_threshold, prob_threshold=prob_threshold,
         min_distance=min_distance, upsample=upsample, refine=refine, gain=gain, offset=offset,
         read_noise=read_noise, n_iter=n_iter, ep_scale=ep_scale, pilot_frames=pilot_frames,
+        min_snr=min_snr, neighbours=neighbours,
     )
     if p.profile not in ("gaussian", "template", "ring"):
         raise ValueError(f"profile must be 'gaussian', 'template' or 'ring', got {profile!r}")
@@ -1076,21 +1190,25 @@ def locate_stack(
     n_frames = len(frames_list)
     net = _resolve_model(model)
     sigma0 = float(p.sigma_px) if p.sigma_px else 1.5
-    pilot = [_to_photons(frames_list[i], p) for i in range(min(n_frames, max(p.pilot_frames, 1)))]
+    n_pilot = min(n_frames, max(p.pilot_frames, 1))
+
+    def pilot_frames_iter():  # lazy: frames are converted only while the pilot needs them
+        return (_to_photons(frames_list[i], p) for i in range(n_pilot))
+
     polarity = 1.0
-    if net is None and pilot:
+    if net is None and n_frames:
         if p.invert is None:
-            polarity = _auto_polarity(pilot[0], sigma0)
+            polarity = _auto_polarity(_to_photons(frames_list[0], p), sigma0)
         else:
             polarity = -1.0 if p.invert else 1.0
     mode = "gaussian" if p.profile == "gaussian" and p.template is None else "template"
     sigma = sigma0
-    if mode == "gaussian" and p.sigma_px is None and pilot:
+    if mode == "gaussian" and p.sigma_px is None and n_frames:
         det = _Detector(net, p, sigma0, None)
-        sigma = estimate_sigma(pilot, det, p, polarity, sigma0)
+        sigma = estimate_sigma(pilot_frames_iter(), det, p, polarity, sigma0)
         if net is None and abs(sigma - sigma0) > 0.2 * sigma0:
             det = _Detector(net, p, sigma, None)
-            sigma = estimate_sigma(pilot, det, p, polarity, sigma)
+            sigma = estimate_sigma(pilot_frames_iter(), det, p, polarity, sigma)
     radius = int(p.radius_px) if p.radius_px else _radius_for(sigma, mode)
     if mode == "gaussian":
         tpl = gaussian_template(sigma, radius)
@@ -1108,7 +1226,13 @@ def locate_stack(
             else:
                 start = gaussian_template(sigma, radius) * polarity
             det0 = _Detector(net, p, sigma, start)
-            pos = [det0.detect(img, 1.0)[0].astype(np.float64) for img in pilot]
+            pilot, pos, n_found = [], [], 0
+            for img in pilot_frames_iter():
+                pilot.append(img)
+                pos.append(det0.detect(img, 1.0)[0].astype(np.float64))
+                n_found += len(pos[-1])
+                if n_found >= 2000:
+                    break
             try:
                 tpl = estimate_template(pilot, pos, radius, iterations=3, initial=start,
                                         upsample=p.upsample)
@@ -1124,7 +1248,7 @@ def locate_stack(
         it = tqdm(it, desc="locate", unit="frame")
     t0 = time.perf_counter()
     for i in it:
-        img = pilot[i] if i < len(pilot) else _to_photons(frames_list[i], p)
+        img = _to_photons(frames_list[i], p)
         cand, sc = det.detect(img, polarity)
         out = _localize_frame(img, cand, sc, p, radius, sigma, tpl, mode)
         out["frame"] = np.full(len(out["y"]), i + first_frame, dtype=np.int64)
