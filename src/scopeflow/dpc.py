@@ -34,6 +34,8 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
+from scopeflow.io.images import to_unit_float
+
 __all__ = [
     "dpc_octopi",
     "dpc_to_uint8",
@@ -45,16 +47,6 @@ __all__ = [
 # normalized frequency table (units of NA/λ): spacing 1/_TABLE_RES, size _TABLE_N (covers ±2.56)
 _TABLE_RES = 100
 _TABLE_N = 512
-
-
-def _as_unit_float(img: np.ndarray) -> np.ndarray:
-    """float32 image; uint8 / 255 and uint16 / 65535, floats unchanged."""
-    a = np.asarray(img)
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) / np.float32(255.0)
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) / np.float32(65535.0)
-    return a.astype(np.float32, copy=False)
 
 
 def dpc_octopi(
@@ -86,8 +78,8 @@ def dpc_octopi(
     towards zero; :func:`dpc_to_uint8` reproduces that (rounding instead differs by at most
     1 grey level).
     """
-    L = _as_unit_float(left)
-    R = _as_unit_float(right)
+    L = to_unit_float(left)
+    R = to_unit_float(right)
     if L.shape != R.shape:
         raise ValueError(f"left and right images differ in shape: {L.shape} vs {R.shape}")
     if ff_left is not None:
@@ -295,7 +287,7 @@ def phase_from_dpc(
         variations along y only — frequencies with f_x = 0 — are not measurable with
         left/right DPC).
     """
-    d = _as_unit_float(dpc).astype(np.float64)
+    d = to_unit_float(dpc).astype(np.float64)
     if d.ndim != 2:
         raise ValueError(f"expected a 2-D DPC image, got shape {d.shape}")
     d = np.nan_to_num(d - 0.5, nan=0.0)

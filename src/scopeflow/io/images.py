@@ -45,12 +45,22 @@ def read_raw(path: str | Path) -> np.ndarray:
 
 
 def to_unit_float(arr: np.ndarray) -> np.ndarray:
-    """Scale an integer image to float32 in [0, 1] by its dtype's range (floats pass through)."""
-    if np.issubdtype(arr.dtype, np.integer):
-        return (arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)).astype(np.float32)
+    """Convert an image to float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats unchanged.
+
+    Other integer types are scaled by 255 when their values fit 8 bits, else by 65535 (camera
+    frames stored in wider containers); booleans become 0/1.
+    """
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535.0)
     if arr.dtype == bool:
         return arr.astype(np.float32)
-    return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        scale = 255.0 if arr.size and arr.max() <= 255 else 65535.0
+        return arr.astype(np.float32) / np.float32(scale)
+    return arr.astype(np.float32, copy=False)
 
 
 def read_gray(path: str | Path) -> np.ndarray:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import InputImageError
+from scopeflow.io.images import to_unit_float as to_float01
 
 __all__ = [
     "CONFIG_FILE",
@@ -516,21 +517,6 @@ def _read_image_file(path: Path) -> np.ndarray:
     import imageio.v3 as iio
 
     return iio.imread(path)
-
-
-def to_float01(arr: np.ndarray) -> np.ndarray:
-    """Convert an image to float32 in [0, 1]: uint8 / 255, uint16 / 65535, floats unchanged."""
-    arr = np.asarray(arr)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / np.float32(255.0)
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / np.float32(65535.0)
-    if arr.dtype == bool:
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        scale = 255.0 if arr.size and arr.max() <= 255 else 65535.0
-        return arr.astype(np.float32) / np.float32(scale)
-    return arr.astype(np.float32, copy=False)
 
 
 def load_channel(fov: FOV, channel: str) -> np.ndarray:
