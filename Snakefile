@@ -1,4 +1,5 @@
-# scopeflow: raw microscope acquisitions -> per-cell, per-FOV and per-sample tables.
+# scopeflow: raw microscope acquisitions -> per-cell, per-FOV and per-sample tables (blood smears)
+# and trajectories, MSD and diffusion coefficients (bead movies).
 # Thin entry point: configuration, validation and sample discovery live in workflow/rules/common.smk,
 # one .smk per stage. Run `snakemake --cores all` (bundled demo) or see README.md.
 import sys
@@ -18,6 +19,7 @@ include: "workflow/rules/dpc.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/track.smk"
 
 
 rule all:

@@ -1,4 +1,5 @@
-"""Snakemake script: concatenate the per-sample summaries (rule summarize_samples)."""
+"""Snakemake script: concatenate the per-sample summaries (rules summarize_samples and
+summarize_beads)."""
 
 import sys
 from pathlib import Path

@@ -76,7 +76,10 @@ def test_demo_produces_store_labels_and_tables(demo_run):
         for rule in ("dpc", "segment", "measure"):
             assert (res / "logs" / f"{rule}.0.log").exists()
         assert (res / "report" / "overview.png").stat().st_size > 10_000
+    # samples.parquet lists the smear samples; the bead demo has its own bead_samples.parquet
     assert len(pd.read_parquet(demo_run / "results" / "samples.parquet")) == 2
+    beads = pd.read_parquet(demo_run / "results" / "bead_samples.parquet")
+    assert beads["sample"].tolist() == ["demo_beads"] and beads["n_tracks"].iloc[0] > 0
 
 
 def test_demo_classical_matches_simulator_truth(demo_run):
@@ -97,6 +100,7 @@ def test_report_collects_figures_and_tables(demo_run):
     snakemake(demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text(errors="replace")
     assert "overview.png" in html and "samples.csv" in html
+    assert "tracks.png" in html and "bead_samples.csv" in html
 
 
 def test_second_run_does_nothing(demo_run):
@@ -251,6 +255,7 @@ def test_two_runs_give_identical_tables(tmp_path):
         work.mkdir()
         cfg = yaml.safe_load((REPO / "config.yaml").read_text())
         cfg["demo"].update(samples=1, ny=1, nx=2, size=384)
+        cfg["demo"]["beads"]["enabled"] = False  # bead tables: test_workflow_beads.py
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         snakemake(work, "--cores", "2")
         runs.append(work / "results" / "demo_smear_1")

@@ -6,6 +6,8 @@ segment   DPC image -> uint32 label TIFF (chunked, classical or U-Net)
 evaluate  predicted vs reference labels/masks -> IoU, Dice, instance F1, AP, count error
 simulate  synthetic Octopi acquisition with truth
 train     train or fine-tune the U-Net
+locate    bead image / movie -> localisations CSV (BeadNet or matched filter + subpixel fit)
+track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summary JSON)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from scopeflow import __version__
 from scopeflow.errors import ScopeflowError
@@ -80,6 +83,86 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bead_model(args: argparse.Namespace):
+    """None (matched filter) or the shipped BeadNet with the requested torch threads."""
+    if args.model == "none":
+        return None
+    from scopeflow.track.beadnet import BeadNet
+
+    return BeadNet.load(args.weights, threads=args.threads)
+
+
+def _locate_opts(args: argparse.Namespace) -> dict:
+    opts = {"profile": args.profile, "snr_threshold": args.snr_threshold,
+            "prob_threshold": args.prob_threshold, "min_snr": args.min_snr}
+    if args.sigma is not None:
+        opts["sigma_px"] = args.sigma
+    return opts
+
+
+def _cmd_locate(args: argparse.Namespace) -> int:
+    from scopeflow.track import cli_locate
+
+    t0 = time.perf_counter()
+    locs = cli_locate(args.input, args.output, model=_bead_model(args), **_locate_opts(args))
+    n_frames = int(locs["frame"].max()) + 1 if len(locs) else 0
+    print(
+        f"{args.input}: {len(locs)} localisations in {n_frames} frame(s) -> {args.output} "
+        f"({locs.attrs.get('detector')}, "
+        f"bead sigma {locs.attrs.get('sigma_px', float('nan')):.2f} px, "
+        f"{time.perf_counter() - t0:.2f} s)"
+    )
+    return 0
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from scopeflow.track import cli_track
+    from scopeflow.track.pipeline import movie_calibration
+
+    t0 = time.perf_counter()
+    cal = movie_calibration(  # the options, else scopeflow_beads.json beside the frames
+        args.input, args.pixel_size, args.fps,
+        hint={"pixel_size_um": "--pixel-size UM (or pixel_size_um in scopeflow_beads.json)",
+              "fps": "--fps F (or fps in scopeflow_beads.json)"},
+    )
+    opts = _locate_opts(args)
+    opts.update(search_range=args.search_range, memory=args.memory,
+                adaptive_stop=args.adaptive_stop, min_length=args.min_length,
+                drift=not args.no_drift, max_lag=args.max_lag, fit_lags=args.fit_lags)
+    res = cli_track(args.input, args.output, cal["pixel_size_um"], cal["fps"],
+                    model=_bead_model(args), **opts)
+    s = res["summary"]
+    stem = Path(args.output).with_suffix("")
+    print(
+        f"{args.input}: {s['n_tracks']} tracks of >= {args.min_length} frames, "
+        f"D = {s['D_um2_s']:.4g} um^2/s (exponent {s['exponent']:.3f}; "
+        f"{cal['pixel_size_um']:.4g} um/px, {cal['fps']:.4g} fps) -> {args.output}, "
+        f"{stem}_msd.csv, {stem}_diffusion.csv, {stem}_summary.json "
+        f"({time.perf_counter() - t0:.2f} s)"
+    )
+    return 0
+
+
+def _add_locate_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("localisation")
+    g.add_argument("--model", choices=["beadnet", "none"], default="beadnet",
+                   help="candidate detector: beadnet = shipped U-Net bead map (default), "
+                        "none = matched filter (faster, for clean well-separated beads)")
+    g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
+    g.add_argument("--profile", choices=["gaussian", "template", "ring"], default="gaussian",
+                   help="bead model of the subpixel fit (default gaussian; template = averaged "
+                        "from the data, ring = brightfield ring start)")
+    g.add_argument("--sigma", type=float, default=None,
+                   help="bead sigma in px (default: estimated from the data)")
+    g.add_argument("--snr-threshold", type=float, default=5.0,
+                   help="matched-filter detection threshold in noise units (default 5)")
+    g.add_argument("--prob-threshold", type=float, default=0.5,
+                   help="BeadNet detection probability threshold (default 0.5)")
+    g.add_argument("--min-snr", type=float, default=4.0,
+                   help="drop fits with amplitude below this many standard errors (default 4)")
+    g.add_argument("--threads", type=int, default=1, help="torch threads of BeadNet (default 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scopeflow", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"scopeflow {__version__}")
@@ -112,6 +195,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size in um")
     p.add_argument("--format", choices=["bmp", "tiff"], default="bmp")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "locate", help="localise beads in an image, a frame folder or a multi-page TIFF",
+        description="Detect beads and fit their subpixel positions in every frame; write a CSV "
+                    "with frame, y, x (px, origin at the centre of pixel (0, 0)), photons, "
+                    "background, ep_px (localisation error), sigma_px, score, snr, chi2.")
+    p.add_argument("input", metavar="IMAGE_OR_STACK",
+                   help="image, folder of frames (PNG/TIFF, natural name order; RGB -> green) "
+                        "or multi-page TIFF")
+    p.add_argument("-o", "--output", required=True, metavar="LOCS.csv", help="output CSV")
+    _add_locate_args(p)
+    p.set_defaults(func=_cmd_locate)
+
+    p = sub.add_parser(
+        "track", help="track beads in a movie: tracks, MSD and diffusion coefficients",
+        description="Localise, link (trackpy), remove drift, and fit MSD = 4 D tau + c. Writes "
+                    "TRACKS.csv (particle, frame, y, x, y_um, x_um, ...; napari Tracks takes "
+                    "particle, frame, y, x) and beside it <stem>_msd.csv (ensemble MSD), "
+                    "<stem>_diffusion.csv (per particle D) and <stem>_summary.json.")
+    p.add_argument("input", metavar="FRAMES",
+                   help="folder of frames (PNG/TIFF, natural name order; RGB -> green) or "
+                        "multi-page TIFF")
+    p.add_argument("-o", "--output", required=True, metavar="TRACKS.csv",
+                   help="output tracks CSV")
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="um per px (default: from scopeflow_beads.json beside the frames)")
+    p.add_argument("--fps", type=float, default=None, metavar="F",
+                   help="frames per second (default: from scopeflow_beads.json)")
+    g = p.add_argument_group("linking and MSD")
+    g.add_argument("--search-range", type=float, default=5.0, metavar="PX",
+                   help="largest displacement between linked frames in px (default 5)")
+    g.add_argument("--memory", type=int, default=3,
+                   help="frames a bead may vanish and keep its track (default 3)")
+    g.add_argument("--adaptive-stop", type=float, default=None, metavar="PX",
+                   help="adaptive search lower bound in px for dense samples (default off)")
+    g.add_argument("--min-length", type=int, default=25,
+                   help="keep tracks of at least this many frames (default 25)")
+    g.add_argument("--no-drift", action="store_true", help="do not subtract the ensemble drift")
+    g.add_argument("--max-lag", type=int, default=100,
+                   help="largest MSD lag in frames (default 100)")
+    g.add_argument("--fit-lags", type=int, default=10,
+                   help="lags fitted with MSD = 4 D tau + c (default 10)")
+    _add_locate_args(p)
+    p.set_defaults(func=_cmd_track)
 
     p = sub.add_parser("train", help="train or fine-tune the U-Net (see `scopeflow train -h`)",
                        add_help=False)

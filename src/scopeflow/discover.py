@@ -10,15 +10,23 @@ from pathlib import Path
 
 from scopeflow.errors import InputImageError, ScopeflowError
 
-KINDS = ("smear_raw", "smear_dpc")
+SMEAR_KINDS = ("smear_raw", "smear_dpc")
+BEAD_KINDS = ("beads",)
+KINDS = SMEAR_KINDS + BEAD_KINDS
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+#: A folder holding this file is a bead movie (kind ``beads``); its JSON may give
+#: ``pixel_size_um`` and ``fps`` (the bead demo writes it, users may add it by hand).
+BEADS_MARKER = "scopeflow_beads.json"
 
 
 def detect_kind(path: str | Path) -> str:
     """Guess a sample's kind from its path.
 
     A folder holding ``acquisition parameters.json`` is an Octopi acquisition (``smear_raw``);
-    an image file, or a folder of image files, is precomputed DPC (``smear_dpc``).
+    a folder holding ``scopeflow_beads.json`` (:data:`BEADS_MARKER`) is a bead movie
+    (``beads``); an image file, or a folder of image files, is precomputed DPC
+    (``smear_dpc``). Frames alone do not tell a movie from a set of DPC fields of view, so a
+    bead movie without the marker file needs ``kind: beads`` in a sample sheet.
 
     Raises
     ------
@@ -34,6 +42,8 @@ def detect_kind(path: str | Path) -> str:
         )
     if p.is_dir() and (p / "acquisition parameters.json").exists():
         return "smear_raw"
+    if p.is_dir() and (p / BEADS_MARKER).is_file():
+        return "beads"
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
         return "smear_dpc"
     if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
@@ -42,6 +52,29 @@ def detect_kind(path: str | Path) -> str:
         f"{p}: cannot tell the sample kind (no 'acquisition parameters.json' and no images); "
         "add it to a sample sheet with an explicit kind, or remove it from the input folder"
     )
+
+
+def read_beads_marker(path: str | Path) -> dict:
+    """The metadata of a bead movie folder's ``scopeflow_beads.json`` ({} when absent).
+
+    Raises
+    ------
+    ScopeflowError
+        If the file exists but is not a JSON object.
+    """
+    import json
+
+    p = Path(path)
+    marker = p / BEADS_MARKER if p.is_dir() else p.parent / BEADS_MARKER
+    if not marker.is_file():
+        return {}
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScopeflowError(f"{marker}: not valid JSON ({exc}); fix or delete it") from exc
+    if not isinstance(meta, dict):
+        raise ScopeflowError(f"{marker}: expected a JSON object with pixel_size_um and fps")
+    return meta
 
 
 def dpc_files(path: Path) -> list[Path]:

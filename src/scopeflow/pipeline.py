@@ -22,7 +22,7 @@ from scopeflow import dpc as dpc_mod
 from scopeflow import measure, normalize
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import ome_zarr, tables
-from scopeflow.discover import KINDS, dpc_files, detect_kind
+from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
 from scopeflow.io.images import read_gray
 from scopeflow.io.octopi import load_pair, read_acquisition
 from scopeflow.provenance import make_provenance
@@ -123,7 +123,7 @@ def ingest(
             )
         na_used = na
     else:
-        raise ScopeflowError(f"{path}: unknown sample kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise ScopeflowError(f"{path}: unknown sample kind {kind!r}; use one of {', '.join(SMEAR_KINDS)}")
     if ps is None:
         raise ScopeflowError(
             f"{path}: pixel size unknown (not in the acquisition metadata); give pixel_size_um "

@@ -7,7 +7,7 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from scopeflow.discover import KINDS, count_fovs, detect_kind
+from scopeflow.discover import BEAD_KINDS, SMEAR_KINDS, count_fovs, detect_kind
 
 
 def _validate(data, schema, what):
@@ -31,10 +31,19 @@ RESULTS = config["results_dir"].rstrip("/")
 DEMO = config["demo"]
 
 
+DEMO_BEADS = "demo_beads"  # name of the simulated bead movie sample
+
+
 def _demo_samples():
+    """The simulated smear demo samples."""
     if not DEMO["enabled"]:
         return []
     return [f"demo_smear_{n}" for n in range(1, DEMO["samples"] + 1)]
+
+
+def _demo_bead_samples():
+    """The simulated bead movie sample (one, or none)."""
+    return [DEMO_BEADS] if DEMO["enabled"] and DEMO["beads"]["enabled"] else []
 
 
 def _detect_kind(path):
@@ -60,8 +69,9 @@ def _read_sheet(sheet):
     missing = {"sample", "kind", "path"} - set(df.columns)
     if missing:
         raise WorkflowError(f"{sheet}: missing column(s) {sorted(missing)}; the sheet needs sample, kind, path")
-    if "pixel_size_um" not in df.columns:
-        df["pixel_size_um"] = None
+    for optional in ("pixel_size_um", "fps"):
+        if optional not in df.columns:
+            df[optional] = None
     df = df.astype(object).where(df.notna(), None)
     for n, row in enumerate(df.to_dict("records"), start=2):
         _validate(row, "samples.schema.yaml", f"{sheet} line {n}:")
@@ -79,8 +89,9 @@ def _discover(input_dir):
     if root.is_dir():
         for p in sorted(root.iterdir()):
             if p.is_dir() and not p.name.startswith("."):
-                rows.append({"sample": p.name, "kind": _detect_kind(p), "path": str(p), "pixel_size_um": None})
-    return pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um"])
+                rows.append({"sample": p.name, "kind": _detect_kind(p), "path": str(p),
+                             "pixel_size_um": None, "fps": None})
+    return pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps"])
 
 
 def load_samples():
@@ -89,9 +100,12 @@ def load_samples():
         df = _read_sheet(config["samples"])
     else:
         df = _discover(config["input_dir"])
+    demo_kinds = [(s, "smear_raw") for s in _demo_samples()] + [
+        (s, "beads") for s in _demo_bead_samples()
+    ]
     demo_rows = [
-        {"sample": s, "kind": "smear_raw", "path": f"{DEMO['dir'].rstrip('/')}/{s}", "pixel_size_um": None}
-        for s in _demo_samples()
+        {"sample": s, "kind": k, "path": f"{DEMO['dir'].rstrip('/')}/{s}", "pixel_size_um": None, "fps": None}
+        for s, k in demo_kinds
         if s not in set(df["sample"])
     ]
     if demo_rows:
@@ -100,10 +114,23 @@ def load_samples():
 
 
 SAMPLES = load_samples()
-SMEAR_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in KINDS or k == "unknown"]
+# 'unknown' (discovery could not tell) goes the smear way: its ingest job says why it fails
+SMEAR_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in SMEAR_KINDS or k == "unknown"]
+BEAD_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in BEAD_KINDS]
+
+
+def _one_of(names):
+    """Regex matching exactly these sample names (none: matches nothing)."""
+    return "|".join(map(re.escape, names)) if len(names) else "(?!x)x"
+
+
+# per-rule wildcard constraints: smear and bead rules share output names (sample.parquet,
+# <sample>.ome.zarr), each kind's rules only match its own samples
+SMEAR_RE = _one_of(SMEAR_SAMPLES)
+BEAD_RE = _one_of(BEAD_SAMPLES)
 
 wildcard_constraints:
-    sample="|".join(map(re.escape, SAMPLES["sample"])) if len(SAMPLES) else "(?!x)x",
+    sample=_one_of(list(SAMPLES["sample"])),
     demo_sample="demo_smear_[0-9]+",
     shard="[0-9]+",
 
@@ -154,9 +181,15 @@ def sample_row(wildcards):
     return SAMPLES.loc[wildcards.sample]
 
 
+def sample_value(wildcards, key):
+    """A sample-sheet value, None when empty (never NaN: params must compare equal across runs)."""
+    value = sample_row(wildcards).get(key)
+    return None if value is None or pd.isna(value) else value
+
+
 def sample_input(wildcards):
-    """The sample's acquisition folder / DPC file(s): a per-sample input, so new samples do not
-    invalidate old ones."""
+    """The sample's acquisition folder / DPC file(s) / bead movie: a per-sample input, so new
+    samples do not invalidate old ones."""
     return sample_row(wildcards)["path"]
 
 
@@ -170,8 +203,23 @@ def sample_outputs(sample):
     ]
 
 
+def bead_outputs(sample):
+    return [
+        out(sample, f"{sample}.ome.zarr"),
+        out(sample, "localizations.parquet"),
+        out(sample, "tracks.parquet"),
+        out(sample, "diffusion.parquet"),
+        out(sample, "msd.parquet"),
+        out(sample, "sample.parquet"),
+        out(sample, "report/tracks.png"),
+    ]
+
+
 def all_outputs():
     files = [o for s in SMEAR_SAMPLES for o in sample_outputs(s)]
     if SMEAR_SAMPLES:
         files.append(f"{RESULTS}/samples.parquet")
+    files += [o for s in BEAD_SAMPLES for o in bead_outputs(s)]
+    if BEAD_SAMPLES:
+        files.append(f"{RESULTS}/bead_samples.parquet")
     return files

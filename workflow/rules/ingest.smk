@@ -25,6 +25,8 @@ rule ingest:
         fovs=out("{sample}", "ingest/fovs.tsv"),
         flatfield=out("{sample}", "ingest/flatfield.npz"),
         zarr=directory(out("{sample}", "{sample}.ome.zarr")),
+    wildcard_constraints:
+        sample=SMEAR_RE,  # bead samples have their own <sample>.ome.zarr rule (track.smk)
     params:
         kind=lambda wc: sample_row(wc)["kind"],
         pixel_size_um=lambda wc: sample_row(wc)["pixel_size_um"],

@@ -31,6 +31,8 @@ rule merge_tables:
         cells=out("{sample}", "cells.parquet"),
         fovs=out("{sample}", "fovs.parquet"),
         sample=out("{sample}", "sample.parquet"),
+    wildcard_constraints:
+        sample=SMEAR_RE,  # bead samples have their own sample.parquet rule (track.smk)
     params:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
     resources:

@@ -68,9 +68,10 @@ def read_frames(path_or_stack) -> np.ndarray:
     Parameters
     ----------
     path_or_stack : str, Path or ndarray
-        A single image file, a folder of frame images (sorted by name), a (multi-page)
-        TIFF, or an array (y, x), (t, y, x), (y, x, c) or (t, y, x, c). RGB/RGBA frames
-        give their green channel (as the trackpy walkthrough and Octopi do).
+        A single image file, a folder of frame images (natural name order: frame_2 before
+        frame_10), a (multi-page) TIFF, or an array (y, x), (t, y, x), (y, x, c) or
+        (t, y, x, c). RGB/RGBA frames give their green channel (as the trackpy walkthrough
+        and Octopi do).
 
     Returns
     -------
@@ -92,7 +93,10 @@ def read_frames(path_or_stack) -> np.ndarray:
 
     path = Path(path_or_stack)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        from scopeflow.track.pipeline import _natural_key  # frame_2 before frame_10
+
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                       key=_natural_key)
         if not files:
             raise InputImageError(f"{path}: no frame images ({', '.join(IMAGE_SUFFIXES)}) in "
                                   "this folder; point to the folder that holds the frames")

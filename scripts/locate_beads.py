@@ -1,0 +1,25 @@
+"""Snakemake script: detect and localise the beads of every frame (rule locate_beads)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+
+from scopeflow._snakemake import run  # noqa: E402
+
+
+def main(smk):
+    from scopeflow.provenance import make_provenance
+    from scopeflow.track.pipeline import locate_movie
+
+    p = smk.params
+    s = smk.wildcards.sample
+    locate_movie(
+        smk.input.zarr, smk.output.locs, sample=s, model=p.model, threads=smk.threads,
+        provenance=make_provenance(smk.config, inputs=[smk.input.zarr], sample=s),
+        profile=p.profile, sigma_px=p.sigma_px, snr_threshold=p.snr_threshold,
+        prob_threshold=p.prob_threshold, min_snr=p.min_snr,
+    )
+
+
+run(main, snakemake)  # noqa: F821
