@@ -55,8 +55,11 @@ def test_every_rule_has_a_log():
 
 def test_readme_documents_every_table_column():
     from scopeflow import measure
+    from scopeflow.track import pipeline as track
 
     readme = (REPO / "README.md").read_text()
-    for columns in (measure.CELL_COLUMNS, measure.FOV_COLUMNS, measure.SAMPLE_COLUMNS):
+    for columns in (measure.CELL_COLUMNS, measure.FOV_COLUMNS, measure.SAMPLE_COLUMNS,
+                    track.LOC_COLUMNS, track.TRACK_COLUMNS, track.DIFFUSION_COLUMNS,
+                    track.MSD_COLUMNS, track.SAMPLE_COLUMNS):
         for col in columns:
             assert f"`{col}`" in readme, f"README lacks column {col}"
