@@ -40,7 +40,8 @@ def test_parameter_count_matches_reference():
 
 def test_only_the_head_has_a_bias_and_decoder_is_contractive():
     net = M2UNet(1, 3)
-    biased = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    convs = [(n, m) for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    biased = [n for n, m in convs if m.bias is not None]
     assert biased == ["head"]
     # decoder hidden widths = round(0.15 * in): 19, 13, 9, 5
     hidden = [blk.ir.conv[0].out_channels for blk in (net.dec4, net.dec3, net.dec2, net.dec1)]
@@ -73,8 +74,9 @@ def _tiny_weights(tmp_path, c_out=3):
     torch.manual_seed(1)
     net = M2UNet(1, c_out)
     path = tmp_path / "tiny.pt"
-    torch.save({"state_dict": net.state_dict(), "meta": {"head": "3class", "out_channels": c_out,
-                                                         "in_channels": 1, "normalization": "zscore_fov"}}, path)
+    meta = {"head": "3class", "out_channels": c_out, "in_channels": 1,
+            "normalization": "zscore_fov"}
+    torch.save({"state_dict": net.state_dict(), "meta": meta}, path)
     (tmp_path / "tiny.md").write_text(f"# tiny\n\nsha256: {file_sha256(path)}\n")
     return path
 
@@ -157,12 +159,16 @@ def test_subtiled_predict_matches_whole_pass(tmp_path, shared):
     import imageio.v3 as iio
 
     weights = DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else _tiny_weights(tmp_path)
-    img = iio.imread(shared / "octopi_rbc_dpc_m2unet/images/dpc_1024_00.png").astype(np.float32) / 255
-    img = img[:448, :448]
+    path = shared / "octopi_rbc_dpc_m2unet/images/dpc_1024_00.png"
+    img = iio.imread(path).astype(np.float32) / 255
+    img = img[:640, :608]
     whole = UNetPredictor(weights, device="cpu", tile=1024)
-    split = UNetPredictor(weights, device="cpu", tile=128, batch_size=4)
+    split = UNetPredictor(weights, device="cpu", tile=256, batch_size=4)  # 3 x 3 sub-tiles
     whole.prepare(img)
     split.prepare(img)
     a, b = whole.predict(img), split.predict(img)
-    assert np.abs(a - b).max() < 1e-4
-    assert np.array_equal(whole.decode(a)[0], split.decode(b)[0])
+    assert np.abs(a - b).max() < 1e-5  # only float32 rounding differs beyond the context
+    la, lb = whole.decode(a)[0], split.decode(b)[0]
+    # a pixel whose probability sits within rounding of a threshold may flip
+    assert np.count_nonzero(la != lb) <= 3
+    assert abs(int(la.max()) - int(lb.max())) <= 1

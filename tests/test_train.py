@@ -81,11 +81,14 @@ def test_trained_weights_plug_into_the_predictor_and_cli(tmp_path):
     imgs, masks = _synthetic(tmp_path)
     _synthetic(tmp_path, name="val", seed=1)
     out = tmp_path / "cli.pt"
-    res = train_main(["--images", str(imgs / "cells_dpc.png"), "--masks", str(masks),
-                      "--val-images", str(imgs / "val_dpc.png"), "--val-masks", str(masks),
-                      "--out", str(out), "--steps", "4", "--crop", "64", "--batch-size", "2",
-                      "--val-every", "2", "--no-progress", "--freeze", "encoder"])
-    assert res["steps"] == 4 and len(res["val"]) == 2 and "f1" in res["best"]
+    rc = train_main(["--images", str(imgs / "cells_dpc.png"), "--masks", str(masks),
+                     "--val-images", str(imgs / "val_dpc.png"), "--val-masks", str(masks),
+                     "--out", str(out), "--steps", "4", "--crop", "64", "--batch-size", "2",
+                     "--val-every", "2", "--no-progress", "--freeze", "encoder"])
+    assert rc == 0
+    ck = torch.load(out.with_suffix(".ckpt"), weights_only=True)
+    assert ck["step"] == 4 and len(ck["val"]) == 2 and "f1" in ck["best_row"]
+    assert "scopeflow train --images" in load_weights(out)["meta"]["train"]["command"]
     pred = UNetPredictor(out, device="cpu")
     img = iio.imread(imgs / "val_dpc.png").astype(np.float32) / 255
     labels, seeds = pred.segment(img)
@@ -105,7 +108,8 @@ def test_pairing_by_stem(tmp_path):
     (tmp_path / "m").mkdir()
     for name in ("10_20_0_mask.png", "dpc_2048_00_mask.png", "extra_mask.png"):
         (tmp_path / "m" / name).write_bytes(b"")
-    pairs = pair_images_masks([tmp_path / "10_20_0_dpc.png", tmp_path / "dpc_2048_00.png"], tmp_path / "m")
+    images = [tmp_path / "10_20_0_dpc.png", tmp_path / "dpc_2048_00.png"]
+    pairs = pair_images_masks(images, tmp_path / "m")
     assert [(a.name, b.name) for a, b in pairs] == [
         ("10_20_0_dpc.png", "10_20_0_mask.png"), ("dpc_2048_00.png", "dpc_2048_00_mask.png")]
     (tmp_path / "lonely.png").write_bytes(b"")

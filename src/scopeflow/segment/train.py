@@ -41,7 +41,7 @@ from scipy import ndimage as ndi
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.segment.m2unet import M2UNet
-from scopeflow.segment.unet import decode_maps, file_sha256
+from scopeflow.segment.unet import UNetPredictor, decode_maps, file_sha256
 
 __all__ = [
     "make_target",
@@ -220,7 +220,9 @@ class _Pool:
             im = read_image(ip)
             lab = read_instances(mp)
             if im.shape != lab.shape:
-                raise ScopeflowError(f"image {ip} {im.shape} and mask {mp} {lab.shape} differ in shape")
+                raise ScopeflowError(
+                    f"image {ip} {im.shape} and mask {mp} {lab.shape} differ in shape"
+                )
             self.images.append(im)
             self.labels.append(lab)
             self.stats.append((float(im.mean()), float(max(im.std(), 1e-6))))
@@ -236,7 +238,11 @@ class _Pool:
         im, lab = self.images[i], self.labels[i]
         mean, std = self.stats[i]
         angle = float(rng.uniform(-10, 10)) if augment and rng.random() < 0.5 else 0.0
-        win = crop if angle == 0 else int(math.ceil(crop * (abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle)))))) + 4
+        if angle:
+            a = math.radians(angle)
+            win = int(math.ceil(crop * (abs(math.cos(a)) + abs(math.sin(a))))) + 4
+        else:
+            win = crop
         y0 = int(rng.integers(0, max(1, im.shape[0] - win + 1)))
         x0 = int(rng.integers(0, max(1, im.shape[1] - win + 1)))
         x = _window(im, y0, x0, win)
@@ -269,19 +275,23 @@ def _window(a: np.ndarray, y0: int, x0: int, size: int) -> np.ndarray:
     w = a[y0 : y0 + size, x0 : x0 + size]
     ph, pw = size - w.shape[0], size - w.shape[1]
     if ph or pw:
-        w = np.pad(w, ((0, ph), (0, pw)), mode="reflect" if (ph < w.shape[0] and pw < w.shape[1]) else "edge")
+        mode = "reflect" if (ph < w.shape[0] and pw < w.shape[1]) else "edge"
+        w = np.pad(w, ((0, ph), (0, pw)), mode=mode)
     return w
 
 
-def _rotate(x: np.ndarray, lab: np.ndarray, angle: float, out: int) -> tuple[np.ndarray, np.ndarray]:
+def _rotate(
+    x: np.ndarray, lab: np.ndarray, angle: float, out: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rotate image (linear) and labels (nearest) about the window centre; crop ``out``²."""
     a = math.radians(angle)
     rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
     c_in = (np.array(x.shape) - 1) / 2.0
     c_out = (np.array([out, out]) - 1) / 2.0
     offset = c_in - rot @ c_out
-    xr = ndi.affine_transform(x, rot, offset=offset, output_shape=(out, out), order=1, mode="reflect")
-    yr = ndi.affine_transform(lab, rot, offset=offset, output_shape=(out, out), order=0, mode="nearest")
+    shape = (out, out)
+    xr = ndi.affine_transform(x, rot, offset=offset, output_shape=shape, order=1, mode="reflect")
+    yr = ndi.affine_transform(lab, rot, offset=offset, output_shape=shape, order=0, mode="nearest")
     return xr.astype(np.float32), yr
 
 
@@ -322,7 +332,10 @@ def _apply_freeze(net: M2UNet, freeze: str) -> list[torch.nn.Module]:
 
 def _load_init(net: M2UNet, path: str | Path) -> None:
     obj = torch.load(path, map_location="cpu", weights_only=True)
-    sd = obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj.get("model", obj)
+    if isinstance(obj, dict) and "state_dict" in obj:
+        sd = obj["state_dict"]
+    else:
+        sd = obj.get("model", obj)
     own = net.state_dict()
     skipped = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
     net.load_state_dict({k: v for k, v in sd.items() if k not in skipped}, strict=False)
@@ -337,7 +350,9 @@ def _predict_probs(net: M2UNet, z: np.ndarray) -> tuple[torch.Tensor, np.ndarray
     return logits, probs[0].numpy()
 
 
-def _evaluate_pool(net: M2UNet, pool: _Pool, head: str, contour_width: int, decode_kw: dict) -> dict:
+def _evaluate_pool(
+    net: M2UNet, pool: _Pool, head: str, contour_width: int, decode_kw: dict
+) -> dict:
     """Validation loss and segmentation scores (averaged over images, weighted by cells)."""
     from scopeflow.evaluate import evaluate
 
@@ -348,7 +363,7 @@ def _evaluate_pool(net: M2UNet, pool: _Pool, head: str, contour_width: int, deco
             logits, probs = _predict_probs(net, (im - mean) / std)
             tgt = torch.from_numpy(make_target(lab, head, contour_width))[None]
             losses.append(float(_loss(logits, tgt, head)))
-            pred, _ = decode_maps(probs, **decode_kw)
+            pred, _ = decode_maps(probs, max_extent=UNetPredictor.object_size, **decode_kw)
             rows.append(evaluate(pred, lab))
     out = {"loss": float(np.mean(losses))}
     for key in ("binary_iou", "dice", "f1", "mean_ap", "count_error"):
@@ -524,11 +539,16 @@ def train(
         history = list(ck.get("history", []))
         val_rows = list(ck.get("val", []))
         if ck.get("best_state_dict") is not None:
-            best = {"score": float(ck["best_score"]), "row": ck["best_row"], "state_dict": ck["best_state_dict"]}
+            best = {
+                "score": float(ck["best_score"]),
+                "row": ck["best_row"],
+                "state_dict": ck["best_state_dict"],
+            }
 
     config = {
         "head": head, "steps": int(steps), "crop": int(crop), "batch_size": int(batch_size),
-        "lr": float(lr), "weight_decay": float(weight_decay), "warmup": int(warmup), "seed": int(seed),
+        "lr": float(lr), "weight_decay": float(weight_decay), "warmup": int(warmup),
+        "seed": int(seed),
         "freeze": freeze, "contour_width": int(contour_width), "augment": bool(augment),
         "orient": orient,
         "select": select, "train_images": [p[0].name for p in pairs],
@@ -556,13 +576,16 @@ def train(
         val_rows.append(row)
         s = _score(row, select)
         if s > best["score"]:
-            best.update(score=s, row=row, state_dict={k: v.clone() for k, v in net.state_dict().items()})
+            snapshot = {k: v.clone() for k, v in net.state_dict().items()}
+            best.update(score=s, row=row, state_dict=snapshot)
 
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    bar = tqdm(total=steps, initial=step, disable=not progress or tqdm is None, dynamic_ncols=True) if tqdm else None
+    bar = None
+    if tqdm is not None:
+        bar = tqdm(total=steps, initial=step, disable=not progress, dynamic_ncols=True)
 
     ema = None
     t_start = time.perf_counter()
@@ -595,9 +618,13 @@ def train(
             validate()
             if val_rows and bar is not None:
                 r = val_rows[-1]
-                bar.set_postfix(loss=f"{ema:.4f}", val_iou=f"{r['binary_iou']:.3f}", val_f1=f"{r['f1']:.3f}")
+                bar.set_postfix(
+                    loss=f"{ema:.4f}", val_iou=f"{r['binary_iou']:.3f}", val_f1=f"{r['f1']:.3f}"
+                )
             if not progress:
-                msg = {**history[-1], **({f"val_{k}": v for k, v in val_rows[-1].items() if k != "step"} if val_rows else {})}
+                msg = dict(history[-1])
+                if val_rows:
+                    msg.update({f"val_{k}": v for k, v in val_rows[-1].items() if k != "step"})
                 print(json.dumps(msg), flush=True)
             save_ckpt()
             t_block, losses_block = time.perf_counter(), []
@@ -608,7 +635,8 @@ def train(
     final_sd = best["state_dict"] if best["state_dict"] is not None else net.state_dict()
     meta = {
         "arch": "m2unet", "in_channels": 1, "out_channels": HEADS[head], "head": head,
-        "normalization": "zscore_fov", "input": "DPC float in [0, 1], z-scored by whole-FOV mean/std",
+        "normalization": "zscore_fov",
+        "input": "DPC float in [0, 1], z-scored by whole-FOV mean/std",
         "contour_width": int(contour_width), "decode": decode_kw,
         "train": {**config, "best_step": int(best["row"]["step"]) if best["row"] else int(step),
                   "command": command or ""},
@@ -651,10 +679,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the M2U-Net RBC segmenter on DPC images + masks (paired by file stem).",
     )
     p.add_argument("--images", nargs="+", required=True, help="training image files or folders")
-    p.add_argument("--masks", nargs="+", required=True, help="mask files or folders (0/255 or labels)")
-    p.add_argument("--val-images", nargs="+", default=None, help="validation image files or folders")
+    p.add_argument("--masks", nargs="+", required=True,
+                   help="mask files or folders (0/255 or labels)")
+    p.add_argument("--val-images", nargs="+", default=None,
+                   help="validation image files or folders")
     p.add_argument("--val-masks", nargs="+", default=None, help="validation mask files or folders")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out fraction without --val-images")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="held-out fraction without --val-images")
     p.add_argument("--out", required=True, help="weights file to write (.pt)")
     p.add_argument("--head", choices=tuple(HEADS), default="3class")
     p.add_argument("--steps", type=int, default=1000)
@@ -675,11 +706,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--select", choices=("iou_f1", "f1", "loss"), default="iou_f1")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (the job's cores)")
     p.add_argument("--stop-after", type=int, default=None, help="stop after N steps (resume later)")
-    p.add_argument("--no-progress", action="store_true", help="print JSON lines instead of a progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="print JSON lines instead of a progress bar")
     return p
 
 
-def train_main(argv: list[str] | None = None) -> dict[str, Any]:
+def train_main(argv: list[str] | None = None) -> int:
     """Command-line entry point (``scopeflow train``).
 
     Parameters
@@ -689,8 +721,9 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
 
     Returns
     -------
-    dict
-        The result of :func:`train`; a JSON summary is also printed.
+    int
+        Exit status 0. A JSON summary (out, sha256, steps, sec_per_step, best
+        validation row) is printed as the last line of stdout.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     a = _parser().parse_args(argv)
@@ -700,13 +733,13 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
         head=a.head, steps=a.steps, crop=a.crop, batch_size=a.batch_size, lr=a.lr,
         weight_decay=a.weight_decay, warmup=a.warmup, seed=a.seed, resume=a.resume,
         init_weights=a.init_weights, freeze=a.freeze, contour_width=a.contour_width,
-        augment=not a.no_augment, orient=a.orient, val_every=a.val_every, select=a.select, threads=a.threads,
-        progress=not a.no_progress, command="scopeflow train " + shlex.join(argv),
-        stop_after=a.stop_after,
+        augment=not a.no_augment, orient=a.orient, val_every=a.val_every, select=a.select,
+        threads=a.threads, progress=not a.no_progress,
+        command="scopeflow train " + shlex.join(argv), stop_after=a.stop_after,
     )
     print(json.dumps({k: res[k] for k in ("out", "sha256", "steps", "sec_per_step", "best")}))
-    return res
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    train_main()
+    sys.exit(train_main())
