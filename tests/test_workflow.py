@@ -82,7 +82,7 @@ def test_demo_produces_store_labels_and_tables(demo_run):
     assert beads["sample"].tolist() == ["demo_beads"] and beads["n_tracks"].iloc[0] > 0
 
 
-def test_demo_classical_matches_simulator_truth(demo_run):
+def test_demo_segmentation_matches_simulator_truth(demo_run):
     from scopeflow.evaluate import evaluate
     from scopeflow.io.images import read_labels
 

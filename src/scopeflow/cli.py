@@ -21,7 +21,7 @@ from pathlib import Path
 from scopeflow import __version__
 from scopeflow.errors import ScopeflowError
 
-DEFAULT_METHOD = "classical"
+DEFAULT_METHOD = "unet"
 
 
 def _chunk(text: str) -> int:
