@@ -62,7 +62,7 @@ def test_resume_continues_from_checkpoint_step(tmp_path):
     imgs, masks = _synthetic(tmp_path)
     kw = dict(val_fraction=0, crop=64, batch_size=2, lr=5e-3, warmup=2, val_every=4,
               progress=False, seed=3, head="1class")
-    full = train(imgs, masks, tmp_path / "full.pt", steps=8, **kw)
+    train(imgs, masks, tmp_path / "full.pt", steps=8, **kw)
     first = train(imgs, masks, tmp_path / "part.pt", steps=8, stop_after=4, **kw)
     assert first["steps"] == 4
     ck = torch.load(tmp_path / "part.ckpt", weights_only=True)

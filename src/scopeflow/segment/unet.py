@@ -19,7 +19,6 @@ with ``torch.load(weights_only=True)``; the file's sha256 must match the
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 from scipy import ndimage as ndi
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.provenance import file_sha256
 from scopeflow.segment.m2unet import STRIDE, M2UNet
 
 __all__ = [
@@ -50,26 +50,6 @@ _SHA_RE = re.compile(r"^\s*[-*]?\s*`?sha256`?\s*:\s*`?([0-9a-fA-F]{64})`?\s*$", 
 
 class WeightsError(ScopeflowError):
     """A weights file is missing, corrupted or does not match its model card."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the hex sha256 digest of a file.
-
-    Parameters
-    ----------
-    path : str or Path
-        File to hash.
-
-    Returns
-    -------
-    str
-        64 lowercase hex characters.
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def card_sha256(card: str | Path) -> str | None:

@@ -18,7 +18,6 @@ loaded with ``torch.load(weights_only=True)`` after checking the card's ``sha256
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
@@ -28,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.provenance import file_sha256
 
 __all__ = [
     "BeadNet",
@@ -52,14 +52,6 @@ class WeightsError(ScopeflowError):
 def default_weights() -> Path:
     """Path of the shipped weights ``scopeflow/models/beadnet.pt``."""
     return Path(__file__).resolve().parents[1] / "models" / "beadnet.pt"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def normalize_frame(image: np.ndarray) -> np.ndarray:
@@ -273,7 +265,7 @@ class BeadNet:
         if not path.is_file():
             raise WeightsError(f"{path}: BeadNet weights not found; reinstall scopeflow or "
                                "train with scopeflow.track.beadnet.train_beadnet")
-        digest = _sha256(path)
+        digest = file_sha256(path)
         if verify:
             card = path.with_suffix(".md")
             if not card.is_file():
@@ -465,7 +457,7 @@ def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
     """Write ``<weights>.md`` (data, recipe, command, metrics, ``sha256:`` line)."""
     weights = Path(weights)
     card = weights.with_suffix(".md")
-    digest = _sha256(weights)
+    digest = file_sha256(weights)
     lines = [
         "# BeadNet: bead-centre probability map (M2U-Net, 1 → 1)",
         "",
