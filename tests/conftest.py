@@ -26,3 +26,14 @@ def shared():
 @pytest.fixture
 def repo():
     return REPO
+
+
+@pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch thread (results independent of the machine's cores)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

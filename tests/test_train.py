@@ -12,12 +12,7 @@ from scopeflow.segment.train import make_target, pair_images_masks, train, train
 from scopeflow.segment.unet import UNetPredictor, load_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _synthetic(folder, name="cells", size=128, seed=0):

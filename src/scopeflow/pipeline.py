@@ -233,7 +233,7 @@ def segment_store(
     import dask
 
     from scopeflow.segment import make_predictor
-    from scopeflow.segment.chunked import segment_to_zarr
+    from scopeflow.segment.chunked import ZARR_ATTR, segment_to_zarr
 
     kwargs = dict(predictor_kwargs or {})
     record = {"method": method, "chunk": chunk, "params": kwargs, "fovs": {}}
@@ -256,7 +256,7 @@ def segment_store(
             dpc = ome_zarr.read_channel(zarr_path, fov, "dpc")
             segment_to_zarr(dpc, predictor, target, chunk=chunk, resume_key=key)
             ome_zarr.finish_labels(zarr_path, fov, "cells")
-            n = int(np.asarray(target[0]).max())
+            n = int(target.attrs[ZARR_ATTR]["n_labels"])  # recorded by segment_to_zarr
             record["fovs"][fov] = n
             log.info("%s: %d cells", fov, n)
     record["seconds"] = round(time.perf_counter() - t0, 3)
