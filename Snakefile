@@ -19,6 +19,7 @@ include: "workflow/rules/dpc.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/track.smk"
 
 

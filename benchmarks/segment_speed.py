@@ -1,20 +1,29 @@
-"""U-Net segmentation throughput: bare forward passes vs the chunked ``scopeflow segment`` path.
+"""U-Net segmentation speed: inference paths, chunking overhead, and a whole `scopeflow segment` run.
 
-Prints, in one run and on the same threads:
+Prints, in one run on the same threads (these machines are noisy: compare ratios, not seconds):
 
-1. Mpx/s of a bare whole-image eager forward pass (z-scored input, no decoding);
-2. Mpx/s of the full chunked path (``segment_image``: halo tiles, forward, decode, stitching);
-3. their ratio (the chunking overhead);
-4. ``scopeflow segment`` on a 4096² image as a whole process (start-up, reading, inference,
-   decoding, stitching, writing) against bare eager forward passes over its sixteen 1024² tiles.
+1. a matmul peak (GFLOP/s, fp32) and the network's cost (FLOP per pixel, counted from its
+   convolutions);
+2. per inference path (torch eager fp32 = the trained ``M2UNet`` as is, the baseline; torch with
+   folded batch norms and the reordered decoder; ONNX Runtime fp32; ONNX Runtime INT8): Mpx/s of
+   batch-1 1024² forward passes (median of repeats), the ratio to torch eager fp32, the achieved
+   GFLOP/s and its fraction of the matmul peak, and binary IoU / instance F1@0.5 of the decoded
+   labels of ../shared/data/octopi_rbc_dpc_m2unet/images/dpc_1024_00.png against the torch fp32
+   labels;
+3. the chunking overhead on dpc_2048_00 (2048²): a bare whole-image forward pass vs the full
+   chunked ``segment_image`` path (maps, decoding per chunk, stitching), same back end;
+4. ``scopeflow segment`` on a 4096² DPC image as a whole process (start-up, reading, inference,
+   decoding, stitching, writing) against bare eager fp32 forward passes over its sixteen 1024²
+   tiles.
 
-    python benchmarks/segment_speed.py [--threads 2] [--chunk 1024] [--repeats 3]
+    python benchmarks/segment_speed.py [--threads 2] [--chunk 1024] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,20 +35,51 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def best_of(fn, repeats: int) -> float:
+def timed(fn, repeats: int) -> float:
+    """Median wall time (s) of ``repeats`` calls after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matmul throughput (GFLOP/s) of ``threads`` torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = timed(lambda: a @ b, repeats)
+    return 2 * n**3 / t / 1e9
+
+
+def flop_per_pixel(net) -> float:
+    """Multiply-adds × 2 of every convolution of ``net`` per input pixel (1024² input)."""
+    import torch
+
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+        total += 2 * k * out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.inference_mode():
+        net(torch.zeros(1, 1, 1024, 1024))
+    for h in handles:
+        h.remove()
+    return total / 1024**2
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
@@ -47,50 +87,83 @@ def main(argv: list[str] | None = None) -> None:
     import imageio.v3 as iio
     import torch
 
+    from scopeflow.evaluate import evaluate
     from scopeflow.io.images import read_gray
     from scopeflow.segment.chunked import segment_image
     from scopeflow.segment.unet import UNetPredictor
 
     torch.set_num_threads(args.threads)
     shared = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
-    image = read_gray(shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_2048_00.png")
-    predictor = UNetPredictor(threads=args.threads)
-    net = predictor.net
-    z = torch.from_numpy(((image - image.mean()) / image.std()).astype(np.float32))[None, None]
+    images = shared / "octopi_rbc_dpc_m2unet" / "images"
+    peak = matmul_peak_gflops(args.threads)
+    eager = UNetPredictor(threads=args.threads)  # torch fp32: the trained M2UNet, eager
+    fpp = flop_per_pixel(eager.net)
+    print(f"threads {args.threads}; matmul peak {peak:.0f} GFLOP/s; M2U-Net {fpp / 1e3:.1f} kFLOP per pixel "
+          f"(arithmetic floor {peak * 1e9 / fpp / 1e6:.1f} Mpx/s)")
 
-    def bare(x):
+    val = read_gray(images / "dpc_1024_00.png")
+    z = ((val - val.mean()) / val.std()).astype(np.float32)[None, None]
+    paths = {
+        "torch eager fp32 (M2UNet)": None,
+        "torch fp32 folded+reordered": UNetPredictor(threads=args.threads, backend="torch"),
+        "onnx fp32": UNetPredictor(threads=args.threads, backend="onnx", precision="fp32"),
+        "onnx int8": UNetPredictor(threads=args.threads, backend="onnx", precision="int8"),
+    }
+
+    def forward_eager(x):
         with torch.inference_mode():
-            net(x)
+            eager.net(torch.from_numpy(x))
 
-    bare(z[..., :256, :256])  # warm-up
-    mpx = image.size / 1e6
-    t_bare = best_of(lambda: bare(z), args.repeats)
     with dask.config.set(scheduler="threads", num_workers=args.threads):
-        t_chunked = best_of(lambda: segment_image(image, predictor, chunk=args.chunk), args.repeats)
-    print(f"threads {args.threads}, image 2048², chunk {args.chunk}")
-    print(f"bare whole-image forward : {mpx / t_bare:6.2f} Mpx/s ({t_bare:.2f} s)")
-    print(f"chunked segment_image    : {mpx / t_chunked:6.2f} Mpx/s ({t_chunked:.2f} s)")
-    print(f"ratio chunked / bare     : {t_bare / t_chunked:6.2f}  (target >= 0.70)")
+        base = segment_image(val, eager, chunk=args.chunk)
+        print(f"\n{'path':30s} {'Mpx/s':>6s} {'x eager':>7s} {'GFLOP/s':>7s} {'% peak':>6s} "
+              f"{'IoU':>6s} {'F1':>6s}   (1024² batch 1; IoU/F1 vs torch fp32 labels on dpc_1024_00)")
+        t_eager = None
+        for name, pred in paths.items():
+            fwd = (lambda: forward_eager(z)) if pred is None else (lambda p=pred: p.runner(z))
+            t = timed(fwd, args.repeats)
+            t_eager = t_eager or t
+            labels = base if pred is None else segment_image(val, pred, chunk=args.chunk)
+            s = evaluate(labels, base)
+            mpx = z.size / 1e6 / t
+            print(f"{name:30s} {mpx:6.2f} {t_eager / t:7.2f} {mpx * fpp / 1e3:7.1f} "
+                  f"{100 * mpx * fpp / 1e3 / peak:6.1f} {s['binary_iou']:6.4f} {s['f1']:6.4f}")
 
-    big = np.tile(np.asarray(iio.imread(shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_2048_00.png")), (2, 2))
-    zb = torch.from_numpy(((big - big.mean()) / big.std()).astype(np.float32))[None, None]
+        # chunking overhead (issue 4): bare whole-image forward vs the chunked path, same back end
+        image = read_gray(images / "dpc_2048_00.png")
+        zi = ((image - image.mean()) / image.std()).astype(np.float32)[None, None]
+        print(f"\nchunking overhead on 2048² (chunk {args.chunk}), same back end:")
+        for name, pred in (("torch eager", eager), ("onnx int8", paths["onnx int8"]),
+                           ("onnx fp32", paths["onnx fp32"])):
+            fwd = (lambda: forward_eager(zi)) if name == "torch eager" else (lambda p=pred: p.runner(zi))
+            t_bare = timed(fwd, max(1, args.repeats // 2))
+            t_chunked = timed(lambda p=pred: segment_image(image, p, chunk=args.chunk), max(1, args.repeats // 2))
+            print(f"  {name:12s} bare forward {image.size / 1e6 / t_bare:5.2f} Mpx/s, chunked segment_image "
+                  f"{image.size / 1e6 / t_chunked:5.2f} Mpx/s, ratio {t_bare / t_chunked:4.2f} (target >= 0.70)")
+
+    # whole process on 4096² (issues 4 and 8)
+    big = np.tile(np.asarray(iio.imread(images / "dpc_2048_00.png")), (2, 2))
+    zb = ((big - big.mean()) / big.std()).astype(np.float32)[None, None]
 
     def tiles():
         for y in range(0, 4096, 1024):
             for x in range(0, 4096, 1024):
-                bare(zb[..., y : y + 1024, x : x + 1024])
+                forward_eager(np.ascontiguousarray(zb[..., y : y + 1024, x : x + 1024]))
 
-    t_tiles = best_of(tiles, 1)
+    t_tiles = timed(tiles, 1)
+    print(f"\n4096²: eager fp32 forward passes over its 16 tiles of 1024²: {t_tiles:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "big.png"
         iio.imwrite(src, big)
-        cmd = [sys.executable, "-m", "scopeflow.cli", "segment", str(src), "-o", str(Path(tmp) / "l.tif"),
-               "--method", "unet", "--chunk", str(args.chunk), "--threads", str(args.threads)]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        t_cli = time.perf_counter() - t0
-    print(f"4096²: eager forward over 16 tiles of 1024²: {t_tiles:.2f} s; "
-          f"`scopeflow segment` whole process: {t_cli:.2f} s; speed ratio {t_tiles / t_cli:.2f} (target >= 0.70)")
+        for backend, precision in (("onnx", "int8"), ("onnx", "fp32"), ("torch", "fp32")):
+            cmd = [sys.executable, "-m", "scopeflow.cli", "segment", str(src), "-o", str(Path(tmp) / "l.tif"),
+                   "--method", "unet", "--chunk", str(args.chunk), "--threads", str(args.threads),
+                   "--backend", backend, "--precision", precision]
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            t_cli = time.perf_counter() - t0
+            print(f"  `scopeflow segment --backend {backend} --precision {precision}` whole process: "
+                  f"{t_cli:5.2f} s, speed-up {t_tiles / t_cli:4.2f}x over the eager tiles")
 
 
 if __name__ == "__main__":

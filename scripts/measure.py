@@ -16,7 +16,7 @@ def main(smk):
     fovs = list(json.loads(Path(smk.input.record).read_text())["fovs"])
     measure_store(
         smk.params.zarr, smk.input.record, smk.output.cells, smk.output.fovs,
-        sample=smk.wildcards.sample, fovs=fovs,
+        sample=smk.wildcards.sample, fovs=fovs, classifier=bool(smk.params.classifier),
     )
 
 

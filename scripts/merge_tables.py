@@ -1,4 +1,4 @@
-"""Snakemake script: merge a sample's shard tables and summarise it (rule merge_tables)."""
+"""Snakemake script: merge a sample's shard tables, apply QC and summarise it (rule merge_tables)."""
 
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ def main(smk):
     merge_tables(
         smk.input.cells, smk.input.fovs, smk.params.zarr, smk.output.cells, smk.output.fovs,
         smk.output.sample, sample=s, provenance=sample_provenance(smk.config, [smk.params.zarr], sample=s),
+        qc=smk.params.qc, out_qc=smk.output.qc,
     )
 
 

@@ -15,7 +15,10 @@ def main(smk):
 
     p = smk.params
     fovs = json.loads(Path(smk.input.record).read_text())["fovs"]
-    kwargs = {"device": p.device, "threads": smk.threads} if p.method == "unet" else {}
+    kwargs = {}
+    if p.method == "unet":
+        kwargs = {"device": p.device, "threads": smk.threads, "backend": p.backend,
+                  "precision": p.precision}
     segment_store(
         p.zarr, smk.output.record, fovs=fovs, method=p.method, chunk=p.chunk,
         predictor_kwargs=kwargs, threads=smk.threads,

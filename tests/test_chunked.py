@@ -67,12 +67,16 @@ def test_fake_satisfies_protocol():
 
 
 def test_halo_rounds_up_to_16():
-    assert halo_px(BlobPredictor()) == 48  # 8 + 32 -> 48
+    assert halo_px(BlobPredictor()) == 32  # object_size only: the maps are computed once
 
     class P(BlobPredictor):
         context, object_size = 0, 16
 
+    class Q(BlobPredictor):
+        context, object_size = 100, 20
+
     assert halo_px(P()) == 16
+    assert halo_px(Q()) == 32
 
 
 def test_chunk_cores_cover_image_once():
@@ -116,13 +120,12 @@ def test_ids_follow_raster_order_of_seeds():
     assert firsts == sorted(firsts)
 
 
-def test_prepare_called_once_with_whole_image():
+def test_prepare_and_predict_called_once_with_whole_image():
     img = blobs((100, 120), 20, seed=3)
     p = BlobPredictor()
     segment_image(img, p, 32, num_workers=2)
     assert p.prepared == [(100, 120)]
-    assert len(p.tiles) == 4 * 4
-    assert max(s[0] for s in p.tiles) <= 32 + 2 * 48  # halo clipped at the border
+    assert p.tiles == [(100, 120)]  # maps once; chunks only decode
 
 
 def test_tile_origins_on_16_grid():
@@ -178,8 +181,9 @@ def test_instances_without_seed_are_dropped():
             return labels, seeds
 
     img = blobs((64, 64), 8, seed=6)
-    good = segment_chunk(img, BlobPredictor(), (slice(0, 64), slice(0, 64)), 0)
-    bad = segment_chunk(img, NoSeed(), (slice(0, 64), slice(0, 64)), 0)
+    maps = BlobPredictor().predict(img)
+    good = segment_chunk(maps, BlobPredictor(), (slice(0, 64), slice(0, 64)), 0)
+    bad = segment_chunk(maps, NoSeed(), (slice(0, 64), slice(0, 64)), 0)
     first, _ = BlobPredictor().decode(BlobPredictor().predict(img))
     assert (bad[first == 1] == 0).all()
     assert np.array_equal(bad[first > 1], good[first > 1])
@@ -194,7 +198,7 @@ def test_segment_to_zarr_equals_segment_image(tmp_path):
     assert np.array_equal(arr[:], ref)
     rec = arr.attrs["scopeflow_segmentation"]
     assert rec["state"] == "complete" and rec["n_labels"] == int(ref.max())
-    assert rec["halo"] == 48 and rec["predictor"] == "fake"
+    assert rec["halo"] == 32 and rec["predictor"] == "fake"
     # a given array whose chunks do not line up with the cores (serialized writes)
     z = zarr.create_array(
         store=str(tmp_path / "b.zarr"), shape=img.shape, chunks=(20, 30), dtype="uint32"

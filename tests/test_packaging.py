@@ -59,6 +59,7 @@ def test_readme_documents_every_table_column():
 
     readme = (REPO / "README.md").read_text()
     for columns in (measure.CELL_COLUMNS, measure.FOV_COLUMNS, measure.SAMPLE_COLUMNS,
+                    measure.CELL_QC_COLUMNS, measure.FOV_QC_COLUMNS,
                     track.LOC_COLUMNS, track.TRACK_COLUMNS, track.DIFFUSION_COLUMNS,
                     track.MSD_COLUMNS, track.SAMPLE_COLUMNS):
         for col in columns:

@@ -22,9 +22,9 @@ KEY = "classical-test"
 class CountingPredictor(ClassicalPredictor):
     calls = 0
 
-    def predict(self, tile):
+    def decode(self, maps):
         type(self).calls += 1
-        return super().predict(tile)
+        return super().decode(maps)
 
 
 def _image(tmp_path):
@@ -48,9 +48,9 @@ def test_sigkill_then_resume_gives_identical_labels_without_recomputing(tmp_path
         from scopeflow.segment.classical import ClassicalPredictor
 
         class Slow(ClassicalPredictor):
-            def predict(self, tile):
+            def decode(self, maps):
                 time.sleep(0.3)
-                return super().predict(tile)
+                return super().decode(maps)
 
         img = np.load({str(tmp_path / "img.npy")!r})
         arr = zarr.open_array({str(store)!r}, mode="r+")

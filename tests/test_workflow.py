@@ -76,6 +76,16 @@ def test_demo_produces_store_labels_and_tables(demo_run):
         for rule in ("dpc", "segment", "measure"):
             assert (res / "logs" / f"{rule}.0.log").exists()
         assert (res / "report" / "overview.png").stat().st_size > 10_000
+        # QC: flags on every cell, verdicts on every FOV, the gate in the sample table and qc.json
+        import json
+
+        qc = json.loads((res / "qc.json").read_text())
+        assert qc["qc_gate"] == summary["qc_gate"].iloc[0] and qc["n_fovs"] == 4
+        assert cells["qc_pass"].sum() == summary["n_cells_qc_pass"].iloc[0] == qc["n_cells_qc_pass"] > 0
+        assert ((cells["qc_reason"] == "").to_numpy(bool) == cells["qc_pass"].to_numpy(bool)).all()
+        assert {"focus_pass", "count_pass", "fov_pass"} <= set(fov_table.columns)
+        for fig in ("qc_gallery", "qc_focus_map", "qc_histograms"):
+            assert (res / "report" / f"{fig}.png").stat().st_size > 10_000
     # samples.parquet lists the smear samples; the bead demo has its own bead_samples.parquet
     assert len(pd.read_parquet(demo_run / "results" / "samples.parquet")) == 2
     beads = pd.read_parquet(demo_run / "results" / "bead_samples.parquet")
@@ -100,6 +110,7 @@ def test_report_collects_figures_and_tables(demo_run):
     snakemake(demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text(errors="replace")
     assert "overview.png" in html and "samples.csv" in html
+    assert "qc_gallery.png" in html and "qc_focus_map.png" in html and "qc_histograms.png" in html
     assert "tracks.png" in html and "bead_samples.csv" in html
 
 
@@ -117,7 +128,7 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
         per_sample = {s for r, s in jobs if s}
         assert per_sample == {"new_slide"}, jobs
         assert {r for r, s in jobs if s} == {
-            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview"
+            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report"
         }
         assert {r for r, s in jobs if not s} == {"summarize_samples", "all"}
     finally:

@@ -97,7 +97,7 @@ def test_bead_demo_outputs_and_columns(bead_demo):
     assert msd["lag"].iloc[0] == 1 and msd["lag_s"].iloc[0] == pytest.approx(1 / 24)
     summary = pd.read_parquet(res / "sample.parquet")
     assert len(summary) == 1 and summary["n_tracks"].iloc[0] == tracks["particle"].nunique()
-    assert summary["detector"].iloc[0] == "beadnet"
+    assert summary["detector"].iloc[0] == "matched_filter"  # track.model: none (default)
     everything = pd.read_parquet(bead_demo / "results" / "bead_samples.parquet")
     pd.testing.assert_frame_equal(everything, summary)
     assert not (bead_demo / "results" / "samples.parquet").exists()  # no smear sample
@@ -107,7 +107,8 @@ def test_bead_demo_outputs_and_columns(bead_demo):
     for rule in ("ingest_beads", "locate_beads", "track_beads"):
         assert (res / "benchmarks" / f"{rule}.tsv").is_file()
     prov = read_provenance(res / "sample.parquet")
-    assert len(prov["models"]["beadnet"]) == 64 and prov["config_sha256"]
+    assert "beadnet" not in prov.get("models", {}) and prov["config_sha256"]  # no network used
+    assert prov["locate"]["detector"] == "matched_filter" and prov["locate"]["model_sha256"] is None
     assert prov["movie"]["pixel_size_um"] == 0.35 and prov["movie"]["fps_from"] == "metadata"
     assert prov["track"]["min_length"] == 25
 
@@ -181,7 +182,7 @@ def test_linking_parameter_reruns_tracking_not_localisation(bead_demo):
     (bead_demo / "linking.yaml").write_text(yaml.safe_dump(cfg))
     rules = scheduled_rules(bead_demo, "--configfile", str(bead_demo / "linking.yaml"))
     assert rules == {"track_beads", "bead_figure", "summarize_beads", "all"}
-    cfg["track"]["model"] = "none"
+    cfg["track"]["model"] = "beadnet"  # the default is none (matched filter)
     (bead_demo / "detector.yaml").write_text(yaml.safe_dump(cfg))
     rules = scheduled_rules(bead_demo, "--configfile", str(bead_demo / "detector.yaml"))
     assert "locate_beads" in rules and "ingest_beads" not in rules and "demo_beads" not in rules

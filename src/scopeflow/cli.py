@@ -6,6 +6,9 @@ segment   DPC image -> uint32 label TIFF (chunked, classical or U-Net)
 evaluate  predicted vs reference labels/masks -> IoU, Dice, instance F1, AP, count error
 simulate  synthetic Octopi acquisition with truth
 train     train or fine-tune the U-Net
+export-onnx  U-Net weights -> ONNX (fp32) + INT8 (calibrated on DPC images) beside them
+train-quality  train the per-cell RBC quality ConvNet (good vs bad cells)
+train-defocus  train the defocus (|dz|) regressor on simulated smears
 locate    bead image / movie -> localisations CSV (BeadNet or matched filter + subpixel fit)
 track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summary JSON)
 """
@@ -22,6 +25,7 @@ from scopeflow import __version__
 from scopeflow.errors import ScopeflowError
 
 DEFAULT_METHOD = "unet"
+DEFAULT_BACKEND = "onnx"
 
 
 def _chunk(text: str) -> int:
@@ -42,7 +46,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     image = read_gray(args.image)
     kwargs = {"pixel_size_um": args.pixel_size}
     if args.method == "unet":
-        kwargs.update(device=args.device, threads=args.threads)
+        kwargs.update(device=args.device, threads=args.threads, backend=args.backend,
+                      precision=args.precision)
         if args.weights:
             kwargs["weights"] = args.weights
     predictor = make_predictor(args.method, **kwargs)
@@ -54,6 +59,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         f"{args.image}: {int(labels.max())} cells -> {args.output} "
         f"({args.method}, chunk {chunk or 'whole'}, {time.perf_counter() - t0:.2f} s)"
     )
+    return 0
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from scopeflow.segment.export import export_models
+
+    for path, sha in export_models(args.weights, args.calibrate, int8=not args.no_int8).items():
+        print(f"`{path.name}` sha256: {sha}   ({path})")
+    print("Put these lines into the model card beside the weights.")
     return 0
 
 
@@ -94,7 +108,8 @@ def _bead_model(args: argparse.Namespace):
 
 def _locate_opts(args: argparse.Namespace) -> dict:
     opts = {"profile": args.profile, "snr_threshold": args.snr_threshold,
-            "prob_threshold": args.prob_threshold, "min_snr": args.min_snr}
+            "prob_threshold": args.prob_threshold, "min_snr": args.min_snr,
+            "workers": args.threads}
     if args.sigma is not None:
         opts["sigma_px"] = args.sigma
     return opts
@@ -145,9 +160,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 def _add_locate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("localisation")
-    g.add_argument("--model", choices=["beadnet", "none"], default="beadnet",
-                   help="candidate detector: beadnet = shipped U-Net bead map (default), "
-                        "none = matched filter (faster, for clean well-separated beads)")
+    g.add_argument("--model", choices=["none", "beadnet"], default="none",
+                   help="candidate detector: none = matched filter (default; faster than "
+                        "trackpy.locate), beadnet = shipped U-Net bead map (about 10x slower)")
     g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
     g.add_argument("--profile", choices=["gaussian", "template", "ring"], default="gaussian",
                    help="bead model of the subpixel fit (default gaussian; template = averaged "
@@ -160,7 +175,9 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                    help="BeadNet detection probability threshold (default 0.5)")
     g.add_argument("--min-snr", type=float, default=4.0,
                    help="drop fits with amplitude below this many standard errors (default 4)")
-    g.add_argument("--threads", type=int, default=1, help="torch threads of BeadNet (default 1)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="threads: frames in parallel (matched filter) or torch threads of "
+                        "BeadNet (default: all available cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="threads (default 2)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="U-Net device")
     p.add_argument("--weights", help="U-Net weights (.pt with a model card beside it); default: shipped")
+    p.add_argument("--backend", choices=["torch", "onnx"], default=DEFAULT_BACKEND,
+                   help=f"U-Net inference engine (default {DEFAULT_BACKEND})")
+    p.add_argument("--precision", choices=["fp32", "int8", "fp16"], default="fp32",
+                   help="U-Net precision: int8 needs --backend onnx, fp16 a CUDA device (default fp32)")
     p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser(
+        "export-onnx", help="export U-Net weights to ONNX (fp32) and a calibrated INT8 model",
+        description="Write <stem>.onnx and <stem>.int8.onnx beside a .pt weights file and print "
+                    "their sha256 lines for the model card.")
+    p.add_argument("--weights", default=None,
+                   help="U-Net weights (.pt with a model card beside it); default: shipped")
+    p.add_argument("--calibrate", nargs="+", default=[], metavar="DPC_IMAGE",
+                   help="DPC images (or folders of them) whose tiles calibrate the INT8 model")
+    p.add_argument("--no-int8", action="store_true", help="export fp32 only")
+    p.set_defaults(func=_cmd_export_onnx)
 
     p = sub.add_parser("evaluate", help="score predicted labels/masks against a reference")
     p.add_argument("pred", help="predicted label or binary mask image")
@@ -243,6 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or fine-tune the U-Net (see `scopeflow train -h`)",
                        add_help=False)
     p.set_defaults(func=None)
+    for name, what in (("train-quality", "the per-cell RBC quality ConvNet"),
+                       ("train-defocus", "the defocus regressor on simulated smears")):
+        p = sub.add_parser(name, help=f"train {what} (see `scopeflow {name} -h`)", add_help=False)
+        p.set_defaults(func=None)
     return parser
 
 
@@ -252,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
         from scopeflow.segment.train import train_main
 
         return train_main(argv[1:]) or 0
+    if argv and argv[0] == "train-quality":
+        from scopeflow.qc.train_quality import train_quality_main
+
+        return train_quality_main(argv[1:]) or 0
+    if argv and argv[0] == "train-defocus":
+        from scopeflow.qc.defocus import train_defocus_main
+
+        return train_defocus_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

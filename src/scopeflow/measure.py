@@ -11,6 +11,8 @@ import pandas as pd
 from scipy import ndimage as ndi
 from skimage.measure import regionprops_table
 
+from scopeflow.qc import cell_features
+
 CELL_COLUMNS = {
     "sample": "sample name",
     "fov": "field-of-view name, `<t>-<i>_<j>_<k>` for Octopi acquisitions, file stem otherwise",
@@ -33,6 +35,28 @@ CELL_COLUMNS = {
     "phase_integral_rad_um2": "phase integrated over the cell (rad um^2), proportional to dry mass",
     "focus": "variance of the Laplacian of DPC inside the cell (local focus score)",
     "touches_border": "the cell touches the FOV border (its size is unreliable)",
+    "axis_ratio": "minor / major axis of the ellipse with the same second moments (1 = circle)",
+    "n_neighbours": "other cells within 2 px of the cell's boundary (touching or overlapping cells)",
+    "contact_fraction": "fraction of the cell's boundary within 2 px of another cell (0 = isolated, "
+                        "near 1 = inside a clump)",
+    "concavity_depth_um": "depth of the deepest notch of the outline below its convex hull (um; "
+                          "a doublet's waist)",
+    "concavity_rel": "concavity_depth_um / equivalent_diameter_um",
+    "saturated_fraction": "fraction of the cell's pixels with DPC clipped at 0 or 1",
+    "focus_rel_fov": "focus / median focus of the FOV's non-border cells (local focus relative to the "
+                     "FOV; NaN when that median is 0 or the FOV has no non-border cell)",
+}
+
+#: Cell columns added when a sample's shards are merged (thresholds relative to the sample),
+#: see :func:`scopeflow.qc.flags.flag_cells`.
+CELL_QC_COLUMNS = {
+    "area_rel_sample": "area_um2 / median area of the sample's non-border cells",
+    "contrast_rel_sample": "dpc_contrast / median dpc_contrast of the sample's non-border cells",
+    "p_good": "probability that the cell is a good, single, in-focus RBC from the learned classifier "
+              "(present only with qc.classifier: true)",
+    "qc_pass": "the cell passed every quality check (only these enter the sample's median statistics)",
+    "qc_reason": "semicolon-separated failed checks, empty when qc_pass: border, size, clump, "
+                 "out_of_focus, debris, low_contrast, saturated, shape, classifier, fov_focus, fov_count",
 }
 
 
@@ -49,12 +73,29 @@ FOV_COLUMNS = {
     "median_area_um2": "median area of non-border cells (um^2)",
     "median_circularity": "median circularity of non-border cells",
     "focus": "variance of the Laplacian of the FOV's DPC (higher = sharper)",
+    "focus_laplacian_var": "variance of the Laplacian of the DPC after a Gaussian of sigma 1 px "
+                           "(default focus metric, scopeflow.qc.focus; like the three below scored on "
+                           "128-px tiles, 90th percentile of the tiles)",
+    "focus_tenengrad": "mean squared Sobel gradient magnitude of the DPC",
+    "focus_brenner": "mean squared difference of DPC pixels 2 px apart (x and y)",
+    "focus_normalized_var": "variance / mean of the DPC (not a good focus metric for phase objects)",
     "i": "Octopi grid row (empty for DPC files)",
     "j": "Octopi grid column",
     "k": "Octopi z index",
     "x_mm": "stage x (mm) from coordinates.csv",
     "y_mm": "stage y (mm)",
     "z_um": "stage z (um)",
+}
+
+#: FOV columns added when a sample's shards are merged, see :mod:`scopeflow.qc.gates`.
+FOV_QC_COLUMNS = {
+    "focus_ratio": "the qc.focus_metric score / the sample's median FOV score (NaN when that median is 0)",
+    "focus_pass": "focus_ratio >= qc.min_focus_ratio and the score is positive",
+    "count_pass": "non-border cells >= max(qc.min_cells_per_fov, qc.min_cells_ratio x the sample's "
+                  "median FOV)",
+    "fov_pass": "focus_pass and count_pass",
+    "fov_qc_reason": "semicolon-separated failed FOV checks (focus, count), empty when fov_pass",
+    "n_cells_qc_pass": "cells of the FOV with qc_pass",
 }
 
 SAMPLE_COLUMNS = {
@@ -64,11 +105,17 @@ SAMPLE_COLUMNS = {
     "cells_per_fov_mean": "mean cells per FOV",
     "cells_per_fov_cv": "coefficient of variation of cells per FOV",
     "density_per_mm2": "mean FOV density (cells per mm^2)",
-    "median_area_um2": "median area of non-border cells (um^2)",
-    "median_equivalent_diameter_um": "median equivalent diameter of non-border cells (um)",
-    "median_circularity": "median circularity of non-border cells",
-    "median_phase_integral_rad_um2": "median integrated phase of non-border cells (rad um^2)",
+    "median_area_um2": "median area of qc_pass cells (um^2; non-border cells if the table has no QC)",
+    "median_equivalent_diameter_um": "median equivalent diameter of qc_pass cells (um)",
+    "median_circularity": "median circularity of qc_pass cells",
+    "median_phase_integral_rad_um2": "median integrated phase of qc_pass cells (rad um^2)",
     "focus_median": "median FOV focus score",
+    "n_cells_qc_pass": "cells with qc_pass (the cells the median statistics are computed from)",
+    "fraction_qc_pass": "n_cells_qc_pass / n_cells (NaN without cells)",
+    "n_fovs_pass": "FOVs with fov_pass (focus and cell count)",
+    "qc_gate": "pass or fail: the sample's QC gate (qc.min_fraction_pass, qc.min_fraction_fovs_pass, "
+               "qc.min_cells_pass); also in qc.json",
+    "qc_gate_reason": "why the gate failed (semicolon-separated), empty when it passed",
 }
 
 
@@ -115,7 +162,8 @@ def measure_cells(
         intensity_image=dpc,
         properties=(
             "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
-            "solidity", "eccentricity", "intensity_mean", "intensity_std", "bbox",
+            "eccentricity", "intensity_mean", "intensity_std", "bbox",
+            "axis_major_length", "axis_minor_length",
         ),
     )
     n = len(props["label"])
@@ -132,6 +180,13 @@ def measure_cells(
         | (np.asarray(props["bbox-2"]) == h)
         | (np.asarray(props["bbox-3"]) == w)
     )
+    major = np.asarray(props["axis_major_length"], dtype=np.float64)
+    minor = np.asarray(props["axis_minor_length"], dtype=np.float64)
+    axis_ratio = np.divide(minor, major, out=np.ones(n), where=major > 0)
+    eq_diam = np.asarray(props["equivalent_diameter_area"], dtype=np.float64)
+    n_nb, contact = cell_features.contacts(labels, index, gap_px=2)
+    solidity, depth = cell_features.convexity(labels, index)  # one convex hull per cell
+    saturated = cell_features.saturated_fraction(dpc, labels, index)
     if n:
         contrast = np.asarray(ndi.mean(np.abs(dpc - 0.5), labels, index))
         focus = _laplacian_var_per_label(dpc, labels, index)
@@ -143,6 +198,13 @@ def measure_cells(
             mean_phase = phase_int = np.full(n, np.nan)
     else:
         contrast = focus = mean_phase = phase_int = np.zeros(0)
+    focus = np.asarray(focus, dtype=np.float64)
+    interior_focus = focus[~touches] if n else focus
+    fov_focus_median = float(np.median(interior_focus)) if interior_focus.size else np.nan
+    if np.isfinite(fov_focus_median) and fov_focus_median > 0:
+        focus_rel = focus / fov_focus_median
+    else:
+        focus_rel = np.full(n, np.nan)
     y = np.asarray(props["centroid-0"], dtype=np.float64)
     x = np.asarray(props["centroid-1"], dtype=np.float64)
     df = pd.DataFrame(
@@ -159,7 +221,7 @@ def measure_cells(
             "perimeter_um": perim * ps,
             "equivalent_diameter_um": np.asarray(props["equivalent_diameter_area"]) * ps,
             "circularity": circ,
-            "solidity": np.asarray(props["solidity"], dtype=np.float64),
+            "solidity": solidity,
             "eccentricity": np.asarray(props["eccentricity"], dtype=np.float64),
             "mean_dpc": np.asarray(props["intensity_mean"], dtype=np.float64),
             "std_dpc": np.asarray(props["intensity_std"], dtype=np.float64),
@@ -168,6 +230,13 @@ def measure_cells(
             "phase_integral_rad_um2": np.asarray(phase_int, dtype=np.float64),
             "focus": np.asarray(focus, dtype=np.float64),
             "touches_border": touches.astype(bool),
+            "axis_ratio": axis_ratio,
+            "n_neighbours": np.asarray(n_nb, dtype=np.int64),
+            "contact_fraction": np.asarray(contact, dtype=np.float64),
+            "concavity_depth_um": depth * ps,
+            "concavity_rel": np.divide(depth, eq_diam, out=np.zeros(n), where=eq_diam > 0),
+            "saturated_fraction": np.asarray(saturated, dtype=np.float64),
+            "focus_rel_fov": focus_rel,
         }
     )
     return df.sort_values("cell_id", ignore_index=True)
@@ -209,10 +278,22 @@ def summarize_fov(
     return row
 
 
-def summarize_sample(fovs: pd.DataFrame, cells: pd.DataFrame, *, sample: str) -> dict:
-    """One per-sample summary row from its FOV and cell tables."""
-    interior = cells.loc[~cells["touches_border"]] if len(cells) else cells
+def summarize_sample(
+    fovs: pd.DataFrame, cells: pd.DataFrame, *, sample: str, gate: dict | None = None
+) -> dict:
+    """One per-sample summary row from its FOV and cell tables.
+
+    Median statistics use the cells with ``qc_pass`` when the cell table has that column
+    (see :func:`scopeflow.qc.flags.flag_cells`), else the non-border cells. ``gate`` is
+    the output of :func:`scopeflow.qc.gates.sample_gate`; without it the QC columns are
+    missing values.
+    """
+    if "qc_pass" in cells.columns:
+        interior = cells.loc[cells["qc_pass"].astype(bool)] if len(cells) else cells
+    else:
+        interior = cells.loc[~cells["touches_border"]] if len(cells) else cells
     n_fovs = int(len(fovs))
+    gate = gate or {}
     return {
         "sample": sample,
         "n_fovs": n_fovs,
@@ -234,4 +315,9 @@ def summarize_sample(fovs: pd.DataFrame, cells: pd.DataFrame, *, sample: str) ->
             float(interior["phase_integral_rad_um2"].median()) if len(interior) else np.nan
         ),
         "focus_median": float(fovs["focus"].median()) if n_fovs else np.nan,
+        "n_cells_qc_pass": gate.get("n_cells_qc_pass", pd.NA),
+        "fraction_qc_pass": gate.get("fraction_qc_pass", np.nan),
+        "n_fovs_pass": gate.get("n_fovs_pass", pd.NA),
+        "qc_gate": gate.get("qc_gate", pd.NA),
+        "qc_gate_reason": gate.get("qc_gate_reason", pd.NA),
     }

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -239,10 +240,13 @@ def segment_store(
     record = {"method": method, "chunk": chunk, "params": kwargs, "fovs": {}}
     names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
     t0 = time.perf_counter()
+    predictors: dict[float, Any] = {}  # one per pixel size: a model loads once per job
     with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
         for fov in names:
             ps = float(ome_zarr.fov_attrs(zarr_path, fov)["pixel_size_um"])
-            predictor = make_predictor(method, pixel_size_um=ps, **kwargs)
+            if ps not in predictors:
+                predictors[ps] = make_predictor(method, pixel_size_um=ps, **kwargs)
+            predictor = predictors[ps]
             attrs = {"method": method, "chunk": chunk, "params": kwargs}
             sha = getattr(predictor, "sha256", None)
             if sha:
@@ -272,8 +276,18 @@ def measure_store(
     *,
     sample: str,
     fovs: Sequence[str] | None = None,
+    classifier: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measure every cell of segmented FOVs; write the cell and FOV tables (of a shard)."""
+    """Measure every cell of segmented FOVs; write the cell and FOV tables (of a shard).
+
+    The FOV rows get every focus metric of :mod:`scopeflow.qc.focus` (``focus_<name>``).
+    With ``classifier`` the cells get ``p_good`` from the learned quality classifier
+    (:func:`scopeflow.qc.cell_classifier.predict_good`, which needs the pixels, hence here
+    and not at merge time).
+    """
+    from scopeflow.qc.focus import focus_metrics
+
+    predict_good = _quality_classifier() if classifier else None
     seg = json.loads(Path(segmentation_json).read_text())
     cell_tables, fov_rows = [], []
     for fov in (list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)):
@@ -284,14 +298,19 @@ def measure_store(
                  if "phase" in attrs["channels"] else None)
         labels = ome_zarr.read_labels(zarr_path, fov)
         cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov)
+        if predict_good is not None:
+            cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         cell_tables.append(cells)
         extra = {k: attrs.get(k) for k in ("i", "j", "k", "x_mm", "y_mm", "z_um")}
+        extra.update(focus_metrics(dpc))
         fov_rows.append(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
                                   pixel_size_um=ps, focus=measure.fov_focus(dpc), extra=extra)
         )
     if not cell_tables:  # an empty shard (the FOV count changed since planning)
         cell_tables = [measure.measure_cells(np.zeros((1, 1), np.uint32), np.zeros((1, 1)), None, 1.0)]
+        if predict_good is not None:
+            cell_tables[0]["p_good"] = np.zeros(0, np.float64)
     cells = pd.concat(cell_tables, ignore_index=True)
     fov_table = pd.DataFrame(fov_rows, columns=list(measure.FOV_COLUMNS))
     for col in ("i", "j", "k"):
@@ -304,6 +323,37 @@ def measure_store(
     return cells, fov_table
 
 
+def _quality_classifier():
+    """``predict_good`` of the learned cell-quality classifier, or a one-line error.
+
+    Integration point of :mod:`scopeflow.qc.cell_classifier` (``qc.classifier: true``).
+    """
+    try:
+        from scopeflow.qc.cell_classifier import predict_good
+    except ImportError as exc:
+        raise ScopeflowError(
+            f"config key qc.classifier: the cell-quality classifier is not available ({exc}); "
+            "set qc.classifier: false"
+        ) from exc
+    return predict_good
+
+
+def _p_good(predict_good, dpc: np.ndarray, labels: np.ndarray, cell_ids: np.ndarray, fov: str) -> np.ndarray:
+    """Probability that each cell is good; a missing or unreadable model is a one-line error."""
+    if len(cell_ids) == 0:
+        return np.zeros(0, np.float64)
+    try:
+        p = np.asarray(predict_good(np.asarray(dpc, np.float32), np.asarray(labels, np.uint32), cell_ids),
+                       dtype=np.float64)
+    except (OSError, RuntimeError) as exc:
+        raise ScopeflowError(f"config key qc.classifier: classifier failed on FOV {fov}: {exc}") from exc
+    if p.shape != (len(cell_ids),):
+        raise ScopeflowError(
+            f"config key qc.classifier: classifier returned {p.shape} values for {len(cell_ids)} cells (FOV {fov})"
+        )
+    return p
+
+
 def merge_tables(
     cell_parts: Sequence[str | Path],
     fov_parts: Sequence[str | Path],
@@ -314,25 +364,73 @@ def merge_tables(
     *,
     sample: str,
     provenance: Mapping | None = None,
+    qc: Mapping | None = None,
+    out_qc: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Concatenate a sample's shard tables into its cell and FOV tables and summarise it.
+    """Concatenate a sample's shard tables into its cell and FOV tables, apply QC, summarise.
+
+    QC needs sample-wide medians, so it runs here and not per shard: per-FOV verdicts
+    (:func:`scopeflow.qc.gates.fov_verdicts`), per-cell flags
+    (:func:`scopeflow.qc.flags.flag_cells`), the sample gate
+    (:func:`scopeflow.qc.gates.sample_gate`, also written to ``out_qc`` as JSON). The
+    sample's median statistics use the ``qc_pass`` cells.
 
     Provenance = the run's record, the store's record and the segmentation record of the
     shards (method, parameters, model sha256).
     """
+    from scopeflow.qc.flags import flag_cells
+    from scopeflow.qc.gates import fov_verdicts, sample_gate
+    from scopeflow.qc.params import qc_params
+
+    params = qc_params(qc)
     cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
     fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
+    fovs = fov_verdicts(fovs, params)
+    cells = flag_cells(cells, params, fovs=fovs)
+    per_fov = cells.groupby(cells["fov"].astype(str))["qc_pass"].sum() if len(cells) else pd.Series(dtype=int)
+    fovs["n_cells_qc_pass"] = fovs["fov"].astype(str).map(per_fov).fillna(0).astype("int64")
+    gate = sample_gate(fovs, cells, params)
     prov = dict(provenance or {})
     prov["store"] = ome_zarr.store_attrs(zarr_path)
     seg = tables.read_provenance(cell_parts[0]).get("segmentation", {}) if cell_parts else {}
     prov["segmentation"] = seg
     if seg.get("model_sha256"):
         prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
-    summary = pd.DataFrame([measure.summarize_sample(fovs, cells, sample=sample)])
+    prov["qc"] = params
+    summary = pd.DataFrame([measure.summarize_sample(fovs, cells, sample=sample, gate=gate)])
+    if out_qc is not None:
+        _atomic_json(_qc_record(sample, fovs, cells, gate, params), out_qc)
     tables.write_table(fovs, out_fovs, prov)
     tables.write_table(summary, out_sample, prov)
     tables.write_table(cells, out_cells, prov)
     return summary
+
+
+def _qc_record(sample: str, fovs: pd.DataFrame, cells: pd.DataFrame, gate: Mapping, params: Mapping) -> dict:
+    """The sample's ``qc.json``: gate, counts, per-FOV verdicts and the thresholds used."""
+    def num(v):
+        return None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
+
+    fov_rows = [
+        {"fov": str(r["fov"]), "fov_pass": bool(r["fov_pass"]), "focus_pass": bool(r["focus_pass"]),
+         "count_pass": bool(r["count_pass"]), "focus_ratio": num(float(r["focus_ratio"])),
+         "n_cells": int(r["n_cells"]), "n_cells_qc_pass": int(r["n_cells_qc_pass"]),
+         "reason": str(r["fov_qc_reason"])}
+        for r in fovs.to_dict("records")
+    ]
+    return {
+        "sample": sample,
+        "qc_gate": gate["qc_gate"],
+        "qc_gate_reason": gate["qc_gate_reason"],
+        "n_cells": int(len(cells)),
+        "n_cells_qc_pass": gate["n_cells_qc_pass"],
+        "fraction_qc_pass": num(gate["fraction_qc_pass"]),
+        "n_fovs": int(len(fovs)),
+        "n_fovs_pass": gate["n_fovs_pass"],
+        "reason_counts": gate["reason_counts"],
+        "fovs": fov_rows,
+        "thresholds": dict(params),
+    }
 
 
 def sample_provenance(config: Mapping, inputs: Sequence[str | Path], **extra) -> dict:

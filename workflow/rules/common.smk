@@ -200,6 +200,10 @@ def sample_outputs(sample):
         out(sample, "fovs.parquet"),
         out(sample, "sample.parquet"),
         out(sample, "report/overview.png"),
+        out(sample, "qc.json"),
+        out(sample, "report/qc_gallery.png"),
+        out(sample, "report/qc_focus_map.png"),
+        out(sample, "report/qc_histograms.png"),
     ]
 
 

@@ -1,5 +1,5 @@
 # Per-cell measurements with units per shard, merged into the sample's cell, FOV and sample
-# tables (Parquet + CSV mirrors).
+# tables (Parquet + CSV mirrors); QC flags, FOV verdicts and the sample gate at merge time.
 
 
 rule measure:
@@ -10,6 +10,7 @@ rule measure:
         fovs=shard_out("fovs.parquet"),
     params:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
+        classifier=config["qc"]["classifier"],  # p_good per cell needs the pixels: computed here
     resources:
         mem_mb=4000,  # peak memory of one job (MB)
         runtime=60,  # wall-clock limit (minutes)
@@ -31,15 +32,19 @@ rule merge_tables:
         cells=out("{sample}", "cells.parquet"),
         fovs=out("{sample}", "fovs.parquet"),
         sample=out("{sample}", "sample.parquet"),
+        qc=out("{sample}", "qc.json"),
     wildcard_constraints:
         sample=SMEAR_RE,  # bead samples have their own sample.parquet rule (track.smk)
     params:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
+        qc=config["qc"],  # thresholds relative to the sample: QC runs on the merged tables
     resources:
         mem_mb=4000,  # peak memory of one job (MB)
         runtime=30,  # wall-clock limit (minutes)
     log:
         log_path("merge_tables"),
+    benchmark:
+        bench_path("merge_tables")
     conda:
         "../../envs/scopeflow.yaml"
     script:

@@ -20,6 +20,8 @@ rule sample_overview:
         runtime=10,  # wall-clock limit (minutes)
     log:
         log_path("sample_overview"),
+    benchmark:
+        bench_path("sample_overview")
     conda:
         "../../envs/scopeflow.yaml"
     script:

@@ -12,6 +12,8 @@ rule segment:
         method=config["segment"]["method"],
         chunk=config["segment"]["chunk"],
         device=config["segment"]["device"],
+        backend=config["segment"]["backend"],
+        precision=config["segment"]["precision"],
     threads: config["segment"]["threads"]
     resources:
         mem_mb=8000,  # peak memory of one job (MB)

@@ -7,18 +7,20 @@ for chunk 512, 1024 or the whole image.
 How
 ---
 1. ``predictor.prepare(image)`` sees the whole image once (global statistics).
-2. The image is cut into a grid of square *cores* of ``chunk`` pixels (the last row and
-   column may be smaller). Each core is extended by a *halo* of
-   ``context + object_size`` pixels, rounded up to a multiple of 16 (U-Nets downsample by
-   16, so every tile origin stays on the image's 16-pixel grid), and clipped at the image
-   border (no artificial padding beyond the image).
-3. On the extended tile, ``predict`` then ``decode`` give instance ``labels`` and compact
+2. ``predictor.predict(image)`` computes the maps of the whole image once. A predictor
+   that works in windows (the U-Net) cuts them on a grid that depends only on the image
+   shape and gives each window ``context`` pixels of halo, so the maps do not depend on
+   the chunk size (and no pixel is predicted twice per chunk).
+3. The image is cut into a grid of square *cores* of ``chunk`` pixels (the last row and
+   column may be smaller). Each core is extended by a *halo* of ``object_size`` pixels,
+   rounded up to a multiple of 16, and clipped at the image border.
+4. ``decode`` turns the maps of the extended core into instance ``labels`` and compact
    ``seeds``. Every instance that covers a core pixel is named after its seed: the
    global linear index ``y * width + x`` of the seed's first pixel in raster order, plus
-   one. An instance overlapping a core lies within ``object_size`` of it, and the maps
-   there are exact because they are ``context`` pixels away from the tile edge, so the
-   neighbouring tile that also sees this instance gives it the same name.
-4. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
+   one. An instance overlapping a core lies within ``object_size`` of it and is decided
+   by the maps there, so the neighbouring core that also sees this instance gives it
+   the same name.
+5. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
 
 Pixels of instances without a seed, or whose seed starts farther than ``object_size``
 from the core (both break the predictor contract), are left as background.
@@ -57,21 +59,22 @@ _LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-thre
 
 
 def halo_px(predictor: Predictor) -> int:
-    """Halo (pixels, each side) that makes a predictor's labels chunk-size invariant.
+    """Halo (pixels, each side) of a core's decoding window.
 
     Parameters
     ----------
     predictor : Predictor
-        Provides ``context`` and ``object_size`` (pixels).
+        Provides ``object_size`` (pixels).
 
     Returns
     -------
     int
-        ``context + object_size`` rounded up to a multiple of :data:`ALIGN` (16).
+        ``object_size`` rounded up to a multiple of :data:`ALIGN` (16). The maps are
+        computed once for the whole image, so no ``context`` halo is needed here.
     """
-    need = int(predictor.context) + int(predictor.object_size)
+    need = int(predictor.object_size)
     if need < 0:
-        raise ValueError(f"predictor context + object_size must be >= 0, got {need}")
+        raise ValueError(f"predictor object_size must be >= 0, got {need}")
     return int(math.ceil(need / ALIGN) * ALIGN)
 
 
@@ -132,19 +135,19 @@ def _id_dtype(shape: tuple[int, int]) -> np.dtype:
 
 
 def segment_chunk(
-    image: np.ndarray,
+    maps: np.ndarray,
     predictor: Predictor,
     core: tuple[slice, slice],
     halo: int,
 ) -> np.ndarray:
-    """Segment one core of a prepared image and name its instances by their seeds.
+    """Decode one core from the whole image's maps and name its instances by their seeds.
 
     Parameters
     ----------
-    image : np.ndarray of float32, shape (H, W)
-        The whole image, already passed to ``predictor.prepare``.
+    maps : np.ndarray of float32, shape (C, H, W)
+        ``predictor.predict`` of the whole (prepared) image.
     predictor : Predictor
-        The per-tile predictor.
+        The predictor whose ``decode`` is used.
     core : (slice, slice)
         Core ``(y_slice, x_slice)`` with unit steps.
     halo : int
@@ -156,19 +159,18 @@ def segment_chunk(
         0 = background, else 1 + global linear index (``y * W + x``) of the first pixel,
         in raster order, of the instance's seed.
     """
-    h, w = image.shape
+    h, w = maps.shape[-2:]
     y0, y1, x0, x1 = core[0].start, core[0].stop, core[1].start, core[1].stop
     ty0, ty1 = max(0, y0 - halo), min(h, y1 + halo)
     tx0, tx1 = max(0, x0 - halo), min(w, x1 + halo)
-    tile = image[ty0:ty1, tx0:tx1]
-    maps = predictor.predict(tile)
-    labels, seeds = predictor.decode(maps)
+    window = maps[:, ty0:ty1, tx0:tx1]
+    labels, seeds = predictor.decode(window)
     labels = np.asarray(labels)
     seeds = np.asarray(seeds)
-    if labels.shape != tile.shape or seeds.shape != tile.shape:
+    if labels.shape != window.shape[1:] or seeds.shape != window.shape[1:]:
         raise ValueError(
             f"{type(predictor).__name__}.decode returned shapes {labels.shape}, {seeds.shape} "
-            f"for a tile of shape {tile.shape}"
+            f"for maps of shape {window.shape}"
         )
     core_labels = labels[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
     out = np.zeros(core_labels.shape, dtype=np.uint64)
@@ -233,20 +235,28 @@ def _first_pass(
     ``done(i)``, if given, returns the distinct names of core ``i`` when it was finished by an
     earlier run (the core is then not recomputed), else None.
     """
-    predictor.prepare(img)
-    halo = 0 if chunk is None else halo_px(predictor)
     cores = chunk_cores(img.shape, chunk)
+    previous = [done(i) if done is not None else None for i in range(len(cores))]
+    todo = [i for i, names in enumerate(previous) if names is None]
+    maps = None
+    if todo:
+        predictor.prepare(img)
+        maps = np.asarray(predictor.predict(img), dtype=np.float32)
+        if maps.ndim != 3 or maps.shape[1:] != img.shape:
+            raise ValueError(
+                f"{type(predictor).__name__}.predict returned maps of shape {maps.shape} for an "
+                f"image of shape {img.shape}; expected (C, {img.shape[0]}, {img.shape[1]})"
+            )
+    halo = 0 if chunk is None else halo_px(predictor)
 
-    def one(item):
-        i, core = item
-        previous = done(i) if done is not None else None
-        if previous is not None:
-            return previous
-        names = segment_chunk(img, predictor, core, halo)
-        write(i, core, names)
+    def one(i):
+        if previous[i] is not None:
+            return previous[i]
+        names = segment_chunk(maps, predictor, cores[i], halo)
+        write(i, cores[i], names)
         return np.unique(names[names > 0])
 
-    found = _run_tasks(one, list(enumerate(cores)), progress, num_workers)
+    found = _run_tasks(one, list(range(len(cores))), progress, num_workers)
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
 
@@ -301,8 +311,9 @@ def segment_image(
 
     Notes
     -----
-    Peak memory: the float32 image, a seed-name image (uint32, or uint64 beyond 2**32
-    pixels), the uint32 result, and one extended tile's maps per thread.
+    Peak memory: the float32 image, its float32 maps (C × 4 bytes per pixel), what the
+    predictor needs for one forward window, a seed-name image (uint32, or uint64 beyond
+    2**32 pixels) and the uint32 result.
     """
     _check_chunk(chunk)
     img = _as_2d_float(image)
@@ -425,7 +436,8 @@ def segment_to_zarr(
 
     Notes
     -----
-    Memory: the float32 image plus a few chunks (one extended tile per thread). Pass-1
+    Memory: the float32 image and its maps (C × 4 bytes per pixel), one forward window
+    of the predictor, and a few chunks (one extended core per thread). Pass-1
     writes are lock-free when ``chunk`` is a multiple of the array's chunk shape and
     serialized otherwise; pass 2 walks the array's own chunk (or shard) grid. The
     array's attribute ``scopeflow_segmentation`` records the state

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["InvertedResidual", "M2UNet", "count_parameters"]
+__all__ = ["InferenceM2UNet", "InvertedResidual", "M2UNet", "count_parameters"]
 
 #: MobileNetV2 inverted-residual settings (t, c, n, s) of encoder layers 1–13.
 _ENCODER_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
@@ -89,6 +89,7 @@ class _DecoderBlock(nn.Module):
 
     def __init__(self, up_ch: int, skip_ch: int, out_ch: int, expand: float) -> None:
         super().__init__()
+        self.skip_channels = int(skip_ch)
         self.ir = InvertedResidual(up_ch + skip_ch, out_ch, 1, expand)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -210,3 +211,123 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
         Parameter count.
     """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Return a biased convolution equal to ``bn(conv(x))`` in eval mode."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        groups=conv.groups, bias=True,
+    )
+    fused.weight.data = conv.weight.detach() * scale.view(-1, 1, 1, 1)
+    bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(scale)
+    fused.bias.data = (bias - bn.running_mean) * scale + bn.bias.detach()
+    return fused
+
+
+def _fold_sequential(seq: nn.Sequential) -> nn.Sequential:
+    """Fold every (Conv2d, BatchNorm2d) pair of a block into one biased convolution."""
+    mods, out, i = list(seq), [], 0
+    while i < len(mods):
+        if isinstance(mods[i], nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+            out.append(_fold_bn(mods[i], mods[i + 1]))
+            i += 2
+        else:
+            out.append(nn.ReLU6() if isinstance(mods[i], nn.ReLU6) else mods[i])
+            i += 1
+    return nn.Sequential(*out)
+
+
+class _FoldedResidual(nn.Module):
+    """An :class:`InvertedResidual` with its batch norms folded into the convolutions."""
+
+    def __init__(self, block: InvertedResidual) -> None:
+        super().__init__()
+        self.use_res = block.use_res
+        self.conv = _fold_sequential(block.conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.use_res else y
+
+
+class _FusedDecoderBlock(nn.Module):
+    """A decoder block computed as ``relu6(up(A y) + B skip + b)`` instead of
+    ``relu6(bn(W cat(up(y), skip)))``.
+
+    The expansion convolution is 1×1 and bilinear upsampling acts on each channel
+    linearly, so they commute: ``W_a up(y) = up(W_a y)``. Projecting before
+    upsampling resizes ``hidden`` channels (0.15 × the input's) instead of all of
+    ``y``'s, and the concatenation disappears. Equal to the original block up to
+    float rounding.
+    """
+
+    def __init__(self, block: _DecoderBlock) -> None:
+        super().__init__()
+        conv0, bn0 = block.ir.conv[0], block.ir.conv[1]
+        fused = _fold_bn(conv0, bn0)
+        up_ch = conv0.in_channels - self._skip_channels(block)
+        w = fused.weight.detach()
+        self.expand_up = nn.Conv2d(up_ch, w.shape[0], 1, bias=False)
+        self.expand_up.weight.data = w[:, :up_ch].clone()
+        self.expand_skip = nn.Conv2d(w.shape[1] - up_ch, w.shape[0], 1, bias=True)
+        self.expand_skip.weight.data = w[:, up_ch:].clone()
+        self.expand_skip.bias.data = fused.bias.detach().clone()
+        self.rest = _fold_sequential(nn.Sequential(*list(block.ir.conv)[3:]))
+
+    @staticmethod
+    def _skip_channels(block: _DecoderBlock) -> int:
+        return block.skip_channels
+
+    def forward(self, y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(self.expand_up(y), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.rest(F.relu6(up + self.expand_skip(skip)))
+
+
+class InferenceM2UNet(nn.Module):
+    """An eval-mode :class:`M2UNet` rewritten for fast inference; same logits.
+
+    Batch norms are folded into the convolutions and each decoder block projects
+    to its few hidden channels before upsampling (see :class:`_FusedDecoderBlock`).
+    Upsampling uses a constant scale of 2, so an ONNX export has static ``Resize``
+    scales. Inputs must already be padded to a multiple of :data:`STRIDE` (16) on
+    both sides; the output has the input's height and width.
+
+    Parameters
+    ----------
+    net : M2UNet
+        The trained network (its weights are copied; ``net`` is not modified).
+    softmax : bool, default False
+        Append a softmax over channels (probabilities instead of logits).
+    """
+
+    def __init__(self, net: M2UNet, softmax: bool = False) -> None:
+        super().__init__()
+        net = net.eval()
+        self.encoder = nn.ModuleList(
+            _fold_sequential(layer) if isinstance(layer, nn.Sequential) else _FoldedResidual(layer)
+            for layer in net.encoder
+        )
+        self.decoders = nn.ModuleList(
+            _FusedDecoderBlock(d) for d in (net.dec4, net.dec3, net.dec2, net.dec1)
+        )
+        self.head = nn.Conv2d(16, net.out_channels, 1, bias=True)
+        self.head.load_state_dict(net.head.state_dict())
+        self.softmax = bool(softmax)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (or probabilities) (N, C, H, W) for an input padded to multiples of 16."""
+        skips = []
+        y = x
+        for start, stop in _STAGES:
+            for layer in self.encoder[start:stop]:
+                y = layer(y)
+            skips.append(y)
+        c1, c2, c3, c4 = skips
+        y = c4
+        for dec, skip in zip(self.decoders, (c3, c2, c1, x)):
+            y = dec(y, skip)
+        y = self.head(y)
+        return torch.softmax(y, dim=1) if self.softmax else y

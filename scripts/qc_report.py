@@ -1,0 +1,23 @@
+"""Snakemake script: QC figures of one smear sample for the report (rule qc_report)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821
+
+from scopeflow._snakemake import run  # noqa: E402
+
+
+def main(smk):
+    from scopeflow.io.tables import read_table
+    from scopeflow.qc import figures
+
+    s = smk.wildcards.sample
+    cells = read_table(smk.input.cells)
+    fovs = read_table(smk.input.fovs)
+    figures.gallery_figure(smk.params.zarr, cells, smk.output.gallery, sample=s)
+    figures.focus_map_figure(fovs, smk.output.focus_map, sample=s)
+    figures.histogram_figure(cells, fovs, smk.output.histograms, smk.params.qc, sample=s)
+
+
+run(main, snakemake)  # noqa: F821

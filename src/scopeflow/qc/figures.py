@@ -1,0 +1,203 @@
+"""QC figures for the Snakemake report: cell gallery, FOV focus map, QC feature histograms.
+
+Each function writes one PNG from a sample's merged (QC-flagged) tables; they never fail
+on an empty sample (they draw an explanatory text instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scopeflow.qc.params import qc_params
+
+__all__ = ["focus_map_figure", "gallery_figure", "histogram_figure", "pick_gallery_cells"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_png) -> None:
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    _plt().close(fig)
+
+
+def pick_gallery_cells(cells: pd.DataFrame, n: int = 16, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Up to ``n`` kept and ``n`` rejected cells for the gallery.
+
+    Kept cells are a seeded random sample. Rejected cells are taken round-robin over their
+    first reason, so every kind of rejection present in the sample is shown.
+    """
+    rng = np.random.default_rng(seed)
+    if len(cells) == 0:
+        return cells, cells
+    keep = cells[cells["qc_pass"].astype(bool)]
+    kept = keep.iloc[np.sort(rng.permutation(len(keep))[:n])] if len(keep) else keep
+    rej = cells[~cells["qc_pass"].astype(bool)]
+    if not len(rej):
+        return kept, rej
+    first = rej["qc_reason"].astype(str).str.split(";").str[0]
+    groups = [g.iloc[rng.permutation(len(g))] for _, g in rej.groupby(first, sort=True)]
+    picked, k = [], 0
+    while len(picked) < n and any(k < len(g) for g in groups):
+        for g in groups:
+            if k < len(g) and len(picked) < n:
+                picked.append(g.iloc[k])
+        k += 1
+    return kept, pd.DataFrame(picked)
+
+
+def gallery_figure(
+    zarr_path: str | Path, cells: pd.DataFrame, out_png: str | Path, *, sample: str = "",
+    n: int = 16, half_px: int = 40,
+) -> None:
+    """Crops of kept (top rows) and rejected (bottom rows, titled with their reasons) cells.
+
+    Each crop is ``2 * half_px + 1`` pixels of DPC centred on the cell, its outline drawn
+    (green kept, red rejected).
+    """
+    from skimage.segmentation import find_boundaries
+
+    from scopeflow.io import ome_zarr
+
+    plt = _plt()
+    kept, rejected = pick_gallery_cells(cells, n=n)
+    cols = 8
+    rows_k = max(1, -(-len(kept) // cols))
+    rows_r = max(1, -(-len(rejected) // cols))
+    fig, axes = plt.subplots(rows_k + rows_r, cols, figsize=(2 * cols, 2.2 * (rows_k + rows_r)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def crop(row):
+        fov = str(row["fov"])
+        if fov not in cache:
+            cache.clear()  # one FOV in memory at a time (tables are sorted by FOV)
+            cache[fov] = (np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc")),
+                          np.asarray(ome_zarr.read_labels(zarr_path, fov)))
+        dpc, labels = cache[fov]
+        y, x = int(round(row["y_px"])), int(round(row["x_px"]))
+        ys = slice(max(0, y - half_px), y + half_px + 1)
+        xs = slice(max(0, x - half_px), x + half_px + 1)
+        img = dpc[ys, xs]
+        lo, hi = np.percentile(dpc, [1, 99]) if dpc.size else (0.0, 1.0)
+        rgb = np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
+        return rgb, find_boundaries(labels[ys, xs] == int(row["cell_id"]), mode="inner")
+
+    for start, table, colour, label in ((0, kept, (0.1, 0.9, 0.2), "kept"),
+                                        (rows_k, rejected, (1.0, 0.2, 0.1), "rejected")):
+        if not len(table):
+            axes[start, 0].text(0, 0.5, f"no {label} cells", fontsize=10)
+            continue
+        ordered = table.sort_values(["fov", "cell_id"], kind="stable")
+        for m, (_, row) in enumerate(ordered.iterrows()):
+            ax = axes[start + m // cols, m % cols]
+            rgb, edge = crop(row)
+            rgb[edge] = colour
+            ax.imshow(rgb)
+            title = str(row["qc_reason"]) if label == "rejected" else f"kept {row['fov']}"
+            ax.set_title(title.replace(";", "\n"), fontsize=7)
+    fig.suptitle(f"sample {sample}: kept (top, green) and rejected (bottom, red, reasons) cells")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def focus_map_figure(fovs: pd.DataFrame, out_png: str | Path, *, sample: str = "") -> None:
+    """FOV focus ratio (default metric / sample median) over the stage positions, failed
+    FOVs crossed; a bar chart per FOV when there are no stage positions."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    ratio = pd.to_numeric(fovs.get("focus_ratio", pd.Series(dtype=float)), errors="coerce")
+    failed = ~fovs["fov_pass"].astype(bool) if len(fovs) else pd.Series([], dtype=bool)
+    has_xy = len(fovs) and {"x_mm", "y_mm"} <= set(fovs.columns) and fovs[["x_mm", "y_mm"]].notna().all().all()
+    if not len(fovs):
+        ax.text(0.5, 0.5, "no FOVs", ha="center")
+    elif has_xy:
+        x, y = fovs["x_mm"].to_numpy(float), fovs["y_mm"].to_numpy(float)
+        sc = ax.scatter(x, y, c=ratio, cmap="viridis", s=400, marker="s", vmin=0, vmax=max(1.5, np.nanmax(ratio.fillna(0))))
+        ax.scatter(x[failed.to_numpy()], y[failed.to_numpy()], marker="x", c="red", s=200, label="FOV failed QC")
+        fig.colorbar(sc, ax=ax, label="focus ratio to sample median")
+        ax.set_xlabel("stage x (mm)")
+        ax.set_ylabel("stage y (mm)")
+        ax.invert_yaxis()
+        if failed.any():
+            ax.legend(loc="best")
+    else:
+        colours = np.where(failed, "tab:red", "tab:green")
+        ax.bar(range(len(fovs)), ratio.fillna(0), color=colours)
+        ax.set_xticks(range(len(fovs)))
+        ax.set_xticklabels(fovs["fov"].astype(str), rotation=90, fontsize=6)
+        ax.set_ylabel("focus ratio to sample median (red = FOV failed)")
+    n_fail = int(failed.sum()) if len(fovs) else 0
+    ax.set_title(f"sample {sample}: FOV focus, {n_fail}/{len(fovs)} FOVs failed QC")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+#: (column, thresholds in the qc params (low, high), axis label) of the histogram panels
+_PANELS = (
+    ("area_rel_sample", ("min_area_ratio", "max_area_ratio"), "area / sample median"),
+    ("solidity", ("min_solidity", None), "solidity"),
+    ("concavity_rel", (None, "max_concavity_rel"), "concavity depth / diameter"),
+    ("focus_rel_fov", ("min_focus_rel", "max_focus_rel"), "cell focus / FOV median (log)"),
+    ("contrast_rel_sample", ("min_contrast_rel", None), "DPC contrast / sample median"),
+    ("saturated_fraction", (None, "max_saturated_fraction"), "saturated pixel fraction"),
+    ("axis_ratio", ("min_axis_ratio", None), "minor / major axis"),
+    ("p_good", ("classifier_threshold", None), "classifier p_good"),
+)
+
+
+def histogram_figure(
+    cells: pd.DataFrame, fovs: pd.DataFrame, out_png: str | Path, params: Mapping | None = None,
+    *, sample: str = "",
+) -> None:
+    """Histograms of the per-cell QC features (non-border cells) and of the FOV focus
+    ratio, each with its thresholds as dashed red lines."""
+    p = qc_params(params)
+    plt = _plt()
+    panels = [pp for pp in _PANELS if pp[0] in cells.columns]
+    n = len(panels) + 1
+    cols = 3
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(5 * cols, 3.4 * -(-n // cols)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    interior = cells[~cells["touches_border"].astype(bool)] if len(cells) else cells
+    for ax, (col, (lo, hi), label) in zip(axes.ravel(), panels):
+        ax.axis("on")
+        v = pd.to_numeric(interior[col], errors="coerce").to_numpy(float)
+        v = v[np.isfinite(v)]
+        log = col == "focus_rel_fov"
+        if log:
+            v = v[v > 0]
+        if v.size:
+            bins = np.geomspace(v.min(), v.max(), 50) if log and v.min() < v.max() else 50
+            ax.hist(v, bins=bins, color="0.35")
+        if log:
+            ax.set_xscale("log")
+        for key in (lo, hi):
+            if key is not None and p.get(key) is not None:
+                ax.axvline(float(p[key]), color="red", ls="--", lw=1.2)
+        ax.set_xlabel(label)
+        ax.set_title(f"{col} (n = {v.size})", fontsize=9)
+    ax = axes.ravel()[len(panels)]
+    ax.axis("on")
+    r = pd.to_numeric(fovs.get("focus_ratio", pd.Series(dtype=float)), errors="coerce").dropna()
+    if len(r):
+        ax.hist(r, bins=max(5, min(30, len(r))), color="0.35")
+    ax.axvline(float(p["min_focus_ratio"]), color="red", ls="--", lw=1.2)
+    ax.set_xlabel(f"FOV focus ratio ({p['focus_metric']} / sample median)")
+    ax.set_title(f"FOVs (n = {len(fovs)})", fontsize=9)
+    fig.suptitle(f"sample {sample}: QC features of non-border cells, thresholds dashed red")
+    fig.tight_layout()
+    _save(fig, out_png)

@@ -1,0 +1,186 @@
+"""Classical focus metrics of a whole image (field of view) and their scoring against a sample.
+
+Every metric takes a 2-D image indexed (y, x) (any real dtype; computed in float64 on the
+values as given, so compare only images of the same modality and scaling) and returns one
+float, higher = sharper. Metrics are means over pixels, so they do not grow with the
+image size. A constant image scores 0 with every metric.
+
+Phase objects (unstained RBCs in DPC or brightfield) gain low-frequency contrast when
+defocused, so only metrics driven by high spatial frequencies find the focal plane: on the
+brightfield defocus series in ``shared/data/sephace_brightfield_defocus`` the normalised
+variance is *lowest* in focus (see ``benchmarks/focus_qc.py``). The default is the
+variance of the Laplacian after a small Gaussian (:data:`DEFAULT_FOCUS_METRIC`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage as ndi
+
+__all__ = [
+    "DEFAULT_FOCUS_METRIC",
+    "FOCUS_METRICS",
+    "brenner",
+    "focus_metrics",
+    "focus_ratio",
+    "laplacian_variance",
+    "normalized_variance",
+    "tenengrad",
+    "tiled_focus_metrics",
+]
+
+
+def _as_float(image) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"focus metrics expect a 2-D (y, x) image, got shape {img.shape}")
+    return img
+
+
+def laplacian_variance(image, sigma: float = 1.0) -> float:
+    """Variance of the Laplacian (Pech-Pacheco et al. 2000).
+
+    Parameters
+    ----------
+    image : array_like, shape (y, x)
+    sigma : float
+        Gaussian pre-smoothing (px) that suppresses pixel noise; 0 = none.
+    """
+    img = _as_float(image)
+    if img.size == 0 or np.ptp(img) == 0:
+        return 0.0
+    lap = ndi.gaussian_laplace(img, sigma) if sigma > 0 else ndi.laplace(img)
+    return float(np.var(lap))
+
+
+def tenengrad(image, sigma: float = 0.0) -> float:
+    """Tenengrad: mean squared Sobel gradient magnitude, mean(G_y² + G_x²)."""
+    img = _as_float(image)
+    if img.size == 0 or np.ptp(img) == 0:
+        return 0.0
+    if sigma > 0:
+        img = ndi.gaussian_filter(img, sigma)
+    gy = ndi.sobel(img, axis=0)
+    gx = ndi.sobel(img, axis=1)
+    return float(np.mean(gy * gy + gx * gx))
+
+
+def brenner(image) -> float:
+    """Brenner gradient: mean of squared differences two pixels apart, along x and along y."""
+    img = _as_float(image)
+    dx = img[:, 2:] - img[:, :-2]
+    dy = img[2:, :] - img[:-2, :]
+    total = (dx * dx).sum() + (dy * dy).sum()
+    n = dx.size + dy.size
+    return float(total / n) if n else 0.0
+
+
+def normalized_variance(image) -> float:
+    """Normalised variance var(I) / mean(I) (Groen et al. 1985); NaN when mean(I) <= 0 < var(I)."""
+    img = _as_float(image)
+    if img.size == 0:
+        return 0.0
+    var = float(np.var(img))
+    mean = float(np.mean(img))
+    if var == 0.0:
+        return 0.0
+    return var / mean if mean > 0 else float("nan")
+
+
+#: Name -> metric (the names are the FOV table columns ``focus_<name>``).
+FOCUS_METRICS: dict[str, Callable[[np.ndarray], float]] = {
+    "laplacian_var": laplacian_variance,
+    "tenengrad": tenengrad,
+    "brenner": brenner,
+    "normalized_var": normalized_variance,
+}
+
+#: Metric whose ratio to the sample median decides ``focus_pass``.
+DEFAULT_FOCUS_METRIC = "laplacian_var"
+
+
+def _tile_means(a: np.ndarray, tile: int) -> np.ndarray:
+    """Means of ``a`` over non-overlapping ``tile`` x ``tile`` blocks (a remainder strip at
+    the bottom / right that does not fill a block is left out)."""
+    ny, nx = a.shape[0] // tile, a.shape[1] // tile
+    blocks = a[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile)
+    return blocks.mean(axis=(1, 3)).ravel()
+
+
+def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0) -> dict[str, float]:
+    """Every metric of :data:`FOCUS_METRICS` per tile, summarised by an upper percentile.
+
+    A whole-image metric falls with the fraction of the image covered by cells, so a
+    sparse but sharp field would look blurred. Scoring ``tile_px`` tiles and taking the
+    ``percentile`` of the tile scores measures the sharpness of the tiles that hold
+    structure (any field with cells in more than ``100 - percentile`` % of its tiles).
+
+    Parameters
+    ----------
+    image : array_like, shape (y, x)
+    tile_px : int
+        Tile edge (px); clipped to the image size, so an image smaller than a tile is one
+        tile (the whole-image metrics).
+    percentile : float
+        Percentile of the tile scores, in [0, 100].
+
+    Returns
+    -------
+    dict
+        ``{"focus_<name>": value}`` for every metric; 0 for a constant image.
+    """
+    img = _as_float(image)
+    if img.size == 0 or np.ptp(img) == 0:  # exact 0, not the filters' rounding residue
+        return {f"focus_{name}": 0.0 for name in FOCUS_METRICS}
+    t = max(3, min(int(tile_px), img.shape[0], img.shape[1]))
+    lap = ndi.gaussian_laplace(img, 1.0)
+    gy, gx = ndi.sobel(img, axis=0), ndi.sobel(img, axis=1)
+    dx = np.zeros_like(img)
+    dy = np.zeros_like(img)
+    dx[:, :-2] = (img[:, 2:] - img[:, :-2]) ** 2
+    dy[:-2, :] = (img[2:, :] - img[:-2, :]) ** 2
+    mean = _tile_means(img, t)
+    var = np.maximum(_tile_means(img * img, t) - mean * mean, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normvar = np.where(var > 0, var / np.where(mean > 0, mean, np.nan), 0.0)
+    scores = {
+        "laplacian_var": np.maximum(_tile_means(lap * lap, t) - _tile_means(lap, t) ** 2, 0.0),
+        "tenengrad": _tile_means(gy * gy + gx * gx, t),
+        "brenner": _tile_means(dx + dy, t) * (t * t) / max(t * t - 2 * t, 1),
+        "normalized_var": normvar,
+    }
+    out = {}
+    for name, values in scores.items():
+        finite = values[np.isfinite(values)]
+        out[f"focus_{name}"] = float(np.percentile(finite, percentile)) if finite.size else float("nan")
+    return out
+
+
+def focus_metrics(image, tile_px: int | None = 128, percentile: float = 90.0) -> dict[str, float]:
+    """All :data:`FOCUS_METRICS` of one image, as ``{"focus_<name>": value}``.
+
+    With ``tile_px`` (default) the tiled scores of :func:`tiled_focus_metrics` (what the
+    FOV table stores); with None the whole-image metrics.
+    """
+    if tile_px is not None:
+        return tiled_focus_metrics(image, tile_px, percentile)
+    img = _as_float(image)
+    return {f"focus_{name}": float(fn(img)) for name, fn in FOCUS_METRICS.items()}
+
+
+def focus_ratio(values) -> np.ndarray:
+    """Each value divided by the median of the finite values (the sample's FOVs).
+
+    Returns NaN where the value is not finite, and for every value when the median is not
+    positive (e.g. every FOV is blank), so that no threshold passes on 0/0.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    med = float(np.median(finite)) if finite.size else np.nan
+    if not np.isfinite(med) or med <= 0:
+        return np.full(v.shape, np.nan)
+    out = v / med
+    out[~np.isfinite(v)] = np.nan
+    return out

@@ -1,0 +1,107 @@
+"""Make the ONNX files that ship beside U-Net weights (``scopeflow export-onnx``).
+
+The fp32 export and the INT8 model calibrated on real DPC tiles are written beside the
+``.pt`` file (:func:`scopeflow.segment.runtime.onnx_path`); their sha256 lines go into
+the model card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scopeflow.errors import ScopeflowError
+from scopeflow.provenance import file_sha256
+from scopeflow.segment.m2unet import STRIDE, M2UNet
+from scopeflow.segment.runtime import export_onnx, onnx_path, quantize_int8
+
+__all__ = ["calibration_tiles", "export_models"]
+
+_IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp"}
+
+
+def _image_files(paths: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ScopeflowError(f"calibration image {p} does not exist")
+    return files
+
+
+def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: int = 4) -> Iterator[np.ndarray]:
+    """Yield network inputs (1, 1, h, w) from DPC images, normalized as the predictor does.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        DPC images or folders of them.
+    tile : int, default 512
+        Tile edge (px, multiple of 16); smaller images are used whole (padded to 16).
+    per_image : int, default 4
+        Tiles per image: the corners of the image's tile grid first, then the centre.
+
+    Yields
+    ------
+    np.ndarray of float32, shape (1, 1, h, w)
+        z-scored with the whole image's mean and std (``normalization: zscore_fov``).
+    """
+    from scopeflow.io.images import read_gray
+    from scopeflow.segment.unet import _pad16
+
+    for path in _image_files(paths):
+        img = read_gray(path).astype(np.float64)
+        z = ((img - img.mean()) / max(img.std(), 1e-6)).astype(np.float32)
+        h, w = z.shape
+        if h <= tile or w <= tile:
+            yield _pad16(z)[None, None]
+            continue
+        ys = [0, (h - tile) // STRIDE * STRIDE]
+        xs = [0, (w - tile) // STRIDE * STRIDE]
+        origins = [(y, x) for y in ys for x in xs] + [((h - tile) // 2 // STRIDE * STRIDE, (w - tile) // 2 // STRIDE * STRIDE)]
+        for y, x in origins[: max(1, per_image)]:
+            yield z[y : y + tile, x : x + tile][None, None].copy()
+
+
+def export_models(
+    weights: str | Path | None,
+    calibrate: Sequence[str | Path] = (),
+    *,
+    int8: bool = True,
+) -> dict[Path, str]:
+    """Export fp32 ONNX (and INT8 when ``int8``) beside a weights file.
+
+    Parameters
+    ----------
+    weights : str, Path or None
+        ``.pt`` weights with a model card; None = the shipped model.
+    calibrate : sequence of str or Path
+        DPC images (or folders) for the INT8 calibration; required when ``int8``.
+    int8 : bool, default True
+        Also write the statically quantized model.
+
+    Returns
+    -------
+    dict
+        ``{path: sha256}`` of the files written.
+    """
+    from scopeflow.segment.unet import DEFAULT_WEIGHTS, load_weights
+
+    weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    loaded = load_weights(weights)
+    net = M2UNet(int(loaded["meta"]["in_channels"]), int(loaded["meta"]["out_channels"]))
+    net.load_state_dict(loaded["state_dict"])
+    fp32 = export_onnx(net.eval(), onnx_path(weights, "fp32"), file_sha256(weights))
+    written = {fp32: file_sha256(fp32)}
+    if int8:
+        tiles = list(calibration_tiles(calibrate))
+        if not tiles:
+            raise ScopeflowError("INT8 export needs --calibrate DPC images (or pass --no-int8)")
+        q = quantize_int8(fp32, onnx_path(weights, "int8"), tiles)
+        written[q] = file_sha256(q)
+    return written

@@ -1,0 +1,298 @@
+"""Inference back ends for the M2U-Net: torch (eager) and ONNX Runtime (fp32 or INT8).
+
+Every back end maps a float32 batch ``(N, 1, H, W)`` whose H and W are multiples of
+16 (:data:`scopeflow.segment.m2unet.STRIDE`) to float32 logits ``(N, C, H, W)``. They
+all run :class:`~scopeflow.segment.m2unet.InferenceM2UNet`, the trained network with
+its batch norms folded and its decoder reordered (project to the hidden channels,
+then upsample by a constant factor 2): the same logits as the trained
+:class:`~scopeflow.segment.m2unet.M2UNet` up to float rounding, and an ONNX graph
+whose ``Resize`` nodes have static scales.
+
+ONNX files ship beside the ``.pt`` weights (``<stem>.onnx``, ``<stem>.int8.onnx``);
+each has its own ``<file name> sha256: <hex>`` line in the model card and records
+the sha256 of the ``.pt`` it was exported from (metadata key
+``scopeflow.source_sha256``). ``scopeflow export-onnx`` remakes them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scopeflow.errors import ScopeflowError
+from scopeflow.provenance import file_sha256
+from scopeflow.segment.m2unet import STRIDE, InferenceM2UNet, M2UNet
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "OnnxRunner",
+    "TorchRunner",
+    "export_onnx",
+    "onnx_path",
+    "quantize_int8",
+]
+
+#: Inference back ends.
+BACKENDS = ("torch", "onnx")
+#: Numerical precisions: fp32 (both back ends), int8 (onnx, CPU), fp16 (torch on CUDA).
+PRECISIONS = ("fp32", "int8", "fp16")
+
+#: ONNX metadata key holding the sha256 of the ``.pt`` file an ONNX model was made from.
+SOURCE_KEY = "scopeflow.source_sha256"
+#: ONNX opset of the exported graphs.
+OPSET = 17
+
+
+def onnx_path(weights: str | Path, precision: str = "fp32") -> Path:
+    """The ONNX file that ships beside a ``.pt`` weights file.
+
+    ``m2unet_rbc_dpc.pt`` → ``m2unet_rbc_dpc.onnx`` (fp32) or
+    ``m2unet_rbc_dpc.int8.onnx`` (INT8).
+    """
+    weights = Path(weights)
+    if precision == "fp32":
+        return weights.with_suffix(".onnx")
+    if precision == "int8":
+        return weights.with_suffix(".int8.onnx")
+    raise ValueError(f"no ONNX file for precision {precision!r} (fp32 or int8)")
+
+
+class TorchRunner:
+    """Eager torch inference of :class:`InferenceM2UNet`.
+
+    Parameters
+    ----------
+    net : M2UNet
+        The trained network (eval mode).
+    device : torch.device
+        CPU or CUDA.
+    precision : {"fp32", "fp16"}
+        fp16 (half-precision weights and activations, channels-last) needs CUDA.
+    """
+
+    name = "torch"
+
+    def __init__(self, net: M2UNet, device: torch.device, precision: str = "fp32") -> None:
+        if precision not in ("fp32", "fp16"):
+            raise ScopeflowError(
+                f"segment precision {precision!r} is not available with backend torch "
+                "(fp32, or fp16 on CUDA; int8 needs backend onnx)"
+            )
+        if precision == "fp16" and device.type != "cuda":
+            raise ScopeflowError("segment precision fp16 needs a CUDA device (segment.device: cuda)")
+        self.device = device
+        self.precision = precision
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.memory_format = fmt
+        self.net = InferenceM2UNet(net).to(device=device, dtype=self.dtype, memory_format=fmt).eval()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, C, H, W), float32, for a padded float32 batch (N, 1, H, W)."""
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        t = t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode():
+            return self.net(t).float().cpu().numpy()
+
+
+class OnnxRunner:
+    """ONNX Runtime inference on the CPU (or CUDA when its execution provider exists).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.onnx`` file; its sha256 must match the ``<file name> sha256:`` line of the
+        model card ``card``.
+    card : str or Path
+        Model card of the ``.pt`` weights this file was exported from.
+    source_sha256 : str
+        sha256 of that ``.pt`` file; must equal the file's ``scopeflow.source_sha256``
+        metadata (an ONNX file from other weights is refused).
+    threads : int or None
+        Intra-op threads (the job's cores); None = ONNX Runtime's default.
+    device : torch.device
+        ``cuda`` uses the CUDA execution provider when ONNX Runtime has it.
+    """
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        path: str | Path,
+        card: str | Path,
+        source_sha256: str,
+        threads: int | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        from scopeflow.segment.unet import WeightsError, card_sha256
+
+        ort = _import_onnxruntime()
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(
+                f"ONNX model {path} not found; make it with `scopeflow export-onnx` or use "
+                "segment.backend: torch"
+            )
+        expected = card_sha256(card, path.name)
+        if expected is None:
+            raise WeightsError(f"model card {card} has no '{path.name} sha256: <hex>' line")
+        got = file_sha256(path)
+        if got != expected:
+            raise WeightsError(
+                f"sha256 mismatch for ONNX model {path}: got {got}, model card {Path(card).name} "
+                f"says {expected} (corrupted or replaced file)"
+            )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.inter_op_num_threads = 1
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+        providers = ["CPUExecutionProvider"]
+        if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get(SOURCE_KEY) != source_sha256:
+            raise WeightsError(
+                f"ONNX model {path} was exported from weights with sha256 {meta.get(SOURCE_KEY)}, "
+                f"not from the loaded weights ({source_sha256}); re-export with `scopeflow export-onnx`"
+            )
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, C, H, W), float32, for a padded float32 batch (N, 1, H, W)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
+        raise ScopeflowError(
+            "segment.backend onnx needs the onnxruntime package (pip install onnxruntime)"
+        ) from exc
+    return onnxruntime
+
+
+def export_onnx(net: M2UNet, out: str | Path, source_sha256: str) -> Path:
+    """Export a trained M2U-Net as an fp32 ONNX graph with static resize scales.
+
+    Parameters
+    ----------
+    net : M2UNet
+        Trained network.
+    out : str or Path
+        Output ``.onnx`` file.
+    source_sha256 : str
+        sha256 of the ``.pt`` file ``net`` was loaded from, stored as the model's
+        ``scopeflow.source_sha256`` metadata.
+
+    Returns
+    -------
+    Path
+        ``out``. Input ``x`` (N, 1, H, W) with H, W multiples of 16 (dynamic), output
+        ``logits`` (N, C, H, W).
+    """
+    import onnx
+
+    out = Path(out)
+    model = InferenceM2UNet(net.eval().cpu()).float()
+    example = torch.zeros(1, int(net.in_channels), 4 * STRIDE, 4 * STRIDE)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.onnx.export(
+        model, (example,), str(tmp), input_names=["x"], output_names=["logits"],
+        dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+        opset_version=OPSET, dynamo=False,
+    )
+    proto = onnx.load(str(tmp))
+    _set_metadata(proto, {SOURCE_KEY: source_sha256, "scopeflow.precision": "fp32"})
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def _set_metadata(proto, values: dict[str, str]) -> None:
+    keep = [p for p in proto.metadata_props if p.key not in values]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for k, v in values.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+
+
+def quantize_int8(
+    fp32_onnx: str | Path,
+    out: str | Path,
+    calibration: Iterable[np.ndarray],
+    *,
+    per_channel: bool = True,
+    reduce_range: bool = True,
+    exclude: Sequence[str] = (),
+) -> Path:
+    """Static INT8 quantization (QDQ) of an fp32 ONNX model with ONNX Runtime.
+
+    Parameters
+    ----------
+    fp32_onnx : str or Path
+        Model from :func:`export_onnx`.
+    out : str or Path
+        Output ``.int8.onnx``.
+    calibration : iterable of np.ndarray
+        Calibration inputs, each float32 (1, 1, H, W) with H, W multiples of 16, already
+        normalized the way the predictor feeds the network (z-scored per FOV).
+    per_channel : bool, default True
+        Per-output-channel weight scales.
+    reduce_range : bool, default True
+        7-bit weights: avoids the saturation of the u8×s8 multiply-add on CPUs without
+        VNNI (AVX2).
+    exclude : sequence of str
+        ONNX node names kept in fp32.
+
+    Returns
+    -------
+    Path
+        ``out``; its metadata keeps the source sha256 of ``fp32_onnx``.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_onnx, out = Path(fp32_onnx), Path(out)
+    batches = [{"x": np.ascontiguousarray(c, dtype=np.float32)} for c in calibration]
+    if not batches:
+        raise ValueError("quantize_int8 needs at least one calibration input")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self) -> Any:
+            return next(self._it, None)
+
+    pre = out.with_name(out.name + ".pre.onnx")
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+            nodes_to_exclude=list(exclude),
+        )
+        source = {p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}
+        proto = onnx.load(str(tmp))
+        _set_metadata(proto, {SOURCE_KEY: source.get(SOURCE_KEY, ""), "scopeflow.precision": "int8"})
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, out)
+    finally:
+        for p in (pre, tmp):
+            p.unlink(missing_ok=True)
+    return out

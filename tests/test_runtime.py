@@ -1,0 +1,149 @@
+"""Inference back ends: the reordered network, the shipped ONNX exports and their checks."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from scopeflow.errors import ScopeflowError
+from scopeflow.segment.m2unet import InferenceM2UNet, M2UNet
+from scopeflow.segment.runtime import OnnxRunner, TorchRunner, export_onnx, onnx_path, quantize_int8
+from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor, WeightsError, _pad16, file_sha256
+
+pytest.importorskip("onnxruntime")
+
+
+def _real_tile(shared, side=256):
+    from scopeflow.io.images import read_gray
+
+    img = read_gray(shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_1024_00.png")
+    z = ((img - img.mean()) / img.std()).astype(np.float32)
+    return z[384 : 384 + side, 384 : 384 + side][None, None].copy()
+
+
+def _trained_net(seed=0):
+    torch.manual_seed(seed)
+    net = M2UNet(1, 3)
+    # non-trivial batch-norm statistics, as after training
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def test_inference_net_equals_trained_net(torch_one_thread):
+    net = _trained_net()
+    fused = InferenceM2UNet(net)
+    x = torch.randn(2, 1, 96, 160)
+    with torch.inference_mode():
+        a, b = net(x), fused(x)
+    assert a.shape == b.shape == (2, 3, 96, 160)
+    assert float((a - b).abs().max()) < 1e-4
+    # padding outside the network reproduces M2UNet's own padding of odd shapes
+    odd = torch.randn(1, 1, 70, 53)
+    with torch.inference_mode():
+        ref = net(odd)
+        got = fused(torch.from_numpy(_pad16(odd[0, 0].numpy()))[None, None])[..., :70, :53]
+    assert float((ref - got).abs().max()) < 1e-4
+
+
+def test_shipped_onnx_matches_torch_on_a_real_tile(shared, torch_one_thread):
+    pred = UNetPredictor(threads=1)
+    tile = _real_tile(shared)
+    with torch.inference_mode():
+        ref = pred.net(torch.from_numpy(tile)).numpy()
+    runner = OnnxRunner(onnx_path(DEFAULT_WEIGHTS), DEFAULT_WEIGHTS.with_suffix(".md"), pred.sha256, threads=1)
+    assert np.abs(runner(tile) - ref).max() <= 1e-4
+    int8 = OnnxRunner(onnx_path(DEFAULT_WEIGHTS, "int8"), DEFAULT_WEIGHTS.with_suffix(".md"), pred.sha256,
+                      threads=1)
+    agree = (int8(tile).argmax(1) == ref.argmax(1)).mean()
+    assert agree > 0.97
+
+
+def test_onnx_files_are_checked(tmp_path, torch_one_thread):
+    for name in ("m2unet_rbc_dpc.pt", "m2unet_rbc_dpc.md", "m2unet_rbc_dpc.onnx", "m2unet_rbc_dpc.int8.onnx"):
+        shutil.copy(DEFAULT_WEIGHTS.parent / name, tmp_path / name)
+    weights = tmp_path / "m2unet_rbc_dpc.pt"
+    assert UNetPredictor(weights, threads=1, backend="onnx", precision="int8").runner.path.name.endswith(".int8.onnx")
+    # a corrupted INT8 file is refused, naming the file
+    q = tmp_path / "m2unet_rbc_dpc.int8.onnx"
+    q.write_bytes(q.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(WeightsError, match="sha256 mismatch for ONNX model .*int8.onnx"):
+        UNetPredictor(weights, threads=1, backend="onnx", precision="int8")
+    # an ONNX file made from other weights is refused even with a matching card line
+    other = tmp_path / "other.onnx"
+    export_onnx(_trained_net(), other, "0" * 64)
+    card = tmp_path / "m2unet_rbc_dpc.md"
+    card.write_text(card.read_text() + f"\n- `other.onnx` sha256: {file_sha256(other)}\n")
+    with pytest.raises(WeightsError, match="exported from weights with sha256 0000"):
+        OnnxRunner(other, card, file_sha256(weights), threads=1)
+    # missing file: one line saying what to do
+    (tmp_path / "m2unet_rbc_dpc.onnx").unlink()
+    with pytest.raises(WeightsError, match="scopeflow export-onnx"):
+        UNetPredictor(weights, threads=1, backend="onnx")
+
+
+def test_export_and_int8_quantization_roundtrip(tmp_path, torch_one_thread):
+    net = _trained_net(1)
+    fp32 = export_onnx(net, tmp_path / "n.onnx", "a" * 64)
+    card = tmp_path / "card.md"
+    x = torch.randn(1, 1, 64, 96)
+    rng = np.random.default_rng(0)
+    q = quantize_int8(fp32, tmp_path / "n.int8.onnx",
+                      [rng.normal(size=(1, 1, 64, 64)).astype(np.float32) for _ in range(3)])
+    card.write_text(f"`n.onnx` sha256: {file_sha256(fp32)}\n`n.int8.onnx` sha256: {file_sha256(q)}\n")
+    with torch.inference_mode():
+        ref = net(x).numpy()
+    got = OnnxRunner(fp32, card, "a" * 64, threads=1)(x.numpy())
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
+    got8 = OnnxRunner(q, card, "a" * 64, threads=1)(x.numpy())
+    assert got8.shape == ref.shape
+    assert np.corrcoef(got8.ravel(), ref.ravel())[0, 1] > 0.9  # quantized, but the same function
+
+
+def test_backend_and_precision_errors():
+    with pytest.raises(ScopeflowError, match="backend must be one of"):
+        UNetPredictor(backend="tensorrt")
+    with pytest.raises(ScopeflowError, match="precision must be one of"):
+        UNetPredictor(precision="int4")
+    with pytest.raises(ScopeflowError, match="fp16 needs"):
+        UNetPredictor(backend="onnx", precision="fp16")
+    with pytest.raises(ScopeflowError, match="int8 needs backend onnx"):
+        TorchRunner(_trained_net(), torch.device("cpu"), "int8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ScopeflowError, match="fp16 needs a CUDA device"):
+            UNetPredictor(backend="torch", precision="fp16", device="cpu")
+
+
+def test_int8_and_onnx_labels_agree_with_fp32_on_real_data(shared, torch_one_thread):
+    """Issue 8 must-show: on dpc_1024_00 the fast paths keep the fp32 segmentation."""
+    from scopeflow.evaluate import evaluate, to_instances
+    from scopeflow.io.images import read_gray
+    from scopeflow.segment.chunked import segment_image
+
+    img = read_gray(shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_1024_00.png")
+    ref = to_instances(read_gray(shared / "octopi_rbc_dpc_m2unet" / "masks" / "dpc_1024_00_mask.png"))
+    base = segment_image(img, UNetPredictor(threads=1), chunk=512)
+    iou_base = evaluate(base, ref)["binary_iou"]
+    for precision, f1_min in (("fp32", 0.999), ("int8", 0.98)):
+        labels = segment_image(img, UNetPredictor(threads=1, backend="onnx", precision=precision), chunk=512)
+        vs_fp32 = evaluate(labels, base)
+        print(precision, vs_fp32["binary_iou"], vs_fp32["f1"], evaluate(labels, ref)["binary_iou"])
+        assert vs_fp32["f1"] >= f1_min
+        assert evaluate(labels, ref)["binary_iou"] >= iou_base - 0.005
+
+
+def test_max_cross_equals_grey_dilation():
+    from scipy import ndimage as ndi
+
+    from scopeflow.segment.unet import _max_cross
+
+    a = np.random.default_rng(0).integers(0, 50, size=(37, 41)).astype(np.int32)
+    cross = ndi.generate_binary_structure(2, 1)
+    assert np.array_equal(_max_cross(a), ndi.grey_dilation(a, footprint=cross, mode="constant", cval=0))

@@ -1,0 +1,48 @@
+# QC figures of a smear sample for `snakemake --report`: kept/rejected cell gallery, FOV
+# focus map, QC feature histograms with thresholds. The flags themselves are applied in
+# merge_tables (measure.smk), where the whole sample is known.
+
+
+rule qc_report:
+    input:
+        cells=rules.merge_tables.output.cells,
+        fovs=rules.merge_tables.output.fovs,
+        qc=rules.merge_tables.output.qc,
+    params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
+        qc=config["qc"],
+    output:
+        gallery=report(
+            out("{sample}", "report/qc_gallery.png"),
+            caption="../report/qc_gallery.rst",
+            category="QC",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "cell gallery"},
+        ),
+        focus_map=report(
+            out("{sample}", "report/qc_focus_map.png"),
+            caption="../report/qc_focus_map.rst",
+            category="QC",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "focus map"},
+        ),
+        histograms=report(
+            out("{sample}", "report/qc_histograms.png"),
+            caption="../report/qc_histograms.rst",
+            category="QC",
+            subcategory="{sample}",
+            labels={"sample": "{sample}", "figure": "QC histograms"},
+        ),
+    wildcard_constraints:
+        sample=SMEAR_RE,
+    resources:
+        mem_mb=2000,  # peak memory of one job (MB)
+        runtime=10,  # wall-clock limit (minutes)
+    log:
+        log_path("qc_report"),
+    benchmark:
+        bench_path("qc_report")
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/qc_report.py"
