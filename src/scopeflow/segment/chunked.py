@@ -55,6 +55,9 @@ ALIGN = 16
 #: Attribute key of the progress record that :func:`segment_to_zarr` keeps on the array.
 ZARR_ATTR = "scopeflow_segmentation"
 
+#: Largest seed name relabelled through a lookup table (4 bytes per entry: 1 GiB).
+_MAX_LUT = 2**28
+
 _LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded"}
 
 
@@ -262,6 +265,11 @@ def _first_pass(
 
 def _relabel(names: np.ndarray, sorted_names: np.ndarray) -> np.ndarray:
     """Map seed names to 1..N by their rank in ``sorted_names`` (0 stays 0), as uint32."""
+    if sorted_names.size and int(sorted_names[-1]) <= _MAX_LUT:
+        # names are linear pixel indices + 1: a lookup table is faster than a search
+        lut = np.zeros(int(sorted_names[-1]) + 1, dtype=np.uint32)
+        lut[sorted_names.astype(np.int64)] = np.arange(1, sorted_names.size + 1, dtype=np.uint32)
+        return lut[np.minimum(names, sorted_names[-1]).astype(np.intp, copy=False)]
     out = np.zeros(names.shape, dtype=np.uint32)
     nz = names > 0
     if nz.any():

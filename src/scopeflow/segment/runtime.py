@@ -152,6 +152,9 @@ class OnnxRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.inter_op_num_threads = 1
+        # idle threads sleep instead of spinning: as fast on a quiet machine, far faster when
+        # the cores are shared (benchmarks/inference_settings.py)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = int(threads)
         providers = ["CPUExecutionProvider"]

@@ -54,9 +54,12 @@ __all__ = [
 
 _CROSS = ndi.generate_binary_structure(2, 1)
 _IMAGE_EXT = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
-_STEM_SUFFIXES = ("_dpc", "_masks", "_mask", "_labels", "_label", "_seg", "_gt", "_img", "_image")
+_STEM_SUFFIXES = (
+    "_dpc", "_cp_masks", "_masks", "_mask", "_labels", "_label", "_seg", "_gt", "_img", "_image",
+)
 HEADS = {"3class": 3, "1class": 1}
 FREEZE = ("none", "encoder", "decoder_only", "head_only")
+ORIENT = ("dihedral", "dpc_x", "dpc_y", "none")
 
 
 # ----------------------------------------------------------------------------- I/O
@@ -139,8 +142,9 @@ def pair_images_masks(
     """Pair images with masks by file stem.
 
     Stems are compared after removing suffixes such as ``_dpc``, ``_mask``,
-    ``_label`` (so ``10_20_0_dpc.png`` ↔ ``10_20_0_mask.png`` and
-    ``dpc_2048_00.png`` ↔ ``dpc_2048_00_mask.png``).
+    ``_label``, ``_cp_masks`` (so ``10_20_0_dpc.png`` ↔ ``10_20_0_mask.png``,
+    ``dpc_2048_00.png`` ↔ ``dpc_2048_00_mask.png`` and Cellpose/Omnipose's
+    ``caulo_15.tif`` ↔ ``caulo_15_cp_masks.tif``).
 
     Parameters
     ----------
@@ -257,6 +261,8 @@ class _Pool:
                     x, y = x[:, ::-1], y[:, ::-1]
             elif orient == "dpc_x" and rng.random() < 0.5:
                 x, y = x[::-1], y[::-1]  # a y-flip keeps the x-direction DPC relief
+            elif orient == "dpc_y" and rng.random() < 0.5:
+                x, y = x[:, ::-1], y[:, ::-1]  # an x-flip keeps the y-direction DPC relief
             if rng.random() < 0.25:  # Poisson (shot) noise on the raw DPC signal
                 lam = float(rng.uniform(100, 1000))
                 x = rng.poisson(np.clip(x, 0, None) * lam).astype(np.float32) / lam
@@ -459,10 +465,11 @@ def train(
         Width of the contour ring in 3-class targets.
     augment : bool, default True
         Use the augmentations (off: plain random crops).
-    orient : {"dihedral", "dpc_x", "none"}
+    orient : {"dihedral", "dpc_x", "dpc_y", "none"}
         Orientation augmentation: all 8 flips/90° rotations (the model becomes
         blind to the DPC direction), only y-flips (keep the relief of a DPC taken
-        with left/right illumination, as in Octopi), or none.
+        with left/right illumination, as in Octopi), only x-flips (top/bottom
+        illumination, relief along y), or none.
     val_every : int, default 100
         Steps between validations (and checkpoints).
     select : {"iou_f1", "f1", "loss"}
@@ -490,8 +497,8 @@ def train(
         raise ValueError(f"head must be one of {tuple(HEADS)}, got {head!r}")
     if crop % 16:
         raise ValueError(f"crop must be a multiple of 16, got {crop}")
-    if orient not in ("dihedral", "dpc_x", "none"):
-        raise ValueError(f"orient must be 'dihedral', 'dpc_x' or 'none', got {orient!r}")
+    if orient not in ORIENT:
+        raise ValueError(f"orient must be one of {ORIENT}, got {orient!r}")
     if select not in ("iou_f1", "f1", "loss"):
         raise ValueError(f"select must be 'iou_f1', 'f1' or 'loss', got {select!r}")
     if threads is not None:
@@ -700,8 +707,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", choices=FREEZE, default="none")
     p.add_argument("--contour-width", type=int, default=1)
     p.add_argument("--no-augment", action="store_true", help="plain random crops only")
-    p.add_argument("--orient", choices=("dihedral", "dpc_x", "none"), default="dihedral",
-                   help="orientation augmentation (dpc_x: y-flips only, keeps the DPC relief)")
+    p.add_argument("--orient", choices=ORIENT, default="dihedral",
+                   help="orientation augmentation (dpc_x: y-flips only, keeps a DPC relief "
+                        "along x; dpc_y: x-flips only, for a relief along y)")
     p.add_argument("--val-every", type=int, default=100)
     p.add_argument("--select", choices=("iou_f1", "f1", "loss"), default="iou_f1")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (the job's cores)")

@@ -439,12 +439,10 @@ class UNetPredictor:
         img = np.asarray(image)
         if img.ndim != 2:
             raise ValueError(f"prepare expects a 2-D (y, x) image, got shape {img.shape}")
-        vals = img.astype(np.float64, copy=False)
-        finite = np.isfinite(vals)
-        if not finite.all():
-            vals = vals[finite]
-        self.mean = float(vals.mean())
-        self.std = float(max(vals.std(), 1e-6))
+        finite = np.isfinite(img)
+        vals = img if finite.all() else img[finite]
+        self.mean = float(vals.mean(dtype=np.float64))
+        self.std = float(max(np.sqrt(np.mean(np.square(vals - self.mean), dtype=np.float64)), 1e-6))
 
     def predict(self, tile: np.ndarray) -> np.ndarray:
         """Return float32 probability maps (C, h, w) for a tile (h, w).
@@ -464,17 +462,21 @@ class UNetPredictor:
         t = np.asarray(tile, dtype=np.float32)
         if t.ndim != 2:
             raise ValueError(f"predict expects a 2-D (h, w) tile, got shape {t.shape}")
-        z = (np.nan_to_num(t, nan=self.mean) - np.float32(self.mean)) / np.float32(self.std)
+        z = t - np.float32(self.mean)
+        z *= np.float32(1.0 / self.std)
+        if not np.isfinite(z).all():
+            z = np.nan_to_num(z, nan=0.0)  # NaN pixels read as the image mean
         if not self._checked:
             self._check_runner(z)
         h, w = z.shape
-        c_out = int(self.meta["out_channels"])
-        out = np.empty((c_out, h, w), dtype=np.float32)
         jobs = [
             (ys, xs)
             for ys in _splits(h, self.tile, self.context)
             for xs in _splits(w, self.tile, self.context)
         ]
+        if len(jobs) == 1:  # one window: no stacking or stitching copies
+            return self._probabilities(self.runner(_pad16(z)[None, None]))[0, :, :h, :w]
+        out = np.empty((int(self.meta["out_channels"]), h, w), dtype=np.float32)
         # Group equal-shaped windows so they can share a batch.
         groups: dict[tuple[int, int], list] = {}
         for ys, xs in jobs:
