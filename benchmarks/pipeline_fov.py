@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report")
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ny", type=int, default=2)
     parser.add_argument("--nx", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--config", nargs="*", default=[], help="extra snakemake --config KEY=VALUE")
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, dotted keys (e.g. segment.backend=torch)")
     parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
     args = parser.parse_args(argv)
 
@@ -42,13 +44,20 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         if not (inputs / "slide").is_dir():
             simulate_acquisition(inputs / "slide", ny=args.ny, nx=args.nx, shape=(args.size, args.size), seed=1)
-        print(f"simulated {args.ny * args.nx} FOVs of {args.size}² in {time.perf_counter() - t0:.1f} s")
-        cmd = [
-            "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-            "--cores", str(args.threads), "--quiet", "all",
-            "--config", f"input_dir={inputs}", f"results_dir={results}", "demo.enabled=false",
-            f"segment.threads={args.threads}", *args.config,
-        ]
+            print(f"simulated {args.ny * args.nx} FOVs of {args.size}² in {time.perf_counter() - t0:.1f} s")
+        config = yaml.safe_load((REPO / "config.yaml").read_text())
+        overrides = [f"input_dir={inputs}", f"results_dir={results}", "demo.enabled=false",
+                     f"segment.threads={args.threads}", *args.config]
+        for item in overrides:
+            key, value = item.split("=", 1)
+            *parents, leaf = key.split(".")
+            node = config
+            for k in parents:
+                node = node[k]
+            node[leaf] = yaml.safe_load(value)
+        (work / "config.yaml").write_text(yaml.safe_dump(config))
+        cmd = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
+               "--cores", str(args.threads), "--quiet", "all", "--configfile", str(work / "config.yaml")]
         t0 = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0

@@ -11,28 +11,7 @@ import torch
 
 from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor
 
-try:
-    from scopeflow.evaluate import evaluate
-except ImportError:  # pragma: no cover - fallback while evaluate.py is absent
-    evaluate = None
-
-
-def _evaluate(pred: np.ndarray, ref_mask: np.ndarray) -> dict:
-    if evaluate is not None:
-        return evaluate(pred, ref_mask)
-    from skimage.measure import label
-
-    ref = label(ref_mask > 0, connectivity=1)
-    fp, fr = pred > 0, ref > 0
-    iou = (fp & fr).sum() / (fp | fr).sum()
-    tp = 0
-    both = fp & fr
-    pairs, inter = np.unique(np.stack([pred[both], ref[both]]), axis=1, return_counts=True)
-    ap, ar = np.bincount(pred.ravel()), np.bincount(ref.ravel())
-    for (p, r), n in zip(pairs.T, inter):
-        tp += n / (ap[p] + ar[r] - n) > 0.5
-    n_pred, n_ref = len(np.unique(pred)) - 1, ref.max()
-    return {"binary_iou": iou, "f1": 2 * tp / (n_pred + n_ref)}
+from scopeflow.evaluate import evaluate as _evaluate
 
 
 def _shared_data() -> Path:
@@ -74,7 +53,8 @@ def test_shipped_weights_reach_targets_on_dpc_1024(dpc_1024, predictor):
 
 
 def test_chunked_segmentation_matches_whole_image(dpc_1024, predictor):
-    chunked = pytest.importorskip("scopeflow.segment.chunked")
+    from scopeflow.segment import chunked
+
     img, ref = dpc_1024
     whole = np.asarray(chunked.segment_image(img, predictor, None, num_workers=1))
     labels = np.asarray(chunked.segment_image(img, predictor, 512, num_workers=1))
@@ -84,3 +64,33 @@ def test_chunked_segmentation_matches_whole_image(dpc_1024, predictor):
     assert abs(int(labels.max()) - int(whole.max())) <= 1
     scores = _evaluate(labels, ref)
     assert scores["binary_iou"] >= 0.92 and scores["f1"] >= 0.95, scores
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "scopeflow.cli", *map(str, args)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_cli_segment_and_evaluate_meet_targets_and_chunk_512_equals_2048(tmp_path):
+    """Issue 4 must-show through the commands users run (default back end: ONNX Runtime)."""
+    import json
+
+    import tifffile
+
+    root = _shared_data() / "octopi_rbc_dpc_m2unet"
+    if not root.is_dir():
+        pytest.skip(f"shared data not found at {root}")
+    _cli("segment", root / "images/dpc_1024_00.png", "-o", tmp_path / "val.tif", "--threads", 1)
+    scores = json.loads(_cli("evaluate", tmp_path / "val.tif", root / "masks/dpc_1024_00_mask.png", "--json"))
+    assert scores["binary_iou"] >= 0.92 and scores["f1"] >= 0.95, scores
+    for chunk in (512, 2048):
+        _cli("segment", root / "images/dpc_2048_00.png", "-o", tmp_path / f"c{chunk}.tif",
+             "--chunk", chunk, "--threads", 1)
+    a, b = (tifffile.imread(tmp_path / f"c{c}.tif") for c in (512, 2048))
+    assert a.max() > 4000
+    assert np.array_equal(a, b)  # identical, ids included (not only up to relabelling)

@@ -162,7 +162,7 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("localisation")
     g.add_argument("--model", choices=["none", "beadnet"], default="none",
                    help="candidate detector: none = matched filter (default; faster than "
-                        "trackpy.locate), beadnet = shipped U-Net bead map (about 10x slower)")
+                        "trackpy.locate), beadnet = shipped U-Net bead map (8-20x slower)")
     g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
     g.add_argument("--profile", choices=["gaussian", "template", "ring"], default="gaussian",
                    help="bead model of the subpixel fit (default gaussian; template = averaged "

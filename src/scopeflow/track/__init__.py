@@ -1,10 +1,12 @@
-"""Bead tracking: U-Net bead map + cross-correlation/MLE localisation, linking, MSD, diffusion.
+"""Bead tracking: detection + cross-correlation/MLE localisation, linking, MSD, diffusion.
 
 Modules
 -------
 localize
-    Candidates (network map or matched filter), upsampled-DFT cross-correlation, Poisson
-    MLE refinement, per-localisation uncertainty: :func:`locate`, :func:`locate_stack`.
+    Candidates (matched filter by default, or a network map), upsampled-DFT cross-correlation,
+    Poisson MLE refinement, per-localisation uncertainty: :func:`locate`, :func:`locate_stack`.
+_fast
+    Compiled (numba) kernels of the localiser, numpy fallback.
 beadnet
     The M2U-Net bead-centre map: training on simulations, shipped weights with sha256 check.
 link
@@ -142,7 +144,7 @@ def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
         written to a temporary name and renamed, so it never exists half-written.
     **opts
         Options of :func:`scopeflow.track.localize.locate_stack`; ``model`` defaults to
-        ``"beadnet"`` (the shipped network; pass ``model=None`` for the matched filter).
+        None (the matched filter; ``model="beadnet"`` for the shipped network).
 
     Returns
     -------
@@ -150,7 +152,7 @@ def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
         The localisations.
     """
     frames = read_frames(path_or_stack)
-    model = opts.pop("model", "beadnet")
+    model = opts.pop("model", None)
     locs = locate_stack(frames, model, **opts)
     _write_csv(locs, out_csv)
     return locs
@@ -177,7 +179,7 @@ def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict
         Linking/analysis options of :func:`scopeflow.track.link.track_pipeline`
         (``search_range`` px (5), ``memory`` (3), ``adaptive_stop``, ``min_length`` (25),
         ``drift`` (True), ``max_lag`` (100), ``fit_lags`` (10)); every other option goes to
-        :func:`locate_stack` (``model`` defaults to ``"beadnet"``).
+        :func:`locate_stack` (``model`` defaults to None, the matched filter).
 
     Returns
     -------
@@ -188,7 +190,7 @@ def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict
                  "fit_lags")
     lopts = {k: opts.pop(k) for k in link_keys if k in opts}
     movie = read_frames(frames)
-    model = opts.pop("model", "beadnet")
+    model = opts.pop("model", None)
     locs = locate_stack(movie, model, **opts)
     res = track_pipeline(locs, pixel_size_um, fps, n_frames=len(movie), **lopts)
     res["locs"] = locs

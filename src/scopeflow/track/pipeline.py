@@ -366,7 +366,7 @@ def locate_movie(
     out_parquet: str | Path,
     *,
     sample: str,
-    model: str | None = "beadnet",
+    model: str | None = "none",
     threads: int = 1,
     block: int = 256,
     provenance: Mapping | None = None,
@@ -388,10 +388,11 @@ def locate_movie(
         (detector, model sha256, σ, options, and the movie's calibration under ``movie``).
     sample : str
         Sample name (first column).
-    model : {"beadnet", "none", None} or path
-        Candidate detector: the shipped BeadNet, or None/"none" for the matched filter.
+    model : {"none", "beadnet", None} or path
+        Candidate detector: None/"none" for the matched filter (default), or the shipped
+        BeadNet (or other weights).
     threads : int
-        torch threads of BeadNet.
+        Threads: frames localised in parallel (matched filter), torch threads of BeadNet.
     block : int
         Frames per block.
     provenance : mapping, optional
@@ -416,7 +417,7 @@ def locate_movie(
     t0 = time.perf_counter()
     for start in range(0, n, block):
         chunk = np.asarray(frames[start:start + block])
-        locs = locate_stack(chunk, net, first_frame=start, **opts)
+        locs = locate_stack(chunk, net, first_frame=start, workers=max(1, int(threads)), **opts)
         if start == 0:  # hold the bead model of the first block fixed
             first_attrs = dict(locs.attrs)
             opts["sigma_px"] = first_attrs["sigma_px"]

@@ -1,0 +1,828 @@
+"""Compiled (numba) kernels of the localiser's hot loops, with the numpy code as fallback.
+
+* :func:`local_maxima` – candidates: pixels above a threshold that are the maximum of their
+  ``(2d+1)²`` neighbourhood (clipped at the frame edge); on a plateau only the first pixel
+  in raster order counts. Only pixels above the threshold are inspected, so the cost is
+  one pass over the frame plus a window check per bright pixel.
+* :func:`fit_gaussian_fixed` – the Poisson maximum-likelihood fit of a pixel-integrated
+  Gaussian of known σ to every crop (Fisher scoring, the same update, clamps and outputs as
+  :func:`scopeflow.track.localize.fit_gaussian`), one crop at a time in registers instead of
+  ``(n, k, k)`` temporaries; the separable model lets the information matrix be summed per
+  row, and erf/exp are evaluated once per pixel edge.
+* :func:`gauss_minus_box` – the matched filter of a Gaussian bead (separable passes along
+  contiguous rows).
+* :func:`extract_crops`, :func:`border_median`, :func:`xcorr` – crops, their background and
+  the upsampled DFT cross-correlation (low-rank form ``Σ_r A_r d B_rᵀ``, see
+  :func:`scopeflow.track.localize._xcorr_tables`) of every candidate, with no BLAS call (a
+  multithreaded BLAS inside the per-frame thread pool oversubscribes the cores).
+* :func:`neighbour_keep`, :func:`neighbour_gauss` – the neighbour pixel mask of the first
+  fit and the neighbours' fitted models added in the crowded-bead refit.
+
+All kernels release the GIL (``nogil``), so frames can be localised on parallel threads.
+
+numba is a dependency of scopeflow (it is also what makes ``trackpy.locate`` fast); when it
+cannot be imported, ``HAVE_NUMBA`` is False and :mod:`scopeflow.track.localize` uses its
+vectorised numpy code, which gives the same numbers more slowly. Compiled code is cached on
+disk (``cache=True``), so only the first process pays the compilation (a few seconds).
+Set ``SCOPEFLOW_NO_NUMBA=1`` to force the numpy code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:  # pragma: no cover - exercised when numba is installed
+    if os.environ.get("SCOPEFLOW_NO_NUMBA"):
+        raise ImportError("disabled by SCOPEFLOW_NO_NUMBA")
+    from numba import njit
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover
+    HAVE_NUMBA = False
+
+    def njit(*args, **kwargs):  # noqa: D103 - placeholder decorator
+        def wrap(f):
+            return f
+
+        return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+__all__ = [
+    "HAVE_NUMBA", "local_maxima", "fit_gaussian_fixed", "neighbour_keep", "gauss_minus_box",
+    "extract_crops", "border_median", "neighbour_gauss", "xcorr", "fit_gaussian_free",
+]
+
+_SQ2 = math.sqrt(2.0)
+_SQ2PI = math.sqrt(2.0 * math.pi)
+
+
+@njit(cache=True, nogil=True)
+def _local_maxima(s, thr, d):  # pragma: no cover - compiled
+    ny, nx = s.shape
+    cap = (ny // (d + 1) + 2) * (nx // (d + 1) + 2)
+    out = np.empty((cap, 2), np.int64)
+    n = 0
+    for y in range(ny):
+        y0 = max(y - d, 0)
+        y1 = min(y + d + 1, ny)
+        for x in range(nx):
+            v = s[y, x]
+            if not v > thr:
+                continue
+            x0 = max(x - d, 0)
+            x1 = min(x + d + 1, nx)
+            ok = True
+            for yy in range(y0, y1):
+                for xx in range(x0, x1):
+                    w = s[yy, xx]
+                    if w > v or (w == v and (yy < y or (yy == y and xx < x))):
+                        ok = False
+                        break
+                if not ok:
+                    break
+            if ok and n < cap:
+                out[n, 0] = y
+                out[n, 1] = x
+                n += 1
+    return out[:n]
+
+
+def local_maxima(score: np.ndarray, threshold: float, min_distance: int) -> np.ndarray:
+    """(n, 2) int64 (y, x) of the local maxima above ``threshold`` (raster order).
+
+    Requires numba (see the module docstring); :func:`scopeflow.track.localize.find_peaks`
+    falls back to a maximum filter without it.
+    """
+    s = np.ascontiguousarray(score, dtype=np.float32)
+    return _local_maxima(s, np.float32(threshold), int(min_distance))
+
+
+@njit(cache=True, nogil=True)
+def _erf_w(c, s, r, e, de):  # pragma: no cover - compiled
+    """Pixel-integrated 1-D Gaussian on u = -r..r and its derivative in the centre c.
+
+    Neighbouring pixels share an edge, so erf and exp are evaluated once per edge (k + 1
+    edges for k pixels).
+    """
+    k = 2 * r + 1
+    inv = 1.0 / (_SQ2 * s)
+    kk = 1.0 / (_SQ2PI * s)
+    h = 1.0 / (2 * s * s)
+    b = -r - 0.5 - c  # lower edge of the first pixel
+    eb = math.erf(b * inv)
+    gb = math.exp(-(b * b) * h)
+    for i in range(k):
+        a = b + 1.0
+        ea = math.erf(a * inv)
+        ga = math.exp(-(a * a) * h)
+        e[i] = 0.5 * (ea - eb)
+        de[i] = -kk * (ga - gb)
+        b = a
+        eb = ea
+        gb = ga
+
+
+@njit(cache=True, nogil=True)
+def _solve_sym(a, b, x):  # pragma: no cover - compiled
+    """Solve a x = b (q×q, Gaussian elimination with partial pivoting); non-finite -> 0."""
+    q = a.shape[0]
+    m = np.empty((q, q + 1))
+    for i in range(q):
+        for j in range(q):
+            m[i, j] = a[i, j]
+        m[i, q] = b[i]
+    for c in range(q):
+        p = c
+        for i in range(c + 1, q):
+            if abs(m[i, c]) > abs(m[p, c]):
+                p = i
+        if p != c:
+            for j in range(q + 1):
+                t = m[c, j]
+                m[c, j] = m[p, j]
+                m[p, j] = t
+        piv = m[c, c]
+        if piv == 0.0:
+            for i in range(q):
+                x[i] = 0.0
+            return
+        for i in range(c + 1, q):
+            f = m[i, c] / piv
+            for j in range(c, q + 1):
+                m[i, j] -= f * m[c, j]
+    for i in range(q - 1, -1, -1):
+        t = m[i, q]
+        for j in range(i + 1, q):
+            t -= m[i, j] * x[j]
+        x[i] = t / m[i, i]
+    for i in range(q):
+        if not np.isfinite(x[i]):
+            x[i] = 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _normal_eq(d, wm, ext, th, s, r, rn2, ey, dey, ex, dex, info, grad):  # pragma: no cover
+    """Fisher information and score of one crop at th = (y, x, N, b); returns chi2 sum.
+
+    The model ``b + N·ey(u)·ex(v)`` is separable, so each Jacobian column is a row factor
+    (function of u) times a column factor (function of v): per pixel only the ten weighted
+    sums over v below are accumulated (scalars in registers), and the information matrix and
+    score follow per row from them. Same numbers as the direct pixel sums.
+    """
+    k = 2 * r + 1
+    _erf_w(th[0], s, r, ey, dey)
+    _erf_w(th[1], s, r, ex, dex)
+    amp = th[2]
+    bg = th[3]
+    i00 = i01 = i02 = i03 = i11 = i12 = i13 = i22 = i23 = i33 = 0.0
+    g0 = g1 = g2 = g3 = 0.0
+    chi = 0.0
+    for u in range(k):
+        eyu = ey[u]
+        aeyu = amp * eyu
+        ayu = amp * dey[u]
+        sw = swe = swee = swed = swdd = swd = sr = sre = srd = 0.0
+        for v in range(k):
+            exv = ex[v]
+            dxv = dex[v]
+            mu = bg + aeyu * exv + ext[u, v]
+            w = wm[u, v] / (max(mu, 1e-3) + rn2)  # 0 for masked pixels (no branch)
+            res = d[u, v] - mu
+            we = w * exv
+            wd = w * dxv
+            wr = w * res
+            sw += w
+            swe += we
+            swee += we * exv
+            swed += we * dxv
+            swdd += wd * dxv
+            swd += wd
+            sr += wr
+            sre += wr * exv
+            srd += wr * dxv
+            chi += wr * res
+        # Jacobian columns: j0 = ayu·ex, j1 = aeyu·dex, j2 = eyu·ex, j3 = 1
+        i00 += ayu * ayu * swee
+        i01 += ayu * aeyu * swed
+        i02 += ayu * eyu * swee
+        i03 += ayu * swe
+        i11 += aeyu * aeyu * swdd
+        i12 += aeyu * eyu * swed
+        i13 += aeyu * swd
+        i22 += eyu * eyu * swee
+        i23 += eyu * swe
+        i33 += sw
+        g0 += ayu * sre
+        g1 += aeyu * srd
+        g2 += eyu * sre
+        g3 += sr
+    grad[0] = g0
+    grad[1] = g1
+    grad[2] = g2
+    grad[3] = g3
+    info[0, 0] = i00
+    info[0, 1] = info[1, 0] = i01
+    info[0, 2] = info[2, 0] = i02
+    info[0, 3] = info[3, 0] = i03
+    info[1, 1] = i11
+    info[1, 2] = info[2, 1] = i12
+    info[1, 3] = info[3, 1] = i13
+    info[2, 2] = i22
+    info[2, 3] = info[3, 2] = i23
+    info[3, 3] = i33
+    return chi
+
+
+@njit(cache=True, nogil=True)
+def _fit_gaussian_fixed(crops, wm, ext, oy, ox, sig, rn2, n_iter, tol, out):  # pragma: no cover
+    n, k, _ = crops.shape
+    r = k // 2
+    lim = r - 0.5
+    ey = np.empty(k)
+    dey = np.empty(k)
+    ex = np.empty(k)
+    dex = np.empty(k)
+    info = np.empty((4, 4))
+    grad = np.empty(4)
+    step = np.empty(4)
+    th = np.empty(4)
+    a = np.empty((4, 4))
+    for i in range(n):
+        d = crops[i]
+        w_i = wm[i]
+        e_i = ext[i]
+        s = sig[i]
+        # weighted linear start for (N, b) at the xcorr position
+        _erf_w(oy[i], s, r, ey, dey)
+        _erf_w(ox[i], s, r, ex, dex)
+        a11 = a12 = a22 = b1 = b2 = 0.0
+        npix = 0.0
+        for u in range(k):
+            for v in range(k):
+                wv = w_i[u, v] / (max(d[u, v], 1.0) + rn2)
+                g = ey[u] * ex[v]
+                dd = d[u, v] - e_i[u, v]
+                a11 += wv * g * g
+                a12 += wv * g
+                a22 += wv
+                b1 += wv * g * dd
+                b2 += wv * dd
+                npix += w_i[u, v]
+        det = a11 * a22 - a12 * a12
+        if not abs(det) > 1e-12:
+            det = 1e-12
+        th[0] = oy[i]
+        th[1] = ox[i]
+        th[2] = (a22 * b1 - a12 * b2) / det
+        th[3] = max((a11 * b2 - a12 * b1) / det, 1e-2)
+        converged = False
+        chi = 0.0
+        for _ in range(n_iter):
+            chi = _normal_eq(d, w_i, e_i, th, s, r, rn2, ey, dey, ex, dex, info, grad)
+            for p in range(4):
+                for q in range(4):
+                    a[p, q] = info[p, q]
+                a[p, p] += info[p, p] * 1e-6 + 1e-12
+            _solve_sym(a, grad, step)
+            for p in range(2):
+                step[p] = min(max(step[p], -0.75), 0.75)
+            for p in range(4):
+                th[p] += step[p]
+            for p in range(2):
+                th[p] = min(max(th[p], -lim), lim)
+            # converged: this step moved the position by < tol px (the next one would move
+            # it by far less: Fisher scoring converges quadratically near the optimum)
+            if abs(step[0]) < tol and abs(step[1]) < tol:
+                converged = True
+                break
+        if not converged:
+            chi = _normal_eq(d, w_i, e_i, th, s, r, rn2, ey, dey, ex, dex, info, grad)
+        # (when converged, the information and χ² of the last iteration are used: they were
+        # taken < tol px from the final position, a relative change of ~tol/σ ≤ 0.1 %)
+        big = 0.0
+        for p in range(4):
+            for q in range(4):
+                big = max(big, abs(info[p, q]))
+        for p in range(4):
+            for q in range(4):
+                a[p, q] = info[p, q]
+            a[p, p] += 1e-12 * big + 1e-300
+        # diagonal of the inverse: solve a z = e_p for p = 0, 1, 2
+        for p in range(3):
+            for q in range(4):
+                grad[q] = 1.0 if q == p else 0.0
+            _solve_sym(a, grad, step)
+            out[i, 4 + p] = step[p]
+        out[i, 0] = th[0]
+        out[i, 1] = th[1]
+        out[i, 2] = th[2]
+        out[i, 3] = th[3]
+        out[i, 7] = chi / max(npix - 4.0, 1.0)
+
+
+def fit_gaussian_fixed(
+    crops: np.ndarray,
+    weights: np.ndarray,
+    oy: np.ndarray,
+    ox: np.ndarray,
+    sigma: np.ndarray,
+    read_noise: float,
+    n_iter: int,
+    extra: np.ndarray | None,
+    tol: float = 0.0,
+) -> np.ndarray:
+    """Compiled fixed-σ Gaussian MLE; returns (n, 8): dy, dx, N, b, var_y, var_x, var_N, χ²_red.
+
+    ``tol`` > 0: stop a crop's iterations once a Fisher step moves its position by less than
+    ``tol`` px on both axes (the remaining steps would move it by far less: Fisher scoring
+    converges quadratically near the optimum); 0 = always ``n_iter`` steps.
+    """
+    n = crops.shape[0]
+    d = np.ascontiguousarray(crops, dtype=np.float64)
+    wm = np.ascontiguousarray(weights, dtype=np.float64)
+    ext = np.zeros_like(d) if extra is None else np.ascontiguousarray(extra, dtype=np.float64)
+    out = np.empty((n, 8))
+    if n:
+        _fit_gaussian_fixed(d, wm, ext, np.ascontiguousarray(oy, dtype=np.float64),
+                            np.ascontiguousarray(ox, dtype=np.float64),
+                            np.ascontiguousarray(sigma, dtype=np.float64),
+                            float(read_noise) ** 2, int(n_iter), float(tol), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_keep(centers, pos, others, idx, ok, radius, keep):  # pragma: no cover
+    n, kq = idx.shape
+    k = 2 * radius + 1
+    for i in range(n):
+        for u in range(k):
+            py = centers[i, 0] + u - radius
+            for v in range(k):
+                px = centers[i, 1] + v - radius
+                own = (py - pos[i, 0]) ** 2 + (px - pos[i, 1]) ** 2
+                kp = True
+                for j in range(kq):
+                    if not ok[i, j]:
+                        continue
+                    q = idx[i, j]
+                    dn = (py - others[q, 0]) ** 2 + (px - others[q, 1]) ** 2
+                    if dn < own:
+                        kp = False
+                        break
+                keep[i, u, v] = kp
+
+
+def neighbour_keep(centers, pos, others, idx, ok, radius):
+    """(n, k, k) bool: crop pixels not closer to a listed neighbour than to the own bead."""
+    n = len(pos)
+    k = 2 * radius + 1
+    keep = np.empty((n, k, k), np.bool_)
+    if n:
+        _neighbour_keep(np.ascontiguousarray(centers, dtype=np.float64),
+                        np.ascontiguousarray(pos, dtype=np.float64),
+                        np.ascontiguousarray(others, dtype=np.float64),
+                        np.ascontiguousarray(idx, dtype=np.int64),
+                        np.ascontiguousarray(ok, dtype=np.bool_), int(radius), keep)
+    return keep
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _gauss_minus_box(img, g, out):  # pragma: no cover - compiled
+    """Separable (g ⊗ g) − (box ⊗ box) correlation with zero padding, box size = len(g).
+
+    Both passes run along contiguous rows (the inner loops vectorise): first along y (rows
+    of the frame combined with the taps as weights), then along x on a zero-padded copy
+    of each row.
+    """
+    ny, nx = img.shape
+    m = len(g)
+    r = m // 2
+    inv = np.float32(1.0 / m)
+    rg = np.zeros(nx + 2 * r, np.float32)  # padded rows of the y-pass results
+    rb = np.zeros(nx + 2 * r, np.float32)
+    for y in range(ny):
+        for x in range(nx):
+            rg[r + x] = 0.0
+            rb[r + x] = 0.0
+        for t in range(m):  # along y
+            yy = y + t - r
+            if 0 <= yy < ny:
+                gt = g[t]
+                for x in range(nx):
+                    v = img[yy, x]
+                    rg[r + x] += gt * v
+                    rb[r + x] += v
+        for x in range(nx):
+            out[y, x] = 0.0
+        for t in range(m):  # along x
+            gt = g[t]
+            for x in range(nx):
+                out[y, x] += gt * rg[x + t] - inv * inv * rb[x + t]
+
+
+def gauss_minus_box(img: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """float32 (Gaussian ⊗ Gaussian − box ⊗ box) response of ``img`` (zero padding)."""
+    a = np.ascontiguousarray(img, dtype=np.float32)
+    out = np.empty_like(a)
+    _gauss_minus_box(a, np.ascontiguousarray(g, dtype=np.float32), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _crops(img, centers, radius, crops, valid):  # pragma: no cover - compiled
+    ny, nx = img.shape
+    k = 2 * radius + 1
+    for i in range(centers.shape[0]):
+        cy = centers[i, 0] - radius
+        cx = centers[i, 1] - radius
+        for u in range(k):
+            yy = cy + u
+            vy = 0 <= yy < ny
+            yc = min(max(yy, 0), ny - 1)
+            for v in range(k):
+                xx = cx + v
+                xc = min(max(xx, 0), nx - 1)
+                crops[i, u, v] = img[yc, xc]
+                valid[i, u, v] = vy and (0 <= xx < nx)
+
+
+def extract_crops(img: np.ndarray, centers: np.ndarray, radius: int):
+    """(n, k, k) float64 crops (edge-replicated) and their in-frame mask; see localize."""
+    n = len(centers)
+    k = 2 * radius + 1
+    crops = np.empty((n, k, k))
+    valid = np.empty((n, k, k), np.bool_)
+    if n:
+        _crops(np.ascontiguousarray(img), np.ascontiguousarray(centers, dtype=np.int64),
+               int(radius), crops, valid)
+    return crops, valid
+
+
+@njit(cache=True, nogil=True)
+def _median_sorted(buf, m):  # pragma: no cover - compiled
+    b = np.sort(buf[:m])
+    h = m // 2
+    return b[h] if m % 2 else 0.5 * (b[h - 1] + b[h])
+
+
+@njit(cache=True, nogil=True)
+def _border_median(crops, valid, out):  # pragma: no cover - compiled
+    n, k, _ = crops.shape
+    buf = np.empty(k * k)
+    for i in range(n):
+        m = 0
+        for u in range(k):
+            step = 1 if (u == 0 or u == k - 1) else k - 1
+            for v in range(0, k, step):
+                if valid[i, u, v]:
+                    buf[m] = crops[i, u, v]
+                    m += 1
+        if m == 0:  # no border pixel inside the frame: median of the valid pixels
+            for u in range(k):
+                for v in range(k):
+                    if valid[i, u, v]:
+                        buf[m] = crops[i, u, v]
+                        m += 1
+        out[i] = _median_sorted(buf, m) if m else np.nan
+
+
+def border_median(crops: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Median of each crop's in-frame border pixels (of its in-frame pixels if none)."""
+    out = np.empty(len(crops))
+    if len(crops):
+        _border_median(np.ascontiguousarray(crops, dtype=np.float64),
+                       np.ascontiguousarray(valid, dtype=np.bool_), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _neighbour_gauss(cand, pos, amp, idx, ok, radius, sigma, extra):  # pragma: no cover
+    n, kq = idx.shape
+    k = 2 * radius + 1
+    inv = 1.0 / (_SQ2 * sigma)
+    ey = np.empty(k)
+    ex = np.empty(k)
+    for i in range(n):
+        for j in range(kq):
+            if not ok[i, j]:
+                continue
+            q = idx[i, j]
+            by = cand[i, 0] - radius - 0.5 - pos[q, 0]  # lower edge of the first pixel
+            bx = cand[i, 1] - radius - 0.5 - pos[q, 1]
+            ly = math.erf(by * inv)
+            lx = math.erf(bx * inv)
+            for u in range(k):
+                hy = math.erf((by + u + 1.0) * inv)
+                hx = math.erf((bx + u + 1.0) * inv)
+                ey[u] = 0.5 * (hy - ly)
+                ex[u] = 0.5 * (hx - lx)
+                ly = hy
+                lx = hx
+            a = amp[q]
+            for u in range(k):
+                ay = a * ey[u]
+                for v in range(k):
+                    extra[i, u, v] += ay * ex[v]
+
+
+def neighbour_gauss(cand, pos, amp, idx, ok, radius, sigma):
+    """(n, k, k): Σ over listed neighbours of their fitted Gaussians on each crop's grid."""
+    n = len(pos)
+    k = 2 * radius + 1
+    extra = np.zeros((n, k, k))
+    if n:
+        _neighbour_gauss(np.ascontiguousarray(cand, dtype=np.float64),
+                         np.ascontiguousarray(pos, dtype=np.float64),
+                         np.ascontiguousarray(amp, dtype=np.float64),
+                         np.ascontiguousarray(idx, dtype=np.int64),
+                         np.ascontiguousarray(ok, dtype=np.bool_), int(radius), float(sigma),
+                         extra)
+    return extra
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _xcorr(crops, valid, tshift, amap, bmap, grid, upsample, out):  # pragma: no cover
+    """Per crop: border-median background, correlation at the integer shifts, polarity, and
+    the upsampled correlation ``Σ_r A_r d B_rᵀ`` around the integer peak (low-rank template).
+    """
+    n, k, _ = crops.shape
+    nr = amap.shape[0]
+    g = len(grid)
+    kk = k * k
+    bg = np.empty(1)
+    d = np.empty(kk)
+    xb = np.empty((k, g))
+    cu = np.empty((g, g))
+    sub = np.empty(9)
+    for i in range(n):
+        _border_median(crops[i : i + 1], valid[i : i + 1], bg)
+        b = bg[0]
+        for u in range(k):
+            for v in range(k):
+                d[u * k + v] = crops[i, u, v] - b if valid[i, u, v] else 0.0
+        for j in range(9):  # tshift is (9, k²)
+            acc = 0.0
+            for q in range(kk):
+                acc += d[q] * tshift[j, q]
+            sub[j] = acc
+        hi = sub[0]
+        lo = sub[0]
+        for j in range(9):
+            hi = max(hi, sub[j])
+            lo = min(lo, sub[j])
+        pol = 1.0 if hi >= -lo else -1.0
+        jb = 0
+        for j in range(9):
+            if pol * sub[j] > pol * sub[jb]:
+                jb = j
+        jy = jb // 3
+        jx = jb % 3
+        cu[:, :] = 0.0
+        for r in range(nr):
+            xb[:, :] = 0.0
+            for u in range(k):  # xb = d B_rᵀ (bmap is stored as (R, 3, k, g))
+                for v in range(k):
+                    w = d[u * k + v]
+                    for c in range(g):
+                        xb[u, c] += w * bmap[r, jx, v, c]
+            for a in range(g):  # cu += A_r xb
+                for u in range(k):
+                    w = amap[r, jy, a, u]
+                    for c in range(g):
+                        cu[a, c] += w * xb[u, c]
+        # peak of pol·cu (first in raster order), then a 3-point parabola per axis
+        best = -np.inf
+        iy = 0
+        ix = 0
+        for a in range(g):
+            for c in range(g):
+                val = pol * cu[a, c]
+                if val > best:
+                    best = val
+                    iy = a
+                    ix = c
+        iy = min(max(iy, 1), g - 2)
+        ix = min(max(ix, 1), g - 2)
+        c0 = pol * cu[iy, ix]
+        dy = _parab(pol * cu[iy - 1, ix], c0, pol * cu[iy + 1, ix])
+        dx = _parab(pol * cu[iy, ix - 1], c0, pol * cu[iy, ix + 1])
+        out[i, 0] = (jy == 1) - (jy == 2) + grid[iy] + dy / upsample  # shift 0, +1, -1
+        out[i, 1] = (jx == 1) - (jx == 2) + grid[ix] + dx / upsample
+        out[i, 2] = pol
+
+
+@njit(cache=True, nogil=True)
+def _parab(cm, c0, cp):  # pragma: no cover - compiled
+    den = cm - 2.0 * c0 + cp
+    if not den < 0:
+        return 0.0
+    return min(max(0.5 * (cm - cp) / den, -0.5), 0.5)
+
+
+def xcorr(crops, valid, tshift, amap, bmap, grid, upsample):
+    """Compiled :func:`scopeflow.track.localize.refine_xcorr` core; returns (n, 3) oy, ox, pol."""
+    n = len(crops)
+    out = np.empty((n, 3))
+    if n:
+        _xcorr(np.ascontiguousarray(crops, dtype=np.float64),
+               np.ascontiguousarray(valid, dtype=np.bool_), np.ascontiguousarray(tshift.T),
+               amap, np.ascontiguousarray(np.swapaxes(bmap, 2, 3)),
+               np.ascontiguousarray(grid, dtype=np.float64), float(upsample), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _erf_ws(c, s, r, e, de, ds):  # pragma: no cover - compiled
+    """:func:`_erf_w` plus the derivative in σ (edges shared between pixels)."""
+    k = 2 * r + 1
+    inv = 1.0 / (_SQ2 * s)
+    kk = 1.0 / (_SQ2PI * s)
+    h = 1.0 / (2 * s * s)
+    b = -r - 0.5 - c
+    eb = math.erf(b * inv)
+    gb = math.exp(-(b * b) * h)
+    for i in range(k):
+        a = b + 1.0
+        ea = math.erf(a * inv)
+        ga = math.exp(-(a * a) * h)
+        e[i] = 0.5 * (ea - eb)
+        de[i] = -kk * (ga - gb)
+        ds[i] = -kk / s * (a * ga - b * gb)
+        b = a
+        eb = ea
+        gb = ga
+
+
+@njit(cache=True, nogil=True, fastmath=True, error_model="numpy")
+def _normal_eq5(d, wm, th, r, rn2, ey, dey, dsy, ex, dex, dsx, info, grad):  # pragma: no cover
+    """Information (5×5) and score of one crop at th = (y, x, N, b, σ); returns chi2 sum.
+
+    Every Jacobian column is Σ_m α_m(u)·c_m(v) over the column factors
+    c = (ex, dex, dsx, 1), so per row only the weighted sums S_mm' = Σ_v w c_m c_m' and
+    R_m = Σ_v w (d − μ) c_m are accumulated.
+    """
+    k = 2 * r + 1
+    _erf_ws(th[0], th[4], r, ey, dey, dsy)
+    _erf_ws(th[1], th[4], r, ex, dex, dsx)
+    amp = th[2]
+    bg = th[3]
+    for p in range(5):
+        grad[p] = 0.0
+        for q in range(5):
+            info[p, q] = 0.0
+    al = np.zeros((5, 4))
+    sm = np.empty((4, 4))
+    chi = 0.0
+    for u in range(k):
+        s00 = s01 = s02 = s03 = s11 = s12 = s13 = s22 = s23 = s33 = 0.0
+        r0 = r1 = r2 = r3 = 0.0
+        aeyu = amp * ey[u]
+        for v in range(k):
+            c0 = ex[v]
+            c1 = dex[v]
+            c2 = dsx[v]
+            mu = bg + aeyu * c0
+            w = wm[u, v] / (max(mu, 1e-3) + rn2)
+            res = d[u, v] - mu
+            w0 = w * c0
+            w1 = w * c1
+            w2 = w * c2
+            wr = w * res
+            s00 += w0 * c0
+            s01 += w0 * c1
+            s02 += w0 * c2
+            s03 += w0
+            s11 += w1 * c1
+            s12 += w1 * c2
+            s13 += w1
+            s22 += w2 * c2
+            s23 += w2
+            s33 += w
+            r0 += wr * c0
+            r1 += wr * c1
+            r2 += wr * c2
+            r3 += wr
+            chi += wr * res
+        sm[0, 0] = s00
+        sm[0, 1] = sm[1, 0] = s01
+        sm[0, 2] = sm[2, 0] = s02
+        sm[0, 3] = sm[3, 0] = s03
+        sm[1, 1] = s11
+        sm[1, 2] = sm[2, 1] = s12
+        sm[1, 3] = sm[3, 1] = s13
+        sm[2, 2] = s22
+        sm[2, 3] = sm[3, 2] = s23
+        sm[3, 3] = s33
+        # columns: y = N dey·ex, x = N ey·dex, N = ey·ex, b = 1, σ = N dsy·ex + N ey·dsx
+        al[0, 0] = amp * dey[u]
+        al[1, 1] = aeyu
+        al[2, 0] = ey[u]
+        al[3, 3] = 1.0
+        al[4, 0] = amp * dsy[u]
+        al[4, 2] = aeyu
+        for p in range(5):
+            grad[p] += al[p, 0] * r0 + al[p, 1] * r1 + al[p, 2] * r2 + al[p, 3] * r3
+            for m in range(4):
+                if al[p, m] == 0.0:
+                    continue
+                t = 0.0
+                for q in range(p, 5):
+                    t = al[q, 0] * sm[m, 0] + al[q, 1] * sm[m, 1] + al[q, 2] * sm[m, 2] \
+                        + al[q, 3] * sm[m, 3]
+                    info[p, q] += al[p, m] * t
+    for p in range(5):
+        for q in range(p + 1, 5):
+            info[q, p] = info[p, q]
+    return chi
+
+
+@njit(cache=True, nogil=True)
+def _fit_gaussian_free(crops, wm, oy, ox, sig, rn2, n_iter, smin, smax, out):  # pragma: no cover
+    n, k, _ = crops.shape
+    r = k // 2
+    lim = r - 0.5
+    ey = np.empty(k)
+    dey = np.empty(k)
+    dsy = np.empty(k)
+    ex = np.empty(k)
+    dex = np.empty(k)
+    dsx = np.empty(k)
+    info = np.empty((5, 5))
+    grad = np.empty(5)
+    step = np.empty(5)
+    th = np.empty(5)
+    a = np.empty((5, 5))
+    for i in range(n):
+        d = crops[i]
+        w_i = wm[i]
+        _erf_w(oy[i], sig[i], r, ey, dey)
+        _erf_w(ox[i], sig[i], r, ex, dex)
+        a11 = a12 = a22 = b1 = b2 = 0.0
+        npix = 0.0
+        for u in range(k):
+            for v in range(k):
+                wv = w_i[u, v] / (max(d[u, v], 1.0) + rn2)
+                g = ey[u] * ex[v]
+                a11 += wv * g * g
+                a12 += wv * g
+                a22 += wv
+                b1 += wv * g * d[u, v]
+                b2 += wv * d[u, v]
+                npix += w_i[u, v]
+        det = a11 * a22 - a12 * a12
+        if not abs(det) > 1e-12:
+            det = 1e-12
+        th[0] = oy[i]
+        th[1] = ox[i]
+        th[2] = (a22 * b1 - a12 * b2) / det
+        th[3] = max((a11 * b2 - a12 * b1) / det, 1e-2)
+        th[4] = sig[i]
+        for _ in range(n_iter):
+            _normal_eq5(d, w_i, th, r, rn2, ey, dey, dsy, ex, dex, dsx, info, grad)
+            for p in range(5):
+                for q in range(5):
+                    a[p, q] = info[p, q]
+                a[p, p] += info[p, p] * 1e-6 + 1e-12
+            _solve_sym(a, grad, step)
+            for p in range(2):
+                step[p] = min(max(step[p], -0.75), 0.75)
+            for p in range(5):
+                th[p] += step[p]
+            for p in range(2):
+                th[p] = min(max(th[p], -lim), lim)
+            th[4] = min(max(th[4], smin), smax)
+        chi = _normal_eq5(d, w_i, th, r, rn2, ey, dey, dsy, ex, dex, dsx, info, grad)
+        big = 0.0
+        for p in range(5):
+            for q in range(5):
+                big = max(big, abs(info[p, q]))
+        for p in range(5):
+            for q in range(5):
+                a[p, q] = info[p, q]
+            a[p, p] += 1e-12 * big + 1e-300
+        for p in range(3):
+            for q in range(5):
+                grad[q] = 1.0 if q == p else 0.0
+            _solve_sym(a, grad, step)
+            out[i, 5 + p] = step[p]
+        for p in range(5):
+            out[i, p] = th[p]
+        out[i, 8] = chi / max(npix - 5.0, 1.0)
+
+
+def fit_gaussian_free(crops, weights, oy, ox, sigma, read_noise, n_iter, smin, smax):
+    """Compiled free-σ Gaussian MLE (no ``extra``); returns (n, 9): dy, dx, N, b, σ, var_y,
+    var_x, var_N, χ²_red — the numbers of the numpy code in ``localize.fit_gaussian``."""
+    n = crops.shape[0]
+    out = np.empty((n, 9))
+    if n:
+        _fit_gaussian_free(np.ascontiguousarray(crops, dtype=np.float64),
+                           np.ascontiguousarray(weights, dtype=np.float64),
+                           np.ascontiguousarray(oy, dtype=np.float64),
+                           np.ascontiguousarray(ox, dtype=np.float64),
+                           np.ascontiguousarray(sigma, dtype=np.float64),
+                           float(read_noise) ** 2, int(n_iter), float(smin), float(smax), out)
+    return out
