@@ -275,7 +275,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     print("# scopeflow bead tracking accuracy vs trackpy", flush=True)
-    run = (lambda name: a.only in (None, name))
+    def run(name: str) -> bool:
+        return a.only in (None, name)
+
     if run("spots"):
         spots_section(100 if a.quick else 500)
     if run("detection"):

@@ -350,3 +350,48 @@ def test_shipped_classifier_wired_into_measure(tmp_path):
     p = cells["p_good"].to_numpy()
     assert len(p) == len(cells) > 0 and np.all((p >= 0) & (p <= 1))
     assert "qc_reason" in flag_cells(cells, {"classifier": True}).columns
+
+
+def test_compiled_features_equal_skimage_reference():
+    """contacts / convexity / group sums equal the skimage-scipy reference implementations."""
+    from scipy import ndimage as ndi
+
+    from test_measure import _tricky_labels
+
+    lab = _tricky_labels(3).astype(np.int64)
+    lab[lab == 9] = -1  # negative ids are background
+    index = np.array([500, 3, 999, 0, 501, 502, 503, 504, 505, 6])
+    for gap in (1, 2, 3):
+        n_ref, f_ref = cell_features._contacts_reference(lab, index, gap)
+        n, f = cell_features.contacts(lab, index, gap)
+        assert np.array_equal(n, n_ref) and np.array_equal(f, f_ref)
+    s_ref, d_ref = cell_features._convexity_reference(lab, index)
+    s, d = cell_features.convexity(lab, index)
+    assert np.array_equal(np.isnan(s), np.isnan(s_ref)) and np.array_equal(np.isnan(d), np.isnan(d_ref))
+    assert np.allclose(s, s_ref, equal_nan=True) and np.array_equal(d[~np.isnan(d)], d_ref[~np.isnan(d_ref)])
+    g = cell_features.group_labels(lab)
+    vals = np.random.default_rng(0).normal(size=lab.shape).astype(np.float32)
+    present = index[np.isin(index, np.unique(lab[lab > 0]))]
+    assert np.array_equal(cell_features.label_mean(vals, g, present),
+                          ndi.mean(vals, np.where(lab > 0, lab, 0), present))
+    assert np.array_equal(cell_features.label_sum(vals, g, present),
+                          ndi.sum_labels(vals, np.where(lab > 0, lab, 0), present))
+
+
+def test_cell_shapes_perimeter_and_moments_match_regionprops():
+    from skimage.measure import regionprops
+
+    from test_measure import _tricky_labels
+
+    lab = _tricky_labels(4)
+    g = cell_features.group_labels(lab)
+    shapes = cell_features.cell_shapes(g)
+    regions = regionprops(lab)
+    assert [r.label for r in regions] == list(g.present)
+    assert np.allclose(shapes["perimeter"], [r.perimeter for r in regions], rtol=1e-12)
+    assert np.array_equal(shapes["bbox"], [r.bbox for r in regions])
+    assert np.array_equal(shapes["hull_area"], [r.area_convex for r in regions])
+    m = shapes["moments"]
+    assert np.array_equal(m[:, 0], [r.area for r in regions])
+    assert np.allclose(m[:, [1, 2, 3, 4, 5]], [[r.moments[1, 0], r.moments[0, 1], r.moments[2, 0],
+                                                r.moments[0, 2], r.moments[1, 1]] for r in regions])

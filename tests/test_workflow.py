@@ -147,6 +147,30 @@ def test_segmentation_parameter_change_reruns_segment_not_dpc(demo_run):
     assert "ingest" not in rules and "dpc" not in rules
 
 
+def test_backend_switch_reruns_segment_with_the_same_cells(demo_run, tmp_path):
+    """segment.backend: torch instead of the default onnx: segment reruns, same cells."""
+    import json
+
+    import yaml
+
+    work = tmp_path / "copy"
+    shutil.copytree(demo_run, work)  # with .snakemake: parameter changes are detected
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    assert cfg["segment"]["backend"] == "onnx"
+    cfg["segment"]["backend"] = "torch"
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/demo_smear_1/cells.parquet"
+    jobs = scheduled_jobs(work, target)
+    assert "segment" in {r for r, _ in jobs} and "dpc" not in {r for r, _ in jobs}
+    snakemake(work, "--cores", "2", target)
+    record = json.loads((work / "results/demo_smear_1/shards/0/segmentation.json").read_text())
+    assert record["params"]["backend"] == "torch"
+    before = pd.read_parquet(demo_run / target)
+    after = pd.read_parquet(work / target)
+    assert len(after) == len(before) > 100
+    np.testing.assert_array_equal(after["area_px"].to_numpy(), before["area_px"].to_numpy())
+
+
 def test_fovs_are_sharded_into_jobs(demo_run):
     import yaml
 

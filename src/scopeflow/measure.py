@@ -126,6 +126,74 @@ def _laplacian_var_per_label(img: np.ndarray, labels: np.ndarray, index: np.ndar
     return np.asarray(mean2) - np.asarray(mean) ** 2
 
 
+_PROPS = (
+    "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
+    "eccentricity", "intensity_mean", "intensity_std", "bbox",
+    "axis_major_length", "axis_minor_length",
+)
+
+
+def _region_props(groups: cell_features.LabelGroups, shapes: dict, dpc: np.ndarray) -> dict:
+    """The ``regionprops_table(labels, dpc, properties=_PROPS)`` columns from the compiled
+    per-cell kernel (:func:`scopeflow.qc.cell_features.cell_shapes`), with skimage's
+    formulas: centroid = mean pixel coordinate, inertia tensor from the central moments
+    normalised by the area, eccentricity = sqrt(1 - l2 / l1), axis lengths 4 sqrt(l),
+    equivalent diameter sqrt(4 area / pi); intensity mean and std are numpy's float32
+    ``mean`` / ``std`` of each cell's pixels in raster order, as regionprops computes them."""
+    present = groups.present
+    bbox = shapes["bbox"]
+    mom = shapes["moments"]
+    count = mom[:, 0]
+    m00 = count.astype(np.float64)
+    # regionprops: mean of the pixels' (float) coordinates; the sums are exact integers
+    cy = (mom[:, 1] + count * bbox[:, 0]).astype(np.float64) / m00
+    cx = (mom[:, 2] + count * bbox[:, 1]).astype(np.float64) / m00
+    m10, m01 = mom[:, 1].astype(np.float64), mom[:, 2].astype(np.float64)
+    mu20 = mom[:, 3].astype(np.float64) - m10 * m10 / m00
+    mu02 = mom[:, 4].astype(np.float64) - m01 * m01 / m00
+    mu11 = mom[:, 5].astype(np.float64) - m10 * m01 / m00
+    tensor = np.empty((present.size, 2, 2), np.float64)
+    tr = mu20 + mu02
+    tensor[:, 0, 0] = (tr - mu20) / m00
+    tensor[:, 1, 1] = (tr - mu02) / m00
+    tensor[:, 0, 1] = tensor[:, 1, 0] = -mu11 / m00
+    ev = np.clip(np.linalg.eigvalsh(tensor), 0, None) if present.size else np.zeros((0, 2))
+    l1, l2 = ev[:, 1], ev[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ecc = np.where(l1 == 0, 0.0, np.sqrt(1 - l2 / np.where(l1 == 0, 1.0, l1)))
+    vals = np.ascontiguousarray(dpc).ravel()[groups.order]
+    starts = groups.starts
+    imean = np.empty(present.size, np.float64)
+    istd = np.empty(present.size, np.float64)
+    add, multiply, sqrt = np.add.reduce, np.multiply, np.sqrt
+    for k, lv in enumerate(present.tolist()):
+        # np.mean / np.std (numpy's float32 pairwise sums) without their Python overhead
+        v = vals[starts[lv]:starts[lv + 1]]
+        nv = v.shape[0]
+        m = add(v, 0) / nv
+        x = v - m
+        multiply(x, x, out=x)
+        imean[k] = m
+        istd[k] = sqrt(add(x, 0) / nv)
+    return {
+        "label": present,
+        "centroid-0": cy,
+        "centroid-1": cx,
+        "area": m00,
+        "perimeter": shapes["perimeter"],
+        "equivalent_diameter_area": (4 * m00 / np.pi) ** 0.5,
+        "eccentricity": ecc,
+        "intensity_mean": imean,
+        "intensity_std": istd,
+        "bbox-0": bbox[:, 0],
+        "bbox-1": bbox[:, 1],
+        "bbox-2": bbox[:, 2],
+        "bbox-3": bbox[:, 3],
+        "axis_major_length": 4 * np.sqrt(l1),
+        "axis_minor_length": 4 * np.sqrt(l2),
+    }
+
+
 def measure_cells(
     labels: np.ndarray,
     dpc: np.ndarray,
@@ -154,38 +222,67 @@ def measure_cells(
     -------
     pandas.DataFrame
         One row per cell with the columns of :data:`CELL_COLUMNS`, sorted by ``cell_id``.
+
+    Notes
+    -----
+    The geometry comes from one compiled pass over each cell's pixels
+    (:func:`scopeflow.qc.cell_features.cell_shapes`) and the per-cell sums from
+    ``np.bincount`` over the label image grouped once; the values are those of skimage's
+    ``regionprops`` and scipy's ``ndimage.mean`` (without numba, or with
+    ``SCOPEFLOW_NO_NUMBA=1``, those are called instead: :func:`_measure_cells_reference`).
     """
+    if not cell_features.HAVE_NUMBA:  # pragma: no cover
+        return _measure_cells_reference(labels, dpc, phase, pixel_size_um, sample=sample, fov=fov)
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
-    props = regionprops_table(
-        labels,
-        intensity_image=dpc,
-        properties=(
-            "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
-            "eccentricity", "intensity_mean", "intensity_std", "bbox",
-            "axis_major_length", "axis_minor_length",
-        ),
-    )
+    groups = cell_features.group_labels(labels)
+    shapes = cell_features.cell_shapes(groups)
+    props = _region_props(groups, shapes, dpc)
+    index = np.asarray(props["label"])
+
+    def mean(values):
+        return cell_features.label_mean(values, groups, index)
+
+    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
+    solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
+    saturated = np.nan_to_num(mean(((dpc <= 0.0) | (dpc >= 1.0)).astype(np.float64)))
+    n = len(index)
+    if n:
+        contrast = mean(np.abs(dpc - 0.5))
+        lap = ndi.laplace(dpc)
+        focus = mean(lap * lap) - mean(lap) ** 2
+        if phase is not None:
+            ph = np.asarray(phase, dtype=np.float32)
+            mean_phase = mean(ph)
+            ps = float(pixel_size_um)
+            phase_int = cell_features.label_sum(ph, groups, index) * ps * ps
+        else:
+            mean_phase = phase_int = np.full(n, np.nan)
+    else:
+        contrast = focus = mean_phase = phase_int = np.zeros(0)
+    return _cell_table(props, labels.shape, pixel_size_um, sample, fov, n_nb, contact, solidity,
+                       depth, saturated, contrast, focus, mean_phase, phase_int)
+
+
+def _measure_cells_reference(
+    labels: np.ndarray,
+    dpc: np.ndarray,
+    phase: np.ndarray | None,
+    pixel_size_um: float,
+    *,
+    sample: str = "",
+    fov: str = "",
+) -> pd.DataFrame:
+    """:func:`measure_cells` with skimage's ``regionprops`` and scipy's ``ndimage`` (slow;
+    the fallback without numba, and the tests' reference)."""
+    labels = np.asarray(labels)
+    dpc = np.asarray(dpc, dtype=np.float32)
+    props = regionprops_table(labels, intensity_image=dpc, properties=_PROPS)
     n = len(props["label"])
     index = np.asarray(props["label"])
     ps = float(pixel_size_um)
-    area = np.asarray(props["area"], dtype=np.float64)
-    perim = np.asarray(props["perimeter"], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        circ = np.where(perim > 0, 4 * np.pi * area / np.maximum(perim, 1e-12) ** 2, np.nan)
-    h, w = labels.shape
-    touches = (
-        (np.asarray(props["bbox-0"]) == 0)
-        | (np.asarray(props["bbox-1"]) == 0)
-        | (np.asarray(props["bbox-2"]) == h)
-        | (np.asarray(props["bbox-3"]) == w)
-    )
-    major = np.asarray(props["axis_major_length"], dtype=np.float64)
-    minor = np.asarray(props["axis_minor_length"], dtype=np.float64)
-    axis_ratio = np.divide(minor, major, out=np.ones(n), where=major > 0)
-    eq_diam = np.asarray(props["equivalent_diameter_area"], dtype=np.float64)
-    n_nb, contact = cell_features.contacts(labels, index, gap_px=2)
-    solidity, depth = cell_features.convexity(labels, index)  # one convex hull per cell
+    n_nb, contact = cell_features._contacts_reference(labels, index, gap_px=2)
+    solidity, depth = cell_features._convexity_reference(labels, index)  # one convex hull per cell
     saturated = cell_features.saturated_fraction(dpc, labels, index)
     if n:
         contrast = np.asarray(ndi.mean(np.abs(dpc - 0.5), labels, index))
@@ -198,6 +295,30 @@ def measure_cells(
             mean_phase = phase_int = np.full(n, np.nan)
     else:
         contrast = focus = mean_phase = phase_int = np.zeros(0)
+    return _cell_table(props, labels.shape, pixel_size_um, sample, fov, n_nb, contact, solidity,
+                       depth, saturated, contrast, focus, mean_phase, phase_int)
+
+
+def _cell_table(props, shape, pixel_size_um, sample, fov, n_nb, contact, solidity, depth,
+                saturated, contrast, focus, mean_phase, phase_int) -> pd.DataFrame:
+    index = np.asarray(props["label"])
+    n = len(index)
+    ps = float(pixel_size_um)
+    area = np.asarray(props["area"], dtype=np.float64)
+    perim = np.asarray(props["perimeter"], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        circ = np.where(perim > 0, 4 * np.pi * area / np.maximum(perim, 1e-12) ** 2, np.nan)
+    h, w = shape
+    touches = (
+        (np.asarray(props["bbox-0"]) == 0)
+        | (np.asarray(props["bbox-1"]) == 0)
+        | (np.asarray(props["bbox-2"]) == h)
+        | (np.asarray(props["bbox-3"]) == w)
+    )
+    major = np.asarray(props["axis_major_length"], dtype=np.float64)
+    minor = np.asarray(props["axis_minor_length"], dtype=np.float64)
+    axis_ratio = np.divide(minor, major, out=np.ones(n), where=major > 0)
+    eq_diam = np.asarray(props["equivalent_diameter_area"], dtype=np.float64)
     focus = np.asarray(focus, dtype=np.float64)
     interior_focus = focus[~touches] if n else focus
     fov_focus_median = float(np.median(interior_focus)) if interior_focus.size else np.nan

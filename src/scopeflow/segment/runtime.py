@@ -64,7 +64,7 @@ def onnx_path(weights: str | Path, precision: str = "fp32") -> Path:
 
 
 class TorchRunner:
-    """Eager torch inference of :class:`InferenceM2UNet`.
+    """Eager torch inference of :class:`InferenceM2UNet`, channels-last.
 
     Parameters
     ----------
@@ -89,9 +89,9 @@ class TorchRunner:
         self.device = device
         self.precision = precision
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        self.memory_format = fmt
-        self.net = InferenceM2UNet(net).to(device=device, dtype=self.dtype, memory_format=fmt).eval()
+        self.memory_format = torch.channels_last  # 1.9x faster than NCHW on CPU (model card)
+        self.net = InferenceM2UNet(net).to(device=device, dtype=self.dtype, memory_format=self.memory_format)
+        self.net.eval()
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, C, H, W), float32, for a padded float32 batch (N, 1, H, W)."""
