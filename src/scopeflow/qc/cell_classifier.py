@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scopeflow.provenance import file_sha256
-from scopeflow.segment.unet import WeightsError, card_sha256
+from scopeflow.segment.unet import WeightsError, verify_sha256
 
 __all__ = [
     "CROP_PX",
@@ -38,6 +37,7 @@ __all__ = [
     "cell_centroids",
     "cell_crops",
     "load_checked",
+    "load_model",
     "load_quality_model",
     "predict_crops",
     "predict_good",
@@ -207,20 +207,7 @@ def load_checked(path: str | Path) -> dict:
         Missing file or card, no sha256 line, digest mismatch, unreadable or malformed file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    card = path.with_suffix(".md")
-    if not card.is_file():
-        raise WeightsError(
-            f"no model card {card} for weights {path} (needs a 'sha256: <hex>' line)"
-        )
-    expected = card_sha256(card)
-    if expected is None:
-        raise WeightsError(f"model card {card} has no 'sha256: <hex>' line for weights {path}")
-    got = file_sha256(path)
-    if got != expected:
-        raise WeightsError(f"sha256 mismatch for weights file {path}: got {got}, model card "
-                           f"{card.name} says {expected} (corrupted or replaced file)")
+    verify_sha256(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
@@ -230,23 +217,41 @@ def load_checked(path: str | Path) -> dict:
     return {"state_dict": obj["state_dict"], "meta": dict(obj["meta"])}
 
 
-@lru_cache(maxsize=4)
-def _cached_model(path: str, mtime_ns: int, size: int) -> tuple[QualityNet, dict]:
-    del mtime_ns, size  # part of the cache key only: a replaced file is reloaded
+def load_model(path: str | Path, kind: str, make_net) -> tuple[nn.Module, dict]:
+    """Load a checked small-model weights file into the network ``make_net(meta)`` builds.
+
+    Parameters
+    ----------
+    path : str or Path
+        Weights file (see :func:`load_checked`).
+    kind : str
+        Required ``meta["kind"]`` (``"rbc_quality"``, ``"defocus"``).
+    make_net : callable
+        ``make_net(meta) -> nn.Module`` with the architecture the metadata describe.
+
+    Returns
+    -------
+    (nn.Module, dict)
+        The network in eval mode and its metadata.
+    """
     loaded = load_checked(path)
     meta = loaded["meta"]
-    if meta.get("kind") != "rbc_quality":
-        raise WeightsError(
-            f"weights file {path} is not an rbc_quality model (meta kind {meta.get('kind')!r})"
-        )
-    net = QualityNet(int(meta["in_channels"]), tuple(int(w) for w in meta["widths"]))
+    if meta.get("kind") != kind:
+        raise WeightsError(f"weights file {path} is not a {kind} model (meta kind {meta.get('kind')!r})")
+    net = make_net(meta)
     try:
         net.load_state_dict(loaded["state_dict"])
     except RuntimeError as exc:
-        msg = f"weights file {path} does not fit QualityNet: {exc}".splitlines()[0]
+        msg = f"weights file {path} does not fit {type(net).__name__}: {exc}".splitlines()[0]
         raise WeightsError(msg) from exc
-    net.eval()
-    return net, meta
+    return net.eval(), meta
+
+
+@lru_cache(maxsize=4)
+def _cached_model(path: str, mtime_ns: int, size: int) -> tuple[QualityNet, dict]:
+    del mtime_ns, size  # part of the cache key only: a replaced file is reloaded
+    return load_model(path, "rbc_quality", lambda meta: QualityNet(
+        int(meta["in_channels"]), tuple(int(w) for w in meta["widths"])))
 
 
 def load_quality_model(weights: str | Path | None = None) -> tuple[QualityNet, dict]:

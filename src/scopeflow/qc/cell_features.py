@@ -16,7 +16,6 @@ skimage ``regionprops`` geometry (bbox, area, centroid, perimeter, second moment
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -24,20 +23,7 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
-try:  # pragma: no cover - exercised when numba is installed
-    if os.environ.get("SCOPEFLOW_NO_NUMBA"):
-        raise ImportError("disabled by SCOPEFLOW_NO_NUMBA")
-    from numba import njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    HAVE_NUMBA = False
-
-    def njit(*args, **kwargs):  # noqa: D103 - placeholder decorator
-        def wrap(f):
-            return f
-
-        return wrap(args[0]) if args and callable(args[0]) else wrap
+from scopeflow._numba import HAVE_NUMBA, njit
 
 
 __all__ = ["contacts", "convexity", "saturated_fraction", "group_labels", "cell_shapes"]

@@ -34,7 +34,7 @@ import torch
 from scipy import ndimage as ndi
 from torch import nn
 
-from scopeflow.qc.cell_classifier import load_checked
+from scopeflow.qc.cell_classifier import load_model
 from scopeflow.segment.unet import WeightsError
 
 __all__ = [
@@ -150,21 +150,8 @@ def image_patches(
 
 @lru_cache(maxsize=4)
 def _cached_model(path: str, mtime_ns: int, size: int) -> tuple[DefocusNet, dict]:
-    del mtime_ns, size
-    loaded = load_checked(path)
-    meta = loaded["meta"]
-    if meta.get("kind") != "defocus":
-        raise WeightsError(
-            f"weights file {path} is not a defocus model (meta kind {meta.get('kind')!r})"
-        )
-    net = DefocusNet(tuple(int(w) for w in meta["widths"]))
-    try:
-        net.load_state_dict(loaded["state_dict"])
-    except RuntimeError as exc:
-        msg = f"weights file {path} does not fit DefocusNet: {exc}".splitlines()[0]
-        raise WeightsError(msg) from exc
-    net.eval()
-    return net, meta
+    del mtime_ns, size  # part of the cache key only: a replaced file is reloaded
+    return load_model(path, "defocus", lambda meta: DefocusNet(tuple(int(w) for w in meta["widths"])))
 
 
 def load_defocus_model(weights: str | Path | None = None) -> tuple[DefocusNet, dict]:

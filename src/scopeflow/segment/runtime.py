@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from scopeflow.errors import ScopeflowError
-from scopeflow.provenance import file_sha256
 from scopeflow.segment.m2unet import STRIDE, InferenceM2UNet, M2UNet
 
 __all__ = [
@@ -130,7 +129,7 @@ class OnnxRunner:
         threads: int | None = None,
         device: torch.device | None = None,
     ) -> None:
-        from scopeflow.segment.unet import WeightsError, card_sha256
+        from scopeflow.segment.unet import WeightsError, verify_sha256
 
         ort = _import_onnxruntime()
         path = Path(path)
@@ -139,15 +138,7 @@ class OnnxRunner:
                 f"ONNX model {path} not found; make it with `scopeflow export-onnx` or use "
                 "segment.backend: torch"
             )
-        expected = card_sha256(card, path.name)
-        if expected is None:
-            raise WeightsError(f"model card {card} has no '{path.name} sha256: <hex>' line")
-        got = file_sha256(path)
-        if got != expected:
-            raise WeightsError(
-                f"sha256 mismatch for ONNX model {path}: got {got}, model card {Path(card).name} "
-                f"says {expected} (corrupted or replaced file)"
-            )
+        verify_sha256(path, card, what="ONNX model")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -39,6 +39,7 @@ __all__ = [
     "decode_maps",
     "file_sha256",
     "load_weights",
+    "verify_sha256",
 ]
 
 #: The shipped model (trained on Octopi DPC RBC data, see its model card).
@@ -74,6 +75,45 @@ def card_sha256(card: str | Path, name: str | None = None) -> str | None:
     return m.group(1).lower() if m else None
 
 
+def verify_sha256(path: str | Path, card: str | Path | None = None, what: str = "weights file") -> str:
+    """Check a model file's sha256 against its model card; return the digest.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (``.pt`` weights, or a file shipped beside them such as an ONNX export).
+    card : str or Path, optional
+        The model card; default ``path.with_suffix(".md")``, whose ``sha256: <hex>`` line
+        is the weights' digest. With an explicit card, the ``<file name> sha256: <hex>``
+        line of ``path``'s name is used (see :func:`card_sha256`).
+    what : str
+        How the one-line error names the file.
+
+    Raises
+    ------
+    WeightsError
+        Missing file or card, no sha256 line, or a digest mismatch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} not found: {path}")
+    name = None if card is None else path.name
+    card = Path(card) if card is not None else path.with_suffix(".md")
+    if not card.is_file():
+        raise WeightsError(f"no model card {card} for {what} {path} (needs a 'sha256: <hex>' line)")
+    expected = card_sha256(card, name)
+    if expected is None:
+        line = f"'{name} sha256: <hex>'" if name else "'sha256: <hex>'"
+        raise WeightsError(f"model card {card} has no {line} line for {what} {path}")
+    got = file_sha256(path)
+    if got != expected:
+        raise WeightsError(
+            f"sha256 mismatch for {what} {path}: got {got}, model card {card.name} "
+            f"says {expected} (corrupted or replaced file)"
+        )
+    return got
+
+
 def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
     """Load a weights file after checking its sha256 against the model card.
 
@@ -101,21 +141,7 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     if verify:
-        card = path.with_suffix(".md")
-        if not card.is_file():
-            raise WeightsError(
-                f"no model card {card} for weights {path} (needs a 'sha256: <hex>' line; "
-                "or pass verify=False)"
-            )
-        expected = card_sha256(card)
-        if expected is None:
-            raise WeightsError(f"model card {card} has no 'sha256: <hex>' line for weights {path}")
-        got = file_sha256(path)
-        if got != expected:
-            raise WeightsError(
-                f"sha256 mismatch for weights file {path}: got {got}, model card {card.name} "
-                f"says {expected} (corrupted or replaced file)"
-            )
+        verify_sha256(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file

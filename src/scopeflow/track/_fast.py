@@ -30,24 +30,10 @@ Set ``SCOPEFLOW_NO_NUMBA=1`` to force the numpy code.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
-try:  # pragma: no cover - exercised when numba is installed
-    if os.environ.get("SCOPEFLOW_NO_NUMBA"):
-        raise ImportError("disabled by SCOPEFLOW_NO_NUMBA")
-    from numba import njit
-
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover
-    HAVE_NUMBA = False
-
-    def njit(*args, **kwargs):  # noqa: D103 - placeholder decorator
-        def wrap(f):
-            return f
-
-        return wrap(args[0]) if args and callable(args[0]) else wrap
+from scopeflow._numba import HAVE_NUMBA, njit  # noqa: F401 - HAVE_NUMBA is re-exported
 
 
 __all__ = [
