@@ -40,6 +40,16 @@ _STAGES = ((0, 2), (2, 4), (4, 7), (7, 14))
 STRIDE = 16
 
 
+def _encode(encoder: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run the encoder; return the outputs of its four stages (H/2, H/4, H/8, H/16)."""
+    skips = []
+    for start, stop in _STAGES:
+        for layer in encoder[start:stop]:
+            x = layer(x)
+        skips.append(x)
+    return skips
+
+
 class InvertedResidual(nn.Module):
     """MobileNetV2 inverted-residual block.
 
@@ -178,13 +188,7 @@ class M2UNet(nn.Module):
         if ph or pw:
             mode = "reflect" if (ph < h and pw < w) else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        skips = []
-        y = x
-        for start, stop in _STAGES:
-            for layer in self.encoder[start:stop]:
-                y = layer(y)
-            skips.append(y)
-        c1, c2, c3, c4 = skips
+        c1, c2, c3, c4 = _encode(self.encoder, x)
         y = self.dec4(c4, c3)
         y = self.dec3(y, c2)
         y = self.dec2(y, c1)
@@ -298,11 +302,9 @@ class InferenceM2UNet(nn.Module):
     ----------
     net : M2UNet
         The trained network (its weights are copied; ``net`` is not modified).
-    softmax : bool, default False
-        Append a softmax over channels (probabilities instead of logits).
     """
 
-    def __init__(self, net: M2UNet, softmax: bool = False) -> None:
+    def __init__(self, net: M2UNet) -> None:
         super().__init__()
         net = net.eval()
         self.encoder = nn.ModuleList(
@@ -314,20 +316,12 @@ class InferenceM2UNet(nn.Module):
         )
         self.head = nn.Conv2d(16, net.out_channels, 1, bias=True)
         self.head.load_state_dict(net.head.state_dict())
-        self.softmax = bool(softmax)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (or probabilities) (N, C, H, W) for an input padded to multiples of 16."""
-        skips = []
-        y = x
-        for start, stop in _STAGES:
-            for layer in self.encoder[start:stop]:
-                y = layer(y)
-            skips.append(y)
-        c1, c2, c3, c4 = skips
+        """Logits (N, C, H, W) for an input (N, in_channels, H, W) padded to multiples of 16."""
+        c1, c2, c3, c4 = _encode(self.encoder, x)
         y = c4
         for dec, skip in zip(self.decoders, (c3, c2, c1, x)):
             y = dec(y, skip)
-        y = self.head(y)
-        return torch.softmax(y, dim=1) if self.softmax else y
+        return self.head(y)
