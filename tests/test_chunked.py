@@ -67,16 +67,16 @@ def test_fake_satisfies_protocol():
 
 
 def test_halo_rounds_up_to_16():
-    assert halo_px(BlobPredictor()) == 32  # object_size only: the maps are computed once
+    assert halo_px(BlobPredictor()) == 48  # object_size + context (no decode_context): 40 -> 48
 
     class P(BlobPredictor):
         context, object_size = 0, 16
 
     class Q(BlobPredictor):
-        context, object_size = 100, 20
+        context, object_size, decode_context = 100, 20, 5
 
     assert halo_px(P()) == 16
-    assert halo_px(Q()) == 32
+    assert halo_px(Q()) == 32  # decode_context replaces context: 25 -> 32
 
 
 def test_chunk_cores_cover_image_once():
@@ -198,7 +198,7 @@ def test_segment_to_zarr_equals_segment_image(tmp_path):
     assert np.array_equal(arr[:], ref)
     rec = arr.attrs["scopeflow_segmentation"]
     assert rec["state"] == "complete" and rec["n_labels"] == int(ref.max())
-    assert rec["halo"] == 32 and rec["predictor"] == "fake"
+    assert rec["halo"] == 48 and rec["predictor"] == "fake"
     # a given array whose chunks do not line up with the cores (serialized writes)
     z = zarr.create_array(
         store=str(tmp_path / "b.zarr"), shape=img.shape, chunks=(20, 30), dtype="uint32"

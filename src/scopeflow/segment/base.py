@@ -14,7 +14,10 @@ the same cells:
    region with the same id. Every instance must contain its seed, be at most
    ``object_size`` pixels across, and be decided by maps within that distance.
 
-The machinery gives each output chunk ``context + object_size`` pixels of halo, keeps the
+The machinery computes the maps of the whole image once (``predict`` may tile internally but
+must not depend on the chunking), gives each output chunk ``object_size + decode_context``
+pixels of halo for decoding (``decode_context`` is optional: how far beyond an instance the
+maps can change its decoding; without it ``context`` is used), keeps the
 instances whose seed starts (first pixel in raster order) inside the chunk's core, and names
 each by that pixel's global linear index. Sorting those names gives the final sequential ids,
 so labels do not depend on the chunk size.

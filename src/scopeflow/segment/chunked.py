@@ -12,14 +12,15 @@ How
    shape and gives each window ``context`` pixels of halo, so the maps do not depend on
    the chunk size (and no pixel is predicted twice per chunk).
 3. The image is cut into a grid of square *cores* of ``chunk`` pixels (the last row and
-   column may be smaller). Each core is extended by a *halo* of ``object_size`` pixels,
-   rounded up to a multiple of 16, and clipped at the image border.
+   column may be smaller). Each core is extended by a *halo* of ``object_size +
+   decode_context`` pixels (see :func:`halo_px`), rounded up to a multiple of 16, and
+   clipped at the image border.
 4. ``decode`` turns the maps of the extended core into instance ``labels`` and compact
    ``seeds``. Every instance that covers a core pixel is named after its seed: the
    global linear index ``y * width + x`` of the seed's first pixel in raster order, plus
    one. An instance overlapping a core lies within ``object_size`` of it and is decided
-   by the maps there, so the neighbouring core that also sees this instance gives it
-   the same name.
+   by the maps at most ``decode_context`` beyond, so the neighbouring core that also
+   sees this instance decodes it identically and gives it the same name.
 5. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
 
 Pixels of instances without a seed, or whose seed starts farther than ``object_size``
@@ -67,17 +68,22 @@ def halo_px(predictor: Predictor) -> int:
     Parameters
     ----------
     predictor : Predictor
-        Provides ``object_size`` (pixels).
+        Provides ``object_size`` and ``decode_context`` (pixels; predictors without
+        ``decode_context`` get their ``context``, the conservative bound).
 
     Returns
     -------
     int
-        ``object_size`` rounded up to a multiple of :data:`ALIGN` (16). The maps are
-        computed once for the whole image, so no ``context`` halo is needed here.
+        ``object_size + decode_context`` rounded up to a multiple of :data:`ALIGN` (16):
+        an instance overlapping the core lies within ``object_size`` of it, and its
+        decoding depends on maps at most ``decode_context`` beyond it. The maps are
+        computed once for the whole image, so the network's receptive field needs no halo
+        here.
     """
-    need = int(predictor.object_size)
+    reach = getattr(predictor, "decode_context", None)
+    need = int(predictor.object_size) + int(predictor.context if reach is None else reach)
     if need < 0:
-        raise ValueError(f"predictor object_size must be >= 0, got {need}")
+        raise ValueError(f"predictor object_size + decode_context must be >= 0, got {need}")
     return int(math.ceil(need / ALIGN) * ALIGN)
 
 

@@ -378,6 +378,11 @@ class UNetPredictor:
     object_size : int
         96 px: ≈2.7× the largest RBC equivalent diameter (≈36 px at 0.33 µm/px;
         median 27 px) and above the largest reference bounding box (45 px).
+    decode_context : int
+        112 px: how far beyond an instance the maps can change its decoding. A
+        neighbouring seed within ``2 * grow`` pixels competes for the same pixels
+        (ties go to the larger raster-order id), so it must be seen whole: up to
+        ``2 * 4 + object_size`` = 104 px, rounded up to 16.
     meta : dict
         Metadata stored with the weights (head, normalization, training recipe).
 
@@ -399,6 +404,7 @@ class UNetPredictor:
     name = "unet"
     context = 176
     object_size = 96
+    decode_context = 112
 
     def __init__(
         self,
