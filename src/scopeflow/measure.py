@@ -119,13 +119,6 @@ SAMPLE_COLUMNS = {
 }
 
 
-def _laplacian_var_per_label(img: np.ndarray, labels: np.ndarray, index: np.ndarray) -> np.ndarray:
-    lap = ndi.laplace(img.astype(np.float32))
-    mean = ndi.mean(lap, labels, index)
-    mean2 = ndi.mean(lap * lap, labels, index)
-    return np.asarray(mean2) - np.asarray(mean) ** 2
-
-
 _PROPS = (
     "label", "centroid", "area", "perimeter", "equivalent_diameter_area",
     "eccentricity", "intensity_mean", "intensity_std", "bbox",
@@ -246,22 +239,12 @@ def measure_cells(
     n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
     solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
     saturated = np.nan_to_num(mean(((dpc <= 0.0) | (dpc >= 1.0)).astype(np.float64)))
-    n = len(index)
-    if n:
-        contrast = mean(np.abs(dpc - 0.5))
-        lap = ndi.laplace(dpc)
-        focus = mean(lap * lap) - mean(lap) ** 2
-        if phase is not None:
-            ph = np.asarray(phase, dtype=np.float32)
-            mean_phase = mean(ph)
-            ps = float(pixel_size_um)
-            phase_int = cell_features.label_sum(ph, groups, index) * ps * ps
-        else:
-            mean_phase = phase_int = np.full(n, np.nan)
-    else:
-        contrast = focus = mean_phase = phase_int = np.zeros(0)
+    intensity = _intensity_columns(
+        dpc, phase, pixel_size_um, len(index), mean,
+        lambda values: cell_features.label_sum(values, groups, index),
+    )
     return _cell_table(props, labels.shape, pixel_size_um, sample, fov, n_nb, contact, solidity,
-                       depth, saturated, contrast, focus, mean_phase, phase_int)
+                       depth, saturated, *intensity)
 
 
 def _measure_cells_reference(
@@ -278,25 +261,36 @@ def _measure_cells_reference(
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
     props = regionprops_table(labels, intensity_image=dpc, properties=_PROPS)
-    n = len(props["label"])
     index = np.asarray(props["label"])
-    ps = float(pixel_size_um)
     n_nb, contact = cell_features._contacts_reference(labels, index, gap_px=2)
     solidity, depth = cell_features._convexity_reference(labels, index)  # one convex hull per cell
     saturated = cell_features.saturated_fraction(dpc, labels, index)
-    if n:
-        contrast = np.asarray(ndi.mean(np.abs(dpc - 0.5), labels, index))
-        focus = _laplacian_var_per_label(dpc, labels, index)
-        if phase is not None:
-            ph = np.asarray(phase, dtype=np.float32)
-            mean_phase = np.asarray(ndi.mean(ph, labels, index))
-            phase_int = np.asarray(ndi.sum(ph, labels, index)) * ps * ps
-        else:
-            mean_phase = phase_int = np.full(n, np.nan)
-    else:
-        contrast = focus = mean_phase = phase_int = np.zeros(0)
+    intensity = _intensity_columns(
+        dpc, phase, pixel_size_um, len(index),
+        lambda values: np.asarray(ndi.mean(values, labels, index)),
+        lambda values: np.asarray(ndi.sum(values, labels, index)),
+    )
     return _cell_table(props, labels.shape, pixel_size_um, sample, fov, n_nb, contact, solidity,
-                       depth, saturated, contrast, focus, mean_phase, phase_int)
+                       depth, saturated, *intensity)
+
+
+def _intensity_columns(dpc, phase, pixel_size_um, n, mean, total):
+    """(dpc_contrast, focus, mean_phase_rad, phase_integral_rad_um2) per cell.
+
+    ``mean(values)`` and ``total(values)`` reduce a (y, x) image over each cell, in cell
+    order; the two measurement paths pass their own.
+    """
+    if not n:
+        empty = np.zeros(0)
+        return empty, empty, empty, empty
+    contrast = mean(np.abs(dpc - 0.5))
+    lap = ndi.laplace(dpc)
+    focus = mean(lap * lap) - mean(lap) ** 2  # variance of the Laplacian inside the cell
+    if phase is None:
+        return contrast, focus, np.full(n, np.nan), np.full(n, np.nan)
+    ph = np.asarray(phase, dtype=np.float32)
+    ps = float(pixel_size_um)
+    return contrast, focus, mean(ph), total(ph) * ps * ps
 
 
 def _cell_table(props, shape, pixel_size_um, sample, fov, n_nb, contact, solidity, depth,

@@ -32,9 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage as ndi
-from torch import nn
 
-from scopeflow.qc.cell_classifier import load_model
+from scopeflow.qc.cell_classifier import QualityNet, load_model
 from scopeflow.segment.unet import WeightsError
 
 __all__ = [
@@ -59,9 +58,10 @@ PIXEL_SIZE_UM = 0.333
 _STD_FLOOR = 1e-6
 
 
-class DefocusNet(nn.Module):
-    """Small CNN: 4 conv blocks (3×3 conv, batch norm, ReLU; max-pool after the first 3),
-    global average + max pooling, one linear output (``log1p(|Δz| / µm)``).
+class DefocusNet(QualityNet):
+    """Small CNN: the :class:`~scopeflow.qc.cell_classifier.QualityNet` architecture on one
+    channel (4 conv blocks: 3×3 conv, batch norm, ReLU, max-pool after the first 3; global
+    average + max pooling; one linear output), here predicting ``log1p(|Δz| / µm)``.
 
     Parameters
     ----------
@@ -70,22 +70,7 @@ class DefocusNet(nn.Module):
     """
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 48, 64)) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = 1
-        for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(2 * c, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predicted ``log1p(|Δz|)`` (N,) for patches (N, 1, H, W)."""
-        f = self.features(x)
-        f = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.head(f)[:, 0]
+        super().__init__(1, widths)
 
 
 def _zscore(p: np.ndarray) -> np.ndarray:

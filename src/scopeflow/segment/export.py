@@ -96,7 +96,7 @@ def export_models(
     loaded = load_weights(weights)
     net = M2UNet(int(loaded["meta"]["in_channels"]), int(loaded["meta"]["out_channels"]))
     net.load_state_dict(loaded["state_dict"])
-    fp32 = export_onnx(net.eval(), onnx_path(weights, "fp32"), file_sha256(weights))
+    fp32 = export_onnx(net.eval(), onnx_path(weights, "fp32"), loaded["sha256"])
     written = {fp32: file_sha256(fp32)}
     if int8:
         tiles = list(calibration_tiles(calibrate))

@@ -129,7 +129,7 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"state_dict": OrderedDict, "meta": dict}``.
+        ``{"state_dict": OrderedDict, "meta": dict, "sha256": str or None}`` (the digest when verified).
 
     Raises
     ------
@@ -140,8 +140,7 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    if verify:
-        verify_sha256(path)
+    digest = verify_sha256(path) if verify else None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
@@ -158,7 +157,7 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
     meta.setdefault("in_channels", int(sd["encoder.0.0.weight"].shape[1]))
     meta.setdefault("head", "3class" if meta["out_channels"] == 3 else "1class")
     meta.setdefault("normalization", "zscore_fov")
-    return {"state_dict": sd, "meta": meta}
+    return {"state_dict": sd, "meta": meta, "sha256": digest}
 
 
 def _max_cross(a: np.ndarray) -> np.ndarray:
@@ -421,7 +420,7 @@ class UNetPredictor:
         self.weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         loaded = load_weights(self.weights, verify=verify)
         self.meta = loaded["meta"]
-        self.sha256 = file_sha256(self.weights)
+        self.sha256 = loaded["sha256"] or file_sha256(self.weights)
         self.device = _resolve_device(device)
         self.threads = threads
         if threads is not None:
