@@ -307,8 +307,7 @@ def train_defocus(
     (weight decay 1e-4), one-cycle learning rate. The ``sha256:`` line of the model card beside
     ``out`` is updated.
     """
-    from scopeflow.provenance import file_sha256
-    from scopeflow.qc.train_quality import _set_card_sha
+    from scopeflow.qc.train_quality import save_weights
 
     torch.manual_seed(seed)
     torch.set_num_threads(int(threads))
@@ -359,13 +358,7 @@ def train_defocus(
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "n": n,
                   "command": command, "history": history},
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    torch.save({"state_dict": sd, "meta": meta}, out)
-    sha = file_sha256(out)
-    _set_card_sha(out, sha)
-    return {"out": str(out), "sha256": sha, "history": history}
+    return {"out": str(out), "sha256": save_weights(net, meta, out), "history": history}
 
 
 def train_defocus_main(argv: list[str] | None = None) -> int:

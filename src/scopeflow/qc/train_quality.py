@@ -573,13 +573,18 @@ def train_quality(
                                                                    counts.tolist(), strict=True)),
                   "command": command, "history": history},
     }
+    return {"out": str(out), "sha256": save_weights(net, meta, out), "history": history}
+
+
+def save_weights(net: torch.nn.Module, meta: dict, out: str | Path) -> str:
+    """Save ``{"state_dict", "meta"}`` to ``out``, record its sha256 in the card; return it."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
     torch.save({"state_dict": sd, "meta": meta}, out)
     sha = file_sha256(out)
     _set_card_sha(out, sha)
-    return {"out": str(out), "sha256": sha, "history": history}
+    return sha
 
 
 def _set_card_sha(out: Path, sha: str) -> None:
