@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,8 @@ import torch
 from scopeflow.errors import ScopeflowError
 from scopeflow.segment.m2unet import InferenceM2UNet, M2UNet
 from scopeflow.segment.runtime import OnnxRunner, TorchRunner, export_onnx, onnx_path, quantize_int8
-from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor, WeightsError, _pad16, file_sha256
+from scopeflow.segment.torch_check import TorchReference
+from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor, WeightsError, _pad16, card_sha256, file_sha256
 
 pytest.importorskip("onnxruntime")
 
@@ -147,3 +150,44 @@ def test_max_cross_equals_grey_dilation():
     a = np.random.default_rng(0).integers(0, 50, size=(37, 41)).astype(np.int32)
     cross = ndi.generate_binary_structure(2, 1)
     assert np.array_equal(_max_cross(a), ndi.grey_dilation(a, footprint=cross, mode="constant", cval=0))
+
+
+def test_onnx_path_needs_no_torch_in_process(shared):
+    """Maps and labels without importing torch: the load-time check runs in a child process."""
+    code = (
+        "import sys\n"
+        "from scopeflow.io.images import read_gray\n"
+        "from scopeflow.segment.chunked import segment_image\n"
+        "from scopeflow.segment.unet import UNetPredictor\n"
+        "p = UNetPredictor(threads=1, backend='onnx')\n"
+        f"img = read_gray({str(shared / 'octopi_rbc_dpc_m2unet' / 'images' / 'dpc_1024_00.png')!r})\n"
+        "labels = segment_image(img, p, chunk=512)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert p._checked and labels.max() > 500 and p.decode_kw == {'t_body': 0.8}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_onnx_disagreeing_with_torch_is_refused_before_maps_are_returned(tmp_path, shared, torch_one_thread):
+    for name in ("m2unet_rbc_dpc.pt", "m2unet_rbc_dpc.md"):
+        shutil.copy(DEFAULT_WEIGHTS.parent / name, tmp_path / name)
+    weights = tmp_path / "m2unet_rbc_dpc.pt"
+    # an ONNX file claiming to come from these weights, but holding another network
+    fake = export_onnx(_trained_net(3), tmp_path / "m2unet_rbc_dpc.onnx", file_sha256(weights), {"head": "3class"})
+    card = tmp_path / "m2unet_rbc_dpc.md"
+    card.write_text(card.read_text().replace(
+        card_sha256(card, "m2unet_rbc_dpc.onnx"), file_sha256(fake)))
+    pred = UNetPredictor(weights, threads=1, backend="onnx")
+    img = _real_tile(shared, 512)[0, 0]
+    pred.prepare(img)
+    with pytest.raises(WeightsError, match="disagrees with torch on a tile of this image"):
+        pred.predict(img)
+
+
+def test_torch_reference_failure_is_one_line(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a weights file")
+    ref = TorchReference(bad, None)
+    ref.submit(np.zeros((1, 1, 32, 32), np.float32))
+    with pytest.raises(ScopeflowError, match=r"torch reference for the ONNX check failed: .*bad\.pt"):
+        ref.result()

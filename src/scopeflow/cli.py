@@ -36,21 +36,22 @@ def _chunk(text: str) -> int:
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    import dask
-
-    from scopeflow.io.images import read_gray, write_labels_tiff
     from scopeflow.segment import make_predictor
-    from scopeflow.segment.chunked import segment_image
 
     t0 = time.perf_counter()
-    image = read_gray(args.image)
     kwargs = {"pixel_size_um": args.pixel_size}
     if args.method == "unet":
         kwargs.update(device=args.device, threads=args.threads, backend=args.backend,
                       precision=args.precision)
         if args.weights:
             kwargs["weights"] = args.weights
-    predictor = make_predictor(args.method, **kwargs)
+    predictor = make_predictor(args.method, **kwargs)  # first: it loads in the background from here on
+    import dask
+
+    from scopeflow.io.images import read_gray, write_labels_tiff
+    from scopeflow.segment.chunked import segment_image
+
+    image = read_gray(args.image)
     chunk = args.chunk or None
     with dask.config.set(scheduler="threads", num_workers=args.threads):
         labels = segment_image(image, predictor, chunk=chunk)

@@ -59,7 +59,7 @@ ZARR_ATTR = "scopeflow_segmentation"
 #: Largest seed name relabelled through a lookup table (4 bytes per entry: 1 GiB).
 _MAX_LUT = 2**28
 
-_LOCAL_SCHEDULERS = {"threads", "threading", "sync", "synchronous", "single-threaded"}
+_SYNC_SCHEDULERS = {"sync", "synchronous", "single-threaded"}
 
 
 def halo_px(predictor: Predictor) -> int:
@@ -187,8 +187,17 @@ def segment_chunk(
     where = np.flatnonzero(flat > 0)
     if where.size == 0 or not np.any(core_labels > 0):
         return out
-    ids, first = np.unique(flat[where], return_index=True)  # first = earliest in raster order
-    py, px = np.divmod(where[first], seeds.shape[1])
+    vals = flat[where].astype(np.int64, copy=False)
+    top = int(vals.max())
+    if top <= 4 * flat.size + 1024:  # earliest pixel of each seed in raster order
+        first = np.full(top + 1, flat.size, dtype=np.int64)
+        np.minimum.at(first, vals, where)
+        ids = np.flatnonzero(first < flat.size)
+        first = first[ids]
+    else:  # sparse, very large ids
+        ids, pos = np.unique(vals, return_index=True)
+        first = where[pos]
+    py, px = np.divmod(first, seeds.shape[1])
     gy = py + ty0
     gx = px + tx0
     reach = int(predictor.object_size)
@@ -210,10 +219,13 @@ def segment_chunk(
 
 
 def _scheduler(num_workers: int | None) -> dict:
-    sched = dask.config.get("scheduler", None)
-    if sched not in _LOCAL_SCHEDULERS:
-        sched = "threads"
-    kw: dict[str, Any] = {"scheduler": sched}
+    import dask.local
+    import dask.threaded
+
+    # local threads (or the synchronous scheduler when configured), given as a function:
+    # a scheduler name makes dask import distributed (~0.6 s) to look for a client
+    sync = dask.config.get("scheduler", None) in _SYNC_SCHEDULERS
+    kw: dict[str, Any] = {"scheduler": dask.local.get_sync if sync else dask.threaded.get}
     if num_workers:
         kw["num_workers"] = int(num_workers)
     return kw
@@ -275,7 +287,7 @@ def _relabel(names: np.ndarray, sorted_names: np.ndarray) -> np.ndarray:
         # names are linear pixel indices + 1: a lookup table is faster than a search
         lut = np.zeros(int(sorted_names[-1]) + 1, dtype=np.uint32)
         lut[sorted_names.astype(np.int64)] = np.arange(1, sorted_names.size + 1, dtype=np.uint32)
-        return lut[np.minimum(names, sorted_names[-1]).astype(np.intp, copy=False)]
+        return lut[names]  # every name is in sorted_names (or 0) by construction
     out = np.zeros(names.shape, dtype=np.uint32)
     nz = names > 0
     if nz.any():

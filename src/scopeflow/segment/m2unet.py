@@ -30,14 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scopeflow.segment.runtime import STRIDE
+
 __all__ = ["InferenceM2UNet", "InvertedResidual", "M2UNet", "count_parameters"]
 
 #: MobileNetV2 inverted-residual settings (t, c, n, s) of encoder layers 1–13.
 _ENCODER_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
 #: Layer index ranges (start, stop) of the four encoder stages (layer 0 = stem conv).
 _STAGES = ((0, 2), (2, 4), (4, 7), (7, 14))
-#: Total down-sampling factor; H and W are padded to a multiple of this.
-STRIDE = 16
 
 
 def _encode(encoder: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:

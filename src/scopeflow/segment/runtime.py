@@ -1,7 +1,7 @@
 """Inference back ends for the M2U-Net: torch (eager) and ONNX Runtime (fp32 or INT8).
 
 Every back end maps a float32 batch ``(N, 1, H, W)`` whose H and W are multiples of
-16 (:data:`scopeflow.segment.m2unet.STRIDE`) to float32 logits ``(N, C, H, W)``. They
+16 (:data:`STRIDE`) to float32 logits ``(N, C, H, W)``. They
 all run :class:`~scopeflow.segment.m2unet.InferenceM2UNet`, the trained network with
 its batch norms folded and its decoder reordered (project to the hidden channels,
 then upsample by a constant factor 2): the same logits as the trained
@@ -12,24 +12,31 @@ ONNX files ship beside the ``.pt`` weights (``<stem>.onnx``, ``<stem>.int8.onnx`
 each has its own ``<file name> sha256: <hex>`` line in the model card and records
 the sha256 of the ``.pt`` it was exported from (metadata key
 ``scopeflow.source_sha256``). ``scopeflow export-onnx`` remakes them.
+
+The ONNX path does not import torch: :class:`OnnxRunner` needs only ONNX Runtime.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from scopeflow.errors import ScopeflowError
-from scopeflow.segment.m2unet import STRIDE, InferenceM2UNet, M2UNet
+
+if TYPE_CHECKING:  # torch is imported where it is used: the ONNX path runs without it
+    import torch
+
+    from scopeflow.segment.m2unet import M2UNet
 
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
+    "STRIDE",
     "OnnxRunner",
     "TorchRunner",
     "export_onnx",
@@ -37,6 +44,9 @@ __all__ = [
     "quantize_int8",
 ]
 
+#: Down-sampling factor of the M2U-Net: every back end takes inputs whose height and
+#: width are multiples of it.
+STRIDE = 16
 #: Inference back ends.
 BACKENDS = ("torch", "onnx")
 #: Numerical precisions: fp32 (both back ends), int8 (onnx, CPU), fp16 (torch on CUDA).
@@ -44,6 +54,8 @@ PRECISIONS = ("fp32", "int8", "fp16")
 
 #: ONNX metadata key holding the sha256 of the ``.pt`` file an ONNX model was made from.
 SOURCE_KEY = "scopeflow.source_sha256"
+#: ONNX metadata key holding that file's metadata (JSON: head, channels, decoding, training).
+META_KEY = "scopeflow.meta"
 #: ONNX opset of the exported graphs.
 OPSET = 17
 
@@ -78,6 +90,10 @@ class TorchRunner:
     name = "torch"
 
     def __init__(self, net: M2UNet, device: torch.device, precision: str = "fp32") -> None:
+        import torch
+
+        from scopeflow.segment.m2unet import InferenceM2UNet
+
         if precision not in ("fp32", "fp16"):
             raise ScopeflowError(
                 f"segment precision {precision!r} is not available with backend torch "
@@ -94,6 +110,8 @@ class TorchRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, C, H, W), float32, for a padded float32 batch (N, 1, H, W)."""
+        import torch
+
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         t = t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
@@ -115,8 +133,9 @@ class OnnxRunner:
         metadata (an ONNX file from other weights is refused).
     threads : int or None
         Intra-op threads (the job's cores); None = ONNX Runtime's default.
-    device : torch.device
-        ``cuda`` uses the CUDA execution provider when ONNX Runtime has it.
+    device : str
+        ``"cuda"`` (or ``"cuda:N"``) uses the CUDA execution provider when ONNX Runtime
+        has it; anything else the CPU.
     """
 
     name = "onnx"
@@ -127,7 +146,7 @@ class OnnxRunner:
         card: str | Path,
         source_sha256: str,
         threads: int | None = None,
-        device: torch.device | None = None,
+        device: str = "cpu",
     ) -> None:
         from scopeflow.segment.unet import WeightsError, verify_sha256
 
@@ -143,13 +162,16 @@ class OnnxRunner:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.inter_op_num_threads = 1
+        # no memory pattern: with it the second run of a shape allocates (and page-faults) a new
+        # ~1 GB block; without it only the first run does, and steady runs are as fast
+        opts.enable_mem_pattern = False
         # idle threads sleep instead of spinning: as fast on a quiet machine, far faster when
         # the cores are shared (benchmarks/inference_settings.py)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = int(threads)
         providers = ["CPUExecutionProvider"]
-        if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(path), opts, providers=providers)
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -160,6 +182,8 @@ class OnnxRunner:
             )
         self.path = path
         self.input_name = self.session.get_inputs()[0].name
+        #: the weights' metadata recorded at export (None for files exported without it)
+        self.meta: dict | None = json.loads(meta[META_KEY]) if META_KEY in meta else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, C, H, W), float32, for a padded float32 batch (N, 1, H, W)."""
@@ -177,7 +201,7 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def export_onnx(net: M2UNet, out: str | Path, source_sha256: str) -> Path:
+def export_onnx(net: M2UNet, out: str | Path, source_sha256: str, meta: dict | None = None) -> Path:
     """Export a trained M2U-Net as an fp32 ONNX graph with static resize scales.
 
     Parameters
@@ -189,6 +213,9 @@ def export_onnx(net: M2UNet, out: str | Path, source_sha256: str) -> Path:
     source_sha256 : str
         sha256 of the ``.pt`` file ``net`` was loaded from, stored as the model's
         ``scopeflow.source_sha256`` metadata.
+    meta : dict, optional
+        That file's metadata, stored as JSON (``scopeflow.meta``): the ONNX path then
+        needs neither torch nor the ``.pt`` file to decode.
 
     Returns
     -------
@@ -197,6 +224,9 @@ def export_onnx(net: M2UNet, out: str | Path, source_sha256: str) -> Path:
         ``logits`` (N, C, H, W).
     """
     import onnx
+    import torch
+
+    from scopeflow.segment.m2unet import InferenceM2UNet
 
     out = Path(out)
     model = InferenceM2UNet(net.eval().cpu()).float()
@@ -208,7 +238,10 @@ def export_onnx(net: M2UNet, out: str | Path, source_sha256: str) -> Path:
         opset_version=OPSET, dynamo=False,
     )
     proto = onnx.load(str(tmp))
-    _set_metadata(proto, {SOURCE_KEY: source_sha256, "scopeflow.precision": "fp32"})
+    values = {SOURCE_KEY: source_sha256, "scopeflow.precision": "fp32"}
+    if meta is not None:
+        values[META_KEY] = json.dumps(meta, sort_keys=True)
+    _set_metadata(proto, values)
     onnx.save(proto, str(tmp))
     os.replace(tmp, out)
     return out
@@ -254,7 +287,7 @@ def quantize_int8(
     Returns
     -------
     Path
-        ``out``; its metadata keeps the source sha256 of ``fp32_onnx``.
+        ``out``; its metadata keeps the source sha256 and weights metadata of ``fp32_onnx``.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -283,7 +316,10 @@ def quantize_int8(
         )
         source = {p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}
         proto = onnx.load(str(tmp))
-        _set_metadata(proto, {SOURCE_KEY: source.get(SOURCE_KEY, ""), "scopeflow.precision": "int8"})
+        values = {SOURCE_KEY: source.get(SOURCE_KEY, ""), "scopeflow.precision": "int8"}
+        if META_KEY in source:
+            values[META_KEY] = source[META_KEY]
+        _set_metadata(proto, values)
         onnx.save(proto, str(tmp))
         os.replace(tmp, out)
     finally:

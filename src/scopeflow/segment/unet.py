@@ -15,22 +15,26 @@ chunking:
 Weights are a ``torch.save``'d dict ``{"state_dict": ..., "meta": {...}}`` read
 with ``torch.load(weights_only=True)``; the file's sha256 must match the
 ``sha256: <hex>`` line of its model card (same path with suffix ``.md``).
+
+With the ONNX back end torch is not needed to compute the maps: it is imported, and
+the weights loaded for the load-time check against torch, in a background thread
+while ONNX Runtime runs (``import torch`` alone takes ~2 s).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from scipy import ndimage as ndi
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.provenance import file_sha256
-from scopeflow.segment.m2unet import STRIDE, M2UNet
-from scopeflow.segment.runtime import BACKENDS, PRECISIONS, OnnxRunner, TorchRunner, onnx_path
+from scopeflow.segment.runtime import BACKENDS, PRECISIONS, STRIDE, OnnxRunner, TorchRunner, onnx_path
+from scopeflow.segment.torch_check import TorchReference
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -45,7 +49,7 @@ __all__ = [
 #: The shipped model (trained on Octopi DPC RBC data, see its model card).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "m2unet_rbc_dpc.pt"
 
-_CROSS = ndi.generate_binary_structure(2, 1)
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # 4-connectivity
 _MAX_BATCH_PX = 4 * 1024 * 1024
 _SHA_RE = re.compile(r"^\s*[-*]?\s*`?sha256`?\s*:\s*`?([0-9a-fA-F]{64})`?\s*$", re.MULTILINE)
 
@@ -137,6 +141,8 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
         One-line message naming the file: missing file or card, no sha256 line,
         digest mismatch, or an unreadable file.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
@@ -241,12 +247,35 @@ def decode_maps(
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] not in (1, 3):
         raise ValueError(f"maps must have shape (1|3, h, w), got {maps.shape}")
+    from scopeflow.segment import unet_kernels as kernels
+
     if maps.shape[0] == 3:
         fg = (maps[1] + maps[2]) > t_fg
         body = maps[1] > t_body
     else:
         fg = maps[0] > t_fg
-        body = ndi.binary_erosion(fg, structure=_CROSS, iterations=int(erode)) if erode else fg
+        if not erode:
+            body = fg
+        elif kernels.HAVE_NUMBA:
+            body = kernels.erode4(fg, int(erode))
+        else:
+            from scipy import ndimage as ndi
+
+            body = ndi.binary_erosion(fg, structure=_CROSS, iterations=int(erode))
+    args = (int(min_seed_area), int(grow), int(orphan_area), int(min_area),
+            -1 if max_extent is None else int(max_extent))
+    if kernels.HAVE_NUMBA:
+        return kernels.decode_masks(fg, body, *args)
+    return _decode_masks_reference(fg, body, *args)
+
+
+def _decode_masks_reference(
+    fg: np.ndarray, body: np.ndarray, min_seed_area: int, grow: int, orphan_area: int,
+    min_area: int, max_extent: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """scipy version of :func:`scopeflow.segment.unet_kernels.decode_masks` (same result)."""
+    from scipy import ndimage as ndi
+
     seeds, n = ndi.label(body, structure=_CROSS)
     if n:
         area = np.bincount(seeds.ravel(), minlength=n + 1)
@@ -265,12 +294,12 @@ def decode_maps(
                 orphan = np.where(big[rest], rest + top, 0)
                 labels = np.where(orphan > 0, orphan, labels)
                 seeds = np.where(orphan > 0, orphan, seeds)
-    if (max_extent is not None or min_area > 0) and labels.any():
+    if (max_extent >= 0 or min_area > 0) and labels.any():
         drop = []
         if min_area > 0:
             area = np.bincount(labels.ravel())
             drop += np.flatnonzero((area > 0) & (area < min_area)).tolist()
-        if max_extent is not None:
+        if max_extent >= 0:
             for i, sl in enumerate(ndi.find_objects(labels), start=1):
                 if sl is None:
                     continue
@@ -283,6 +312,13 @@ def decode_maps(
             seeds[np.isin(seeds, drop)] = 0
     seeds = np.where(labels == seeds, seeds, 0)
     return labels.astype(np.int32), seeds.astype(np.int32)
+
+
+def _load_kernels() -> None:
+    """Load the compiled kernels (numba's cache) ahead of their first use."""
+    from scopeflow.segment import unet_kernels
+
+    unet_kernels.warm_up()
 
 
 def _pad16(a: np.ndarray) -> np.ndarray:
@@ -298,12 +334,39 @@ def _pad16(a: np.ndarray) -> np.ndarray:
     return np.pad(a, ((0, ph), (0, pw)), mode=mode)
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+def _resolve_device(device: str, backend: str) -> str:
+    """``"cpu"`` or ``"cuda[:N]"``; ``"auto"`` takes CUDA when the back end can use it."""
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    return torch.device(device)
+    if device != "auto":
+        return str(device)
+    if backend == "onnx":
+        from scopeflow.segment.runtime import _import_onnxruntime
+
+        return "cuda" if "CUDAExecutionProvider" in _import_onnxruntime().get_available_providers() else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _probabilities(logits: np.ndarray, out: np.ndarray) -> None:
+    """Write class probabilities for logits (C, h, w) into ``out`` (C, h, w), float32.
+
+    Softmax over channels when C > 1 (3-class head), sigmoid when C = 1.
+    """
+    from scopeflow.segment import unet_kernels as kernels
+
+    if kernels.HAVE_NUMBA:
+        kernels.probabilities_into(logits, out)
+    elif logits.shape[0] == 1:
+        np.negative(logits, out=out)
+        np.exp(out, out=out)
+        out += 1.0
+        np.reciprocal(out, out=out)
+    else:
+        np.subtract(logits, logits.max(axis=0), out=out)
+        np.exp(out, out=out)
+        out /= out.sum(axis=0)
 
 
 def _splits(length: int, core: int, halo: int) -> list[tuple[int, int, int, int]]:
@@ -418,45 +481,74 @@ class UNetPredictor:
         **decode_kw: Any,
     ) -> None:
         self.weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        loaded = load_weights(self.weights, verify=verify)
-        self.meta = loaded["meta"]
-        self.sha256 = loaded["sha256"] or file_sha256(self.weights)
-        self.device = _resolve_device(device)
-        self.threads = threads
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        self.batch_size = max(1, int(batch_size))
-        if tile < STRIDE or tile % STRIDE:
-            raise ValueError(f"tile must be a positive multiple of {STRIDE}, got {tile}")
-        self.tile = int(tile)
-        self.net = M2UNet(int(self.meta["in_channels"]), int(self.meta["out_channels"]))
-        self.net.load_state_dict(loaded["state_dict"])
-        self.net.eval().to(self.device)
+        if not self.weights.is_file():
+            raise WeightsError(f"weights file not found: {self.weights}")
+        self.sha256 = verify_sha256(self.weights) if verify else file_sha256(self.weights)
         if backend not in BACKENDS:
             raise ScopeflowError(f"segment backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if precision not in PRECISIONS:
             raise ScopeflowError(f"segment precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.backend, self.precision = backend, precision
-        if backend == "onnx":
-            if precision == "fp16":
-                raise ScopeflowError("segment precision fp16 needs backend torch on a CUDA device")
-            self.runner = OnnxRunner(
-                onnx_path(self.weights, precision), self.weights.with_suffix(".md"), self.sha256,
-                threads=threads, device=self.device,
-            )
-        else:
-            self.runner = TorchRunner(self.net, self.device, precision)
-        self._checked = backend == "torch" and precision == "fp32"
-        decode_defaults = dict(self.meta.get("decode", {}))
+        if backend == "onnx" and precision == "fp16":
+            raise ScopeflowError("segment precision fp16 needs backend torch on a CUDA device")
+        if tile < STRIDE or tile % STRIDE:
+            raise ValueError(f"tile must be a positive multiple of {STRIDE}, got {tile}")
         unknown = set(decode_kw) - {
             "t_body", "t_fg", "min_seed_area", "grow", "erode", "orphan_area", "min_area",
         }
         if unknown:
             raise TypeError(f"unknown UNetPredictor arguments: {sorted(unknown)}")
-        decode_defaults.update(decode_kw)
-        self.decode_kw = decode_defaults
+        self.backend, self.precision = backend, precision
+        self.device = _resolve_device(device, backend)
+        self.threads = threads
+        self.batch_size = max(1, int(batch_size))
+        self.tile = int(tile)
+        self._net = None
+        self._net_lock = threading.Lock()
+        self._reference: TorchReference | None = None
+        if backend == "onnx":
+            self.runner = OnnxRunner(
+                onnx_path(self.weights, precision), self.weights.with_suffix(".md"), self.sha256,
+                threads=threads, device=self.device,
+            )
+            # the maps need no torch (the weights' metadata is in the ONNX file); torch's
+            # logits for the load-time check come from a low-priority child process
+            meta = self.runner.meta if self.runner.meta is not None else self._load()[1]
+            self._reference = TorchReference(self.weights, self.sha256 if verify else None)
+        else:
+            import torch
+
+            net, meta = self._load()
+            self.runner = TorchRunner(net, torch.device(self.device), precision)
+        #: metadata stored with the weights (head, normalization, training recipe, decoding)
+        self.meta: dict = meta
+        #: :func:`decode_maps` parameters: the weights' metadata, then the overrides given here
+        self.decode_kw: dict = {**meta.get("decode", {}), **decode_kw}
+        self._checked = backend == "torch" and precision == "fp32"
         self.mean: float | None = None
         self.std: float | None = None
+        threading.Thread(target=_load_kernels, name="scopeflow-unet-kernels").start()
+
+    def _load(self) -> tuple[Any, dict]:
+        """Import torch and read the (already verified) weights: ``(M2UNet, meta)``; kept as :attr:`net`."""
+        with self._net_lock:
+            if self._net is None:
+                import torch
+
+                from scopeflow.segment.m2unet import M2UNet
+
+                loaded = load_weights(self.weights, verify=False)
+                if self.threads is not None:
+                    torch.set_num_threads(int(self.threads))
+                meta = loaded["meta"]
+                net = M2UNet(int(meta["in_channels"]), int(meta["out_channels"]))
+                net.load_state_dict(loaded["state_dict"])
+                self._net = (net.eval(), meta)
+            return self._net
+
+    @property
+    def net(self):
+        """The trained :class:`~scopeflow.segment.m2unet.M2UNet` (eval mode, CPU; loaded on first use)."""
+        return self._load()[0]
 
     # -- protocol ---------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> None:
@@ -470,10 +562,17 @@ class UNetPredictor:
         img = np.asarray(image)
         if img.ndim != 2:
             raise ValueError(f"prepare expects a 2-D (y, x) image, got shape {img.shape}")
-        finite = np.isfinite(img)
-        vals = img if finite.all() else img[finite]
-        self.mean = float(vals.mean(dtype=np.float64))
-        self.std = float(max(np.sqrt(np.mean(np.square(vals - self.mean), dtype=np.float64)), 1e-6))
+        vals = img.reshape(-1)
+        if not np.isfinite(vals).all():
+            vals = vals[np.isfinite(vals)]
+        mean = float(vals.sum(dtype=np.float64)) / max(vals.size, 1)
+        squares = 0.0
+        for i in range(0, vals.size, 1 << 20):  # float64 in blocks: no image-sized temporary
+            d = vals[i : i + (1 << 20)].astype(np.float64)
+            d -= mean
+            squares += float(np.dot(d, d))
+        self.mean = mean
+        self.std = float(max(np.sqrt(squares / max(vals.size, 1)), 1e-6))
 
     def predict(self, tile: np.ndarray) -> np.ndarray:
         """Return float32 probability maps (C, h, w) for a tile (h, w).
@@ -493,36 +592,40 @@ class UNetPredictor:
         t = np.asarray(tile, dtype=np.float32)
         if t.ndim != 2:
             raise ValueError(f"predict expects a 2-D (h, w) tile, got shape {t.shape}")
-        z = t - np.float32(self.mean)
-        z *= np.float32(1.0 / self.std)
-        if not np.isfinite(z).all():
-            z = np.nan_to_num(z, nan=0.0)  # NaN pixels read as the image mean
+        h, w = t.shape
         if not self._checked:
-            self._check_runner(z)
-        h, w = z.shape
+            check_tile = self._check_tile(t)
+            if self._reference is not None:
+                self._reference.submit(check_tile)
         jobs = [
             (ys, xs)
             for ys in _splits(h, self.tile, self.context)
             for xs in _splits(w, self.tile, self.context)
         ]
-        if len(jobs) == 1:  # one window: no stacking or stitching copies
-            return self._probabilities(self.runner(_pad16(z)[None, None]))[0, :, :h, :w]
-        out = np.empty((int(self.meta["out_channels"]), h, w), dtype=np.float32)
+        out = None
         # Group equal-shaped windows so they can share a batch.
         groups: dict[tuple[int, int], list] = {}
         for ys, xs in jobs:
             groups.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
-        for (gh, gw), batch_jobs in groups.items():
-            # bound memory (~0.45 GB per Mpx of window on CPU): <= 4 Mpx per pass
-            nb = max(1, min(self.batch_size, _MAX_BATCH_PX // max(1, gh * gw)))
-            for i in range(0, len(batch_jobs), nb):
-                part = batch_jobs[i : i + nb]
-                x = np.stack([_pad16(z[ys[0] : ys[1], xs[0] : xs[1]]) for ys, xs in part])[:, None]
-                probs = self._probabilities(self.runner(x))
-                for (ys, xs), p in zip(part, probs):
-                    out[:, ys[2] : ys[3], xs[2] : xs[3]] = p[
-                        :, ys[2] - ys[0] : ys[3] - ys[0], xs[2] - xs[0] : xs[3] - xs[0]
-                    ]
+        # a window's probabilities are computed in a second thread while the next window runs
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scopeflow-probabilities") as post:
+            pending = []
+            for (gh, gw), batch_jobs in groups.items():
+                # bound memory (~0.45 GB per Mpx of window on CPU): <= 4 Mpx per pass
+                nb = max(1, min(self.batch_size, _MAX_BATCH_PX // max(1, gh * gw)))
+                for i in range(0, len(batch_jobs), nb):
+                    part = batch_jobs[i : i + nb]
+                    x = np.stack([self._normalized(t[ys[0] : ys[1], xs[0] : xs[1]]) for ys, xs in part])
+                    logits = self.runner(x[:, None])
+                    if out is None:
+                        out = np.empty((logits.shape[1], h, w), dtype=np.float32)
+                    for (ys, xs), lg in zip(part, logits):
+                        core = lg[:, ys[2] - ys[0] : ys[3] - ys[0], xs[2] - xs[0] : xs[3] - xs[0]]
+                        pending.append(post.submit(_probabilities, core, out[:, ys[2] : ys[3], xs[2] : xs[3]]))
+            for done in pending:
+                done.result()
+        if not self._checked:  # before any maps are handed out
+            self._check_runner(check_tile)
         return out
 
     def decode(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -533,27 +636,43 @@ class UNetPredictor:
         return decode_maps(maps, max_extent=self.object_size, **self.decode_kw)
 
     # -- helpers ----------------------------------------------------------------
-    @staticmethod
-    def _probabilities(logits: np.ndarray) -> np.ndarray:
-        """Softmax over channels (3-class head) or sigmoid (1-class), float32."""
-        t = torch.from_numpy(logits)
-        if t.shape[1] == 1:
-            return torch.sigmoid(t).numpy()
-        return torch.softmax(t, dim=1).numpy()
+    def _normalized(self, part: np.ndarray) -> np.ndarray:
+        """Z-score a part of the image with the whole image's statistics, padded to multiples of 16.
 
-    def _check_runner(self, z: np.ndarray) -> None:
-        """Compare the back end with fp32 torch on a real tile of the image (once).
-
-        fp32 ONNX must match within 1e-4 (max abs logit difference); INT8 and fp16
-        must give the same class on at least 97 % of the tile's pixels.
+        NaN pixels read as the image mean (0).
         """
-        h, w = z.shape
-        side = 256
+        z = part - np.float32(self.mean)
+        z *= np.float32(1.0 / self.std)
+        if not np.isfinite(z).all():
+            np.nan_to_num(z, copy=False, nan=0.0)
+        return _pad16(z)
+
+    def _check_tile(self, image: np.ndarray, side: int = 256) -> np.ndarray:
+        """The central ``side``² tile of the image (on the 16-px grid), normalized, (1, 1, h, w)."""
+        h, w = image.shape
         y0 = max(0, (h - side) // 2) // STRIDE * STRIDE
         x0 = max(0, (w - side) // 2) // STRIDE * STRIDE
-        tile = _pad16(z[y0 : y0 + side, x0 : x0 + side])[None, None]
-        ref = TorchRunner(self.net.cpu(), torch.device("cpu"))(tile)
-        self.net.to(self.device)
+        return np.ascontiguousarray(self._normalized(image[y0 : y0 + side, x0 : x0 + side])[None, None])
+
+    def _check_runner(self, tile: np.ndarray) -> None:
+        """Compare the back end with the trained torch network on a real tile (once).
+
+        fp32 must match within 1e-4 (max abs logit difference); INT8 and fp16 must give
+        the same class on at least 97 % of the tile's pixels. With the ONNX back end the
+        torch logits come from the :class:`~scopeflow.segment.torch_check.TorchReference`
+        child process started with the predictor.
+        """
+        if self._reference is not None:
+            try:
+                ref = self._reference.result()
+            except ScopeflowError as exc:
+                raise WeightsError(f"cannot check the {self.backend} model for {self.weights}: {exc}") from exc
+            self._reference = None
+        else:
+            import torch
+
+            with torch.inference_mode():
+                ref = self.net(torch.from_numpy(tile)).numpy()
         got = self.runner(tile)
         if self.precision == "fp32":
             diff = float(np.abs(got - ref).max())
