@@ -12,6 +12,7 @@ import torch
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.segment.m2unet import InferenceM2UNet, M2UNet
+from scopeflow.segment.chunked import segment_image
 from scopeflow.segment.runtime import OnnxRunner, TorchRunner, export_onnx, onnx_path, quantize_int8
 from scopeflow.segment.torch_check import TorchReference
 from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor, WeightsError, _pad16, card_sha256, file_sha256
@@ -128,7 +129,6 @@ def test_int8_and_onnx_labels_agree_with_fp32_on_real_data(shared, torch_one_thr
     """Issue 8 must-show: on dpc_1024_00 the fast paths keep the fp32 segmentation."""
     from scopeflow.evaluate import evaluate, to_instances
     from scopeflow.io.images import read_gray
-    from scopeflow.segment.chunked import segment_image
 
     img = read_gray(shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_1024_00.png")
     ref = to_instances(read_gray(shared / "octopi_rbc_dpc_m2unet" / "masks" / "dpc_1024_00_mask.png"))
@@ -168,7 +168,7 @@ def test_onnx_path_needs_no_torch_in_process(shared):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_onnx_disagreeing_with_torch_is_refused_before_maps_are_returned(tmp_path, shared, torch_one_thread):
+def test_onnx_disagreeing_with_torch_is_refused_before_labels_are_returned(tmp_path, shared, torch_one_thread):
     for name in ("m2unet_rbc_dpc.pt", "m2unet_rbc_dpc.md"):
         shutil.copy(DEFAULT_WEIGHTS.parent / name, tmp_path / name)
     weights = tmp_path / "m2unet_rbc_dpc.pt"
@@ -177,11 +177,15 @@ def test_onnx_disagreeing_with_torch_is_refused_before_maps_are_returned(tmp_pat
     card = tmp_path / "m2unet_rbc_dpc.md"
     card.write_text(card.read_text().replace(
         card_sha256(card, "m2unet_rbc_dpc.onnx"), file_sha256(fake)))
-    pred = UNetPredictor(weights, threads=1, backend="onnx")
     img = _real_tile(shared, 512)[0, 0]
-    pred.prepare(img)
     with pytest.raises(WeightsError, match="disagrees with torch on a tile of this image"):
-        pred.predict(img)
+        segment_image(img, UNetPredictor(weights, threads=1, backend="onnx"), chunk=256)
+    pred = UNetPredictor(weights, threads=1, backend="onnx")
+    pred.prepare(img)
+    pred.predict(img)
+    with pytest.raises(WeightsError, match="disagrees with torch"):
+        pred.verify()
+    assert not pred._checked
 
 
 def test_torch_reference_failure_is_one_line(tmp_path):

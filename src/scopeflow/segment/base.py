@@ -14,6 +14,10 @@ the same cells:
    region with the same id. Every instance must contain its seed, be at most
    ``object_size`` pixels across, and be decided by maps within that distance.
 
+4. ``verify()`` (optional) is called once every chunk is decoded, before any labels are
+   returned or a store is marked complete; it raises when the maps must not be used. A
+   predictor can so run a slow check of its engine while the chunks decode.
+
 The machinery computes the maps of the whole image once (``predict`` may tile internally but
 must not depend on the chunking), gives each output chunk ``object_size + decode_context``
 pixels of halo for decoding (``decode_context`` is optional: how far beyond an instance the

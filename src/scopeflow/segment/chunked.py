@@ -21,7 +21,9 @@ How
    one. An instance overlapping a core lies within ``object_size`` of it and is decided
    by the maps at most ``decode_context`` beyond, so the neighbouring core that also
    sees this instance decodes it identically and gives it the same name.
-5. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
+5. ``predictor.verify()``, if the predictor has it, must pass (e.g. the U-Net's check of
+   its inference engine against torch, which runs while the chunks decode).
+6. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
 
 Pixels of instances without a seed, or whose seed starts farther than ``object_size``
 from the core (both break the predictor contract), are left as background.
@@ -278,6 +280,8 @@ def _first_pass(
         return np.unique(names[names > 0])
 
     found = _run_tasks(one, list(range(len(cores))), progress, num_workers)
+    if todo and hasattr(predictor, "verify"):
+        predictor.verify()
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
 

@@ -53,7 +53,7 @@ class TorchReference:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         try:
-            os.setpriority(os.PRIO_PROCESS, self.proc.pid, int(os.environ.get("SF_NICE", "19")))
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)  # lowest: it only takes idle cores
         except (AttributeError, OSError):  # pragma: no cover - not POSIX, or not permitted
             pass
         self._writer: threading.Thread | None = None

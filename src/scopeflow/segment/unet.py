@@ -524,6 +524,7 @@ class UNetPredictor:
         #: :func:`decode_maps` parameters: the weights' metadata, then the overrides given here
         self.decode_kw: dict = {**meta.get("decode", {}), **decode_kw}
         self._checked = backend == "torch" and precision == "fp32"
+        self._check_pending: np.ndarray | None = None  # the tile of a started, unfinished check
         self.mean: float | None = None
         self.std: float | None = None
         threading.Thread(target=_load_kernels, name="scopeflow-unet-kernels").start()
@@ -586,6 +587,12 @@ class UNetPredictor:
         -------
         np.ndarray of float32, shape (C, h, w)
             C = 3 (background, body, contour; softmax) or 1 (foreground; sigmoid).
+
+        Notes
+        -----
+        The first call of an unchecked back end (ONNX, INT8, fp16) starts the load-time
+        check on the central 256² tile; :meth:`verify` finishes it and must pass before
+        the maps are used.
         """
         if self.mean is None or self.std is None:
             raise RuntimeError("UNetPredictor.predict called before prepare(image)")
@@ -593,10 +600,10 @@ class UNetPredictor:
         if t.ndim != 2:
             raise ValueError(f"predict expects a 2-D (h, w) tile, got shape {t.shape}")
         h, w = t.shape
-        if not self._checked:
-            check_tile = self._check_tile(t)
+        if not self._checked and self._check_pending is None:
+            self._check_pending = self._check_tile(t)
             if self._reference is not None:
-                self._reference.submit(check_tile)
+                self._reference.submit(self._check_pending)
         jobs = [
             (ys, xs)
             for ys in _splits(h, self.tile, self.context)
@@ -624,9 +631,27 @@ class UNetPredictor:
                         pending.append(post.submit(_probabilities, core, out[:, ys[2] : ys[3], xs[2] : xs[3]]))
             for done in pending:
                 done.result()
-        if not self._checked:  # before any maps are handed out
-            self._check_runner(check_tile)
         return out
+
+    def verify(self) -> None:
+        """Finish the load-time check of the back end started by the first :meth:`predict`.
+
+        Compares the back end's logits with the trained torch network's on a 256² tile of
+        that first image (see :meth:`_check_runner`); a no-op once passed, and for torch
+        fp32. :func:`~scopeflow.segment.chunked.segment_image`,
+        :func:`~scopeflow.segment.chunked.segment_to_zarr` and :meth:`segment` call it after
+        decoding and before returning labels, so the check (torch runs in a child process)
+        overlaps with decoding. Callers of :meth:`predict` must call it before using the maps.
+
+        Raises
+        ------
+        WeightsError
+            The back end disagrees with torch, or the torch reference could not be computed.
+        """
+        if self._checked or self._check_pending is None:
+            return
+        self._check_runner(self._check_pending)
+        self._check_pending = None
 
     def decode(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(labels, seeds)`` (int32, (h, w)) from maps (C, h, w).
@@ -703,7 +728,9 @@ class UNetPredictor:
         labels, seeds : np.ndarray of int32, shape (y, x)
         """
         self.prepare(image)
-        return self.decode(self.predict(image))
+        labels = self.decode(self.predict(image))
+        self.verify()
+        return labels
 
     def __repr__(self) -> str:
         return (
