@@ -251,3 +251,12 @@ def test_classical_chunk_invariance_dpc_2048(shared):
     assert whole.max() > 3000
     for chunk in (512, 1024):
         assert np.array_equal(segment_image(img, ClassicalPredictor(), chunk), whole), chunk
+
+
+def test_distinct_names_equal_unique():
+    from scopeflow.segment.chunked import _distinct_names
+
+    rng = np.random.default_rng(5)
+    for shape in [(0, 4), (1, 1), (9, 7), (120, 80)]:
+        block = (rng.integers(0, 9, size=shape) * rng.integers(0, 2, size=shape)).astype(np.uint64)
+        assert np.array_equal(_distinct_names(block), np.unique(block[block > 0]))
