@@ -256,47 +256,66 @@ class _FoldedResidual(nn.Module):
         return x + y if self.use_res else y
 
 
-class _FusedDecoderBlock(nn.Module):
-    """A decoder block computed as ``relu6(up(A y) + B skip + b)`` instead of
-    ``relu6(bn(W cat(up(y), skip)))``.
+def _merge_pointwise(first: nn.Conv2d, second: nn.Conv2d) -> nn.Conv2d:
+    """One biased 1×1 convolution equal to ``second(first(x))`` (both 1×1, nothing between)."""
+    w1, w2 = first.weight.detach()[:, :, 0, 0], second.weight.detach()[:, :, 0, 0]
+    b1 = first.bias.detach() if first.bias is not None else torch.zeros(w1.shape[0])
+    b2 = second.bias.detach() if second.bias is not None else torch.zeros(w2.shape[0])
+    merged = nn.Conv2d(w1.shape[1], w2.shape[0], 1, bias=True)
+    merged.weight.data = (w2 @ w1)[:, :, None, None].clone()
+    merged.bias.data = (w2 @ b1 + b2).clone()
+    return merged
 
-    The expansion convolution is 1×1 and bilinear upsampling acts on each channel
-    linearly, so they commute: ``W_a up(y) = up(W_a y)``. Projecting before
-    upsampling resizes ``hidden`` channels (0.15 × the input's) instead of all of
-    ``y``'s, and the concatenation disappears. Equal to the original block up to
-    float rounding.
+
+class _FusedDecoderBlock(nn.Module):
+    """A decoder block computed as ``out(relu6(dw(relu6(up(a) + B skip + b))))``, where ``a``
+    is the previous block's output already projected to this block's hidden channels.
+
+    The trained block is ``P relu6(dw(relu6(bn(W cat(up(y), skip)))))``, with a linear
+    projection ``P`` and ``W = [A, B]``. The 1×1 convolution ``A`` commutes with bilinear
+    upsampling (its weights sum to 1, so biases commute too), so ``A`` is applied before
+    upsampling and merged with the previous block's projection into one convolution from
+    that block's hidden channels to this one's (t = 0.15: 5–19 channels), and this block's
+    ``P`` is merged with the next block's ``A`` (or with the head): the 30–96-channel
+    decoder outputs and the concatenations are never computed. Equal to the trained
+    blocks up to float rounding.
     """
 
-    def __init__(self, block: _DecoderBlock) -> None:
+    def __init__(self, block: _DecoderBlock, following: nn.Conv2d) -> None:
         super().__init__()
-        conv0, bn0 = block.ir.conv[0], block.ir.conv[1]
-        fused = _fold_bn(conv0, bn0)
-        up_ch = conv0.in_channels - self._skip_channels(block)
+        fused = _fold_bn(block.ir.conv[0], block.ir.conv[1])
+        up_ch = fused.in_channels - block.skip_channels
         w = fused.weight.detach()
-        self.expand_up = nn.Conv2d(up_ch, w.shape[0], 1, bias=False)
-        self.expand_up.weight.data = w[:, :up_ch].clone()
         self.expand_skip = nn.Conv2d(w.shape[1] - up_ch, w.shape[0], 1, bias=True)
         self.expand_skip.weight.data = w[:, up_ch:].clone()
         self.expand_skip.bias.data = fused.bias.detach().clone()
-        self.rest = _fold_sequential(nn.Sequential(*list(block.ir.conv)[3:]))
+        dw, act, project = _fold_sequential(nn.Sequential(*list(block.ir.conv)[3:]))
+        self.depthwise = nn.Sequential(dw, act)
+        #: projection of this block merged with what follows it (next block's ``A``, or the head)
+        self.out = _merge_pointwise(project, following)
 
     @staticmethod
-    def _skip_channels(block: _DecoderBlock) -> int:
-        return block.skip_channels
+    def expand_up(block: _DecoderBlock) -> nn.Conv2d:
+        """The ``A`` part of a block's expansion (folded batch norm's scale, no bias)."""
+        fused = _fold_bn(block.ir.conv[0], block.ir.conv[1])
+        up_ch = fused.in_channels - block.skip_channels
+        conv = nn.Conv2d(up_ch, fused.out_channels, 1, bias=False)
+        conv.weight.data = fused.weight.detach()[:, :up_ch].clone()
+        return conv
 
-    def forward(self, y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(self.expand_up(y), scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.rest(F.relu6(up + self.expand_skip(skip)))
+    def forward(self, a: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.out(self.depthwise(F.relu6(up + self.expand_skip(skip))))
 
 
 class InferenceM2UNet(nn.Module):
     """An eval-mode :class:`M2UNet` rewritten for fast inference; same logits.
 
-    Batch norms are folded into the convolutions and each decoder block projects
-    to its few hidden channels before upsampling (see :class:`_FusedDecoderBlock`).
-    Upsampling uses a constant scale of 2, so an ONNX export has static ``Resize``
-    scales. Inputs must already be padded to a multiple of :data:`STRIDE` (16) on
-    both sides; the output has the input's height and width.
+    Batch norms are folded into the convolutions, and the decoder works in each block's
+    few hidden channels (see :class:`_FusedDecoderBlock`). Upsampling uses a constant
+    scale of 2, so an ONNX export has static ``Resize`` scales. Inputs must already be
+    padded to a multiple of :data:`STRIDE` (16) on both sides; the output has the input's
+    height and width.
 
     Parameters
     ----------
@@ -311,17 +330,16 @@ class InferenceM2UNet(nn.Module):
             _fold_sequential(layer) if isinstance(layer, nn.Sequential) else _FoldedResidual(layer)
             for layer in net.encoder
         )
-        self.decoders = nn.ModuleList(
-            _FusedDecoderBlock(d) for d in (net.dec4, net.dec3, net.dec2, net.dec1)
-        )
-        self.head = nn.Conv2d(16, net.out_channels, 1, bias=True)
-        self.head.load_state_dict(net.head.state_dict())
+        blocks = (net.dec4, net.dec3, net.dec2, net.dec1)
+        self.expand_bottom = _FusedDecoderBlock.expand_up(blocks[0])  # A of the first block, on c4
+        following = [_FusedDecoderBlock.expand_up(b) for b in blocks[1:]] + [net.head]
+        self.decoders = nn.ModuleList(_FusedDecoderBlock(b, f) for b, f in zip(blocks, following))
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, C, H, W) for an input (N, in_channels, H, W) padded to multiples of 16."""
         c1, c2, c3, c4 = _encode(self.encoder, x)
-        y = c4
+        a = self.expand_bottom(c4)
         for dec, skip in zip(self.decoders, (c3, c2, c1, x)):
-            y = dec(y, skip)
-        return self.head(y)
+            a = dec(a, skip)
+        return a
