@@ -614,8 +614,10 @@ class UNetPredictor:
         groups: dict[tuple[int, int], list] = {}
         for ys, xs in jobs:
             groups.setdefault((ys[1] - ys[0], xs[1] - xs[0]), []).append((ys, xs))
-        # a window's probabilities are computed in a second thread while the next window runs
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scopeflow-probabilities") as post:
+        # a window's probabilities are computed in other threads (in row bands, one per
+        # thread) while the next window runs
+        bands = max(1, int(self.threads or 1))
+        with ThreadPoolExecutor(max_workers=bands, thread_name_prefix="scopeflow-probabilities") as post:
             pending = []
             for (gh, gw), batch_jobs in groups.items():
                 # bound memory (~0.45 GB per Mpx of window on CPU): <= 4 Mpx per pass
@@ -627,8 +629,13 @@ class UNetPredictor:
                     if out is None:
                         out = np.empty((logits.shape[1], h, w), dtype=np.float32)
                     for (ys, xs), lg in zip(part, logits):
-                        core = lg[:, ys[2] - ys[0] : ys[3] - ys[0], xs[2] - xs[0] : xs[3] - xs[0]]
-                        pending.append(post.submit(_probabilities, core, out[:, ys[2] : ys[3], xs[2] : xs[3]]))
+                        y0, y1, x0, x1 = ys[2] - ys[0], ys[3] - ys[0], xs[2] - xs[0], xs[3] - xs[0]
+                        step = -(-(y1 - y0) // bands)
+                        for b in range(y0, y1, step):
+                            e = min(b + step, y1)
+                            pending.append(post.submit(
+                                _probabilities, lg[:, b:e, x0:x1], out[:, ys[0] + b : ys[0] + e, xs[2] : xs[3]]
+                            ))
             for done in pending:
                 done.result()
         return out
