@@ -169,6 +169,10 @@ def test_onnx_path_needs_no_torch_in_process(shared):
 
 
 def test_onnx_disagreeing_with_torch_is_refused_before_labels_are_returned(tmp_path, shared, torch_one_thread):
+    import zarr
+
+    from scopeflow.segment.chunked import segment_to_zarr
+
     for name in ("m2unet_rbc_dpc.pt", "m2unet_rbc_dpc.md"):
         shutil.copy(DEFAULT_WEIGHTS.parent / name, tmp_path / name)
     weights = tmp_path / "m2unet_rbc_dpc.pt"
@@ -178,6 +182,12 @@ def test_onnx_disagreeing_with_torch_is_refused_before_labels_are_returned(tmp_p
     card.write_text(card.read_text().replace(
         card_sha256(card, "m2unet_rbc_dpc.onnx"), file_sha256(fake)))
     img = _real_tile(shared, 512)[0, 0]
+    # a store keeps finished chunks for a resumed run: none may be written before the check
+    store = tmp_path / "labels.zarr"
+    with pytest.raises(WeightsError, match="disagrees with torch"):
+        segment_to_zarr(img, UNetPredictor(weights, threads=1, backend="onnx"), store, chunk=256, resume_key="k")
+    arr = zarr.open_array(store, mode="r")
+    assert not arr.attrs["scopeflow_segmentation"]["done_cores"] and not np.asarray(arr[:]).any()
     with pytest.raises(WeightsError, match="disagrees with torch on a tile of this image"):
         segment_image(img, UNetPredictor(weights, threads=1, backend="onnx"), chunk=256)
     pred = UNetPredictor(weights, threads=1, backend="onnx")

@@ -14,9 +14,9 @@ the same cells:
    region with the same id. Every instance must contain its seed, be at most
    ``object_size`` pixels across, and be decided by maps within that distance.
 
-4. ``verify()`` (optional) is called once every chunk is decoded, before any labels are
-   returned or a store is marked complete; it raises when the maps must not be used. A
-   predictor can so run a slow check of its engine while the chunks decode.
+4. ``verify()`` (optional) is called after ``predict`` and before any labels are returned
+   or stored (in memory: once every chunk is decoded, so a slow check of the inference
+   engine can run while the chunks decode); it raises when the maps must not be used.
 
 The machinery computes the maps of the whole image once (``predict`` may tile internally but
 must not depend on the chunking), gives each output chunk ``object_size + decode_context``

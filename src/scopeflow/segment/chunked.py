@@ -22,7 +22,8 @@ How
    by the maps at most ``decode_context`` beyond, so the neighbouring core that also
    sees this instance decodes it identically and gives it the same name.
 5. ``predictor.verify()``, if the predictor has it, must pass (e.g. the U-Net's check of
-   its inference engine against torch, which runs while the chunks decode).
+   its inference engine against torch, which runs while the chunks decode;
+   :func:`segment_to_zarr`, whose store keeps finished cores, verifies before decoding).
 6. Sorting the distinct names gives the final ids 1..N, in raster order of the seeds.
 
 Pixels of instances without a seed, or whose seed starts farther than ``object_size``
@@ -252,11 +253,14 @@ def _first_pass(
     progress: bool,
     num_workers: int | None,
     done: Callable[[int], np.ndarray | None] | None = None,
+    verify_before_writing: bool = False,
 ) -> np.ndarray:
     """Segment every core, hand its seed names to ``write``; return sorted distinct names.
 
     ``done(i)``, if given, returns the distinct names of core ``i`` when it was finished by an
-    earlier run (the core is then not recomputed), else None.
+    earlier run (the core is then not recomputed), else None. ``predictor.verify()`` (if any)
+    runs after decoding, or, with ``verify_before_writing`` (``write`` persists cores that a
+    later run trusts), before the first core is decoded.
     """
     cores = chunk_cores(img.shape, chunk)
     previous = [done(i) if done is not None else None for i in range(len(cores))]
@@ -270,6 +274,9 @@ def _first_pass(
                 f"{type(predictor).__name__}.predict returned maps of shape {maps.shape} for an "
                 f"image of shape {img.shape}; expected (C, {img.shape[0]}, {img.shape[1]})"
             )
+    check = getattr(predictor, "verify", None) if todo else None
+    if check is not None and verify_before_writing:
+        check()
     halo = 0 if chunk is None else halo_px(predictor)
 
     def one(i):
@@ -280,8 +287,8 @@ def _first_pass(
         return _distinct_names(names)
 
     found = _run_tasks(one, list(range(len(cores))), progress, num_workers)
-    if todo and hasattr(predictor, "verify"):
-        predictor.verify()
+    if check is not None and not verify_before_writing:
+        check()
     return np.unique(np.concatenate(found)) if found else np.zeros(0, np.uint64)
 
 
@@ -535,7 +542,9 @@ def segment_to_zarr(
     if same_run and previous.get("state") == "relabelling":
         sorted_names = np.asarray(previous["sorted_names"], dtype=np.uint64)
     else:
-        sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers, done)
+        # the store keeps finished cores for a resumed run: the predictor's check comes first
+        sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers, done,
+                                   verify_before_writing=True)
         if sorted_names.size >= 2**32:
             raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
         _set_record(arr, state="relabelling", n_labels=int(sorted_names.size),

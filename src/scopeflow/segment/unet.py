@@ -16,9 +16,9 @@ Weights are a ``torch.save``'d dict ``{"state_dict": ..., "meta": {...}}`` read
 with ``torch.load(weights_only=True)``; the file's sha256 must match the
 ``sha256: <hex>`` line of its model card (same path with suffix ``.md``).
 
-With the ONNX back end torch is not needed to compute the maps: it is imported, and
-the weights loaded for the load-time check against torch, in a background thread
-while ONNX Runtime runs (``import torch`` alone takes ~2 s).
+With the ONNX back end torch is not imported at all: the weights' metadata comes from
+the ONNX file, and the torch logits for the load-time check come from a low-priority
+child process (:mod:`scopeflow.segment.torch_check`; ``import torch`` alone takes ~2 s).
 """
 
 from __future__ import annotations
@@ -645,10 +645,11 @@ class UNetPredictor:
 
         Compares the back end's logits with the trained torch network's on a 256² tile of
         that first image (see :meth:`_check_runner`); a no-op once passed, and for torch
-        fp32. :func:`~scopeflow.segment.chunked.segment_image`,
-        :func:`~scopeflow.segment.chunked.segment_to_zarr` and :meth:`segment` call it after
-        decoding and before returning labels, so the check (torch runs in a child process)
-        overlaps with decoding. Callers of :meth:`predict` must call it before using the maps.
+        fp32. :func:`~scopeflow.segment.chunked.segment_image` and :meth:`segment` call it
+        after decoding and before returning labels, so the check (torch runs in a child
+        process) overlaps with decoding; :func:`~scopeflow.segment.chunked.segment_to_zarr`
+        calls it before the first chunk is stored. Callers of :meth:`predict` must call it
+        before using the maps.
 
         Raises
         ------
