@@ -14,7 +14,6 @@ import numpy as np
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.provenance import file_sha256
-from scopeflow.segment.m2unet import M2UNet
 from scopeflow.segment.runtime import STRIDE, export_onnx, onnx_path, quantize_int8
 
 __all__ = ["calibration_tiles", "export_models"]
@@ -90,13 +89,11 @@ def export_models(
     dict
         ``{path: sha256}`` of the files written.
     """
-    from scopeflow.segment.unet import DEFAULT_WEIGHTS, load_weights
+    from scopeflow.segment.unet import DEFAULT_WEIGHTS, load_weights, network_from_weights
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     loaded = load_weights(weights)
-    net = M2UNet(int(loaded["meta"]["in_channels"]), int(loaded["meta"]["out_channels"]))
-    net.load_state_dict(loaded["state_dict"])
-    fp32 = export_onnx(net.eval(), onnx_path(weights, "fp32"), loaded["sha256"], loaded["meta"])
+    fp32 = export_onnx(network_from_weights(loaded), onnx_path(weights, "fp32"), loaded["sha256"], loaded["meta"])
     written = {fp32: file_sha256(fp32)}
     if int8:
         tiles = list(calibration_tiles(calibrate))

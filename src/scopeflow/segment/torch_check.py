@@ -109,19 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        from scopeflow.segment.m2unet import M2UNet
-        from scopeflow.segment.unet import load_weights
+        from scopeflow.segment.unet import load_weights, network_from_weights
 
         torch.set_num_threads(1)
         loaded = load_weights(weights, verify=sha256 != "-")
         if sha256 != "-" and loaded["sha256"] != sha256:
             raise ScopeflowError(f"weights file {weights} changed while loading (sha256 {loaded['sha256']})")
-        meta = loaded["meta"]
-        net = M2UNet(int(meta["in_channels"]), int(meta["out_channels"]))
-        net.load_state_dict(loaded["state_dict"])
+        net = network_from_weights(loaded)
         tile = np.load(io.BytesIO(sys.stdin.buffer.read()))
         with torch.inference_mode():
-            logits = net.eval()(torch.from_numpy(tile)).numpy()
+            logits = net(torch.from_numpy(tile)).numpy()
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
         print(f"{type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
         return 1

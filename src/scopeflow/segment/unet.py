@@ -166,6 +166,16 @@ def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
     return {"state_dict": sd, "meta": meta, "sha256": digest}
 
 
+def network_from_weights(loaded: dict[str, Any]):
+    """The :class:`~scopeflow.segment.m2unet.M2UNet` of a :func:`load_weights` result, eval mode, CPU."""
+    from scopeflow.segment.m2unet import M2UNet
+
+    meta = loaded["meta"]
+    net = M2UNet(int(meta["in_channels"]), int(meta["out_channels"]))
+    net.load_state_dict(loaded["state_dict"])
+    return net.eval()
+
+
 def _max_cross(a: np.ndarray) -> np.ndarray:
     """Maximum over each pixel and its 4 neighbours (outside the array counts as 0).
 
@@ -535,15 +545,10 @@ class UNetPredictor:
             if self._net is None:
                 import torch
 
-                from scopeflow.segment.m2unet import M2UNet
-
                 loaded = load_weights(self.weights, verify=False)
                 if self.threads is not None:
                     torch.set_num_threads(int(self.threads))
-                meta = loaded["meta"]
-                net = M2UNet(int(meta["in_channels"]), int(meta["out_channels"]))
-                net.load_state_dict(loaded["state_dict"])
-                self._net = (net.eval(), meta)
+                self._net = (network_from_weights(loaded), loaded["meta"])
             return self._net
 
     @property
