@@ -281,27 +281,27 @@ class _FusedDecoderBlock(nn.Module):
     blocks up to float rounding.
     """
 
-    def __init__(self, block: _DecoderBlock, following: nn.Conv2d) -> None:
+    def __init__(self, block: _DecoderBlock, expand_skip: nn.Conv2d, following: nn.Conv2d) -> None:
         super().__init__()
-        fused = _fold_bn(block.ir.conv[0], block.ir.conv[1])
-        up_ch = fused.in_channels - block.skip_channels
-        w = fused.weight.detach()
-        self.expand_skip = nn.Conv2d(w.shape[1] - up_ch, w.shape[0], 1, bias=True)
-        self.expand_skip.weight.data = w[:, up_ch:].clone()
-        self.expand_skip.bias.data = fused.bias.detach().clone()
+        self.expand_skip = expand_skip
         dw, act, project = _fold_sequential(nn.Sequential(*list(block.ir.conv)[3:]))
         self.depthwise = nn.Sequential(dw, act)
         #: projection of this block merged with what follows it (next block's ``A``, or the head)
         self.out = _merge_pointwise(project, following)
 
     @staticmethod
-    def expand_up(block: _DecoderBlock) -> nn.Conv2d:
-        """The ``A`` part of a block's expansion (folded batch norm's scale, no bias)."""
+    def split_expansion(block: _DecoderBlock) -> tuple[nn.Conv2d, nn.Conv2d]:
+        """A block's expansion, batch norm folded, as ``(A, B)``: ``A`` on the upsampled input
+        (no bias), ``B`` on the skip (with the bias)."""
         fused = _fold_bn(block.ir.conv[0], block.ir.conv[1])
         up_ch = fused.in_channels - block.skip_channels
-        conv = nn.Conv2d(up_ch, fused.out_channels, 1, bias=False)
-        conv.weight.data = fused.weight.detach()[:, :up_ch].clone()
-        return conv
+        w = fused.weight.detach()
+        expand_up = nn.Conv2d(up_ch, w.shape[0], 1, bias=False)
+        expand_up.weight.data = w[:, :up_ch].clone()
+        expand_skip = nn.Conv2d(w.shape[1] - up_ch, w.shape[0], 1, bias=True)
+        expand_skip.weight.data = w[:, up_ch:].clone()
+        expand_skip.bias.data = fused.bias.detach().clone()
+        return expand_up, expand_skip
 
     def forward(self, a: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
@@ -331,9 +331,12 @@ class InferenceM2UNet(nn.Module):
             for layer in net.encoder
         )
         blocks = (net.dec4, net.dec3, net.dec2, net.dec1)
-        self.expand_bottom = _FusedDecoderBlock.expand_up(blocks[0])  # A of the first block, on c4
-        following = [_FusedDecoderBlock.expand_up(b) for b in blocks[1:]] + [net.head]
-        self.decoders = nn.ModuleList(_FusedDecoderBlock(b, f) for b, f in zip(blocks, following))
+        ups, skips = zip(*(_FusedDecoderBlock.split_expansion(b) for b in blocks))
+        self.expand_bottom = ups[0]  # A of the first block, on c4
+        following = [*ups[1:], net.head]
+        self.decoders = nn.ModuleList(
+            _FusedDecoderBlock(b, s, f) for b, s, f in zip(blocks, skips, following)
+        )
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
