@@ -37,6 +37,7 @@ from scipy import ndimage as ndi
 from scopeflow.evaluate import overlap_table
 from scopeflow.provenance import file_sha256
 from scopeflow.qc.cell_classifier import CROP_PX, QualityNet, cell_crops
+from scopeflow.segment.unet import write_card_sha256
 
 __all__ = [
     "CORRUPTIONS",
@@ -583,23 +584,8 @@ def save_weights(net: torch.nn.Module, meta: dict, out: str | Path) -> str:
     sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
     torch.save({"state_dict": sd, "meta": meta}, out)
     sha = file_sha256(out)
-    _set_card_sha(out, sha)
+    write_card_sha256(out, sha, "Trained by scopeflow (see the weights' metadata).")
     return sha
-
-
-def _set_card_sha(out: Path, sha: str) -> None:
-    """Write ``sha256: <hex>`` into the model card beside ``out`` (create a stub card)."""
-    import re
-
-    card = out.with_suffix(".md")
-    line = f"sha256: {sha}"
-    if card.is_file():
-        text = card.read_text(encoding="utf-8")
-        new, k = re.subn(r"(?m)^\s*sha256:\s*[0-9a-fA-F]*\s*$", line, text)
-        card.write_text(new if k else text.rstrip("\n") + "\n\n" + line + "\n", encoding="utf-8")
-    else:
-        card.write_text(f"# {out.stem}\n\nTrained by scopeflow (see the weights' metadata).\n\n"
-                        f"{line}\n", encoding="utf-8")
 
 
 def _parser() -> argparse.ArgumentParser:

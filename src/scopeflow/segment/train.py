@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import shlex
 import sys
 import time
@@ -41,7 +40,7 @@ from scipy import ndimage as ndi
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.segment.m2unet import M2UNet
-from scopeflow.segment.unet import UNetPredictor, decode_maps, file_sha256
+from scopeflow.segment.unet import UNetPredictor, decode_maps, file_sha256, write_card_sha256
 
 __all__ = [
     "make_target",
@@ -651,32 +650,17 @@ def train(
     }
     torch.save({"state_dict": final_sd, "meta": meta}, out)
     sha = file_sha256(out)
-    _update_card(out, sha, meta)
+    write_card_sha256(out, sha, (
+        f"M2U-Net ({meta['head']} head) trained with scopeflow.segment.train.\n\n"
+        f"- command: `{meta['train'].get('command', '')}`\n"
+        f"- best step: {meta['train']['best_step']}; validation: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in meta["val"].items())
+    ))
     steps_run = step - first_step
     return {
         "history": history, "val": val_rows, "best": best["row"], "out": str(out), "sha256": sha,
         "sec_per_step": elapsed / max(1, steps_run), "steps": step,
     }
-
-
-def _update_card(out: Path, sha: str, meta: dict) -> None:
-    """Set the ``sha256:`` line of the model card beside ``out`` (create a minimal card)."""
-    card = out.with_suffix(".md")
-    line = f"sha256: {sha}"
-    if card.is_file():
-        text = card.read_text(encoding="utf-8")
-        new, n = re.subn(r"(?m)^\s*sha256:\s*[0-9a-fA-F]*\s*$", line, text)
-        card.write_text(new if n else text.rstrip("\n") + "\n\n" + line + "\n", encoding="utf-8")
-        return
-    val = meta.get("val", {})
-    card.write_text(
-        f"# {out.stem}\n\nM2U-Net ({meta['head']} head) trained with scopeflow.segment.train.\n\n"
-        f"- command: `{meta['train'].get('command', '')}`\n"
-        f"- best step: {meta['train']['best_step']}; validation: "
-        + ", ".join(f"{k}={v:.4f}" for k, v in val.items())
-        + f"\n\n{line}\n",
-        encoding="utf-8",
-    )
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -44,6 +44,7 @@ __all__ = [
     "file_sha256",
     "load_weights",
     "verify_sha256",
+    "write_card_sha256",
 ]
 
 #: The shipped model (trained on Octopi DPC RBC data, see its model card).
@@ -77,6 +78,23 @@ def card_sha256(card: str | Path, name: str | None = None) -> str | None:
         pat = rf"`?{re.escape(name)}`?\s+sha256\s*:\s*`?([0-9a-fA-F]{{64}})`?"
         m = re.search(pat, text)
     return m.group(1).lower() if m else None
+
+
+def write_card_sha256(weights: str | Path, sha256: str, new_card: str) -> None:
+    """Record a weights file's sha256 in its model card (``weights`` with suffix ``.md``).
+
+    The card's ``sha256: <hex>`` line is replaced, or appended when it has none. Without a
+    card, one is written: a ``# <stem>`` title, ``new_card`` (Markdown) and the line.
+    """
+    weights = Path(weights)
+    card = weights.with_suffix(".md")
+    line = f"sha256: {sha256}"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        new, n = re.subn(r"(?m)^\s*sha256:\s*[0-9a-fA-F]*\s*$", line, text)
+        card.write_text(new if n else text.rstrip("\n") + "\n\n" + line + "\n", encoding="utf-8")
+    else:
+        card.write_text(f"# {weights.stem}\n\n{new_card}\n\n{line}\n", encoding="utf-8")
 
 
 def verify_sha256(path: str | Path, card: str | Path | None = None, what: str = "weights file") -> str:
