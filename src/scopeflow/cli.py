@@ -55,7 +55,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     chunk = args.chunk or None
     with dask.config.set(scheduler="threads", num_workers=args.threads):
         labels = segment_image(image, predictor, chunk=chunk)
-    write_labels_tiff(args.output, labels)
+    write_labels_tiff(args.output, labels, threads=args.threads)
     print(
         f"{args.image}: {int(labels.max())} cells -> {args.output} "
         f"({args.method}, chunk {chunk or 'whole'}, {time.perf_counter() - t0:.2f} s)"

@@ -83,9 +83,14 @@ def read_labels(path: str | Path) -> np.ndarray:
     return arr
 
 
-def write_labels_tiff(path: str | Path, labels: np.ndarray) -> None:
-    """Write a uint32 label TIFF (zlib-compressed at level 1: ~3x faster than the default, files ~10 % larger)."""
+def write_labels_tiff(path: str | Path, labels: np.ndarray, threads: int = 1) -> None:
+    """Write a uint32 label TIFF, zlib-compressed at level 1 in strips of 256 rows.
+
+    Level 1 is ~3x faster than the default level and gives files ~10 % larger; the strips
+    are compressed by ``threads`` threads.
+    """
     import tifffile
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, np.asarray(labels, dtype=np.uint32), compression="zlib", compressionargs={"level": 1})
+    tifffile.imwrite(path, np.asarray(labels, dtype=np.uint32), compression="zlib",
+                     compressionargs={"level": 1}, rowsperstrip=256, maxworkers=max(1, int(threads)))

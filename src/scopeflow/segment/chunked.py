@@ -306,18 +306,25 @@ def _distinct_names(block: np.ndarray) -> np.ndarray:
     return np.unique(values[values > 0])
 
 
-def _relabel(names: np.ndarray, sorted_names: np.ndarray) -> np.ndarray:
-    """Map seed names to 1..N by their rank in ``sorted_names`` (0 stays 0), as uint32."""
+def _ranks(sorted_names: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function mapping seed names to 1..N by their rank in ``sorted_names`` (0 stays 0), as uint32.
+
+    Every name given to it must be 0 or in ``sorted_names``. The lookup table (names are
+    linear pixel indices + 1, so it is faster than a search) is built once, here.
+    """
     if sorted_names.size and int(sorted_names[-1]) <= _MAX_LUT:
-        # names are linear pixel indices + 1: a lookup table is faster than a search
         lut = np.zeros(int(sorted_names[-1]) + 1, dtype=np.uint32)
         lut[sorted_names.astype(np.int64)] = np.arange(1, sorted_names.size + 1, dtype=np.uint32)
-        return lut[names]  # every name is in sorted_names (or 0) by construction
-    out = np.zeros(names.shape, dtype=np.uint32)
-    nz = names > 0
-    if nz.any():
-        out[nz] = (np.searchsorted(sorted_names, names[nz]) + 1).astype(np.uint32)
-    return out
+        return lut.take
+
+    def search(names: np.ndarray) -> np.ndarray:
+        out = np.zeros(names.shape, dtype=np.uint32)
+        nz = names > 0
+        if nz.any():
+            out[nz] = (np.searchsorted(sorted_names, names[nz]) + 1).astype(np.uint32)
+        return out
+
+    return search
 
 
 def segment_image(
@@ -378,7 +385,14 @@ def segment_image(
     sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers)
     if sorted_names.size >= 2**32:
         raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
-    return _relabel(names, sorted_names.astype(names.dtype))
+    rank = _ranks(sorted_names.astype(names.dtype))
+    labels = np.empty(img.shape, dtype=np.uint32)
+
+    def relabel(core):
+        labels[core] = rank(names[core])
+
+    _run_tasks(relabel, chunk_cores(img.shape, chunk), False, num_workers)
+    return labels
 
 
 class _Plane:
@@ -549,7 +563,7 @@ def segment_to_zarr(
             raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
         _set_record(arr, state="relabelling", n_labels=int(sorted_names.size),
                     sorted_names=[int(v) for v in sorted_names])
-    sorted_names = sorted_names.astype(arr.dtype)
+    rank = _ranks(sorted_names.astype(arr.dtype))
 
     cy, cx = _write_block(arr)  # pass 2 follows the array's own chunks/shards: no lock
     grid = [
@@ -563,7 +577,7 @@ def segment_to_zarr(
         if i in relabelled:
             return
         block = np.asarray(arr[block_slices])
-        arr[block_slices] = _relabel(block, sorted_names).astype(arr.dtype, copy=False)
+        arr[block_slices] = rank(block).astype(arr.dtype, copy=False)
         with record_lock:
             relabelled.add(i)
             _set_record(arr, relabelled_blocks=sorted(relabelled))

@@ -17,8 +17,8 @@ with ``torch.load(weights_only=True)``; the file's sha256 must match the
 ``sha256: <hex>`` line of its model card (same path with suffix ``.md``).
 
 With the ONNX back end torch is not imported at all: the weights' metadata comes from
-the ONNX file, and the torch logits for the load-time check come from a low-priority
-child process (:mod:`scopeflow.segment.torch_check`; ``import torch`` alone takes ~2 s).
+the ONNX file, and the torch logits for the load-time check come from a child process
+(:mod:`scopeflow.segment.torch_check`; ``import torch`` alone takes ~2 s).
 """
 
 from __future__ import annotations
@@ -539,7 +539,7 @@ class UNetPredictor:
                 threads=threads, device=self.device,
             )
             # the maps need no torch (the weights' metadata is in the ONNX file); torch's
-            # logits for the load-time check come from a low-priority child process
+            # logits for the load-time check come from a child process
             meta = self.runner.meta if self.runner.meta is not None else self._load()[1]
             self._reference = TorchReference(self.weights, self.sha256 if verify else None)
         else:
@@ -555,7 +555,7 @@ class UNetPredictor:
         self._check_pending: np.ndarray | None = None  # the tile of a started, unfinished check
         self.mean: float | None = None
         self.std: float | None = None
-        threading.Thread(target=_load_kernels, name="scopeflow-unet-kernels").start()
+        self._kernels: threading.Thread | None = None
 
     def _load(self) -> tuple[Any, dict]:
         """Import torch and read the (already verified) weights: ``(M2UNet, meta)``; kept as :attr:`net`."""
@@ -586,6 +586,11 @@ class UNetPredictor:
         img = np.asarray(image)
         if img.ndim != 2:
             raise ValueError(f"prepare expects a 2-D (y, x) image, got shape {img.shape}")
+        if self._kernels is None:
+            # load the compiled kernels while the first window is inferred (not earlier: the
+            # import holds the GIL, which reading the image needs)
+            self._kernels = threading.Thread(target=_load_kernels, name="scopeflow-unet-kernels")
+            self._kernels.start()
         vals = img.reshape(-1)
         if not np.isfinite(vals).all():
             vals = vals[np.isfinite(vals)]
@@ -647,7 +652,8 @@ class UNetPredictor:
                 nb = max(1, min(self.batch_size, _MAX_BATCH_PX // max(1, gh * gw)))
                 for i in range(0, len(batch_jobs), nb):
                     part = batch_jobs[i : i + nb]
-                    x = np.stack([self._normalized(t[ys[0] : ys[1], xs[0] : xs[1]]) for ys, xs in part])
+                    windows = [self._normalized(t[ys[0] : ys[1], xs[0] : xs[1]]) for ys, xs in part]
+                    x = windows[0][None] if len(windows) == 1 else np.stack(windows)
                     logits = self.runner(x[:, None])
                     if out is None:
                         out = np.empty((logits.shape[1], h, w), dtype=np.float32)
