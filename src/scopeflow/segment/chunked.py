@@ -167,7 +167,7 @@ def segment_chunk(
 
     Returns
     -------
-    np.ndarray of uint64, core shape
+    np.ndarray of uint32 (uint64 for images of 2**32 pixels or more), core shape
         0 = background, else 1 + global linear index (``y * W + x``) of the first pixel,
         in raster order, of the instance's seed.
     """
@@ -185,7 +185,8 @@ def segment_chunk(
             f"for maps of shape {window.shape}"
         )
     core_labels = labels[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
-    out = np.zeros(core_labels.shape, dtype=np.uint64)
+    dtype = _id_dtype((h, w))
+    out = np.zeros(core_labels.shape, dtype=dtype)
     flat = seeds.ravel()
     where = np.flatnonzero(flat > 0)
     if where.size == 0 or not np.any(core_labels > 0):
@@ -211,13 +212,13 @@ def segment_chunk(
         return out
     top = int(core_labels.max())
     if top <= 4 * core_labels.size + 1024:
-        lut = np.zeros(top + 1, dtype=np.uint64)
+        lut = np.zeros(top + 1, dtype=dtype)
         inside = ids <= top
         lut[ids[inside]] = names[inside]
-        return lut[core_labels.astype(np.int64, copy=False)]
+        return lut[core_labels]
     pos = np.clip(np.searchsorted(ids, core_labels), 0, ids.size - 1)
     hit = (ids[pos] == core_labels) & (core_labels > 0)
-    out[hit] = names[pos[hit]]
+    out[hit] = names[pos[hit]].astype(dtype)
     return out
 
 

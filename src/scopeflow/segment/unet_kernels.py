@@ -99,20 +99,26 @@ def _label4(mask, exclude):  # pragma: no cover - compiled
                 elif b < a:
                     parent[a] = b
                 lab[y, x] = up
+    # parent[i] <= i, and a component's root is its smallest provisional id: the one its
+    # first pixel in raster order made. Numbering roots by id is numbering components in
+    # that order, and one pass in id order resolves every provisional id.
     final = np.zeros(n + 1, np.int32)
-    area = np.zeros(n + 1, np.int64)
     count = 0
+    for i in range(1, n + 1):
+        if parent[i] == i:
+            count += 1
+            final[i] = count
+        else:
+            final[i] = final[parent[i]]
+    area = np.zeros(count + 1, np.int64)
     for y in range(h):
         for x in range(w):
             v = lab[y, x]
             if v:
-                r = _find(parent, v)
-                if final[r] == 0:
-                    count += 1
-                    final[r] = count
-                lab[y, x] = final[r]
-                area[final[r]] += 1
-    return lab, count, area[: count + 1]
+                f = final[v]
+                lab[y, x] = f
+                area[f] += 1
+    return lab, count, area
 
 
 @njit(cache=True, nogil=True)
@@ -146,59 +152,36 @@ def erode4(mask, iterations):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _max_neighbour(lab, y, x):  # pragma: no cover - compiled
-    h, w = lab.shape
-    m = 0
-    if y > 0:
-        m = max(m, lab[y - 1, x])
-    if y < h - 1:
-        m = max(m, lab[y + 1, x])
-    if x > 0:
-        m = max(m, lab[y, x - 1])
-    if x < w - 1:
-        m = max(m, lab[y, x + 1])
-    return m
-
-
-@njit(cache=True, nogil=True)
 def _grow(lab, allowed, steps):  # pragma: no cover - compiled
     """Grow ``lab`` in place by ``steps`` synchronous steps (see the module docstring).
 
-    Only the front is visited: the free allowed pixels next to a labelled one, then the
-    free allowed neighbours of the pixels that changed in the previous step.
+    Each step is one raster pass; the row above and the current row are read from copies
+    made before the pass changed them, the row below is not changed yet. Stops early
+    when a step changes nothing.
     """
     h, w = lab.shape
-    if steps <= 0:
-        return
-    front = np.empty(h * w, np.int64)  # flat indices; each pixel joins a front at most once
-    nxt = np.empty(h * w, np.int64)
-    value = np.empty(h * w, np.int32)
-    n = 0
-    for y in range(h):
-        for x in range(w):
-            if lab[y, x] == 0 and allowed[y, x] and _max_neighbour(lab, y, x) > 0:
-                front[n] = y * w + x
-                n += 1
-    for step in range(steps):
-        if n == 0:
+    above = np.zeros(w, np.int32)
+    here = np.empty(w, np.int32)
+    for _ in range(steps):
+        changed = False
+        above[:] = 0
+        for y in range(h):
+            here[:] = lab[y]
+            for x in range(w):
+                if here[x] == 0 and allowed[y, x]:
+                    m = above[x]
+                    if y < h - 1:
+                        m = max(m, lab[y + 1, x])
+                    if x > 0:
+                        m = max(m, here[x - 1])
+                    if x < w - 1:
+                        m = max(m, here[x + 1])
+                    if m:
+                        lab[y, x] = m
+                        changed = True
+            above, here = here, above
+        if not changed:
             break
-        for k in range(n):  # all new values from the labels before this step
-            value[k] = _max_neighbour(lab, front[k] // w, front[k] % w)
-        for k in range(n):
-            lab[front[k] // w, front[k] % w] = value[k]
-        if step == steps - 1:
-            break
-        m = 0
-        for k in range(n):  # next front: free allowed neighbours of what just changed
-            y, x = front[k] // w, front[k] % w
-            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-                yy, xx = y + dy, x + dx
-                if 0 <= yy < h and 0 <= xx < w and lab[yy, xx] == 0 and allowed[yy, xx]:
-                    lab[yy, xx] = -1  # queued (read as unlabelled: no neighbour is below 0)
-                    nxt[m] = yy * w + xx
-                    m += 1
-        front, nxt = nxt, front
-        n = m
 
 
 @njit(cache=True, nogil=True)
