@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -15,6 +16,8 @@ def run(main: Callable[[object], None], snakemake) -> None:
     A :class:`~scopeflow.errors.ScopeflowError` (bad input the user can fix) is written as
     one ``ERROR:`` line to the log and stderr and the job exits with status 1, so Snakemake
     removes the job's outputs and, with ``--keep-going``, carries on with other samples.
+    On success the live objects are frozen for the interpreter's exit, as in
+    :func:`scopeflow.cli.run` (its final collections would traverse them all).
     """
     log_path = snakemake.log[0] if len(snakemake.log) else None
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -30,3 +33,4 @@ def run(main: Callable[[object], None], snakemake) -> None:
         for h in handlers:
             h.flush()
         sys.exit(1)
+    gc.freeze()
