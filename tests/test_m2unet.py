@@ -14,6 +14,7 @@ from scopeflow.segment.unet import (
     DEFAULT_WEIGHTS,
     UNetPredictor,
     WeightsError,
+    _probabilities,
     decode_maps,
     file_sha256,
     load_weights,
@@ -167,3 +168,15 @@ def test_subtiled_predict_matches_whole_pass(tmp_path, shared):
     # a pixel whose probability sits within rounding of a threshold may flip
     assert np.count_nonzero(la != lb) <= 3
     assert abs(int(la.max()) - int(lb.max())) <= 1
+
+
+def test_probabilities_are_softmax_and_sigmoid():
+    rng = np.random.default_rng(2)
+    logits = (rng.normal(size=(3, 40, 50)) * 8).astype(np.float32)
+    out = np.empty((3, 60, 70), np.float32)[:, 5:45, 10:60]  # a strided view, as in predict
+    _probabilities(logits, out)
+    e = np.exp(logits.astype(np.float64) - logits.max(axis=0))
+    assert np.abs(out - e / e.sum(axis=0)).max() < 1e-6
+    one = np.empty((1, 40, 50), np.float32)
+    _probabilities(logits[:1], one)
+    assert np.abs(one[0] - 1 / (1 + np.exp(-logits[0].astype(np.float64)))).max() < 1e-6

@@ -61,15 +61,3 @@ def test_decode_maps_on_real_maps_equals_reference(shared):
     got1 = decode_maps(one, erode=4)
     ref1 = _decode_masks_reference(fg1, body1, 20, 4, 150, 0, -1)
     assert np.array_equal(got1[0], ref1[0]) and np.array_equal(got1[1], ref1[1])
-
-
-def test_probabilities_equal_softmax_and_sigmoid():
-    rng = np.random.default_rng(2)
-    logits = (rng.normal(size=(3, 40, 50)) * 8).astype(np.float32)
-    out = np.empty((3, 60, 70), np.float32)[:, 5:45, 10:60]  # a strided view, as in predict
-    kernels.probabilities_into(logits, out)
-    e = np.exp(logits.astype(np.float64) - logits.max(axis=0))
-    assert np.abs(out - e / e.sum(axis=0)).max() < 1e-6
-    one = np.empty((1, 40, 50), np.float32)
-    kernels.probabilities_into(logits[:1], one)
-    assert np.abs(one[0] - 1 / (1 + np.exp(-logits[0].astype(np.float64)))).max() < 1e-6

