@@ -57,6 +57,17 @@ def test_inference_net_equals_trained_net(torch_one_thread):
     assert float((ref - got).abs().max()) < 1e-4
 
 
+def test_torch_runner_returns_nchw_logits(torch_one_thread):
+    net = _trained_net()
+    x = np.random.default_rng(0).normal(size=(1, 1, 64, 96)).astype(np.float32)
+    got = TorchRunner(net, torch.device("cpu"))(x)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).numpy()
+    # channels-last logits handed on as they are make the softmax several times slower
+    assert got.flags.c_contiguous and got.dtype == np.float32
+    assert np.abs(got - ref).max() < 1e-4
+
+
 def test_shipped_onnx_matches_torch_on_a_real_tile(shared, torch_one_thread):
     pred = UNetPredictor(threads=1)
     tile = _real_tile(shared)

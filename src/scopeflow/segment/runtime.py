@@ -115,7 +115,9 @@ class TorchRunner:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         t = t.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
-            return self.net(t).float().cpu().numpy()
+            # NCHW before the copy out: channels-last logits would reach numpy with strides
+            # that make the per-pixel softmax several times slower
+            return self.net(t).float().contiguous().cpu().numpy()
 
 
 class OnnxRunner:
