@@ -163,6 +163,20 @@ def test_max_cross_equals_grey_dilation():
     assert np.array_equal(_max_cross(a), ndi.grey_dilation(a, footprint=cross, mode="constant", cval=0))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fp32_and_fp16_keep_the_cpu_labels(shared):
+    """The torch back end on a GPU, in fp32 and fp16, segments dpc_1024_00 as the CPU does."""
+    from scopeflow.evaluate import evaluate
+    from scopeflow.io.images import read_gray
+
+    img = read_gray(shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_1024_00.png")
+    base = segment_image(img, UNetPredictor(device="cpu", threads=1), chunk=512)
+    for precision in ("fp32", "fp16"):
+        pred = UNetPredictor(device="cuda", backend="torch", precision=precision)
+        s = evaluate(segment_image(img, pred, chunk=512), base)
+        assert s["f1"] >= 0.99 and s["binary_iou"] >= 0.995, (precision, s)
+
+
 def test_onnx_path_needs_no_torch_in_process(shared):
     """Maps and labels without importing torch: the load-time check runs in a child process."""
     code = (
