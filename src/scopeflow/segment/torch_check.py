@@ -55,7 +55,11 @@ class TorchReference:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         self._writer: threading.Thread | None = None
-        weakref.finalize(self, _stop, self.proc)
+        self._finalizer = weakref.finalize(self, _stop, self.proc)
+
+    def close(self) -> None:
+        """Stop the child if it still runs (its result is not needed)."""
+        self._finalizer()
 
     def submit(self, tile: np.ndarray) -> None:
         """Send the tile (float32, (N, 1, H, W)); returns at once."""

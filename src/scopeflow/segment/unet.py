@@ -524,27 +524,33 @@ class UNetPredictor:
         if unknown:
             raise TypeError(f"unknown UNetPredictor arguments: {sorted(unknown)}")
         self.backend, self.precision = backend, precision
-        self.device = _resolve_device(device, backend)
         self.threads = threads
         self.batch_size = max(1, int(batch_size))
         self.tile = int(tile)
         self._net = None
         self._net_lock = threading.Lock()
+        # ONNX: the maps need no torch (the weights' metadata is in the ONNX file); torch's logits
+        # for the load-time check come from a child process, started before anything else
         self._reference: TorchReference | None = None
         if backend == "onnx":
-            self.runner = OnnxRunner(
-                onnx_path(self.weights, precision), self.weights.with_suffix(".md"), self.sha256,
-                threads=threads, device=self.device,
-            )
-            # the maps need no torch (the weights' metadata is in the ONNX file); torch's
-            # logits for the load-time check come from a child process
-            meta = self.runner.meta if self.runner.meta is not None else self._load()[1]
             self._reference = TorchReference(self.weights, self.sha256 if verify else None)
-        else:
-            import torch
+        try:
+            self.device = _resolve_device(device, backend)
+            if backend == "onnx":
+                self.runner = OnnxRunner(
+                    onnx_path(self.weights, precision), self.weights.with_suffix(".md"), self.sha256,
+                    threads=threads, device=self.device,
+                )
+                meta = self.runner.meta if self.runner.meta is not None else self._load()[1]
+            else:
+                import torch
 
-            net, meta = self._load()
-            self.runner = TorchRunner(net, torch.device(self.device), precision)
+                net, meta = self._load()
+                self.runner = TorchRunner(net, torch.device(self.device), precision)
+        except BaseException:
+            if self._reference is not None:
+                self._reference.close()
+            raise
         #: metadata stored with the weights (head, normalization, training recipe, decoding)
         self.meta: dict = meta
         #: :func:`decode_maps` parameters: the weights' metadata, then the overrides given here
