@@ -18,6 +18,7 @@ from scopeflow.segment.unet import (
     decode_maps,
     file_sha256,
     load_weights,
+    write_card_sha256,
 )
 
 
@@ -180,3 +181,14 @@ def test_probabilities_are_softmax_and_sigmoid():
     one = np.empty((1, 40, 50), np.float32)
     _probabilities(logits[:1], one)
     assert np.abs(one[0] - 1 / (1 + np.exp(-logits[0].astype(np.float64)))).max() < 1e-6
+
+
+def test_write_card_sha256_replaces_only_that_line(tmp_path):
+    weights = tmp_path / "w.pt"
+    card = tmp_path / "w.md"
+    card.write_text("# w\n\ntext\n\nsha256: " + "0" * 64 + "\n\nmore\n", encoding="utf-8")
+    write_card_sha256(weights, "a" * 64, "unused")
+    assert card.read_text(encoding="utf-8") == "# w\n\ntext\n\nsha256: " + "a" * 64 + "\n\nmore\n"
+    card.unlink()
+    write_card_sha256(weights, "b" * 64, "A new card.")
+    assert card.read_text(encoding="utf-8") == "# w\n\nA new card.\n\nsha256: " + "b" * 64 + "\n"

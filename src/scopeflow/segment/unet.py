@@ -91,7 +91,8 @@ def write_card_sha256(weights: str | Path, sha256: str, new_card: str) -> None:
     line = f"sha256: {sha256}"
     if card.is_file():
         text = card.read_text(encoding="utf-8")
-        new, n = re.subn(r"(?m)^\s*sha256:\s*[0-9a-fA-F]*\s*$", line, text)
+        # only within the line: ``\s`` would also take the blank lines around it
+        new, n = re.subn(r"(?m)^[ \t]*sha256:[ \t]*[0-9a-fA-F]*[ \t]*$", line, text)
         card.write_text(new if n else text.rstrip("\n") + "\n\n" + line + "\n", encoding="utf-8")
     else:
         card.write_text(f"# {weights.stem}\n\n{new_card}\n\n{line}\n", encoding="utf-8")
