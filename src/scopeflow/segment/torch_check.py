@@ -8,8 +8,8 @@ that imports torch and loads the ``.pt`` weights while the parent reads the imag
 runs inference, and it never holds the parent's GIL. The child keeps the normal CPU
 priority: at the lowest one it was starved during inference and finished alone after
 decoding, with one core idle (waits of 0.7–1.9 s for a 4096² image on 2 cores); sharing
-the cores, it finishes during inference (``scopeflow segment`` on 4096² was faster in 5
-of 5 interleaved rounds).
+the cores, it finishes earlier (waits of ~0.6 s), and ``scopeflow segment`` on 4096² was
+faster in 5 of 5 interleaved rounds.
 
 Protocol of the child (``python -m scopeflow.segment.torch_check WEIGHTS SHA256``):
 it loads the weights (checking their sha256 against the model card and ``SHA256``;
