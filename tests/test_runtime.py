@@ -230,3 +230,17 @@ def test_torch_reference_failure_is_one_line(tmp_path):
     ref.submit(np.zeros((1, 1, 32, 32), np.float32))
     with pytest.raises(ScopeflowError, match=r"torch reference for the ONNX check failed: .*bad\.pt"):
         ref.result()
+
+
+def test_torch_reference_child_exits_before_its_result_is_asked(shared, torch_one_thread):
+    # the logits (768 KiB) exceed a pipe's buffer: the parent must read them as they come, so
+    # the child exits while the parent is still busy instead of blocking until result()
+    tile = _real_tile(shared, 256)
+    ref = TorchReference(DEFAULT_WEIGHTS, file_sha256(DEFAULT_WEIGHTS))
+    ref.submit(tile)
+    assert ref.proc.wait(timeout=300) == 0
+    got = ref.result()
+    with torch.inference_mode():
+        want = UNetPredictor(threads=1).net(torch.from_numpy(tile)).numpy()
+    assert got.shape == (1, 3, 256, 256)
+    assert float(np.abs(got - want).max()) < 1e-5
