@@ -7,11 +7,11 @@ needs no torch, and ``import torch`` alone costs ~2 s of one core. A
 that imports torch and loads the ``.pt`` weights while the parent reads the image and
 runs inference, and it never holds the parent's GIL. The child keeps the normal CPU
 priority: at the lowest one it was starved during inference and finished alone after
-decoding, with one core idle (waits of 0.7–1.9 s for a 4096² image on 2 cores); sharing
-the cores, it finishes earlier (waits of ~0.6 s), and ``scopeflow segment`` on 4096² was
-faster in 5 of 5 interleaved rounds. The parent reads the child's logits as soon as they
-are written (a child blocked on a full pipe had to stay alive until the check), and the
-child leaves without the interpreter's teardown (~0.5 s of one core once torch is loaded).
+decoding, with one core idle. The parent reads the child's logits as soon as they are
+written: a child blocked on the full pipe stayed alive until the check and then spent
+~0.5 s of one core in the interpreter's teardown while the parent waited; the child now
+also leaves without that teardown. For a 4096² image on 2 cores it is done before
+inference is half over, and the check waits for nothing.
 
 Protocol of the child (``python -m scopeflow.segment.torch_check WEIGHTS SHA256``):
 it loads the weights (checking their sha256 against the model card and ``SHA256``;
