@@ -244,3 +244,10 @@ def test_torch_reference_child_exits_before_its_result_is_asked(shared, torch_on
         want = UNetPredictor(threads=1).net(torch.from_numpy(tile)).numpy()
     assert got.shape == (1, 3, 256, 256)
     assert float(np.abs(got - want).max()) < 1e-5
+
+
+def test_dropped_torch_reference_stops_its_child():
+    ref = TorchReference(DEFAULT_WEIGHTS, None)
+    proc = ref.proc
+    del ref
+    assert proc.wait(timeout=60) != 0  # killed, not left waiting for a tile

@@ -59,14 +59,11 @@ class TorchReference:
         )
         self._writer: threading.Thread | None = None
         self._output: list[bytes] = []
-        # read the logits as they come: a child blocked on a full pipe could not exit
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        # read the logits as they come: a child blocked on a full pipe could not exit (the
+        # thread holds the pipe, not self, so dropping self still stops the child)
+        self._reader = threading.Thread(target=_read_all, args=(self.proc.stdout, self._output), daemon=True)
         self._reader.start()
         self._finalizer = weakref.finalize(self, _stop, self.proc)
-
-    def _read(self) -> None:
-        self._output.append(self.proc.stdout.read())
-        self.proc.stdout.close()
 
     def close(self) -> None:
         """Stop the child if it still runs (its result is not needed)."""
@@ -108,6 +105,11 @@ class TorchReference:
                 "torch reference for the ONNX check failed: " + (lines[-1] if lines else f"exit status {code}")
             )
         return np.load(io.BytesIO(data))
+
+
+def _read_all(pipe, into: list[bytes]) -> None:
+    into.append(pipe.read())
+    pipe.close()
 
 
 def _stop(proc: subprocess.Popen) -> None:
