@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "pipeline_reference"
 
 
-def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None) -> dict:
+def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None):
+    """Run ingest -> dpc -> segment -> measure on ``src``; return (record, cells, fovs)."""
     from scopeflow import pipeline
     from scopeflow.io import ome_zarr
 
@@ -52,30 +53,37 @@ def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None)
         out["fovs"][fov] = rec
     import pandas as pd
 
-    pd.read_parquet(d / "cells.parquet").to_csv(OUT / f"{kind}_cells.csv", index=False, float_format="%.9g")
-    pd.read_parquet(d / "fovs.parquet").to_csv(OUT / f"{kind}_fovs.csv", index=False, float_format="%.9g")
-    return out
+    return out, pd.read_parquet(d / "cells.parquet"), pd.read_parquet(d / "fovs.parquet")
+
+
+def simulated_acquisition(root: Path) -> tuple[Path, str]:
+    """The simulated 2-FOV acquisition and the sha256 of its raw frames."""
+    from scopeflow.simulate import simulate_acquisition
+
+    acq = simulate_acquisition(root / "acq", ny=1, nx=2, shape=(640, 640), seed=3)
+    h = hashlib.sha256()
+    for p in sorted(acq.rglob("*.bmp")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return acq, h.hexdigest()
+
+
+def dpc_source(shared: Path) -> Path:
+    return shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_1024_00.png"
 
 
 def main() -> None:
-    from scopeflow.simulate import simulate_acquisition
-
     import os
 
     shared = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", HERE.parents[1].parent / "shared" / "data"))
     OUT.mkdir(exist_ok=True)
     record = {}
     with tempfile.TemporaryDirectory() as tmp:
-        acq = simulate_acquisition(Path(tmp) / "acq", ny=1, nx=2, shape=(640, 640), seed=3)
-        raw = sorted(p for p in acq.rglob("*.bmp"))
-        h = hashlib.sha256()
-        for p in raw:
-            h.update(p.name.encode())
-            h.update(p.read_bytes())
-        record["smear_raw_inputs_sha256"] = h.hexdigest()
-        record["smear_raw"] = run_case(Path(tmp), "smear_raw", acq, method="unet", na=None)
-        src = shared / "octopi_rbc_dpc_m2unet" / "images" / "dpc_1024_00.png"
-        record["smear_dpc"] = run_case(Path(tmp), "smear_dpc", src, method="unet", na=0.4)
+        acq, record["smear_raw_inputs_sha256"] = simulated_acquisition(Path(tmp))
+        for kind, src, na in (("smear_raw", acq, None), ("smear_dpc", dpc_source(shared), 0.4)):
+            record[kind], cells, fovs = run_case(Path(tmp), kind, src, method="unet", na=na)
+            cells.to_csv(OUT / f"{kind}_cells.csv", index=False, float_format="%.9g")
+            fovs.to_csv(OUT / f"{kind}_fovs.csv", index=False, float_format="%.9g")
     (OUT / "reference.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
