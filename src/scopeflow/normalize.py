@@ -12,7 +12,11 @@ from scipy import ndimage
 
 __all__ = [
     "apply_flatfield",
+    "bin_image",
+    "coarse_flatfield",
     "estimate_flatfield",
+    "expand_flatfield",
+    "flatfield_bin_factor",
     "image_stats",
     "percentile_normalize",
     "zscore",
@@ -43,6 +47,84 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
     return surface + ndimage.gaussian_filter(img - surface, sigma, mode="reflect")
 
 
+def flatfield_bin_factor(shape: tuple[int, int]) -> int:
+    """Default binning of :func:`estimate_flatfield`: the binned image is ≈128 px."""
+    return max(1, max(int(shape[0]), int(shape[1])) // 128)
+
+
+def bin_image(img: np.ndarray, bin_factor: int) -> np.ndarray:
+    """Block mean over ``bin_factor`` × ``bin_factor`` pixels (float32), the first step of
+    :func:`estimate_flatfield` (only these binned copies of each FOV are kept)."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"estimate_flatfield: expected 2-D images, got shape {a.shape}")
+    return _block_mean(a, int(bin_factor))
+
+
+def coarse_flatfield(
+    binned: list[np.ndarray], shape: tuple[int, int], bin_factor: int, sigma: float | None = None
+) -> np.ndarray:
+    """The smoothed median of binned FOVs: a flatfield at the binned resolution.
+
+    Parameters
+    ----------
+    binned : list of numpy.ndarray
+        :func:`bin_image` of each FOV (all the same shape).
+    shape : (int, int)
+        Full-resolution image shape (y, x).
+    bin_factor : int
+        Binning used.
+    sigma : float, optional
+        Gaussian smoothing sigma in full-resolution pixels; default 1/16 of the larger side.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (ceil(ny / f), ceil(nx / f)); :func:`expand_flatfield` brings it to
+        full resolution, mean 1.
+    """
+    if not binned:
+        raise ValueError("estimate_flatfield: no images given")
+    stack = np.stack(binned)
+    med = np.median(stack, axis=0) if len(binned) > 1 else stack[0]
+    if sigma is None:
+        sigma = max(shape) / 16.0
+    return _smooth(med.astype(np.float64), sigma / bin_factor)
+
+
+def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int,
+                     floor: float = 1e-3, rows: int = 512) -> np.ndarray:
+    """Full-resolution flatfield (float32, mean 1, at least ``floor``) from :func:`coarse_flatfield`.
+
+    Bilinear interpolation, bin centres at ``(f − 1)/2 + f·n`` in full-resolution pixel
+    coordinates, edges extended; computed in blocks of ``rows`` rows, so no full-size
+    float64 array is made (4 bytes per pixel in all).
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    f = int(bin_factor)
+    small = np.asarray(coarse, dtype=np.float64)
+    xx = (np.arange(nx) - (f - 1) / 2.0) / f
+    yy_all = (np.arange(ny) - (f - 1) / 2.0) / f
+
+    def block(r0: int) -> np.ndarray:
+        cy, cx = np.meshgrid(yy_all[r0 : r0 + rows], xx, indexing="ij")
+        return ndimage.map_coordinates(small, [cy, cx], order=1, mode="nearest")
+
+    total = 0.0
+    for r0 in range(0, ny, rows):
+        total += float(block(r0).sum())
+    mean = total / (ny * nx) if ny * nx else float("nan")
+    if not np.isfinite(mean) or mean <= 0:
+        raise ValueError("estimate_flatfield: images have no positive signal")
+    out = np.empty((ny, nx), np.float32)
+    for r0 in range(0, ny, rows):
+        b = block(r0)
+        b /= mean
+        np.maximum(b, floor, out=b)
+        out[r0 : r0 + rows] = b
+    return out
+
+
 def estimate_flatfield(
     images: Iterable[np.ndarray],
     sigma: float | None = None,
@@ -50,10 +132,11 @@ def estimate_flatfield(
 ) -> np.ndarray:
     """Estimate a smooth multiplicative flatfield from the FOVs of one channel.
 
-    The images are block-averaged (binned), the per-pixel median over FOVs is taken (a single
-    FOV is used as is), the result is smoothed (a least-squares quadratic surface plus the
-    Gaussian-smoothed residual, which avoids border bias), upsampled back to the image shape
-    and normalized to mean 1. Cells are averaged out by the median over FOVs and
+    The images are block-averaged (binned, :func:`bin_image`), the per-pixel median over
+    FOVs is taken (a single FOV is used as is), the result is smoothed (a least-squares
+    quadratic surface plus the Gaussian-smoothed residual, which avoids border bias;
+    :func:`coarse_flatfield`), upsampled back to the image shape and normalized to mean 1
+    (:func:`expand_flatfield`). Cells are averaged out by the median over FOVs and
     by the smoothing (DPC half-illumination images of unstained cells have nearly background
     mean intensity).
 
@@ -82,34 +165,19 @@ def estimate_flatfield(
     shape = None
     f = bin_factor
     for img in images:
-        a = np.asarray(img, dtype=np.float32)
+        a = np.asarray(img)
         if a.ndim != 2:
             raise ValueError(f"estimate_flatfield: expected 2-D images, got shape {a.shape}")
         if shape is None:
             shape = a.shape
             if f is None:
-                f = max(1, max(shape) // 128)
+                f = flatfield_bin_factor(shape)
         elif a.shape != shape:
             raise ValueError(f"estimate_flatfield: image shapes differ: {shape} vs {a.shape}")
-        binned.append(_block_mean(a, f))
+        binned.append(bin_image(a, f))
     if shape is None:
         raise ValueError("estimate_flatfield: no images given")
-    stack = np.stack(binned)
-    med = np.median(stack, axis=0) if len(binned) > 1 else stack[0]
-    if sigma is None:
-        sigma = max(shape) / 16.0
-    small = _smooth(med.astype(np.float64), sigma / f)
-    # back to full resolution: bin centres sit at (f-1)/2 + f*n in full-res pixel coordinates
-    yy = (np.arange(shape[0]) - (f - 1) / 2.0) / f
-    xx = (np.arange(shape[1]) - (f - 1) / 2.0) / f
-    cy, cx = np.meshgrid(yy, xx, indexing="ij")
-    ff = ndimage.map_coordinates(small, [cy, cx], order=1, mode="nearest")
-    mean = ff.mean()
-    if not np.isfinite(mean) or mean <= 0:
-        raise ValueError("estimate_flatfield: images have no positive signal")
-    ff = ff / mean
-    floor = 1e-3
-    return np.maximum(ff, floor).astype(np.float32)
+    return expand_flatfield(coarse_flatfield(binned, shape, f, sigma), shape, f)
 
 
 def apply_flatfield(img: np.ndarray, ff: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -67,7 +67,9 @@ def ingest(
         TSV written with one row per FOV (``fov``, source files, stage position, shape,
         ``pixel_size_um``, ``na``, ``wavelength_um``).
     out_flatfield : path
-        ``.npz`` with ``left`` and ``right`` flatfields (mean 1), or empty for ``smear_dpc``.
+        ``.npz`` with the coarse flatfields ``left_coarse`` and ``right_coarse``
+        (:func:`scopeflow.normalize.coarse_flatfield`), ``shape`` and ``bin_factor``
+        (:func:`load_flatfields` expands them), or empty for ``smear_dpc``.
     pixel_size_um : float, optional
         Pixel size from the sample sheet; overrides the acquisition metadata.
     default_pixel_size_um : float, optional
@@ -88,8 +90,14 @@ def ingest(
         acq = read_acquisition(path, pixel_size_um=pixel_size_um)
         ps = acq.pixel_size_um or default_pixel_size_um
         shapes = set()
-        for fov in acq.fovs:  # read every image once: truncated or mismatched files fail here
-            left, _ = load_pair(fov)
+        # each BMP pair is read once: validated here, and the evenly spaced subset of FOVs
+        # (bounding time and memory on slides of hundreds of FOVs) binned for the flatfields
+        step = max(1, len(acq.fovs) // max_flatfield_fovs)
+        binned: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+        factor = None
+        for n, pair in enumerate(_prefetch(load_pair, acq.fovs)):
+            fov = acq.fovs[n]
+            left, right = pair
             shapes.add(left.shape)
             rows.append(
                 {
@@ -99,19 +107,23 @@ def ingest(
                     "height": left.shape[0], "width": left.shape[1],
                 }
             )
+            if flatfield and n % step == 0 and len(shapes) == 1:
+                factor = factor or normalize.flatfield_bin_factor(left.shape)
+                binned["left"].append(normalize.bin_image(left, factor))
+                binned["right"].append(normalize.bin_image(right, factor))
+            del left, right, pair
         if len(shapes) > 1:
             raise InputImageError(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
                 "into samples with one image size each"
             )
-        if flatfield:
-            # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
-            step = max(1, len(acq.fovs) // max_flatfield_fovs)
-            subset = acq.fovs[::step]
-            ff = {
-                side: normalize.estimate_flatfield(load_pair(f)[n] for f in subset)
-                for n, side in enumerate(("left", "right"))
-            }
+        if flatfield and acq.fovs:
+            # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
+            shape = next(iter(shapes))
+            ff = {f"{side}_coarse": normalize.coarse_flatfield(binned[side], shape, factor)
+                  for side in ("left", "right")}
+            ff["shape"] = np.asarray(shape, np.int64)
+            ff["bin_factor"] = np.asarray(factor, np.int64)
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
@@ -138,23 +150,114 @@ def ingest(
     tmp = Path(str(out_fovs) + ".tmp")
     df.to_csv(tmp, sep="\t", index=False)
     tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
-    np.savez_compressed(tmp_ff, **ff)
+    np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
     os.replace(tmp_ff, out_flatfield)
     os.replace(tmp, out_fovs)
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
     return df
 
 
+#: Columns of the FOV list that hold text (file names); the others are numbers.
+_TEXT_COLUMNS = {"fov", "left", "right", "image"}
+
+
+def _tsv_value(column: str, text: str):
+    if column in _TEXT_COLUMNS:
+        return text
+    if text == "" or text.lower() == "nan":
+        return float("nan")
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def read_fov_table(fovs_tsv: str | Path) -> list[dict]:
+    """The rows of an ingest's ``fovs.tsv`` as dicts (numbers as int or float, NaN when
+    empty; ``fov`` and file columns as text), without pandas."""
+    import csv
+
+    with open(fovs_tsv, newline="") as fh:
+        return [{k: _tsv_value(k, v) for k, v in row.items()} for row in csv.DictReader(fh, delimiter="\t")]
+
+
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
     """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
 
 
 def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
     """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+
+
+def _prefetch(fn, items: Sequence, ahead: bool = True):
+    """Yield ``fn(item)`` for each item in order; with ``ahead``, the next item's call runs
+    in a background thread while the caller works on the current one (one item in flight).
+
+    Exceptions are raised when their item is reached, so earlier items are handled first.
+    """
+    items = list(items)
+    if not items:
+        return
+    if not ahead or len(items) == 1:
+        for item in items:
+            yield fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-read") as pool:
+        future = pool.submit(fn, items[0])
+        for k in range(len(items)):
+            following = pool.submit(fn, items[k + 1]) if k + 1 < len(items) else None
+            try:
+                yield future.result()
+            except BaseException:
+                if following is not None:
+                    following.cancel()
+                raise
+            future = following
+
+
+def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
+    """The full-resolution ``left`` / ``right`` flatfields (float32, mean 1) of an ingest's ``.npz``.
+
+    Coarse flatfields (``<side>_coarse``, ``shape``, ``bin_factor``, as :func:`ingest`
+    writes them) are expanded with :func:`scopeflow.normalize.expand_flatfield`; files with
+    full-resolution ``left`` / ``right`` arrays are read as they are. Empty for a sample
+    without flatfields.
+    """
+    with np.load(flatfield_npz) as z:
+        data = {k: z[k] for k in z.files}
+    out = {}
+    for side in ("left", "right"):
+        if side in data:
+            out[side] = np.asarray(data[side], np.float32)
+        elif f"{side}_coarse" in data:
+            shape = tuple(int(v) for v in data["shape"])
+            out[side] = normalize.expand_flatfield(data[f"{side}_coarse"], shape, int(data["bin_factor"]))
+    return out
+
+
+#: FOVs of at most this many pixels are written to the store in the background while the
+#: next one is computed; larger ones are written before it (bounding a job's memory).
+OVERLAP_MAX_PIXELS = 16 * 2**20
+
+
+def _read_fov_inputs(row: Mapping) -> tuple:
+    """The images a dpc job reads for one FOV row: (left, right) or (DPC,)."""
+    if isinstance(row.get("left"), str):
+        left = read_gray(row["left"])
+        right = read_gray(row["right"])
+        if left.shape != right.shape:
+            raise InputImageError(
+                f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
+                "left and right images of a FOV must have the same size"
+            )
+        return left, right
+    return (read_gray(row["image"]),)
 
 
 def write_images(
@@ -168,6 +271,7 @@ def write_images(
     phase_reg: float = 3e-3,
     na_illum: float | None = None,
     chunk: int = 1024,
+    threads: int = 1,
 ) -> dict:
     """Compute DPC (and quantitative phase) of FOVs and write them into the sample store.
 
@@ -175,43 +279,55 @@ def write_images(
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
     ``out_record`` (JSON: FOVs written, seconds) is written last.
 
+    The next FOV's images are read while the current one is computed, and a FOV of at
+    most :data:`OVERLAP_MAX_PIXELS` is written while the next is computed.
+
     Parameters
     ----------
     fovs : sequence of str, optional
         The FOVs to process (a shard); default all.
+    threads : int
+        Threads of the phase solve's FFTs.
     """
-    df = pd.read_csv(fovs_tsv, sep="\t")
+    rows = read_fov_table(fovs_tsv)
     if fovs is not None:
-        df = df[df["fov"].isin(set(fovs))]
-    with np.load(flatfield_npz) as z:
-        ff = {k: z[k] for k in z.files}
+        wanted = set(fovs)
+        rows = [r for r in rows if r["fov"] in wanted]
+    ff = load_flatfields(flatfield_npz) if any(isinstance(r.get("left"), str) for r in rows) else {}
     t0 = time.perf_counter()
-    for row in df.to_dict("records"):
-        ps = float(row["pixel_size_um"])
-        if isinstance(row.get("left"), str):
-            left = read_gray(row["left"])
-            right = read_gray(row["right"])
-            if left.shape != right.shape:
-                raise InputImageError(
-                    f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
-                    "left and right images of a FOV must have the same size"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-write") as writer:
+        pending = None
+        for row, images in zip(rows, _prefetch(_read_fov_inputs, rows)):
+            ps = float(row["pixel_size_um"])
+            if len(images) == 2:
+                dpc = dpc_mod.dpc_octopi(images[0], images[1], ff.get("left"), ff.get("right"))
+            else:
+                dpc = images[0].astype(np.float32, copy=False)
+            del images
+            channels = {"dpc": dpc}
+            na = row.get("na")
+            if phase and na is not None and np.isfinite(na):
+                channels["phase"] = dpc_mod.phase_from_dpc(
+                    dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
+                    na_illum=na_illum, reg=phase_reg, workers=threads,
                 )
-            dpc = dpc_mod.dpc_octopi(left, right, ff.get("left"), ff.get("right"))
-        else:
-            dpc = read_gray(row["image"])
-        channels = {"dpc": dpc.astype(np.float32)}
-        na = row.get("na")
-        if phase and na is not None and np.isfinite(na):
-            channels["phase"] = dpc_mod.phase_from_dpc(
-                dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
-                na_illum=na_illum, reg=phase_reg,
-            )
-        attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                 for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
-        attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
-        ome_zarr.write_image(zarr_path, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
-        log.info("%s: DPC%s written", row["fov"], " + phase" if "phase" in channels else "")
-    record = {"fovs": list(df["fov"]), "seconds": round(time.perf_counter() - t0, 3)}
+            attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                     for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
+            attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
+            if pending is not None:
+                pending.result()  # one write in flight at a time
+            pending = writer.submit(ome_zarr.write_image, zarr_path, row["fov"], channels, ps,
+                                    chunk=chunk, attrs=attrs)
+            if dpc.size > OVERLAP_MAX_PIXELS:
+                pending.result()
+            del dpc, channels
+            log.info("%s: DPC%s computed", row["fov"], " + phase" if phase and na is not None
+                     and np.isfinite(na) else "")
+        if pending is not None:
+            pending.result()
+    record = {"fovs": [r["fov"] for r in rows], "seconds": round(time.perf_counter() - t0, 3)}
     _atomic_json(record, out_record)
     return record
 

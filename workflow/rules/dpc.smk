@@ -14,6 +14,7 @@ rule dpc:
         phase_reg=config["dpc"]["phase_reg"],
         na_illum=config["optics"]["na_illum"],
         fovs_per_job=FOVS_PER_JOB,
+    threads: config["dpc"]["threads"]
     resources:
         mem_mb=8000,  # peak memory of one job (MB)
         runtime=60,  # wall-clock limit (minutes)
