@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scopeflow.qc.focus import DEFAULT_FOCUS_METRIC, FOCUS_METRICS
+
 HERE = Path(__file__).resolve().parent
 REF = HERE / "data" / "pipeline_reference"
 
@@ -26,10 +28,12 @@ _spec.loader.exec_module(ref_mod)
 PHASE_COLUMNS = ("mean_phase_rad", "phase_integral_rad_um2")
 
 
-def _compare_tables(got: pd.DataFrame, want: pd.DataFrame, what: str) -> None:
+def _compare_tables(got: pd.DataFrame, want: pd.DataFrame, what: str, nan_columns=()) -> None:
     assert list(got.columns) == list(want.columns), what
     assert len(got) == len(want), what
-    for col in want.columns:
+    for col in nan_columns:  # not computed (focus metrics not asked for)
+        assert got[col].isna().all(), f"{what}: {col}"
+    for col in [c for c in want.columns if c not in nan_columns]:
         w = want[col]
         g = got[col]
         if pd.api.types.is_numeric_dtype(w) and not pd.api.types.is_bool_dtype(w):
@@ -44,7 +48,8 @@ def _compare_tables(got: pd.DataFrame, want: pd.DataFrame, what: str) -> None:
             assert g.astype(str).tolist() == w.astype(str).tolist(), f"{what}: {col}"
 
 
-def _compare_case(got: dict, cells: pd.DataFrame, fovs: pd.DataFrame, kind: str, reference: dict) -> None:
+def _compare_case(got: dict, cells: pd.DataFrame, fovs: pd.DataFrame, kind: str, reference: dict,
+                  nan_columns=()) -> None:
     want = reference[kind]
     assert sorted(got["fovs"]) == sorted(want["fovs"])
     for fov, rec in want["fovs"].items():
@@ -62,7 +67,7 @@ def _compare_case(got: dict, cells: pd.DataFrame, fovs: pd.DataFrame, kind: str,
     _compare_tables(cells.reset_index(drop=True), pd.read_csv(REF / f"{kind}_cells.csv", **csv).astype(
         {"sample": str, "fov": str}), f"{kind} cells")
     want_fovs = pd.read_csv(REF / f"{kind}_fovs.csv", **csv).astype({"sample": str, "fov": str})
-    _compare_tables(fovs.reset_index(drop=True), want_fovs, f"{kind} fovs")
+    _compare_tables(fovs.reset_index(drop=True), want_fovs, f"{kind} fovs", nan_columns)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +80,14 @@ def test_simulated_acquisition_keeps_labels_and_tables(tmp_path, reference):
     if sha != reference["smear_raw_inputs_sha256"]:
         pytest.fail("the simulator's frames changed since the reference was recorded: regenerate "
                     "tests/data/pipeline_reference with the previous pipeline code")
-    got, cells, fovs = ref_mod.run_case(tmp_path, "smear_raw", acq, method="unet", na=None)
+    # every focus metric asked for: all the FOV table's values are compared
+    got, cells, fovs = ref_mod.run_case(tmp_path, "smear_raw", acq, method="unet", na=None,
+                                        focus_metrics=list(FOCUS_METRICS))
     _compare_case(got, cells, fovs, "smear_raw", reference)
 
 
 def test_real_dpc_image_keeps_labels_and_tables(tmp_path, reference, shared):
+    # the default: only the QC focus metric is computed on the full image, the others are NaN
     got, cells, fovs = ref_mod.run_case(tmp_path, "smear_dpc", ref_mod.dpc_source(shared), method="unet", na=0.4)
-    _compare_case(got, cells, fovs, "smear_dpc", reference)
+    _compare_case(got, cells, fovs, "smear_dpc", reference,
+                  nan_columns=[f"focus_{m}" for m in FOCUS_METRICS if m != DEFAULT_FOCUS_METRIC])

@@ -14,19 +14,16 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from scopeflow import dpc as dpc_mod
-from scopeflow import measure, normalize
-from scopeflow.errors import InputImageError, ScopeflowError
-from scopeflow.io import ome_zarr, tables
 from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
+from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.images import read_gray
-from scopeflow.io.octopi import load_pair, read_acquisition
-from scopeflow.provenance import make_provenance
+
+if TYPE_CHECKING:  # a job imports only what its stage uses (start-up time)
+    import pandas as pd
 
 log = logging.getLogger("scopeflow")
 
@@ -81,6 +78,11 @@ def ingest(
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
     """
+    import pandas as pd
+
+    from scopeflow import normalize
+    from scopeflow.io.octopi import load_pair, read_acquisition
+
     path = Path(path)
     rows = []
     ff = {}
@@ -189,6 +191,8 @@ def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]
 
 def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
     """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
+    from scopeflow.io import ome_zarr
+
     names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     ome_zarr.create_sample_store(out_zarr, names, provenance or {})
 
@@ -229,6 +233,8 @@ def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
     full-resolution ``left`` / ``right`` arrays are read as they are. Empty for a sample
     without flatfields.
     """
+    from scopeflow import normalize
+
     with np.load(flatfield_npz) as z:
         data = {k: z[k] for k in z.files}
     out = {}
@@ -289,6 +295,9 @@ def write_images(
     threads : int
         Threads of the phase solve's FFTs.
     """
+    from scopeflow import dpc as dpc_mod
+    from scopeflow.io import ome_zarr
+
     rows = read_fov_table(fovs_tsv)
     if fovs is not None:
         wanted = set(fovs)
@@ -349,6 +358,7 @@ def segment_store(
     """
     import dask
 
+    from scopeflow.io import ome_zarr
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import ZARR_ATTR, segment_to_zarr
 
@@ -393,36 +403,52 @@ def measure_store(
     sample: str,
     fovs: Sequence[str] | None = None,
     classifier: bool = False,
+    focus_metrics: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every cell of segmented FOVs; write the cell and FOV tables (of a shard).
 
-    The FOV rows get every focus metric of :mod:`scopeflow.qc.focus` (``focus_<name>``).
+    The FOV rows get the tiled focus metrics ``focus_metrics`` of :mod:`scopeflow.qc.focus`
+    (``focus_<name>``; default only :data:`~scopeflow.qc.focus.DEFAULT_FOCUS_METRIC`, the
+    others NaN). The Laplacian of the DPC is computed once per FOV, for the cells' focus
+    and the FOV's ``focus``. The next FOV is read while the current one is measured.
     With ``classifier`` the cells get ``p_good`` from the learned quality classifier
     (:func:`scopeflow.qc.cell_classifier.predict_good`, which needs the pixels, hence here
     and not at merge time).
     """
-    from scopeflow.qc.focus import focus_metrics
+    import pandas as pd
 
+    from scopeflow import measure
+    from scopeflow.filters import laplace
+    from scopeflow.io import ome_zarr, tables
+    from scopeflow.qc.focus import DEFAULT_FOCUS_METRIC, tiled_focus_metrics
+
+    metrics = [DEFAULT_FOCUS_METRIC] if focus_metrics is None else list(focus_metrics)
     predict_good = _quality_classifier() if classifier else None
     seg = json.loads(Path(segmentation_json).read_text())
     cell_tables, fov_rows = [], []
-    for fov in (list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)):
+
+    def read(fov):
         attrs = ome_zarr.fov_attrs(zarr_path, fov)
-        ps = float(attrs["pixel_size_um"])
         dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
         phase = (np.asarray(ome_zarr.read_channel(zarr_path, fov, "phase"))
                  if "phase" in attrs["channels"] else None)
-        labels = ome_zarr.read_labels(zarr_path, fov)
-        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov)
+        return attrs, dpc, phase, ome_zarr.read_labels(zarr_path, fov)
+
+    names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
+    for fov, (attrs, dpc, phase, labels) in zip(names, _prefetch(read, names)):
+        ps = float(attrs["pixel_size_um"])
+        lap = laplace(dpc)
+        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov, lap=lap)
         if predict_good is not None:
             cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         cell_tables.append(cells)
         extra = {k: attrs.get(k) for k in ("i", "j", "k", "x_mm", "y_mm", "z_um")}
-        extra.update(focus_metrics(dpc))
+        extra.update(tiled_focus_metrics(dpc, names=metrics))
         fov_rows.append(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
-                                  pixel_size_um=ps, focus=measure.fov_focus(dpc), extra=extra)
+                                  pixel_size_um=ps, focus=measure.fov_focus(dpc, lap), extra=extra)
         )
+        del dpc, phase, labels, lap
     if not cell_tables:  # an empty shard (the FOV count changed since planning)
         cell_tables = [measure.measure_cells(np.zeros((1, 1), np.uint32), np.zeros((1, 1)), None, 1.0)]
         if predict_good is not None:
@@ -494,6 +520,10 @@ def merge_tables(
     Provenance = the run's record, the store's record and the segmentation record of the
     shards (method, parameters, model sha256).
     """
+    import pandas as pd
+
+    from scopeflow import measure
+    from scopeflow.io import ome_zarr, tables
     from scopeflow.qc.flags import flag_cells
     from scopeflow.qc.gates import fov_verdicts, sample_gate
     from scopeflow.qc.params import qc_params
@@ -551,4 +581,6 @@ def _qc_record(sample: str, fovs: pd.DataFrame, cells: pd.DataFrame, gate: Mappi
 
 def sample_provenance(config: Mapping, inputs: Sequence[str | Path], **extra) -> dict:
     """Provenance record for a sample's outputs."""
+    from scopeflow.provenance import make_provenance
+
     return make_provenance(config, inputs=inputs, **extra)

@@ -25,8 +25,11 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "pipeline_reference"
 
 
-def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None):
-    """Run ingest -> dpc -> segment -> measure on ``src``; return (record, cells, fovs)."""
+def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None, **measure_kwargs):
+    """Run ingest -> dpc -> segment -> measure on ``src``; return (record, cells, fovs).
+
+    ``measure_kwargs`` go to ``measure_store`` (the reference was recorded without any:
+    then every focus metric was computed)."""
     from scopeflow import pipeline
     from scopeflow.io import ome_zarr
 
@@ -39,7 +42,7 @@ def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None)
     kwargs = {"threads": 2} if method == "unet" else {}
     pipeline.segment_store(d / "s.ome.zarr", d / "seg.json", method=method, predictor_kwargs=kwargs, threads=2)
     pipeline.measure_store(d / "s.ome.zarr", d / "seg.json", d / "cells.parquet", d / "fovs.parquet",
-                           sample=kind)
+                           sample=kind, **measure_kwargs)
     out = {"fovs": {}}
     for fov in ome_zarr.fov_names(d / "s.ome.zarr"):
         labels = np.ascontiguousarray(ome_zarr.read_labels(d / "s.ome.zarr", fov), dtype=np.uint32)

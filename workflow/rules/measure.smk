@@ -11,6 +11,8 @@ rule measure:
     params:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         classifier=config["qc"]["classifier"],  # p_good per cell needs the pixels: computed here
+        # the QC metric and those asked for (a list, in a fixed order: params compare equal)
+        focus_metrics=list(dict.fromkeys([config["qc"]["focus_metric"], *config["qc"]["extra_focus_metrics"]])),
     resources:
         mem_mb=4000,  # peak memory of one job (MB)
         runtime=60,  # wall-clock limit (minutes)
