@@ -5,6 +5,7 @@
 rule measure:
     input:
         record=rules.segment.output.record,
+        kernels=ancient(rules.warmup.output[0]),  # numba kernels compiled before this job
     output:
         cells=shard_out("cells.parquet"),
         fovs=shard_out("fovs.parquet"),

@@ -5,6 +5,7 @@
 rule segment:
     input:
         record=rules.dpc.output.record,
+        kernels=ancient(rules.warmup.output[0]),  # numba kernels compiled before this job
     output:
         record=shard_out("segmentation.json"),
     params:
