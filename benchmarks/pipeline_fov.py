@@ -1,53 +1,198 @@
-"""Seconds per 3000×3000 FOV from raw left/right images to tables, split by stage.
+"""Whole-pipeline throughput against the bare U-Net, and every stage against its floor, in one run.
 
-Simulates an Octopi acquisition (``--ny`` × ``--nx`` FOVs of ``--size``² px, 8-bit BMP left/right
-half-LED images), runs the workflow on it with ``snakemake --cores <threads>`` and the default
-configuration (plus ``--config`` overrides), then reads the ``benchmark:`` file of every rule
-(wall-clock ``s`` per job) and prints seconds per stage, per FOV, and the whole run's wall time.
+Simulates an Octopi acquisition (``--ny`` × ``--nx`` FOVs of ``--size``² px, 8-bit BMP
+left/right half-LED images; default 16 FOVs of 3000² in one sample = one shard of the
+default ``sharding.fovs_per_job``), runs the workflow on it with ``snakemake --cores
+<threads>`` and the default configuration (plus ``--config`` overrides), reads the
+``benchmark:`` file of every job, then measures on the same data, in the same run:
 
-    python benchmarks/pipeline_fov.py [--size 3000] [--ny 2] [--nx 2] [--threads 2] [--config segment.backend=torch]
+* the bare U-Net: ONNX Runtime fp32 forward passes over each whole FOV (z-scored, padded to
+  multiples of 16; no reading, decoding or writing), as Mpx/s;
+* each stage's floor, what the stage physically has to do, per FOV:
+
+  - job start: ``python -c "import numpy"`` (every job is a Python process), divided among the
+    FOVs of the job;
+  - ingest: reading each BMP pair once;
+  - dpc: reading the pair, the float32 DPC formula, one float32 rfft2/irfft2 pair of the padded
+    image with ``--threads`` workers, the Zarr write of both channels with the pyramid;
+  - segment: reading the DPC, the bare U-Net on the whole FOV, writing the uint32 labels to Zarr;
+  - measure: reading DPC, phase and labels, one label pass of bincounts, one float32 Laplacian;
+  - merge_tables: reading the shard tables and writing the sample's with pyarrow (Parquet + CSV);
+  - sample_overview / qc_report: reading the tables and one FOV, saving figures of the same
+    sizes (matplotlib, empty axes).
+
+It prints end-to-end Mpx/s (the run's wall time, start-up and scheduling included), the bare
+U-Net Mpx/s and their ratio, and per stage its s/FOV beside its floor and their ratio. The
+machine may be shared: seconds are noisy, ratios of things measured in the same run less so.
+
+    python benchmarks/pipeline_fov.py [--size 3000] [--ny 4] [--nx 4] [--threads 2]
+        [--inputs DIR] [--config segment.backend=torch]
+
+``--inputs`` keeps the simulated acquisition between runs (simulating 16 FOVs of 3000² takes
+minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-import yaml
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report")
+sys.path.insert(0, str(REPO / "src"))
+
+STAGES = ("warmup", "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report")
+#: stages run once per sample; the others once per shard
+PER_SAMPLE = {"warmup", "ingest", "merge_tables", "sample_overview", "qc_report"}
+
+
+def median_time(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def job_start_floor() -> float:
+    """Wall time of a Python process that imports numpy (what every job costs at least)."""
+    return median_time(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), 5)
+
+
+def floors(results: Path, sample: str, threads: int, fovs_tsv: Path) -> tuple[dict, float]:
+    """Per-FOV floor work of each stage (s) and the bare U-Net's Mpx/s, on the run's data."""
+    import imageio.v3 as iio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+    import scipy.fft as sfft
+    import zarr
+    from scipy import ndimage as ndi
+
+    from scopeflow.io import ome_zarr
+    from scopeflow.pipeline import read_fov_table
+    from scopeflow.segment.unet import UNetPredictor, _pad16
+
+    rows = read_fov_table(fovs_tsv)
+    store = results / sample / f"{sample}.ome.zarr"
+    out: dict[str, list[float]] = {k: [] for k in ("ingest", "dpc", "segment", "measure")}
+    net = UNetPredictor(threads=threads, backend="onnx")  # its load-time check is not timed
+    unet_s = []
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp) / "s.ome.zarr"
+        ome_zarr.create_sample_store(scratch, [r["fov"] for r in rows], {})
+        for row in rows:
+            t0 = time.perf_counter()
+            left, right = iio.imread(row["left"]), iio.imread(row["right"])
+            out["ingest"].append(time.perf_counter() - t0)
+
+            t0 = time.perf_counter()
+            left, right = iio.imread(row["left"]), iio.imread(row["right"])
+            L = left.astype(np.float32)
+            R = right.astype(np.float32)
+            dpc = np.float32(0.5) + (L - R) / (L + R)
+            del L, R
+            ny, nx = dpc.shape
+            pad = max(16, max(ny, nx) // 4)
+            fy, fx = sfft.next_fast_len(ny + 2 * pad), sfft.next_fast_len(nx + 2 * pad)
+            padded = np.zeros((fy, fx), np.float32)
+            padded[pad:pad + ny, pad:pad + nx] = dpc
+            spec = sfft.rfft2(padded, workers=threads)
+            phase = sfft.irfft2(spec, s=(fy, fx), workers=threads)[pad:pad + ny, pad:pad + nx]
+            ome_zarr.write_image(scratch, row["fov"], {"dpc": dpc, "phase": np.ascontiguousarray(phase)},
+                                 float(row["pixel_size_um"]))
+            out["dpc"].append(time.perf_counter() - t0)
+            del spec, padded, phase
+
+            t0 = time.perf_counter()
+            img = np.asarray(ome_zarr.read_channel(store, row["fov"], "dpc"))
+            z = _pad16((img - np.float32(img.mean())) / np.float32(img.std()))[None, None]
+            t1 = time.perf_counter()
+            logits = net.runner(z)
+            unet_s.append(time.perf_counter() - t1)
+            labels = logits[0].argmax(0).astype(np.uint32)[:ny, :nx]
+            arr = zarr.open_array(str(Path(tmp) / f"labels_{row['fov']}"), mode="w", shape=labels.shape,
+                                  chunks=(1024, 1024), dtype="uint32")
+            arr[...] = labels
+            out["segment"].append(time.perf_counter() - t0)
+            del logits, z
+
+            t0 = time.perf_counter()
+            d = np.asarray(ome_zarr.read_channel(store, row["fov"], "dpc"))
+            ph = np.asarray(ome_zarr.read_channel(store, row["fov"], "phase"))
+            lab = ome_zarr.read_labels(store, row["fov"]).ravel()
+            n = int(lab.max()) + 1
+            for w in (None, d.ravel(), ph.ravel()):
+                np.bincount(lab, weights=w, minlength=n)
+            ndi.laplace(d)
+            out["measure"].append(time.perf_counter() - t0)
+    per_fov = {k: statistics.median(v) for k, v in out.items()}
+    n_fovs = len(rows)
+
+    def merge():
+        parts = sorted((results / sample / "shards").glob("*/cells.parquet"))
+        table = pa.concat_tables([pq.read_table(p) for p in parts])
+        with tempfile.TemporaryDirectory() as tmp:
+            pq.write_table(table, Path(tmp) / "c.parquet")
+            pcsv.write_csv(table, Path(tmp) / "c.csv")
+
+    def figures(n_figs, shapes):
+        pq.read_table(results / sample / "cells.parquet")
+        np.asarray(ome_zarr.read_channel(store, rows[0]["fov"], "dpc"))
+        with tempfile.TemporaryDirectory() as tmp:
+            for k, (size, grid) in enumerate(shapes[:n_figs]):
+                fig, _ = plt.subplots(*grid, figsize=size)
+                fig.savefig(Path(tmp) / f"{k}.png", dpi=90)
+                plt.close(fig)
+
+    per_fov["merge_tables"] = median_time(merge) / n_fovs
+    per_fov["sample_overview"] = median_time(lambda: figures(1, [((18, 4.5), (1, 4))])) / n_fovs
+    per_fov["qc_report"] = median_time(lambda: figures(3, [((16, 8.8), (4, 8)), ((7, 5.5), (1, 1)),
+                                                           ((15, 10.2), (3, 3))])) / n_fovs
+    px = rows[0]["height"] * rows[0]["width"]
+    return per_fov, px / 1e6 / statistics.median(unet_s)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=3000)
-    parser.add_argument("--ny", type=int, default=2)
-    parser.add_argument("--nx", type=int, default=2)
+    parser.add_argument("--ny", type=int, default=4)
+    parser.add_argument("--nx", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides, dotted keys (e.g. segment.backend=torch)")
-    parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    parser.add_argument("--inputs", help="folder keeping the simulated acquisition between runs")
     args = parser.parse_args(argv)
+
+    import pandas as pd
+    import yaml
 
     from scopeflow.simulate import simulate_acquisition
 
+    n = args.ny * args.nx
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.keep) if args.keep else Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        inputs, results = work / "inputs", work / "results"
+        work = Path(tmp)
+        inputs = Path(args.inputs) if args.inputs else work / "inputs"
+        results = work / "results"
         t0 = time.perf_counter()
         if not (inputs / "slide").is_dir():
             simulate_acquisition(inputs / "slide", ny=args.ny, nx=args.nx, shape=(args.size, args.size), seed=1)
-            print(f"simulated {args.ny * args.nx} FOVs of {args.size}² in {time.perf_counter() - t0:.1f} s")
+            print(f"simulated {n} FOVs of {args.size}² in {time.perf_counter() - t0:.1f} s")
         config = yaml.safe_load((REPO / "config.yaml").read_text())
         overrides = [f"input_dir={inputs}", f"results_dir={results}", "demo.enabled=false",
-                     f"segment.threads={args.threads}", *args.config]
+                     f"segment.threads={args.threads}", f"dpc.threads={args.threads}",
+                     f"sharding.fovs_per_job={n}", *args.config]
         for item in overrides:
             key, value = item.split("=", 1)
             *parents, leaf = key.split(".")
@@ -63,20 +208,35 @@ def main(argv: list[str] | None = None) -> None:
         wall = time.perf_counter() - t0
         if run.returncode:
             sys.exit(f"snakemake failed:\n{run.stderr[-3000:]}")
-        rows = []
+        seconds: dict[str, float] = {}
+        jobs: dict[str, int] = {}
         for tsv in sorted((results / "slide" / "benchmarks").glob("*.tsv")):
             rule = tsv.name.split(".")[0]
-            rows.append({"stage": rule, "s": float(pd.read_csv(tsv, sep="\t")["s"].sum())})
-        table = pd.DataFrame(rows).groupby("stage", sort=False)["s"].sum()
-        n = args.ny * args.nx
-        order = [s for s in STAGES if s in table.index] + [s for s in table.index if s not in STAGES]
-        print(f"\nsnakemake --cores {args.threads} {' '.join(args.config)}: {wall:.1f} s wall for {n} FOVs "
-              f"({wall / n:.1f} s per FOV, start-up and scheduling included)")
-        print(f"{'stage':16s} {'s total':>8s} {'s / FOV':>8s} {'share':>6s}")
-        total = float(table.sum())
-        for stage in order:
-            print(f"{stage:16s} {table[stage]:8.1f} {table[stage] / n:8.2f} {table[stage] / total:6.1%}")
-        print(f"{'sum of jobs':16s} {total:8.1f} {total / n:8.2f}")
+            seconds[rule] = seconds.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
+            jobs[rule] = jobs.get(rule, 0) + 1
+        start = job_start_floor()
+        floor, unet_mpx = floors(results, "slide", args.threads, results / "slide" / "ingest" / "fovs.tsv")
+
+    mpx = n * args.size**2 / 1e6
+    e2e = mpx / wall
+    print(f"\nsnakemake --cores {args.threads} {' '.join(args.config)}: {n} FOVs of {args.size}² in one shard, "
+          f"{wall:.1f} s wall ({wall / n:.2f} s per FOV, start-up and scheduling included)")
+    print(f"end-to-end {e2e:.2f} Mpx/s; bare U-Net (ONNX fp32, whole FOV, {args.threads} threads) "
+          f"{unet_mpx:.2f} Mpx/s; ratio {e2e / unet_mpx:.3f}")
+    print(f"job start floor (python -c 'import numpy'): {start:.2f} s per job")
+    print(f"\n{'stage':16s} {'jobs':>4s} {'s total':>8s} {'s / FOV':>8s} {'floor/FOV':>9s} {'x floor':>7s}")
+    total = 0.0
+    for stage in [s for s in STAGES if s in seconds] + [s for s in seconds if s not in STAGES]:
+        s = seconds[stage]
+        total += s
+        f = floor.get(stage)
+        if stage == "warmup":
+            print(f"{stage:16s} {jobs[stage]:4d} {s:8.2f} {s / n:8.3f} {'':>9s} {'':>7s}  (once per run; "
+                  "compiles only on a fresh installation)")
+            continue
+        f = (f or 0.0) + start * jobs[stage] / n
+        print(f"{stage:16s} {jobs[stage]:4d} {s:8.2f} {s / n:8.3f} {f:9.3f} {s / n / f:7.2f}")
+    print(f"{'sum of jobs':16s} {sum(jobs.values()):4d} {total:8.2f} {total / n:8.3f}")
 
 
 if __name__ == "__main__":
