@@ -97,7 +97,8 @@ def ingest(
         step = max(1, len(acq.fovs) // max_flatfield_fovs)
         binned: dict[str, list[np.ndarray]] = {"left": [], "right": []}
         factor = None
-        for n, pair in enumerate(_prefetch(load_pair, acq.fovs)):
+        small = lambda pair: pair[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+        for n, pair in enumerate(_prefetch(load_pair, acq.fovs, ahead=small)):
             fov = acq.fovs[n]
             left, right = pair
             shapes.add(left.shape)
@@ -197,32 +198,35 @@ def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping
     ome_zarr.create_sample_store(out_zarr, names, provenance or {})
 
 
-def _prefetch(fn, items: Sequence, ahead: bool = True):
-    """Yield ``fn(item)`` for each item in order; with ``ahead``, the next item's call runs
-    in a background thread while the caller works on the current one (one item in flight).
+def _prefetch(fn, items: Sequence, ahead=True):
+    """Yield ``fn(item)`` for each item in order; the next item's call runs in a background
+    thread while the caller works on the current one (one item in flight) when ``ahead``
+    (a bool, or a predicate of the current result: large FOVs are not read ahead, bounding
+    memory).
 
     Exceptions are raised when their item is reached, so earlier items are handled first.
     """
     items = list(items)
     if not items:
         return
-    if not ahead or len(items) == 1:
-        for item in items:
-            yield fn(item)
-        return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-read") as pool:
         future = pool.submit(fn, items[0])
         for k in range(len(items)):
-            following = pool.submit(fn, items[k + 1]) if k + 1 < len(items) else None
+            box = [future.result()]
+            future = None  # the future holds its result too
+            if k + 1 < len(items) and (ahead(box[0]) if callable(ahead) else ahead):
+                future = pool.submit(fn, items[k + 1])
             try:
-                yield future.result()
+                # the caller holds the only reference: it frees the item when done with it
+                yield box.pop()
             except BaseException:
-                if following is not None:
-                    following.cancel()
+                if future is not None:
+                    future.cancel()
                 raise
-            future = following
+            if k + 1 < len(items) and future is None:
+                future = pool.submit(fn, items[k + 1])
 
 
 def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
@@ -247,16 +251,27 @@ def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-#: FOVs of at most this many pixels are written to the store in the background while the
-#: next one is computed; larger ones are written before it (bounding a job's memory).
+#: FOVs of at most this many pixels are read ahead and written to the store in the
+#: background while the next one is computed; larger ones one at a time (bounding a job's
+#: memory to about one FOV's arrays).
 OVERLAP_MAX_PIXELS = 16 * 2**20
+
+
+def _read_plane(path: str | Path) -> np.ndarray:
+    """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled."""
+    from scopeflow.io.images import read_raw
+
+    arr = read_raw(path)
+    if arr.ndim == 3:
+        arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
+    return arr
 
 
 def _read_fov_inputs(row: Mapping) -> tuple:
     """The images a dpc job reads for one FOV row: (left, right) or (DPC,)."""
     if isinstance(row.get("left"), str):
-        left = read_gray(row["left"])
-        right = read_gray(row["right"])
+        left = _read_plane(row["left"])  # as stored (uint8): 1 byte per pixel while read ahead
+        right = _read_plane(row["right"])
         if left.shape != right.shape:
             raise InputImageError(
                 f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
@@ -308,13 +323,18 @@ def write_images(
 
     with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-write") as writer:
         pending = None
-        for row, images in zip(rows, _prefetch(_read_fov_inputs, rows)):
+        small = lambda images: images[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+        # (no zip/enumerate: their reused tuples would keep the last images alive)
+        k = 0
+        for images in _prefetch(_read_fov_inputs, rows, ahead=small):
+            row = rows[k]
+            k += 1
             ps = float(row["pixel_size_um"])
             if len(images) == 2:
                 dpc = dpc_mod.dpc_octopi(images[0], images[1], ff.get("left"), ff.get("right"))
             else:
                 dpc = images[0].astype(np.float32, copy=False)
-            del images
+            images = None
             channels = {"dpc": dpc}
             na = row.get("na")
             if phase and na is not None and np.isfinite(na):
@@ -331,6 +351,7 @@ def write_images(
                                     chunk=chunk, attrs=attrs)
             if dpc.size > OVERLAP_MAX_PIXELS:
                 pending.result()
+                pending = None
             del dpc, channels
             log.info("%s: DPC%s computed", row["fov"], " + phase" if phase and na is not None
                      and np.isfinite(na) else "")
@@ -435,7 +456,11 @@ def measure_store(
         return attrs, dpc, phase, ome_zarr.read_labels(zarr_path, fov)
 
     names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
-    for fov, (attrs, dpc, phase, labels) in zip(names, _prefetch(read, names)):
+    small = lambda fov_data: fov_data[1].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+    k = 0
+    for attrs, dpc, phase, labels in _prefetch(read, names, ahead=small):
+        fov = names[k]
+        k += 1
         ps = float(attrs["pixel_size_um"])
         lap = laplace(dpc)
         cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov, lap=lap)
