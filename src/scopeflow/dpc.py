@@ -32,7 +32,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import ndimage
 
 from scopeflow.io.images import to_unit_float
 
@@ -149,6 +148,8 @@ def _sample_table(table: np.ndarray, nuy: np.ndarray, nux: np.ndarray) -> np.nda
     iy = nuy * _TABLE_RES + _TABLE_N // 2
     ix = nux * _TABLE_RES + _TABLE_N // 2
     cy, cx = np.meshgrid(iy, ix, indexing="ij")
+    from scipy import ndimage
+
     return ndimage.map_coordinates(table, [cy, cx], order=1, mode="constant", cval=0.0)
 
 
@@ -244,7 +245,23 @@ def _odd_x_pad(d: np.ndarray, py: tuple[int, int], px: tuple[int, int]) -> np.nd
     the mirrored columns, so this padding is consistent with a mirror-symmetric phase.
     ``py`` and ``px`` are (before, after) widths.
     """
-    out = np.pad(d, (py, px), mode="symmetric")
+    ny, nx = d.shape
+    if max(py) > ny or max(px) > nx:  # wider than the image: numpy's repeated mirroring
+        out = np.pad(d, (py, px), mode="symmetric")
+    else:  # the same values by slicing, without np.pad's intermediate copies
+        out = np.empty((ny + py[0] + py[1], nx + px[0] + px[1]), d.dtype)
+        cols = slice(px[0], px[0] + nx)
+        out[py[0] : py[0] + ny, cols] = d
+        if py[0]:
+            out[: py[0], cols] = d[py[0] - 1 :: -1] if py[0] < ny else d[::-1]
+        if py[1]:
+            out[py[0] + ny :, cols] = d[: ny - py[1] - 1 : -1] if py[1] < ny else d[::-1]
+        if px[0]:
+            out[:, : px[0]] = out[:, 2 * px[0] - 1 : px[0] - 1 : -1]
+        if px[1]:
+            e = px[0] + nx
+            stop = e - px[1] - 1
+            out[:, e:] = out[:, e - 1 : (stop if stop >= 0 else None) : -1]
     if px[0]:
         out[:, : px[0]] *= -1
     if px[1]:

@@ -96,19 +96,32 @@ def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int
                      floor: float = 1e-3, rows: int = 512) -> np.ndarray:
     """Full-resolution flatfield (float32, mean 1, at least ``floor``) from :func:`coarse_flatfield`.
 
-    Bilinear interpolation, bin centres at ``(f − 1)/2 + f·n`` in full-resolution pixel
-    coordinates, edges extended; computed in blocks of ``rows`` rows, so no full-size
-    float64 array is made (4 bytes per pixel in all).
+    Bilinear interpolation (separable: along x for each coarse row, then along y), bin
+    centres at ``(f − 1)/2 + f·n`` in full-resolution pixel coordinates, edges extended (as
+    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``, to float64 rounding);
+    computed in blocks of ``rows`` rows, so no full-size float64 array is made (4 bytes
+    per pixel in all).
     """
     ny, nx = int(shape[0]), int(shape[1])
     f = int(bin_factor)
     small = np.asarray(coarse, dtype=np.float64)
-    xx = (np.arange(nx) - (f - 1) / 2.0) / f
-    yy_all = (np.arange(ny) - (f - 1) / 2.0) / f
+
+    def weights(n: int, size: int):
+        # linear interpolation at (i − (f − 1)/2)/f with the edges extended (mode "nearest")
+        c = np.clip((np.arange(n) - (f - 1) / 2.0) / f, 0, size - 1)
+        i0 = np.minimum(np.floor(c).astype(np.intp), max(size - 2, 0))
+        w = c - i0
+        return i0, np.minimum(i0 + 1, size - 1), w
+
+    # separable: along x once for every coarse row, then along y per block of output rows
+    x0, x1, wx = weights(nx, small.shape[1])
+    along_x = small[:, x0] * (1 - wx) + small[:, x1] * wx
+    y0, y1, wy = weights(ny, small.shape[0])
 
     def block(r0: int) -> np.ndarray:
-        cy, cx = np.meshgrid(yy_all[r0 : r0 + rows], xx, indexing="ij")
-        return ndimage.map_coordinates(small, [cy, cx], order=1, mode="nearest")
+        r = slice(r0, r0 + rows)
+        w = wy[r, None]
+        return along_x[y0[r]] * (1 - w) + along_x[y1[r]] * w
 
     total = 0.0
     for r0 in range(0, ny, rows):

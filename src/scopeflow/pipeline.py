@@ -51,7 +51,7 @@ def ingest(
     wavelength_um: float = 0.525,
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
-) -> pd.DataFrame:
+) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
     Parameters
@@ -78,8 +78,6 @@ def ingest(
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
     """
-    import pandas as pd
-
     from scopeflow import normalize
     from scopeflow.io.octopi import load_pair, read_acquisition
 
@@ -145,19 +143,38 @@ def ingest(
             f"{path}: pixel size unknown (not in the acquisition metadata); give pixel_size_um "
             "in the sample sheet or optics.pixel_size_um in the config"
         )
-    df = pd.DataFrame(rows)
-    df["pixel_size_um"] = float(ps)
-    df["na"] = float(na_used) if na_used else np.nan
-    df["wavelength_um"] = float(wavelength_um)
+    for row in rows:
+        row["pixel_size_um"] = float(ps)
+        row["na"] = float(na_used) if na_used else np.nan
+        row["wavelength_um"] = float(wavelength_um)
     Path(out_fovs).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(out_fovs) + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False)
+    _write_fov_table(rows, tmp)
     tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
     np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
     os.replace(tmp_ff, out_flatfield)
     os.replace(tmp, out_fovs)
-    log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
-    return df
+    log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
+    return rows
+
+
+def _tsv_text(value) -> str:
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return ""
+    return str(value)
+
+
+def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
+    """Write FOV rows as a TSV (NaN as empty), as ``pandas.DataFrame.to_csv`` wrote it."""
+    import csv
+
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or [
+        "fov", "pixel_size_um", "na", "wavelength_um"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_tsv_text(row.get(c, float("nan"))) for c in columns])
 
 
 #: Columns of the FOV list that hold text (file names); the others are numbers.
