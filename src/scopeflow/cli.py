@@ -301,8 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ScopeflowError, FileNotFoundError) as exc:
+    except ScopeflowError as exc:
         print(f"scopeflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # missing file, full disk, permissions: one line naming the path
+        from scopeflow.errors import os_error_line
+
+        print(f"scopeflow {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
 
 
