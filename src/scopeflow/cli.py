@@ -157,6 +157,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
         f"{stem}_msd.csv, {stem}_diffusion.csv, {stem}_summary.json "
         f"({time.perf_counter() - t0:.2f} s)"
     )
+    if not s["n_tracks"]:
+        print(f"scopeflow track: warning: {args.input}: no track of at least {args.min_length} frames, so "
+              "D is undefined (nan); lower --min-length or check the localisations", file=sys.stderr)
     return 0
 
 

@@ -451,6 +451,13 @@ def merge_tables(
     params = qc_params(qc)
     cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
     fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
+    stored, measured = ome_zarr.fov_names(zarr_path), sorted(fovs["fov"].astype(str))
+    if sorted(stored) != measured:  # never record a series list that disagrees with the images
+        missing = sorted(set(stored) ^ set(measured))
+        raise ScopeflowError(
+            f"{zarr_path}: its series list ({len(stored)} FOVs) differs from the FOVs measured "
+            f"({len(measured)}; e.g. {missing[0]}); the input changed during the run, rerun the workflow"
+        )
     fovs = fov_verdicts(fovs, params)
     cells = flag_cells(cells, params, fovs=fovs)
     per_fov = cells.groupby(cells["fov"].astype(str))["qc_pass"].sum() if len(cells) else pd.Series(dtype=int)
