@@ -418,3 +418,13 @@ def test_os_error_is_one_line_naming_the_path():
     line = os_error_line(OSError(errno.ENOSPC, "No space left on device", "/data/x.zarr/c/0"))
     assert line.startswith("/data/x.zarr/c/0: No space left on device [ENOSPC]; free space")
     assert "\n" not in line
+
+
+def test_nan_focus_never_passes_the_fov_check():
+    from scopeflow.qc.gates import fov_verdicts
+
+    fovs = pd.DataFrame({"fov": ["a", "b", "c"], "n_cells": [50, 50, 50], "n_cells_border": [5, 5, 5],
+                         "focus_laplacian_var": [1.0, np.nan, 1.1]})
+    out = fov_verdicts(fovs)
+    assert out["focus_pass"].tolist() == [True, False, True]
+    assert not out["fov_pass"].iloc[1]
