@@ -17,6 +17,7 @@ __all__ = [
     "estimate_flatfield",
     "expand_flatfield",
     "flatfield_bin_factor",
+    "flatfield_mean",
     "image_stats",
     "percentile_normalize",
     "zscore",
@@ -92,16 +93,8 @@ def coarse_flatfield(
     return _smooth(med.astype(np.float64), sigma / bin_factor)
 
 
-def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int,
-                     floor: float = 1e-3, rows: int = 512) -> np.ndarray:
-    """Full-resolution flatfield (float32, mean 1, at least ``floor``) from :func:`coarse_flatfield`.
-
-    Bilinear interpolation (separable: along x for each coarse row, then along y), bin
-    centres at ``(f − 1)/2 + f·n`` in full-resolution pixel coordinates, edges extended (as
-    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``, to float64 rounding);
-    computed in blocks of ``rows`` rows, so no full-size float64 array is made (4 bytes
-    per pixel in all).
-    """
+def _expansion(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, rows: int):
+    """Row blocks (float64) of the bilinear upsampling of a coarse flatfield, and their count."""
     ny, nx = int(shape[0]), int(shape[1])
     f = int(bin_factor)
     small = np.asarray(coarse, dtype=np.float64)
@@ -123,14 +116,42 @@ def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int
         w = wy[r, None]
         return along_x[y0[r]] * (1 - w) + along_x[y1[r]] * w
 
+    return block, range(0, ny, rows)
+
+
+def flatfield_mean(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, rows: int = 512) -> float:
+    """Mean of the full-resolution upsampling of a coarse flatfield (before normalisation).
+
+    Raises
+    ------
+    ValueError
+        When it is not positive (images without signal).
+    """
+    block, starts = _expansion(coarse, shape, bin_factor, rows)
     total = 0.0
-    for r0 in range(0, ny, rows):
+    for r0 in starts:
         total += float(block(r0).sum())
-    mean = total / (ny * nx) if ny * nx else float("nan")
+    n = int(shape[0]) * int(shape[1])
+    mean = total / n if n else float("nan")
     if not np.isfinite(mean) or mean <= 0:
         raise ValueError("estimate_flatfield: images have no positive signal")
-    out = np.empty((ny, nx), np.float32)
-    for r0 in range(0, ny, rows):
+    return mean
+
+
+def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int,
+                     floor: float = 1e-3, rows: int = 512) -> np.ndarray:
+    """Full-resolution flatfield (float32, mean 1, at least ``floor``) from :func:`coarse_flatfield`.
+
+    Bilinear interpolation (separable: along x for each coarse row, then along y), bin
+    centres at ``(f − 1)/2 + f·n`` in full-resolution pixel coordinates, edges extended (as
+    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``, to float64 rounding);
+    computed in blocks of ``rows`` rows, so no full-size float64 array is made (4 bytes
+    per pixel in all).
+    """
+    mean = flatfield_mean(coarse, shape, bin_factor, rows)
+    block, starts = _expansion(coarse, shape, bin_factor, rows)
+    out = np.empty((int(shape[0]), int(shape[1])), np.float32)
+    for r0 in starts:
         b = block(r0)
         b /= mean
         np.maximum(b, floor, out=b)

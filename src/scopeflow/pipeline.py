@@ -51,6 +51,7 @@ def ingest(
     wavelength_um: float = 0.525,
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
+    files: Sequence[Sequence] | None = None,
 ) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -77,19 +78,42 @@ def ingest(
         Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
+    files : sequence of (name, size, mtime_ns), optional
+        The input manifest made when the run was planned
+        (:func:`scopeflow.io.readiness.file_manifest`): only the FOVs with images listed there
+        are processed (files that arrived later wait for the next run), and the listed files
+        must be unchanged.
+
+    Returns
+    -------
+    list of dict
+        The rows written to ``out_fovs``.
+
+    Raises
+    ------
+    ScopeflowError
+        One line naming the file and what to do: unreadable, missing or mismatched images,
+        an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
     from scopeflow import normalize
     from scopeflow.io.octopi import load_pair, read_acquisition
+    from scopeflow.io.readiness import verify_files
 
     path = Path(path)
     rows = []
     ff = {}
     if kind == "unknown":  # discovery could not tell: say why
         kind = detect_kind(path)
+    planned = None if files is None else verify_files(path, files)
     if kind == "smear_raw":
-        acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+        if planned is None:
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+        else:
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=())
+            acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
         shapes = set()
+        lit = False
         # each BMP pair is read once: validated here, and the evenly spaced subset of FOVs
         # (bounding time and memory on slides of hundreds of FOVs) binned for the flatfields
         step = max(1, len(acq.fovs) // max_flatfield_fovs)
@@ -99,6 +123,7 @@ def ingest(
         for n, pair in enumerate(_prefetch(load_pair, acq.fovs, ahead=small)):
             fov = acq.fovs[n]
             left, right = pair
+            lit = lit or bool(np.any(left) or np.any(right))
             shapes.add(left.shape)
             rows.append(
                 {
@@ -118,18 +143,42 @@ def ingest(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
                 "into samples with one image size each"
             )
+        if not lit:
+            raise InputImageError(
+                f"{path}: every image is black (all pixels 0 in all {len(acq.fovs)} FOVs); the "
+                "illumination or camera failed, re-acquire the slide or remove the sample"
+            )
         if flatfield and acq.fovs:
             # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
             shape = next(iter(shapes))
-            ff = {f"{side}_coarse": normalize.coarse_flatfield(binned[side], shape, factor)
-                  for side in ("left", "right")}
+            try:
+                ff = {f"{side}_coarse": normalize.coarse_flatfield(binned[side], shape, factor)
+                      for side in ("left", "right")}
+                for side in ("left", "right"):  # a flatfield without signal fails here, not in dpc
+                    normalize.flatfield_mean(ff[f"{side}_coarse"], shape, factor)
+            except ValueError as exc:
+                raise InputImageError(
+                    f"{path}: cannot estimate the flatfield ({exc}); check the images, or set "
+                    "dpc.flatfield: false"
+                ) from None
             ff["shape"] = np.asarray(shape, np.int64)
             ff["bin_factor"] = np.asarray(factor, np.int64)
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
-        for f in dpc_files(path):
+        found = dpc_files(path)
+        if planned is not None:
+            found = [f for f in found if f in planned]
+            if not found:
+                raise InputImageError(f"{path}: none of its images was complete when the run was planned; rerun")
+        for f in found:
             img = read_gray(f)
+            bad = int(img.size - np.count_nonzero(np.isfinite(img)))
+            if bad:
+                raise InputImageError(
+                    f"{f}: {bad} pixels are NaN or infinite; export the DPC image with every pixel "
+                    "finite (e.g. 0.5, no gradient, where there is no data)"
+                )
             rows.append(
                 {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
                  "x_mm": np.nan, "y_mm": np.nan, "z_um": np.nan,
@@ -156,6 +205,30 @@ def ingest(
     os.replace(tmp, out_fovs)
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
     return rows
+
+
+def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
+    """The acquisition's FOVs with images in the manifest; each must have left and right there."""
+    from scopeflow.discover import manifest_fovs
+
+    fovs = manifest_fovs(acq.fovs, path, files)
+    late = len(acq.fovs) - len(fovs)
+    if late:
+        log.info("%s: %d FOVs arrived after the run was planned; the next run processes them", path, late)
+    if not fovs:
+        raise InputImageError(
+            f"{path}: no image of this acquisition was listed when the run was planned; rerun"
+        )
+    for fov in fovs:
+        for channel, words in ((LEFT, "left-half"), (RIGHT, "right-half")):
+            f = fov.files.get(channel)
+            if f is None or Path(f) not in planned:
+                raise InputImageError(
+                    f"{fov.expected_file(channel)}: missing {words} image for FOV {fov.i}_{fov.j}_{fov.k} "
+                    f"(t={fov.t}); copy it, or re-export the acquisition with both {LEFT} and {RIGHT} "
+                    f"channels (found: {', '.join(sorted(fov.files))})"
+                )
+    return fovs
 
 
 def _tsv_text(value) -> str:
@@ -573,6 +646,13 @@ def merge_tables(
     params = qc_params(qc)
     cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
     fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
+    stored, measured = ome_zarr.fov_names(zarr_path), sorted(fovs["fov"].astype(str))
+    if sorted(stored) != measured:  # never record a series list that disagrees with the images
+        missing = sorted(set(stored) ^ set(measured))
+        raise ScopeflowError(
+            f"{zarr_path}: its series list ({len(stored)} FOVs) differs from the FOVs measured "
+            f"({len(measured)}; e.g. {missing[0]}); the input changed during the run, rerun the workflow"
+        )
     fovs = fov_verdicts(fovs, params)
     cells = flag_cells(cells, params, fovs=fovs)
     per_fov = cells.groupby(cells["fov"].astype(str))["qc_pass"].sum() if len(cells) else pd.Series(dtype=int)

@@ -6,8 +6,10 @@ from scopeflow.resources import fov_pixels, stage_mem_mb
 
 rule demo_acquisition:
     output:
-        directory(f"{DEMO['dir'].rstrip('/')}/{{demo_sample}}"),
+        directory(f"{os.path.normpath(DEMO['dir'])}/{{demo_sample}}"),
+        manifest=manifest_path("{demo_sample}"),  # what planning writes for an existing folder
     params:
+        record=lambda wc: manifest_record(wc.demo_sample, files=[]),
         ny=DEMO["ny"],
         nx=DEMO["nx"],
         size=DEMO["size"],
@@ -22,7 +24,7 @@ rule demo_acquisition:
 
 rule ingest:
     input:
-        sample_input,
+        manifest=sample_input,
     output:
         fovs=out("{sample}", "ingest/fovs.tsv"),
         flatfield=out("{sample}", "ingest/flatfield.npz"),
@@ -39,7 +41,7 @@ rule ingest:
         flatfield=config["dpc"]["flatfield"],
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
-        mem_mb=lambda wc, input: stage_mem_mb("ingest", fov_pixels(input[0])),
+        mem_mb=lambda wc: stage_mem_mb("ingest", fov_pixels(sample_row(wc)["path"])),
         runtime=30,  # wall-clock limit (minutes)
     log:
         log_path("ingest"),
