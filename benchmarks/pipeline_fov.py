@@ -22,8 +22,10 @@ default ``sharding.fovs_per_job``), runs the workflow on it with ``snakemake --c
     sizes (matplotlib, empty axes).
 
 It prints end-to-end Mpx/s (the run's wall time, start-up and scheduling included), the bare
-U-Net Mpx/s and their ratio, and per stage its s/FOV beside its floor and their ratio. The
-machine may be shared: seconds are noisy, ratios of things measured in the same run less so.
+U-Net Mpx/s and their ratio, and per stage its s/FOV beside its floor and their ratio; the
+same in CPU seconds (the jobs' ``cpu_time`` from their ``benchmark:`` files, the floors'
+from ``getrusage``), whose ratios hold when the machine is shared and wall seconds are not
+comparable from one minute to the next.
 
     python benchmarks/pipeline_fov.py [--size 3000] [--ny 4] [--nx 4] [--threads 2]
         [--inputs DIR] [--config segment.backend=torch]
@@ -47,22 +49,43 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-STAGES = ("warmup", "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report")
+STAGES = ("ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report")
 #: stages run once per sample; the others once per shard
 PER_SAMPLE = {"warmup", "ingest", "merge_tables", "sample_overview", "qc_report"}
 
 
-def median_time(fn, repeats: int = 3) -> float:
-    times = []
+class Clock:
+    """Wall and CPU seconds (this process's threads and its finished children) of a block."""
+
+    def __enter__(self):
+        self.t0, self.c0 = time.perf_counter(), self._cpu()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = self._cpu() - self.c0
+
+    @staticmethod
+    def _cpu() -> float:
+        import resource
+
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def median_time(fn, repeats: int = 3) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``repeats`` calls."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        with Clock() as c:
+            fn()
+        walls.append(c.wall)
+        cpus.append(c.cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
-def job_start_floor() -> float:
-    """Wall time of a Python process that imports numpy (what every job costs at least)."""
+def job_start_floor() -> tuple[float, float]:
+    """Wall and CPU time of a Python process that imports numpy (what every job costs at least)."""
     return median_time(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), 5)
 
 
@@ -86,18 +109,18 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path) -> tuple[di
 
     rows = read_fov_table(fovs_tsv)
     store = results / sample / f"{sample}.ome.zarr"
-    out: dict[str, list[float]] = {k: [] for k in ("ingest", "dpc", "segment", "measure")}
+    out: dict[str, list[tuple[float, float]]] = {k: [] for k in ("ingest", "dpc", "segment", "measure")}
     net = UNetPredictor(threads=threads, backend="onnx")  # its load-time check is not timed
     unet_s = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp) / "s.ome.zarr"
         ome_zarr.create_sample_store(scratch, [r["fov"] for r in rows], {})
         for row in rows:
-            t0 = time.perf_counter()
-            left, right = iio.imread(row["left"]), iio.imread(row["right"])
-            out["ingest"].append(time.perf_counter() - t0)
+            with Clock() as c:
+                left, right = iio.imread(row["left"]), iio.imread(row["right"])
+            out["ingest"].append((c.wall, c.cpu))
 
-            t0 = time.perf_counter()
+            c = Clock().__enter__()
             left, right = iio.imread(row["left"]), iio.imread(row["right"])
             L = left.astype(np.float32)
             R = right.astype(np.float32)
@@ -112,23 +135,25 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path) -> tuple[di
             phase = sfft.irfft2(spec, s=(fy, fx), workers=threads)[pad:pad + ny, pad:pad + nx]
             ome_zarr.write_image(scratch, row["fov"], {"dpc": dpc, "phase": np.ascontiguousarray(phase)},
                                  float(row["pixel_size_um"]))
-            out["dpc"].append(time.perf_counter() - t0)
+            c.__exit__()
+            out["dpc"].append((c.wall, c.cpu))
             del spec, padded, phase
 
-            t0 = time.perf_counter()
+            c = Clock().__enter__()
             img = np.asarray(ome_zarr.read_channel(store, row["fov"], "dpc"))
             z = _pad16((img - np.float32(img.mean())) / np.float32(img.std()))[None, None]
-            t1 = time.perf_counter()
-            logits = net.runner(z)
-            unet_s.append(time.perf_counter() - t1)
+            with Clock() as u:
+                logits = net.runner(z)
+            unet_s.append((u.wall, u.cpu))
             labels = logits[0].argmax(0).astype(np.uint32)[:ny, :nx]
             arr = zarr.open_array(str(Path(tmp) / f"labels_{row['fov']}"), mode="w", shape=labels.shape,
                                   chunks=(1024, 1024), dtype="uint32")
             arr[...] = labels
-            out["segment"].append(time.perf_counter() - t0)
+            c.__exit__()
+            out["segment"].append((c.wall, c.cpu))
             del logits, z
 
-            t0 = time.perf_counter()
+            c = Clock().__enter__()
             d = np.asarray(ome_zarr.read_channel(store, row["fov"], "dpc"))
             ph = np.asarray(ome_zarr.read_channel(store, row["fov"], "phase"))
             lab = ome_zarr.read_labels(store, row["fov"]).ravel()
@@ -136,8 +161,9 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path) -> tuple[di
             for w in (None, d.ravel(), ph.ravel()):
                 np.bincount(lab, weights=w, minlength=n)
             ndi.laplace(d)
-            out["measure"].append(time.perf_counter() - t0)
-    per_fov = {k: statistics.median(v) for k, v in out.items()}
+            c.__exit__()
+            out["measure"].append((c.wall, c.cpu))
+    per_fov = {k: (statistics.median(w for w, _ in v), statistics.median(u for _, u in v)) for k, v in out.items()}
     n_fovs = len(rows)
 
     def merge():
@@ -156,12 +182,16 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path) -> tuple[di
                 fig.savefig(Path(tmp) / f"{k}.png", dpi=90)
                 plt.close(fig)
 
-    per_fov["merge_tables"] = median_time(merge) / n_fovs
-    per_fov["sample_overview"] = median_time(lambda: figures(1, [((18, 4.5), (1, 4))])) / n_fovs
-    per_fov["qc_report"] = median_time(lambda: figures(3, [((16, 8.8), (4, 8)), ((7, 5.5), (1, 1)),
-                                                           ((15, 10.2), (3, 3))])) / n_fovs
+    def per(wc):
+        return wc[0] / n_fovs, wc[1] / n_fovs
+
+    per_fov["merge_tables"] = per(median_time(merge))
+    per_fov["sample_overview"] = per(median_time(lambda: figures(1, [((18, 4.5), (1, 4))])))
+    per_fov["qc_report"] = per(median_time(lambda: figures(3, [((16, 8.8), (4, 8)), ((7, 5.5), (1, 1)),
+                                                               ((15, 10.2), (3, 3))])))
     px = rows[0]["height"] * rows[0]["width"]
-    return per_fov, px / 1e6 / statistics.median(unet_s)
+    unet = (statistics.median(w for w, _ in unet_s), statistics.median(u for _, u in unet_s))
+    return per_fov, (px / 1e6 / unet[0], unet[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,34 +239,38 @@ def main(argv: list[str] | None = None) -> None:
         if run.returncode:
             sys.exit(f"snakemake failed:\n{run.stderr[-3000:]}")
         seconds: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         jobs: dict[str, int] = {}
         for tsv in sorted((results / "slide" / "benchmarks").glob("*.tsv")):
             rule = tsv.name.split(".")[0]
-            seconds[rule] = seconds.get(rule, 0.0) + float(pd.read_csv(tsv, sep="\t")["s"].sum())
+            bench = pd.read_csv(tsv, sep="\t")
+            seconds[rule] = seconds.get(rule, 0.0) + float(bench["s"].sum())
+            cpu[rule] = cpu.get(rule, 0.0) + float(pd.to_numeric(bench["cpu_time"], errors="coerce").fillna(0).sum())
             jobs[rule] = jobs.get(rule, 0) + 1
-        start = job_start_floor()
-        floor, unet_mpx = floors(results, "slide", args.threads, results / "slide" / "ingest" / "fovs.tsv")
+        start, start_cpu = job_start_floor()
+        floor, (unet_mpx, unet_cpu) = floors(results, "slide", args.threads,
+                                             results / "slide" / "ingest" / "fovs.tsv")
 
     mpx = n * args.size**2 / 1e6
     e2e = mpx / wall
+    total_cpu = sum(cpu.values())
     print(f"\nsnakemake --cores {args.threads} {' '.join(args.config)}: {n} FOVs of {args.size}² in one shard, "
           f"{wall:.1f} s wall ({wall / n:.2f} s per FOV, start-up and scheduling included)")
     print(f"end-to-end {e2e:.2f} Mpx/s; bare U-Net (ONNX fp32, whole FOV, {args.threads} threads) "
           f"{unet_mpx:.2f} Mpx/s; ratio {e2e / unet_mpx:.3f}")
-    print(f"job start floor (python -c 'import numpy'): {start:.2f} s per job")
-    print(f"\n{'stage':16s} {'jobs':>4s} {'s total':>8s} {'s / FOV':>8s} {'floor/FOV':>9s} {'x floor':>7s}")
-    total = 0.0
+    print(f"CPU: jobs {total_cpu / n:.2f} CPU-s per FOV, bare U-Net {unet_cpu:.2f} CPU-s per FOV; "
+          f"network share {unet_cpu * n / total_cpu:.3f} (independent of the machine's load)")
+    print(f"job start floor (python -c 'import numpy'): {start:.2f} s, {start_cpu:.2f} CPU-s per job")
+    print(f"\n{'stage':16s} {'jobs':>4s} {'s/FOV':>7s} {'floor':>7s} {'x floor':>7s} "
+          f"{'CPU-s/FOV':>9s} {'floor':>7s} {'x floor':>7s}")
     for stage in [s for s in STAGES if s in seconds] + [s for s in seconds if s not in STAGES]:
-        s = seconds[stage]
-        total += s
-        f = floor.get(stage)
-        if stage == "warmup":
-            print(f"{stage:16s} {jobs[stage]:4d} {s:8.2f} {s / n:8.3f} {'':>9s} {'':>7s}  (once per run; "
-                  "compiles only on a fresh installation)")
-            continue
-        f = (f or 0.0) + start * jobs[stage] / n
-        print(f"{stage:16s} {jobs[stage]:4d} {s:8.2f} {s / n:8.3f} {f:9.3f} {s / n / f:7.2f}")
-    print(f"{'sum of jobs':16s} {sum(jobs.values()):4d} {total:8.2f} {total / n:8.3f}")
+        fw, fc = floor.get(stage, (0.0, 0.0))
+        fw += start * jobs[stage] / n
+        fc += start_cpu * jobs[stage] / n
+        w, c = seconds[stage] / n, cpu[stage] / n
+        print(f"{stage:16s} {jobs[stage]:4d} {w:7.3f} {fw:7.3f} {w / fw:7.2f} {c:9.3f} {fc:7.3f} {c / fc:7.2f}")
+    print(f"{'sum of jobs':16s} {sum(jobs.values()):4d} {sum(seconds.values()) / n:7.3f} {'':>7s} {'':>7s} "
+          f"{total_cpu / n:9.3f}")
 
 
 if __name__ == "__main__":

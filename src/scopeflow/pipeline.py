@@ -39,7 +39,15 @@ def _atomic_json(obj: Mapping, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def ingest(
+def ingest(kind: str, path: str | Path, out_fovs: str | Path, out_flatfield: str | Path,
+           **kwargs) -> pd.DataFrame:
+    """:func:`ingest_rows` returning the FOV table as a DataFrame (the same rows as ``out_fovs``)."""
+    import pandas as pd
+
+    return pd.DataFrame(ingest_rows(kind, path, out_fovs, out_flatfield, **kwargs))
+
+
+def ingest_rows(
     kind: str,
     path: str | Path,
     out_fovs: str | Path,
@@ -87,7 +95,7 @@ def ingest(
     Returns
     -------
     list of dict
-        The rows written to ``out_fovs``.
+        The rows written to ``out_fovs`` (without pandas: the ingest job does not import it).
 
     Raises
     ------
