@@ -6,9 +6,9 @@
 
 rule warmup:
     output:
-        f"{RESULTS}/.warmup/kernels.json",
+        f"{RESULTS}/logs/warmup/kernels.json",  # a marker beside the logs, not a results folder
     log:
-        f"{RESULTS}/logs/warmup.log",
+        f"{RESULTS}/logs/warmup/warmup.log",
     resources:
         mem_mb=1000,  # peak memory of one job (MB)
         runtime=10,  # wall-clock limit (minutes)
