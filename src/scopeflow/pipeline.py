@@ -54,6 +54,7 @@ def ingest(
     wavelength_um: float = 0.525,
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
+    fluorescence_channel: str | None = None,
 ) -> pd.DataFrame:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -78,6 +79,10 @@ def ingest(
         Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
+    fluorescence_channel : str, optional
+        Channel suffix of a fluorescence frame (e.g. ``"Fluorescence_405_nm_Ex"``) recorded
+        in a ``fluorescence`` column (``smear_raw`` only; see
+        :func:`scopeflow.parasites.stage.fluorescence_files`).
     """
     path = Path(path)
     rows = []
@@ -104,6 +109,12 @@ def ingest(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
                 "into samples with one image size each"
             )
+        if fluorescence_channel:  # every FOV or none; a wrong frame stops here, naming it
+            from scopeflow.parasites.stage import fluorescence_files
+
+            fl = fluorescence_files(acq.fovs, fluorescence_channel, next(iter(shapes)))
+            for row, f in zip(rows, fl, strict=True):
+                row["fluorescence"] = f
         if flatfield:
             # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
             step = max(1, len(acq.fovs) // max_flatfield_fovs)
@@ -173,6 +184,8 @@ def write_images(
 
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
+    Rows with a ``fluorescence`` file add its planes as channels ``fluorescence_r``,
+    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]).
     ``out_record`` (JSON: FOVs written, seconds) is written last.
 
     Parameters
@@ -206,9 +219,14 @@ def write_images(
                 dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
                 na_illum=na_illum, reg=phase_reg,
             )
+        if isinstance(row.get("fluorescence"), str) and row["fluorescence"]:
+            from scopeflow.parasites.stage import fluorescence_channels
+
+            channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
         attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                  for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
-        attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
+        attrs["source"] = [row[k] for k in ("left", "right", "image", "fluorescence")
+                           if isinstance(row.get(k), str) and row[k]]
         ome_zarr.write_image(zarr_path, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
         log.info("%s: DPC%s written", row["fov"], " + phase" if "phase" in channels else "")
     record = {"fovs": list(df["fov"]), "seconds": round(time.perf_counter() - t0, 3)}

@@ -204,6 +204,18 @@ def sample_outputs(sample):
         out(sample, "report/qc_gallery.png"),
         out(sample, "report/qc_focus_map.png"),
         out(sample, "report/qc_histograms.png"),
+    ] + parasite_outputs(sample)
+
+
+def parasite_outputs(sample):
+    """Parasitemia outputs of a smear sample (workflow/rules/parasites.smk), if enabled."""
+    if not config["parasites"]["enabled"]:
+        return []
+    return [
+        out(sample, "spots.parquet"),
+        out(sample, "parasitemia.parquet"),
+        out(sample, "parasitemia_fovs.parquet"),
+        out(sample, "report/parasites.png"),
     ]
 
 
@@ -223,6 +235,8 @@ def all_outputs():
     files = [o for s in SMEAR_SAMPLES for o in sample_outputs(s)]
     if SMEAR_SAMPLES:
         files.append(f"{RESULTS}/samples.parquet")
+        if config["parasites"]["enabled"]:
+            files.append(f"{RESULTS}/parasitemia.parquet")
     files += [o for s in BEAD_SAMPLES for o in bead_outputs(s)]
     if BEAD_SAMPLES:
         files.append(f"{RESULTS}/bead_samples.parquet")
