@@ -11,7 +11,8 @@ for a CNN. Here the same steps run at full resolution with sizes given in microm
    ring-stage parasite, smaller than a red cell's autofluorescent disc);
 3. grey = 0.299 R + 0.587 G + 0.114 B of the background-removed image (mono images: itself);
 4. response = max over σ in ``sigmas_um`` of −σ²·LoG(grey) (σ in px), the parasite scale
-   (a ring of 2–3 µm diameter responds most near σ ≈ 0.7 µm);
+   (a ring of 2–3 µm diameter responds most near σ ≈ 1 µm, at its centre; Octopi's
+   σ of 1–2.5 px on a 4× downsampled image are 1.3–3.3 µm at 0.333 µm/px);
 5. candidates = pixels that are the maximum of the response in a (2·r+1)² window
    (r = ``min_distance_um``) and whose response is at least ``threshold`` (grey units,
    full scale = 1).
@@ -110,8 +111,8 @@ def detect_spots(
     *,
     flatfield: np.ndarray | None = None,
     background_um: float = 5.7,
-    sigmas_um: tuple[float, ...] = (0.5, 0.7, 1.0),
-    min_distance_um: float = 1.5,
+    sigmas_um: tuple[float, ...] = (0.7, 1.0, 1.4),
+    min_distance_um: float = 2.0,
     threshold: float = 0.02,
     labels: np.ndarray | None = None,
     border_px: int = 0,
@@ -206,7 +207,8 @@ def crop_spots(
     Returns
     -------
     numpy.ndarray
-        uint8 (N, 4, size, size). Pixels outside the image repeat the nearest edge pixel.
+        uint8 (N, 4, size, size). Pixels outside the image are 0 in every channel (as in
+        Octopi's spot crops, which the classifier was trained on).
     """
     f = fluorescence_to_float(fluorescence)
     d = np.asarray(dpc, np.float32)
@@ -215,7 +217,7 @@ def crop_spots(
     stack = np.concatenate([f, d[:, :, None]], axis=2)
     stack = np.clip(np.rint(np.nan_to_num(stack) * 255.0), 0, 255).astype(np.uint8)
     h = size // 2
-    pad = np.pad(stack, ((h, h), (h, h), (0, 0)), mode="edge")
+    pad = np.pad(stack, ((h, h), (h, h), (0, 0)))
     yy = np.asarray(y, np.int64).ravel()
     xx = np.asarray(x, np.int64).ravel()
     out = np.empty((yy.size, 4, size, size), np.uint8)

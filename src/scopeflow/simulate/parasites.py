@@ -8,10 +8,11 @@ the camera's full scale, colour = (R, G, B) planes of the colour camera:
   (30, 15, 5)/255) plus a weak red-cell autofluorescence ``(0.02, 0.015, 0.008)`` on cell pixels;
 - **ring-stage parasites** (truth kind ``ring``): each red cell is infected with probability
   ``parasites_per_ul / rbc_per_ul`` (one parasite per infected cell). A ring of radius
-  U(0.8, 1.3) µm and Gaussian width 0.25 µm, with brightness varying along it
+  U(1.1, 1.6) µm and Gaussian width 0.3 µm, with brightness varying along it
   (1 + 0.6·cos(θ − θ₀)), plus a chromatin dot (σ 0.35 µm, 1.5× brighter) on the ring,
   at a random point at most 0.45 of the cell's radius from its centre; peak amplitude
-  U(0.3, 0.8), colour (1, 0.62, 0.27) (Octopi's parasite crops: mean R:G:B ≈ 61:38:17);
+  U(0.6, 1.1), colour (1, 0.62, 0.27) (Octopi's parasite crops: mean R:G:B ≈ 61:38:17,
+  rings 8–10 px across at ≈ 0.33 µm/px, cores near saturation);
 - **platelets** (``platelet``, ``platelets_per_rbc`` per cell, Poisson): diffuse blobs
   σ U(0.5, 0.9) µm, amplitude U(0.08, 0.35), colour (0.85, 0.9, 0.5), off cells;
 - **white-cell nuclei** (``wbc``, ``wbc_per_rbc``): 2–4 lobes of σ 1.2–1.8 µm within 4 µm,
@@ -47,6 +48,9 @@ FLUORESCENCE_CHANNEL = "Fluorescence_405_nm_Ex"
 _BACKGROUND = np.array([0.11, 0.055, 0.02])
 _AUTOFLUOR = np.array([0.02, 0.015, 0.008])
 _RING_COLOUR = np.array([1.0, 0.62, 0.27])
+#: Ring radius range (µm) and peak amplitude range (fraction of full scale, before the PSF).
+RING_RADIUS_UM = (1.1, 1.6)
+RING_AMPLITUDE = (0.6, 1.1)
 
 
 def _stamp(img: np.ndarray, cy: float, cx: float, half: int, fn) -> None:
@@ -139,10 +143,10 @@ def simulate_fluorescence(
                 break
         else:
             continue
-        rr = rng.uniform(0.8, 1.3) / ps
-        w = 0.25 / ps
+        rr = rng.uniform(RING_RADIUS_UM[0], RING_RADIUS_UM[1]) / ps
+        w = 0.3 / ps
         th0 = rng.uniform(0, 2 * np.pi)
-        amp = rng.uniform(0.3, 0.8)
+        amp = rng.uniform(RING_AMPLITUDE[0], RING_AMPLITUDE[1])
         dot_s = 0.35 / ps
 
         def ring(dy, dx, rr=rr, w=w, th0=th0, amp=amp, dot_s=dot_s):
