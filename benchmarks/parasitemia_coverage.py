@@ -41,10 +41,10 @@ def _set(seeds, density, size, model):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fovs", type=int, default=8, help="FOVs per set (half infected, half negative)")
+    ap.add_argument("--fovs", type=int, default=12, help="FOVs per set (half infected, half negative)")
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--fov-density", type=float, default=2e5,
-                    help="parasites/uL of the infected FOVs (default 2e5 = 4 %% of cells)")
+    ap.add_argument("--fov-density", type=float, default=4e5,
+                    help="parasites/uL of the infected FOVs (default 4e5 = 8 %% of cells)")
     ap.add_argument("--n-rbc", type=float, default=1e6, help="counted RBC per slide")
     ap.add_argument("--repeats", type=int, default=2000)
     ap.add_argument("--budget", type=float, default=50.0, help="false-positive budget (/uL)")
@@ -63,10 +63,20 @@ def main() -> None:
           dict(Counter(k for r in cal + ev for k in r["fp_kinds"])))
     print("candidates per cell:", round(sum(r["n_candidates"] for r in cal + ev)
                                         / sum(r["n_cells"] for r in cal + ev), 4))
+    from scopeflow.parasites.parasitemia import poisson_interval
+
+    n_all = sum(r["n_cells"] for r in cal + ev)
+    fp_all = sum(r["fp_calls"] for r in cal + ev)
+    up = float(poisson_interval(fp_all)[1][()]) / n_all * 5e6
+    print(f"false calls in cells without a ring: {fp_all} in {n_all} cells = "
+          f"{fp_all / n_all * 5e6:.1f} per 5e6 RBC (95 % upper bound {up:.0f} per 5e6 RBC)")
     dens = [0, 50, 200, 1000, 20000]
     cov = simulate_slides(dens, ev, c_cal, n_rbc=args.n_rbc, repeats=args.repeats,
                           fp_budget_per_ul=args.budget)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
+    exact = simulate_slides(dens, ev, c_cal, n_rbc=args.n_rbc, repeats=args.repeats,
+                            fp_budget_per_ul=args.budget, fold_sensitivity=False)
+    cov["coverage_calibration_as_exact"] = exact["coverage"]
+    with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(cov.round(4).to_string(index=False))
     grid = [10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 300]
     lim = simulate_slides(grid, ev, c_cal, n_rbc=args.n_rbc, repeats=max(400, args.repeats // 4),

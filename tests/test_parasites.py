@@ -61,6 +61,25 @@ def test_density_interval_scales_and_corrects():
     assert est0 == 0.0 and lo0 == 0.0
 
 
+def test_interval_with_measured_sensitivity_covers_at_high_density():
+    # slides of 1e6 RBC at 20,000/uL, a path detecting 80 % of parasites; the sensitivity is
+    # itself measured on 150 parasites (a new measurement per slide): treating it as exact
+    # under-covers, folding its exact interval in restores >= 95 %
+    rng = np.random.default_rng(3)
+    lam, n, s_true, n_cal = 20000.0, 1e6, 0.8, 150
+    hit_exact = hit_fold = 0
+    reps = 1500
+    for _ in range(reps):
+        s_hat = rng.binomial(n_cal, s_true) / n_cal
+        k = rng.binomial(rng.poisson(lam * n / 5e6), s_true)
+        _, lo, hi = density_interval(k, n, sensitivity=s_hat)
+        hit_exact += lo <= lam <= hi
+        _, lo, hi = density_interval(k, n, sensitivity=s_hat, sensitivity_n=n_cal)
+        hit_fold += lo <= lam <= hi
+    assert hit_exact / reps < 0.9
+    assert hit_fold / reps >= 0.95
+
+
 def test_parasitemia_row_counts_only_qc_passing_cells():
     cells = pd.DataFrame({"fov": ["a"] * 4 + ["b"] * 2, "cell_id": [1, 2, 3, 4, 1, 2],
                           "qc_pass": [True, True, True, False, True, True]})

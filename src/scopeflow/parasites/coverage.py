@@ -125,6 +125,8 @@ def simulate_slides(
     confidence: float = 0.95,
     fp_budget_per_ul: float = 50.0,
     seed: int = 0,
+    fold_sensitivity: bool = True,
+    fold_fp: bool = False,
 ) -> pd.DataFrame:
     """Coverage of the density interval over simulated slides (see the module docstring).
 
@@ -146,6 +148,9 @@ def simulate_slides(
         ``parasites_detected`` (lower bound above it).
     seed : int
         Seed.
+    fold_sensitivity, fold_fp : bool
+        Fold the calibration's own uncertainty (its ``n_rings``, its ``n_cells``) into the
+        interval; False treats that calibration value as exact.
 
     Returns
     -------
@@ -172,7 +177,9 @@ def simulate_slides(
         est, lo, hi = density_interval(k, n, rbc_per_ul=rbc_per_ul,
                                        sensitivity=calib["sensitivity"],
                                        fp_per_5e6_rbc=calib["fp_per_5e6_rbc"],
-                                       confidence=confidence)
+                                       confidence=confidence,
+                                       sensitivity_n=calib["n_rings"] if fold_sensitivity else 0,
+                                       fp_n_rbc=calib["n_cells"] if fold_fp else 0)
         raw, rlo, rhi = density_interval(k, n, rbc_per_ul=rbc_per_ul, confidence=confidence)
         rows.append({
             "parasites_per_ul": float(lam),

@@ -13,6 +13,9 @@ Definitions (per FOV and per sample):
 - 95 % interval: the exact (Garwood) Poisson interval of the expected count,
   ``[χ²(α/2; 2k)/2, χ²(1 − α/2; 2k + 2)/2]``, mapped through the same formula (the RBC count
   is treated as exact: it is ~10⁵–10⁶ cells, its relative error is far below the count's).
+  When the sensitivity / false-call rate are measured values (``sensitivity_n`` parasites,
+  ``fp_n_rbc`` cells), their exact intervals are folded in (Bonferroni, see
+  :func:`density_interval`).
 - ``percent_parasitized = 100·n_infected_rbc / n_rbc_counted`` with a Clopper–Pearson interval.
 - ``hyperparasitaemia``: ``percent_parasitized > hyper_percent`` (config; WHO severe malaria:
   > 10 %, low-transmission areas > 5 %; definitions differ).
@@ -41,7 +44,9 @@ __all__ = [
 PARASITEMIA_DEFAULTS = {
     "rbc_per_ul": 5.0e6,
     "sensitivity": 1.0,
+    "sensitivity_n": 0,
     "fp_per_5e6_rbc": 0.0,
+    "fp_n_rbc": 0,
     "fp_budget_per_ul": 50.0,
     "hyper_percent": 5.0,
     "confidence": 0.95,
@@ -76,7 +81,8 @@ def clopper_pearson(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndar
 
 
 def density_interval(k, n_rbc, *, rbc_per_ul: float = 5e6, sensitivity: float = 1.0,
-                     fp_per_5e6_rbc: float = 0.0, confidence: float = 0.95
+                     fp_per_5e6_rbc: float = 0.0, confidence: float = 0.95,
+                     sensitivity_n: float = 0, fp_n_rbc: float = 0,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parasites per µL and its exact interval from ``k`` parasite calls over ``n_rbc`` cells.
 
@@ -95,20 +101,45 @@ def density_interval(k, n_rbc, *, rbc_per_ul: float = 5e6, sensitivity: float = 
         Expected false calls per 5·10⁶ counted cells (measured on negative slides); 0 = none.
     confidence : float
         Two-sided confidence level.
+    sensitivity_n : float
+        Parasites the sensitivity was measured on (0: taken as exact). Then the interval also
+        spans the Clopper–Pearson interval of the sensitivity.
+    fp_n_rbc : float
+        Cells the false-call rate was measured on (0: taken as exact). Then the interval also
+        spans the Garwood interval of the false-call rate.
 
     Returns
     -------
     (estimate, lower, upper) : numpy.ndarray
         Parasites per µL, floored at 0.
+
+    Notes
+    -----
+    With measured (uncertain) calibration values, each of the m uncertain quantities (count,
+    sensitivity, false-call rate) gets a ``1 − (1 − confidence)/m`` interval (Bonferroni), and
+    ``lower = (k_lo − f_hi·n)/s_hi``, ``upper = (k_hi − f_lo·n)/s_lo``: the result covers the
+    truth with probability ≥ ``confidence`` whenever the calibration applies.
     """
     k = np.asarray(k, np.float64)
     n = np.asarray(n_rbc, np.float64)
-    lo, hi = poisson_interval(k, confidence)
+    m = 1 + (sensitivity_n > 0) + (fp_n_rbc > 0)
+    level = 1.0 - (1.0 - float(confidence)) / m
+    lo, hi = poisson_interval(k, level)
     fp = float(fp_per_5e6_rbc) / 5e6
+    f_lo = f_hi = fp
+    if fp_n_rbc > 0:
+        a, b = poisson_interval(fp * float(fp_n_rbc), level)
+        f_lo, f_hi = float(a) / float(fp_n_rbc), float(b) / float(fp_n_rbc)
     s = float(sensitivity)
+    s_lo = s_hi = s
+    if sensitivity_n > 0 and s <= 1:
+        a, b = clopper_pearson(round(s * float(sensitivity_n)), float(sensitivity_n), level)
+        s_lo, s_hi = max(float(a), 1e-9), float(b)
     with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(n > 0, float(rbc_per_ul) / (s * n), np.nan)
-        est, low, up = ((np.maximum(c - fp * n, 0.0) * scale) for c in (k, lo, hi))
+        scale = np.where(n > 0, float(rbc_per_ul) / n, np.nan)
+        est = np.maximum(k - fp * n, 0.0) * scale / s
+        low = np.maximum(lo - f_hi * n, 0.0) * scale / s_hi
+        up = np.maximum(hi - f_lo * n, 0.0) * scale / s_lo
     return est, low, up
 
 
@@ -145,7 +176,9 @@ def parasitemia_row(spots: pd.DataFrame, cells: pd.DataFrame, params: Mapping | 
     est, lo, hi = density_interval(k, n_rbc, rbc_per_ul=p["rbc_per_ul"],
                                    sensitivity=p["sensitivity"],
                                    fp_per_5e6_rbc=p["fp_per_5e6_rbc"],
-                                   confidence=p["confidence"])
+                                   confidence=p["confidence"],
+                                   sensitivity_n=float(p["sensitivity_n"]),
+                                   fp_n_rbc=float(p["fp_n_rbc"]))
     plo, phi = clopper_pearson(n_inf, n_rbc, p["confidence"])
     pct = 100.0 * n_inf / n_rbc if n_rbc else float("nan")
     return {
