@@ -350,5 +350,17 @@ def test_stage_without_fluorescence_says_skipped(tmp_path):
     ps = parasites_sample(zarr, tmp_path / "cells.parquet", tmp_path / "fovs.tsv", out["spots"],
                           out["fovs"], out["sample"], sample="s")
     assert ps.iloc[0]["status"].startswith("skipped: no Fluorescence_405_nm_Ex")
+    back = pd.read_parquet(out["sample"]).iloc[0]
+    assert back["n_rbc_counted"] > 0 and pd.isna(back["n_parasites"])
+    assert pd.isna(back["parasites_per_ul"]) and pd.isna(back["hyperparasitaemia"])
     assert len(pd.read_parquet(out["spots"])) == 0
     assert len(pd.read_parquet(out["fovs"])) == 0
+
+
+def test_readme_documents_every_parasite_column():
+    from scopeflow.parasites.parasitemia import _ROW_COLUMNS
+    from scopeflow.parasites.stage import SPOT_COLUMNS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for col in [*SPOT_COLUMNS, *_ROW_COLUMNS, "status"]:
+        assert f"`{col}`" in readme, f"README lacks column {col}"

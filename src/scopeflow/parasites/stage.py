@@ -9,7 +9,8 @@ Stage (:func:`parasites_sample`): per FOV, spots (:func:`scopeflow.parasites.det
 → 31×31 crops of fluorescence + DPC → the shipped classifier → ``spots.parquet``; then
 :func:`scopeflow.parasites.parasitemia.parasitemia_tables` over the QC-passing cells of the
 sample's cell table. A sample without fluorescence frames gets empty spot/FOV tables and a
-one-row sample table with ``status`` = ``"skipped: ..."`` saying why.
+one-row sample table with ``status`` = ``"skipped: ..."`` saying why (its counts and flags
+null, except ``n_rbc_counted``).
 """
 
 from __future__ import annotations
@@ -95,14 +96,21 @@ def fluorescence_channels(path: str | Path, shape: tuple[int, int]) -> dict[str,
     return {name: f[..., n] for n, name in enumerate(FLUORESCENCE_CHANNELS)}
 
 
-def _skipped(sample: str, reason: str) -> pd.DataFrame:
-    from scopeflow.parasites.parasitemia import parasitemia_row
+def _skipped(sample: str, reason: str, n_rbc: int) -> pd.DataFrame:
+    """One-row table of a sample whose parasitemia is not computed: counts and flags are
+    missing (null), except ``n_rbc_counted``."""
+    from scopeflow.parasites.parasitemia import _ROW_COLUMNS
 
-    row = parasitemia_row(pd.DataFrame({"cell_id": [], "is_parasite": []}),
-                          pd.DataFrame({"cell_id": [], "qc_pass": []}))
-    row = {k: (np.nan if isinstance(v, float) else (pd.NA if isinstance(v, bool) else 0))
-           for k, v in row.items()}
-    return pd.DataFrame([{"sample": sample, "status": f"skipped: {reason}", **row}])
+    df = pd.DataFrame([{"sample": sample, "status": f"skipped: {reason}"}])
+    for c in _ROW_COLUMNS:
+        if c.startswith(("n_",)):
+            df[c] = pd.array([pd.NA], dtype="Int64")
+        elif c in ("hyperparasitaemia", "parasites_detected"):
+            df[c] = pd.array([pd.NA], dtype="boolean")
+        else:
+            df[c] = np.nan
+    df["n_rbc_counted"] = pd.array([int(n_rbc)], dtype="Int64")
+    return df
 
 
 def parasites_sample(
@@ -169,7 +177,7 @@ def parasites_sample(
     if not has:
         reason = f"no {p['channel']} images in this acquisition"
         log.info("%s: parasitemia skipped (%s)", sample, reason)
-        per_sample = _skipped(sample, reason)
+        per_sample = _skipped(sample, reason, int(cells["qc_pass"].astype(bool).sum()))
         per_fov = pd.DataFrame(columns=["sample", "fov", *_ROW_COLUMNS])
         spots = empty_spots
     else:
