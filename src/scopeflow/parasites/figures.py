@@ -57,14 +57,15 @@ def parasite_figure(gallery_npz: str | Path, per_fov: pd.DataFrame, per_sample: 
                                                ("near", f"nearest the threshold {thr:.2f}"))):
             idx = np.flatnonzero(kind == name)[:24]
             for n, i in enumerate(idx):
-                ax = fig.add_axes([0.01 + (n % 8) * 0.075, 0.93 - (block * 3 + n // 8 + 1) * 0.15,
-                                   0.07, 0.13])
+                ax = fig.add_axes([0.01 + (n % 8) * 0.075,
+                                   0.90 - (block * 3 + n // 8 + 1) * 0.14 - block * 0.05,
+                                   0.07, 0.12])
                 ax.imshow(composite(crops[i]), interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 col = "tab:red" if p[i] >= thr else "tab:blue"
                 ax.set_title(f"{p[i]:.2f}", fontsize=8, color=col, pad=1)
-            fig.text(0.01, 0.95 - block * 0.45, title + " (red: called parasite)", fontsize=10)
+            fig.text(0.01, 0.93 - block * 0.5, title + " (red: called parasite)", fontsize=10)
         ax = fig.add_axes([0.68, 0.12, 0.3, 0.75])
         if len(per_fov):
             y = np.arange(len(per_fov))
