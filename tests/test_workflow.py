@@ -152,9 +152,10 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
         per_sample = {s for r, s in jobs if s}
         assert per_sample == {"new_slide"}, jobs
         assert {r for r, s in jobs if s} == {
-            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report"
+            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report",
+            "parasites", "parasite_report",  # issue 21: parasitemia (skipped without the channel)
         }
-        assert {r for r, s in jobs if not s} == {"summarize_samples", "all"}
+        assert {r for r, s in jobs if not s} == {"summarize_samples", "summarize_parasitemia", "all"}
     finally:
         shutil.rmtree(new)
 
