@@ -136,6 +136,7 @@ def test_report_collects_figures_and_tables(demo_run):
     assert "overview.png" in html and "samples.csv" in html
     assert "qc_gallery.png" in html and "qc_focus_map.png" in html and "qc_histograms.png" in html
     assert "tracks.png" in html and "bead_samples.csv" in html
+    assert "parasites.png" in html and "parasitemia.csv" in html
 
 
 def test_second_run_does_nothing(demo_run):
