@@ -428,3 +428,17 @@ def test_nan_focus_never_passes_the_fov_check():
     out = fov_verdicts(fovs)
     assert out["focus_pass"].tolist() == [True, False, True]
     assert not out["fov_pass"].iloc[1]
+
+
+def test_tilde_in_the_sheet_setting_and_rows_is_the_home_folder(tmp_path):
+    from scopeflow.simulate import simulate_acquisition
+
+    home = tmp_path / "home"
+    simulate_acquisition(home / "data" / "slide", ny=1, nx=2, shape=(128, 128), seed=1)
+    (home / "sheet.tsv").write_text("sample\tkind\tpath\nslide\tsmear_raw\t~/data/slide\n")
+    work = tmp_path / "work"
+    write_config(work, samples="~/sheet.tsv")
+    proc = snakemake(work, "-n", "--cores", "2", env=dict(os.environ, HOME=str(home)))
+    assert "rule ingest:" in proc.stdout + proc.stderr
+    record = json.loads((work / "results" / "slide" / "inputs.json").read_text())
+    assert record["path"] == str(home / "data" / "slide") and len(record["files"]) > 4
