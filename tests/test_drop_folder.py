@@ -99,6 +99,21 @@ def test_octopi_done_marker_decides(tmp_path):
     assert readiness.check_ready(acq, quiet_s=1e9).ready
 
 
+def test_done_copied_before_the_images_is_not_trusted(tmp_path):
+    """cp -r copies in directory order: 'done' and coordinates.csv may arrive before images."""
+    from scopeflow.simulate import simulate_acquisition
+
+    full = simulate_acquisition(tmp_path / "full", ny=1, nx=3, shape=(64, 64), seed=1)
+    acq = tmp_path / "copy"
+    copy_fovs(full, acq, ["0_0_0"], done=True)
+    verdict = readiness.check_ready(acq, quiet_s=60)
+    assert not verdict.ready and "coordinates.csv lists 3 FOVs but 1 have images" in verdict.reason
+    assert readiness.check_ready(acq, quiet_s=60, now=time.time() + 61).ready  # an odd file: quiet decides
+    copy_fovs(full, acq, ["0_1_0", "0_2_0"], done=True)
+    verdict = readiness.check_ready(acq, quiet_s=60)
+    assert verdict.ready and verdict.how == "marker"
+
+
 def test_quiet_period_without_marker_sees_ctime(tmp_path):
     acq = tmp_path / "plain"
     acq.mkdir()
