@@ -290,6 +290,36 @@ def test_copy_while_running_never_loses_or_half_processes(tmp_path):
     assert len(pd.read_parquet(res / "samples.parquet")) == 4
 
 
+def test_copy_between_planning_and_ingest_keeps_series_list_and_images_equal(tmp_path):
+    """fovs_per_job 1, 2 FOVs planned, 2 more land before the ingest job starts: the run stores
+    and measures the 2 planned FOVs (series list = images = tables); the next run redoes the
+    sample with all 4, equal to the complete folder."""
+    from scopeflow.simulate import simulate_acquisition
+
+    work = tmp_path / "run"
+    full = simulate_acquisition(work / "drop" / "reference", ny=1, nx=4, shape=(192, 192), seed=3)
+    slide = work / "drop" / "slide"
+    copy_fovs(full, slide, ["0_0_0", "0_1_0"], done=False)
+    write_config(work, input_dir="drop", sharding={"fovs_per_job": 1})  # quiet period 0: ready
+    env = dict(os.environ, SCOPEFLOW_TEST_COPY_AT_INGEST=f"{full}::{slide}",
+               PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), os.environ.get("PYTHONPATH", "")]))
+    snakemake(work, "--cores", "2", env=env)
+    res = work / "results" / "slide"
+    assert len(list((slide / "0").glob("*.bmp"))) == 8  # the copy did land during the run
+    assert ome_zarr.fov_names(res / "slide.ome.zarr") == ["0-0_0_0", "0-0_1_0"]
+    assert sorted(pd.read_parquet(res / "fovs.parquet")["fov"]) == ["0-0_0_0", "0-0_1_0"]
+    assert "2 FOVs arrived after the run was planned" in (res / "logs" / "ingest.log").read_text()
+    jobs = per_sample_jobs(work)
+    assert {s for _, s in jobs} == {"slide"} and ("dpc", "slide") in jobs, jobs
+    snakemake(work, "--cores", "2")
+    assert ome_zarr.fov_names(res / "slide.ome.zarr") == [f"0-0_{j}_0" for j in range(4)]
+    for table in ("cells", "fovs", "sample"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(work / "results" / "reference" / f"{table}.parquet").drop(columns="sample"),
+            pd.read_parquet(res / f"{table}.parquet").drop(columns="sample"),
+        )
+
+
 @pytest.fixture(scope="module")
 def bad_sheet_run(tmp_path_factory):
     """One run over a UTF-16, semicolon-separated sheet whose rows are mostly bad."""
