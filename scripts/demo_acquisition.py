@@ -9,6 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    from scopeflow.io.readiness import file_manifest, write_if_changed
     from scopeflow.simulate import simulate_acquisition
 
     p = smk.params
@@ -17,6 +18,7 @@ def main(smk):
         from scopeflow.simulate.parasites import add_fluorescence
 
         add_fluorescence(smk.output[0], parasites_per_ul=p.parasites_per_ul, seed=p.seed)
+    write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 
 run(main, snakemake)  # noqa: F821

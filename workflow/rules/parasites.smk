@@ -59,7 +59,7 @@ rule parasite_report:
 
 rule summarize_parasitemia:
     input:
-        expand(out("{sample}", "parasitemia.parquet"), sample=SMEAR_SAMPLES),
+        expand(out("{sample}", "parasitemia.parquet"), sample=TARGET_SMEAR),
     output:
         parquet=f"{RESULTS}/parasitemia.parquet",
         csv=report(
