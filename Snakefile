@@ -21,6 +21,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/qc.smk"
+include: "workflow/rules/parasites.smk"
 include: "workflow/rules/track.smk"
 
 

@@ -19,6 +19,7 @@ def main(smk):
         p.kind, path, smk.output.fovs, smk.output.flatfield,
         pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.default_pixel_size_um,
         na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield, files=files,
+        fluorescence_channel=p.fluorescence_channel,
     )
     create_store(smk.output.fovs, smk.output.zarr,
                  sample_provenance(smk.config, [path], sample=smk.wildcards.sample))

@@ -60,6 +60,7 @@ def ingest_rows(
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
     files: Sequence[Sequence] | None = None,
+    fluorescence_channel: str | None = None,
 ) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -91,6 +92,10 @@ def ingest_rows(
         (:func:`scopeflow.io.readiness.file_manifest`): only the FOVs with images listed there
         are processed (files that arrived later wait for the next run), and the listed files
         must be unchanged.
+    fluorescence_channel : str, optional
+        Channel suffix of a fluorescence frame (e.g. ``"Fluorescence_405_nm_Ex"``) recorded
+        in a ``fluorescence`` column (``smear_raw`` only; see
+        :func:`scopeflow.parasites.stage.fluorescence_files`).
 
     Returns
     -------
@@ -156,6 +161,12 @@ def ingest_rows(
                 f"{path}: every image is black (all pixels 0 in all {len(acq.fovs)} FOVs); the "
                 "illumination or camera failed, re-acquire the slide or remove the sample"
             )
+        if fluorescence_channel:  # every FOV or none; a wrong frame stops here, naming it
+            from scopeflow.parasites.stage import fluorescence_files
+
+            fl = fluorescence_files(acq.fovs, fluorescence_channel, next(iter(shapes)))
+            for row, f in zip(rows, fl, strict=True):
+                row["fluorescence"] = f
         if flatfield and acq.fovs:
             # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
             shape = next(iter(shapes))
@@ -259,7 +270,7 @@ def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
 
 
 #: Columns of the FOV list that hold text (file names); the others are numbers.
-_TEXT_COLUMNS = {"fov", "left", "right", "image"}
+_TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence"}
 
 
 def _tsv_value(column: str, text: str):
@@ -270,7 +281,11 @@ def _tsv_value(column: str, text: str):
     try:
         return int(text)
     except ValueError:
+        pass
+    try:
         return float(text)
+    except ValueError:  # a column of text (file names) a later stage added
+        return text
 
 
 def read_fov_table(fovs_tsv: str | Path) -> list[dict]:
@@ -396,6 +411,8 @@ def write_images(
 
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
+    Rows with a ``fluorescence`` file add its planes as channels ``fluorescence_r``,
+    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]).
     ``out_record`` (JSON: FOVs written, seconds) is written last.
 
     The next FOV's images are read while the current one is computed, and a FOV of at
@@ -440,9 +457,14 @@ def write_images(
                     dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
                     na_illum=na_illum, reg=phase_reg, workers=threads,
                 )
+            if isinstance(row.get("fluorescence"), str) and row["fluorescence"]:
+                from scopeflow.parasites.stage import fluorescence_channels
+
+                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
             attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                      for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
-            attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
+            attrs["source"] = [row[k] for k in ("left", "right", "image", "fluorescence")
+                               if isinstance(row.get(k), str) and row[k]]
             if pending is not None:
                 pending.result()  # one write in flight at a time
             pending = writer.submit(ome_zarr.write_image, zarr_path, row["fov"], channels, ps,

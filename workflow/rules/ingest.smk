@@ -14,6 +14,8 @@ rule demo_acquisition:
         nx=DEMO["nx"],
         size=DEMO["size"],
         seed=lambda wc: DEMO["seed"] + int(wc.demo_sample.rsplit("_", 1)[1]),
+        # demo_smear_1 gets a fluorescence channel with malaria parasites (0: none)
+        parasites_per_ul=lambda wc: DEMO["parasites_per_ul"] if wc.demo_sample == "demo_smear_1" else 0.0,
     log:
         f"{RESULTS}/logs/demo_acquisition/{{demo_sample}}.log",
     conda:
@@ -39,6 +41,7 @@ rule ingest:
         na=config["optics"]["na"],
         wavelength_um=config["optics"]["wavelength_um"],
         flatfield=config["dpc"]["flatfield"],
+        fluorescence_channel=config["parasites"]["channel"] if config["parasites"]["enabled"] else None,
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
         mem_mb=lambda wc: stage_mem_mb("ingest", fov_pixels(sample_row(wc)["path"])),
