@@ -21,15 +21,16 @@ def test_write_read_roundtrip(tmp_path):
     assert ome_zarr.store_attrs(path)["scopeflow_version"] == "x"
 
     root = zarr.open_group(str(path), mode="r")
-    ms = root["0-0_0_0"].attrs["ome"]["multiscales"][0]
+    fov = root[ome_zarr.fov_path(path, "0-0_0_0")]
+    ms = fov.attrs["ome"]["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["c", "y", "x"]
     # pyramid: 600 -> 300 (>= 256): two levels, scale doubles, labels nearest-neighbour
     assert [d["coordinateTransformations"][0]["scale"] for d in ms["datasets"]] == [[1, 0.5, 0.5], [1, 1.0, 1.0]]
-    lab1 = root["0-0_0_0"]["labels"]["cells"]["1"][0]
+    lab1 = fov["labels"]["cells"]["1"][0]
     np.testing.assert_array_equal(lab1, labels[::2, ::2])
     assert set(np.unique(lab1)) <= {0, 7}
-    assert root["0-0_0_0"]["labels"].attrs["ome"]["labels"] == ["cells"]
-    assert root["0-0_0_0"]["0"].chunks == (1, 256, 256)
+    assert fov["labels"].attrs["ome"]["labels"] == ["cells"]
+    assert fov["0"].chunks == (1, 256, 256)
 
 
 def test_missing_channel_names_what_exists(tmp_path):

@@ -152,9 +152,19 @@ def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]
 
 
 def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
-    """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
-    ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+    """Create the sample's empty OME-Zarr plate: one well per stage-grid position.
+
+    Octopi FOVs are placed by their grid indices (row ``i``, column ``j``); FOVs without
+    them (DPC files) fill a near-square grid in name order (:func:`ome_zarr.plate_layout`).
+    """
+    df = pd.read_csv(fovs_tsv, sep="\t")
+    names = list(df["fov"])
+    positions = None
+    if {"i", "j"} <= set(df.columns):
+        ij = df[["i", "j"]].apply(pd.to_numeric, errors="coerce")
+        if ij.notna().all().all():
+            positions = {n: (int(i), int(j)) for n, i, j in zip(names, ij["i"], ij["j"])}
+    ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions)
 
 
 def write_images(
