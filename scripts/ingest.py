@@ -18,8 +18,9 @@ def main(smk):
         pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.default_pixel_size_um,
         na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield,
     )
-    create_store(smk.output.fovs, smk.output.zarr,
-                 sample_provenance(smk.config, [smk.input[0]], sample=smk.wildcards.sample))
+    create_store(smk.output.fovs, p.zarr,
+                 sample_provenance(smk.config, [smk.input[0]], sample=smk.wildcards.sample),
+                 record=smk.output.store)
 
 
 run(main, snakemake)  # noqa: F821

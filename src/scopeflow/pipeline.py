@@ -151,11 +151,15 @@ def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
 
 
-def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
+def create_store(
+    fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None, *,
+    record: str | Path | None = None,
+) -> dict:
     """Create the sample's empty OME-Zarr plate: one well per stage-grid position.
 
     Octopi FOVs are placed by their grid indices (row ``i``, column ``j``); FOVs without
     them (DPC files) fill a near-square grid in name order (:func:`ome_zarr.plate_layout`).
+    ``record`` (JSON: the store and each FOV's group path), when given, is written last.
     """
     df = pd.read_csv(fovs_tsv, sep="\t")
     names = list(df["fov"])
@@ -165,6 +169,35 @@ def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping
         if ij.notna().all().all():
             positions = {n: (int(i), int(j)) for n, i, j in zip(names, ij["i"], ij["j"])}
     ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions)
+    info = {"store": str(out_zarr), "fovs": {n: ome_zarr.fov_path(out_zarr, n) for n in names}}
+    if record is not None:
+        _atomic_json(info, record)
+    return info
+
+
+def finish_store(zarr_path: str | Path, segmentation_records: Sequence[str | Path],
+                 out_flag: str | Path) -> dict:
+    """Flag a sample store complete: every FOV has its image and its ``labels/cells``.
+
+    Writes ``out_flag`` (``<sample>.ome.zarr.done``, JSON: FOVs, labelled FOVs, cells, NGFF
+    version) beside the store, last.
+
+    Raises
+    ------
+    ScopeflowError
+        If a FOV's image or labels are missing (naming it).
+    """
+    n_cells = sum(sum(json.loads(Path(r).read_text())["fovs"].values()) for r in segmentation_records)
+    try:
+        check = ome_zarr.store_complete(zarr_path)
+    except ValueError as exc:
+        raise ScopeflowError(str(exc)) from exc
+    if check["labels"] != check["fovs"]:
+        raise ScopeflowError(f"{zarr_path}: {check['fovs'] - check['labels']} FOV(s) have no "
+                             "labels/cells; rerun the segment jobs")
+    record = ome_zarr.mark_complete(zarr_path, out_flag, {"n_cells": n_cells})
+    log.info("%s: complete, %d FOVs, %d cells", zarr_path, record["fovs"], n_cells)
+    return record
 
 
 def write_images(

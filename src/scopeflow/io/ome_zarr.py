@@ -521,3 +521,24 @@ def finish_movie(
     root = zarr.open_group(str(path), mode="a", zarr_format=3)
     root.attrs.update({"ome": _ome(_movie_model(name, 1.0 / fps, pixel_size_um, omero)),
                        "scopeflow": dict(attrs or {})})
+
+
+def mark_complete(path: str | Path, flag: str | Path, summary: Mapping | None = None) -> dict:
+    """Write the completion flag of a store *beside* it (never inside: no foreign files).
+
+    The flag (JSON: store name, NGFF version, ``summary``) is written last and atomically,
+    after the store's content is checked (:func:`store_complete` for a sample store); a
+    workflow rule declares the flag, not the store, as its output.
+    """
+    import json
+    import os
+
+    path, flag = Path(path), Path(flag)
+    root = zarr.open_group(str(path), mode="r")
+    info = store_complete(path) if LAYOUT_ATTR in root.attrs or "OME" in root else {
+        "ngff_version": root.attrs.get("ome", {}).get("version")}
+    record = {"store": path.name, **info, **dict(summary or {})}
+    tmp = flag.with_name(flag.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, flag)
+    return record
