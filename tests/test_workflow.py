@@ -92,6 +92,32 @@ def test_demo_produces_store_labels_and_tables(demo_run):
     assert beads["sample"].tolist() == ["demo_beads"] and beads["n_tracks"].iloc[0] > 0
 
 
+def _assert_stores_valid(results, n_stores):
+    """Every store under ``results`` passes ome-zarr-models (strict) and yaozarrs with no
+    warning, holds nothing foreign, and has its completion flag beside it."""
+    import json
+
+    from scopeflow.io.ngff_validate import foreign_files, validate_store
+
+    stores = sorted(results.glob("*/*.ome.zarr"))
+    assert len(stores) == n_stores, stores
+    n_groups = 0
+    for store in stores:
+        reports = validate_store(store)
+        n_groups += len(reports)
+        bad = [(r.path, r.models_error, r.yaozarrs_error, r.yaozarrs_warnings) for r in reports if not r.ok]
+        assert not bad, bad
+        assert foreign_files(store) == []
+        done = json.loads(store.with_name(store.name + ".done").read_text())
+        assert done["store"] == store.name and done["ngff_version"] == "0.5"
+    return n_groups
+
+
+def test_demo_stores_pass_the_ngff_validators(demo_run):
+    # 2 smear samples x (plate + 4 wells + 4 images + 4 labels groups + 4 label images) + the movie
+    assert _assert_stores_valid(demo_run / "results", 3) == 2 * 17 + 1
+
+
 def test_demo_segmentation_matches_simulator_truth(demo_run):
     from scopeflow.evaluate import evaluate
     from scopeflow.io.images import read_labels
@@ -128,7 +154,8 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
         per_sample = {s for r, s in jobs if s}
         assert per_sample == {"new_slide"}, jobs
         assert {r for r, s in jobs if s} == {
-            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report"
+            "ingest", "dpc", "segment", "finish_store", "measure", "merge_tables", "sample_overview",
+            "qc_report",
         }
         assert {r for r, s in jobs if not s} == {"summarize_samples", "all"}
     finally:
@@ -279,6 +306,8 @@ def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
     assert len(harness) == 10 and (harness["n_cells"] > 0).all()
     cells = pd.read_parquet(tmp_path / "results" / "octopi_1024" / "cells.parquet")
     assert len(cells) > 100
+    # smear_dpc stores: 1 and 10 FOVs (plate + wells + images + labels groups + label images)
+    assert _assert_stores_valid(tmp_path / "results", 2) == (1 + 4 * 1) + (1 + 4 * 10)
 
 
 def test_two_runs_give_identical_tables(tmp_path):

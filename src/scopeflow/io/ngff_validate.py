@@ -96,3 +96,24 @@ def validate_group(group_dir: str | Path) -> GroupReport:
 def validate_store(store: str | Path) -> list[GroupReport]:
     """Validate every NGFF group of a store (see :func:`validate_group`)."""
     return [validate_group(g) for g in ome_groups(store)]
+
+
+def foreign_files(store: str | Path) -> list[Path]:
+    """Files inside a Zarr v3 store that are not part of its hierarchy.
+
+    Everything in a store must be a ``zarr.json`` or a chunk of an array (a file under an
+    array's folder); anything else (a workflow manager's timestamp, an editor's backup)
+    makes zarr-python warn that it is "not recognized as a component of a Zarr hierarchy".
+    """
+    store = Path(store)
+    arrays = set()
+    for meta in store.rglob("zarr.json"):
+        if json.loads(meta.read_text()).get("node_type") == "array":
+            arrays.add(meta.parent)
+    out = []
+    for f in store.rglob("*"):
+        if f.is_dir() or f.name == "zarr.json":
+            continue
+        if not any(a in f.parents for a in arrays):
+            out.append(f)
+    return sorted(out)
