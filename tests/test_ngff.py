@@ -144,3 +144,76 @@ def test_ome_zarr_py_reader_finds_images_and_labels(store):
     assert labels and labels[0].data[0].shape == (1, 520, 600)
     root = list(Reader(parse_url(str(path)))())
     assert isinstance(root[0].specs[0], Plate) and root[0].data[0].shape == (2, 1040, 1200)
+
+
+def write_foreign_v04(path, img, pixel_size_um, channel_label=None):
+    """An NGFF 0.4 image (Zarr v2) written by ome-zarr-py, as another program would."""
+    import zarr
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscale
+
+    axes = [{"name": "y", "type": "space", "unit": "micrometer"},
+            {"name": "x", "type": "space", "unit": "micrometer"}]
+    data = img
+    if channel_label is not None:
+        axes = [{"name": "c", "type": "channel"}, *axes]
+        data = np.stack([np.zeros_like(img), img])
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    scale = [[{"type": "scale", "scale": [1.0] * (data.ndim - 2) + [pixel_size_um] * 2}]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_multiscale([data], root, axes=axes, coordinate_transformations=scale, fmt=FormatV04())
+    if channel_label is not None:
+        root.attrs["omero"] = {"channels": [
+            {"label": "brightfield", "color": "FFFFFF", "window": {"start": 0, "end": 255, "min": 0, "max": 255}},
+            {"label": channel_label, "color": "FFFFFF", "window": {"start": 0, "end": 255, "min": 0, "max": 255}},
+        ]}
+    return path
+
+
+def test_smear_dpc_sample_may_be_a_foreign_ngff_04_image(tmp_path):
+    from scopeflow.discover import detect_kind
+
+    img = (np.random.default_rng(2).random((200, 260)) * 255).astype(np.uint8)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    write_foreign_v04(inputs / "field7.ome.zarr", img, 0.3, channel_label="DPC")
+    assert detect_kind(inputs) == "smear_dpc" and detect_kind(inputs / "field7.ome.zarr") == "smear_dpc"
+    df = pipeline.ingest("smear_dpc", inputs, tmp_path / "fovs.tsv", tmp_path / "ff.npz")
+    assert df["fov"].tolist() == ["field7"] and df["pixel_size_um"].iloc[0] == pytest.approx(0.3)
+    pipeline.create_store(tmp_path / "fovs.tsv", tmp_path / "s.ome.zarr")
+    pipeline.write_images(tmp_path / "fovs.tsv", tmp_path / "ff.npz", tmp_path / "s.ome.zarr",
+                          tmp_path / "dpc.json", phase=False)
+    dpc = np.asarray(ome_zarr.read_channel(tmp_path / "s.ome.zarr", "field7", "dpc"))
+    np.testing.assert_allclose(dpc, img / np.float32(255), rtol=1e-6)  # the 'DPC' channel, scaled
+    assert ome_zarr.fov_attrs(tmp_path / "s.ome.zarr", "field7")["source"] == [str(inputs / "field7.ome.zarr")]
+
+
+def test_smear_dpc_sample_may_be_a_scopeflow_plate(store, tmp_path):
+    """A scopeflow store read back through the same reader: every field is a FOV."""
+    path, info = store
+    df = pipeline.ingest("smear_dpc", path, tmp_path / "fovs.tsv", tmp_path / "ff.npz")
+    assert df["fov"].tolist() == ["s_" + p.replace("/", "_") for p in
+                                  ["A/1/0", "A/1/1", "A/2/0", "B/1/0", "B/2/0"]]
+    assert (df["pixel_size_um"] == PS).all()  # from the store's own scale transforms
+    from scopeflow.io import ngff_image
+
+    np.testing.assert_array_equal(ngff_image.read_dpc(path / "B/2/0"),
+                                  np.asarray(ome_zarr.read_channel(path, "0-1_1_0", "dpc")))
+
+
+def test_invalid_ngff_input_fails_with_one_line(tmp_path):
+    from scopeflow.errors import InputImageError
+    from scopeflow.io import ngff_image
+
+    path = write_foreign_v04(tmp_path / "x.ome.zarr", np.zeros((20, 20), np.uint8), 1.0, channel_label="gfp")
+    with pytest.raises(InputImageError, match="no channel 'dpc'.*gfp"):
+        ngff_image.read_dpc(path)
+    import zarr
+
+    root = zarr.open_group(str(path), mode="a")
+    ms = root.attrs["multiscales"]
+    ms[0]["datasets"][0]["coordinateTransformations"] = []
+    root.attrs["multiscales"] = ms
+    with pytest.raises(InputImageError, match="not a valid NGFF image"):
+        ngff_image.read_dpc(path)

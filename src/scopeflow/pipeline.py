@@ -23,7 +23,8 @@ from scopeflow import dpc as dpc_mod
 from scopeflow import measure, normalize
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import ome_zarr, tables
-from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
+from scopeflow.discover import SMEAR_KINDS, detect_kind, dpc_fovs
+from scopeflow.io import ngff_image
 from scopeflow.io.images import read_gray
 from scopeflow.io.octopi import load_pair, read_acquisition
 from scopeflow.provenance import make_provenance
@@ -62,7 +63,8 @@ def ingest(
     kind : {"smear_raw", "smear_dpc"}
         Sample kind.
     path : str or Path
-        Octopi acquisition folder, or DPC image file / folder.
+        Octopi acquisition folder, or DPC image file, OME-Zarr (NGFF 0.4/0.5 image, plate,
+        collection) or a folder of these; an OME-Zarr gives its own pixel size (scale, µm).
     out_fovs : path
         TSV written with one row per FOV (``fov``, source files, stage position, shape,
         ``pixel_size_um``, ``na``, ``wavelength_um``).
@@ -115,13 +117,18 @@ def ingest(
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
-        for f in dpc_files(path):
-            img = read_gray(f)
+        ngff_ps = set()
+        for name, f in dpc_fovs(path):
+            img = read_dpc_image(f)
+            if Path(f).is_dir():  # an NGFF image group: its own pixel size
+                ngff_ps.add(ngff_image.pixel_size_um(ngff_image.open_image(f)))
             rows.append(
-                {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
+                {"fov": name, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
                  "x_mm": np.nan, "y_mm": np.nan, "z_um": np.nan,
                  "image": str(f), "height": img.shape[0], "width": img.shape[1]}
             )
+        if not pixel_size_um and len(ngff_ps) == 1 and None not in ngff_ps:
+            ps = ngff_ps.pop()  # the OME-Zarr's own scale, unless the sheet says otherwise
         na_used = na
     else:
         raise ScopeflowError(f"{path}: unknown sample kind {kind!r}; use one of {', '.join(SMEAR_KINDS)}")
@@ -143,6 +150,15 @@ def ingest(
     os.replace(tmp, out_fovs)
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
     return df
+
+
+def read_dpc_image(path: str | Path) -> np.ndarray:
+    """A precomputed DPC field of view as float32 (y, x): an image file, or an NGFF image
+    group (its ``dpc`` channel, or its only one), read by :mod:`scopeflow.io.ngff_image`."""
+    p = Path(path)
+    if p.is_dir():
+        return ngff_image.read_dpc(p)
+    return read_gray(p)
 
 
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
@@ -241,7 +257,7 @@ def write_images(
                 )
             dpc = dpc_mod.dpc_octopi(left, right, ff.get("left"), ff.get("right"))
         else:
-            dpc = read_gray(row["image"])
+            dpc = read_dpc_image(row["image"])
         channels = {"dpc": dpc.astype(np.float32)}
         na = row.get("na")
         if phase and na is not None and np.isfinite(na):

@@ -406,11 +406,13 @@ def read_channel(path: str | Path, fov: str, channel: str, level: int = 0) -> za
     KeyError
         If the FOV or the channel does not exist, naming what does.
     """
+    from scopeflow.io.ngff_image import image_channel
+
     group = _image_group(path, fov)
     names = group.attrs["scopeflow"]["channels"]
     if channel not in names:
         raise KeyError(f"{path}/{fov}: no channel {channel!r}; have {names}")
-    return group[str(level)][names.index(channel)]
+    return image_channel(group, channel, level)  # the reader of any NGFF image
 
 
 def read_labels(path: str | Path, fov: str, name: str = "cells", level: int = 0) -> np.ndarray:
