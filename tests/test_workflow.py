@@ -140,6 +140,27 @@ def test_report_collects_figures_and_tables(demo_run):
     assert "tracks.png" in html and "bead_samples.csv" in html
 
 
+def test_anndata_switch_writes_cells_h5ad(demo_run):
+    import h5py
+    import yaml
+
+    cfg = yaml.safe_load((demo_run / "config.yaml").read_text())
+    assert cfg["tables"]["anndata"] is False  # off by default
+    assert "cells_anndata" not in {r for r, _ in scheduled_jobs(demo_run)}
+    cfg["tables"]["anndata"] = True
+    (demo_run / "anndata.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(demo_run, "--configfile", str(demo_run / "anndata.yaml"))
+    assert {r for r, _ in jobs} == {"cells_anndata", "all"}  # nothing else reruns
+    snakemake(demo_run, "--cores", "2", "--configfile", str(demo_run / "anndata.yaml"))
+    res = demo_run / "results" / "demo_smear_1"
+    cells = pd.read_parquet(res / "cells.parquet")
+    with h5py.File(res / "cells.h5ad", "r") as f:
+        assert f["obs"]["_index"].shape == (len(cells),)
+        np.testing.assert_array_equal(f["obs"]["area_um2"][:], cells["area_um2"].to_numpy())
+        np.testing.assert_array_equal(f["obsm"]["spatial"][:], cells[["x_um", "y_um"]].to_numpy())
+    assert (res / "logs" / "cells_anndata.log").exists()
+
+
 def test_second_run_does_nothing(demo_run):
     assert scheduled_jobs(demo_run) == []
 
@@ -294,11 +315,18 @@ def test_missing_sample_sheet_names_it(tmp_path):
 
 
 def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
+    import imageio.v3 as iio
+    from test_ngff import write_foreign_v04
+
+    png = shared / "octopi_rbc_dpc_m2unet/images/dpc_1024_00.png"
+    # the same DPC image as an NGFF 0.4 store another program (ome-zarr-py) wrote
+    ngff = write_foreign_v04(tmp_path / "dpc_1024_00.ome.zarr", iio.imread(png), 0.333)
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(
         "sample\tkind\tpath\tpixel_size_um\n"
-        f"octopi_1024\tsmear_dpc\t{shared / 'octopi_rbc_dpc_m2unet/images/dpc_1024_00.png'}\t0.333\n"
+        f"octopi_1024\tsmear_dpc\t{png}\t0.333\n"
         f"harness\tsmear_dpc\t{shared / 'octopi_rbc_dpc_harness/images'}\t0.333\n"
+        f"ngff_1024\tsmear_dpc\t{ngff}\t\n"
     )
     _write_config(tmp_path)
     snakemake(tmp_path, "--cores", "2", "--config", f"samples={sheet}")
@@ -306,8 +334,11 @@ def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
     assert len(harness) == 10 and (harness["n_cells"] > 0).all()
     cells = pd.read_parquet(tmp_path / "results" / "octopi_1024" / "cells.parquet")
     assert len(cells) > 100
-    # smear_dpc stores: 1 and 10 FOVs (plate + wells + images + labels groups + label images)
-    assert _assert_stores_valid(tmp_path / "results", 2) == (1 + 4 * 1) + (1 + 4 * 10)
+    # smear_dpc stores: 1, 10 and 1 FOVs (plate + wells + images + labels groups + label images)
+    assert _assert_stores_valid(tmp_path / "results", 3) == 2 * (1 + 4 * 1) + (1 + 4 * 10)
+    # read through the NGFF reader (pixel size from its own scale): the same cells as the PNG
+    from_ngff = pd.read_parquet(tmp_path / "results" / "ngff_1024" / "cells.parquet")
+    pd.testing.assert_frame_equal(from_ngff.drop(columns="sample"), cells.drop(columns="sample"))
 
 
 def test_two_runs_give_identical_tables(tmp_path):

@@ -204,7 +204,7 @@ def sample_outputs(sample):
         out(sample, "report/qc_gallery.png"),
         out(sample, "report/qc_focus_map.png"),
         out(sample, "report/qc_histograms.png"),
-    ]
+    ] + ([out(sample, "cells.h5ad")] if config["tables"]["anndata"] else [])
 
 
 def bead_outputs(sample):
