@@ -116,7 +116,13 @@ def write_cells_h5ad(cells: pd.DataFrame, path: str | Path, provenance: Mapping 
     Path
         ``path``.
     """
-    import h5py
+    try:
+        import h5py
+    except ImportError as exc:
+        from scopeflow.errors import ScopeflowError
+
+        raise ScopeflowError(f"{path}: writing AnnData (tables.anndata: true) needs h5py; "
+                             'pip install "scopeflow[anndata]" or set tables.anndata: false') from exc
 
     path = Path(path)
     missing = [c for c in ("fov", "cell_id", *SPATIAL_COLUMNS) if c not in cells.columns]
