@@ -9,8 +9,9 @@ written by
 - ``old``: the writer as it was on a git revision (default ``34406b8``, before issue 19: hand-written
   metadata, no ``dimension_names``), loaded from ``git show REV:src/scopeflow/io/ome_zarr.py``
   into a temporary module;
-- ``ome-zarr-py`` (optional, when installed): ``ome_zarr.writer.write_image`` /
-  ``write_labels`` with the same pyramid levels passed in, a candidate library writer.
+- ``ome-zarr-py`` (optional, when installed): ``ome_zarr.writer.write_multiscale`` /
+  ``write_multiscale_labels`` with the same pyramid levels passed in and the same ``omero``
+  windows, a candidate library writer (Zarr v3 / NGFF 0.5 by default).
 
 Rounds alternate the writers; each round writes a fresh store in a temporary folder. Printed:
 the median seconds per FOV of each writer and its ratio to ``old`` (the issue's target:
@@ -79,6 +80,13 @@ def ome_zarr_py_writer():
         lab = [labels[None, :: 2**k, :: 2**k] for k in range(n)]
         write_multiscale_labels(lab, root, name="cells", axes=axes, coordinate_transformations=ct,
                                 storage_options={"chunks": (1, 1024, 1024)})
+        # the same omero display windows as scopeflow's writers (full-image percentiles)
+        windows = [(float(np.percentile(c, 0.5)), float(np.percentile(c, 99.5)), float(c.min()),
+                    float(c.max())) for c in stack]
+        ome = dict(root.attrs["ome"])
+        ome["omero"] = {"channels": [{"label": lab_, "color": "FFFFFF", "window": {
+            "start": w[0], "end": w[1], "min": w[2], "max": w[3]}} for lab_, w in zip(("dpc", "phase"), windows)]}
+        root.attrs["ome"] = ome
     return write
 
 

@@ -113,13 +113,18 @@ def _multiscale(name: str, n_levels: int, pixel_size_um: float, kind: str):
 
 
 def _omero(names: Sequence[str], images: Sequence[np.ndarray], colors: Mapping[str, str] | None):
-    """``omero`` display metadata: a 0.5–99.5 % window per channel."""
+    """``omero`` display metadata: a 0.5–99.5 % window per channel, exact min and max.
+
+    The percentiles are taken on a regular subsample of at most ~1 Mpx (every ``s``-th pixel
+    in y and x): a display window, computed in a tenth of the time of the full image's.
+    """
     from yaozarrs import v05
 
     colors = {**CHANNEL_COLORS, **dict(colors or {})}
     channels = []
     for n, img in zip(names, images):
-        lo, hi = (float(v) for v in np.percentile(img, [0.5, 99.5]))
+        step = max(1, math.ceil(math.sqrt(img.size / 1e6)))
+        lo, hi = (float(v) for v in np.percentile(img[::step, ::step], [0.5, 99.5]))
         channels.append(v05.OmeroChannel(
             label=n, color=colors.get(n, "FFFFFF"), active=True,
             window=v05.OmeroWindow(start=lo, end=hi, min=float(img.min()), max=float(img.max()))))
