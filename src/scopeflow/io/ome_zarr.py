@@ -477,8 +477,6 @@ def create_movie(
     The array may be resized along ``t`` while frames arrive; :func:`finish_movie` writes
     the NGFF metadata (time and pixel calibration) once the frames are in.
     """
-    from yaozarrs import v05
-
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
