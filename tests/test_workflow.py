@@ -116,6 +116,14 @@ def _assert_stores_valid(results, n_stores):
 def test_demo_stores_pass_the_ngff_validators(demo_run):
     # 2 smear samples x (plate + 4 wells + 4 images + 4 labels groups + 4 label images) + the movie
     assert _assert_stores_valid(demo_run / "results", 3) == 2 * 17 + 1
+    # napari opens the slide from its root: the 2 x 2 stage grid of 1024² FOVs, and the labels
+    from test_ngff import _napari_layers
+
+    store = demo_run / "results" / "demo_smear_1" / "demo_smear_1.ome.zarr"
+    layers = _napari_layers(store)
+    assert [k for _, _, k in layers] == ["image", "labels"]
+    assert tuple(layers[0][0][0].shape) == (2, 2048, 2048)
+    assert layers[0][1]["scale"] == pytest.approx([0.333, 0.333])
 
 
 def test_demo_segmentation_matches_simulator_truth(demo_run):
