@@ -13,6 +13,7 @@ def main(smk):
     from scopeflow.io.ome_zarr import mark_complete
     from scopeflow.io.readiness import planned_input, verify_unchanged
     from scopeflow.provenance import make_provenance
+    from scopeflow.track.link import MIN_MSD_FRAMES
     from scopeflow.track.pipeline import ingest_movie
 
     p = smk.params
@@ -23,6 +24,7 @@ def main(smk):
         path, p.zarr, pixel_size_um=p.pixel_size_um, fps=p.fps,
         default_pixel_size_um=p.default_pixel_size_um, default_fps=p.default_fps,
         provenance=make_provenance(smk.config, inputs=[path], sample=s), sample=s,
+        min_frames=MIN_MSD_FRAMES,  # every movie of the workflow goes on to an MSD fit
     )
     verify_unchanged(path, files)  # a frame added while copying: fail, the next run redoes it
     mark_complete(p.zarr, smk.output.done, {"n_frames": attrs["n_frames"]})

@@ -282,7 +282,16 @@ def _plan(sample):
     return "ready"
 
 
-STATE = {s: _plan(s) for s in SAMPLES["sample"]}
+def _plan_all():
+    from scopeflow.errors import os_error_line
+
+    try:
+        return {s: _plan(s) for s in SAMPLES["sample"]}
+    except OSError as exc:  # results folder not writable, disk full: one line, no traceback
+        raise WorkflowError(f"planning the samples: {os_error_line(exc)}") from None
+
+
+STATE = _plan_all()
 
 
 def _done_before(sample):
