@@ -41,7 +41,8 @@ NGFF_VERSION = "0.5"
 #: Root attribute holding the FOV name -> group path index of a sample store.
 LAYOUT_ATTR = "scopeflow_layout"
 #: Display colour of a channel in the ``omero`` metadata (hex RGB); others get white.
-CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF"}
+CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF", "fluorescence_r": "FF0000",
+                  "fluorescence_g": "00FF00", "fluorescence_b": "0000FF"}
 
 
 # ----------------------------------------------------------------- arrays and metadata
