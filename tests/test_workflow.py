@@ -122,7 +122,8 @@ def test_demo_stores_pass_the_ngff_validators(demo_run):
     store = demo_run / "results" / "demo_smear_1" / "demo_smear_1.ome.zarr"
     layers = _napari_layers(store)
     assert [k for _, _, k in layers] == ["image", "labels"]
-    assert tuple(layers[0][0][0].shape) == (2, 2048, 2048)
+    n_channels = len(ome_zarr.fov_attrs(store, "0-0_0_0")["channels"])  # dpc, phase (+ fluorescence)
+    assert tuple(layers[0][0][0].shape) == (n_channels, 2048, 2048)
     assert layers[0][1]["scale"] == pytest.approx([0.333, 0.333])
 
 
