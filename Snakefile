@@ -14,6 +14,7 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/warmup.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/dpc.smk"
 include: "workflow/rules/segment.smk"

@@ -11,6 +11,7 @@ train-quality  train the per-cell RBC quality ConvNet (good vs bad cells)
 train-defocus  train the defocus (|dz|) regressor on simulated smears
 locate    bead image / movie -> localisations CSV (BeadNet or matched filter + subpixel fit)
 track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summary JSON)
+warmup    compile the numba kernels into numba's cache once per installation
 parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
 train-parasites  cross-validate and train the malaria parasite CNN ensemble
 """
@@ -72,6 +73,15 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     for path, sha in export_models(args.weights, args.calibrate, int8=not args.no_int8).items():
         print(f"`{path.name}` sha256: {sha}   ({path})")
     print("Put these lines into the model card beside the weights.")
+    return 0
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from scopeflow.warmup import warm_up
+
+    seconds = warm_up()
+    print("kernels compiled or loaded: " + (", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+                                            or "numba not installed, nothing to do"))
     return 0
 
 
@@ -251,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DPC images (or folders of them) whose tiles calibrate the INT8 model")
     p.add_argument("--no-int8", action="store_true", help="export fp32 only")
     p.set_defaults(func=_cmd_export_onnx)
+
+    p = sub.add_parser("warmup", help="compile the numba kernels once per installation (run after installing)")
+    p.set_defaults(func=_cmd_warmup)
 
     p = sub.add_parser("evaluate", help="score predicted labels/masks against a reference")
     p.add_argument("pred", help="predicted label or binary mask image")

@@ -1,6 +1,8 @@
 # Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs,
 # estimate per-channel flatfields and create the sample's (empty) OME-Zarr.
 
+from scopeflow.resources import fov_pixels, stage_mem_mb
+
 
 rule demo_acquisition:
     output:
@@ -41,7 +43,8 @@ rule ingest:
         flatfield=config["dpc"]["flatfield"],
         fluorescence_channel=config["parasites"]["channel"] if config["parasites"]["enabled"] else None,
     resources:
-        mem_mb=4000,  # peak memory of one job (MB)
+        # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
+        mem_mb=lambda wc: stage_mem_mb("ingest", fov_pixels(sample_row(wc)["path"])),
         runtime=30,  # wall-clock limit (minutes)
     log:
         log_path("ingest"),
