@@ -195,12 +195,40 @@ def _score(img: np.ndarray, cls: BeadClass, noise: float) -> np.ndarray:
             r = c1(c1(img32, g, 0, mode="constant"), g, 1, mode="constant")
             r -= u1(u1(img32, size, 0, mode="constant"), size, 1, mode="constant")
         std = L._gaussian_response_std(img32.shape, s_fit)
-        return (r * np.float32(cls.polarity)) / (std * np.float32(max(noise, 1e-12)))
+        return _to_snr(r * np.float32(cls.polarity), std, noise, cls.radius_px)
     t = np.asarray(cls.template, dtype=np.float64)
     t = (t - t.mean()).astype(np.float32)
     r = oaconvolve(img32, t[::-1, ::-1], mode="same").astype(np.float32)
     std = _tpl_std(img32.shape, t.tobytes(), t.shape[0])
-    return r / (std * np.float32(max(noise, 1e-12)))
+    return _to_snr(r, std, noise, cls.radius_px)
+
+
+def _to_snr(r: np.ndarray, std: np.ndarray, noise: float, radius: float) -> np.ndarray:
+    """Response / (white-noise std map × noise level).
+
+    The noise level is the larger of the pixel noise (neighbour differences) and the robust
+    spread (MAD) of the normalised response itself: real frames carry structured background
+    (out-of-focus beads, texture, compression blocks) that pixel differences do not see,
+    while in crowded frames of large beads the MAD alone would be inflated by the beads:
+    the MAD is taken again without the pixels within a bead radius of the strong (> 4 MAD)
+    responses.
+    """
+    from scipy import ndimage
+
+    z = r / std
+    sub = z[::3, ::3]
+    med = float(np.median(sub))
+    mad = 1.4826 * float(np.median(np.abs(sub - med)))
+    if mad > 0:
+        strong = np.abs(sub - med) > 4 * mad
+        m = int(math.ceil(radius / 3.0))
+        near = ndimage.maximum_filter(strong, size=2 * m + 1) if m > 0 else strong
+        rest = sub[~near]
+        if rest.size >= 200:
+            med = float(np.median(rest))
+            mad = 1.4826 * float(np.median(np.abs(rest - med)))
+    level = max(float(noise), mad if mad > 0 else 0.0, 1e-12)
+    return ((z - np.float32(med)) / np.float32(level)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -356,6 +384,13 @@ def localize_frame_classes(
     return res
 
 
+def _count_blobs(img: np.ndarray) -> int:
+    """Rough count of strong blobs in a frame (LoG at 2 px, > 8 noise levels), to size the pilot."""
+    r = np.abs(log_response(img, 2.0))
+    noise = pixel_noise(img) * _log_norm(2.0)
+    return int(len(L.find_peaks(r / max(noise, 1e-12), 8.0, 4)))
+
+
 def locate_auto(
     frames_list,
     n_frames: int,
@@ -376,8 +411,17 @@ def locate_auto(
     """
     from scopeflow.track.mass import bead_mass
 
-    n_pilot = min(n_frames, max(1, min(p.pilot_frames, 5)))
-    pilot = [to_photons(frames_list[i]) for i in range(n_pilot)]
+    # pilot frames: read until ~300 beads were seen (at most ``pilot_frames``)
+    n_pilot = min(n_frames, max(1, p.pilot_frames))
+    pilot: list[np.ndarray] = []
+    seen = 0
+    for i in range(n_pilot):
+        img = to_photons(frames_list[i])
+        pilot.append(img)
+        if i < 2 or i % 5 == 0:
+            seen = max(seen, 0) + _count_blobs(img)
+        if seen >= 300 and len(pilot) >= 2:
+            break
     classes = plan_classes(pilot, p, diameter_px, polarity)
     for cls in classes:
         refine_gaussian_sigma(pilot, cls, p)
