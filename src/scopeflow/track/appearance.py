@@ -391,6 +391,36 @@ def _count_blobs(img: np.ndarray) -> int:
     return int(len(L.find_peaks(r / max(noise, 1e-12), 8.0, 4)))
 
 
+def classes_to_records(classes: list[BeadClass]) -> list[dict]:
+    """JSON-able description of planned classes (templates as nested lists)."""
+    out = []
+    for c in classes:
+        out.append(dict(
+            sigma_px=float(c.sigma_px), sigma_fit=float(c.sigma_fit),  # type: ignore[attr-defined]
+            radius_px=float(c.radius_px), polarity=float(c.polarity), mode=c.mode,
+            crop_radius=int(c.crop_radius), gauss_r2=float(c.gauss_r2),  # type: ignore[attr-defined]
+            n_blobs=int(c.n_blobs), ref_photons=getattr(c, "ref_photons", None),
+            template=np.asarray(c.template).tolist(),
+        ))
+    return out
+
+
+def classes_from_records(records: list[dict]) -> list[BeadClass]:
+    """Inverse of :func:`classes_to_records` (a bead model held fixed across blocks)."""
+    classes = []
+    for r in records:
+        c = BeadClass(sigma_px=float(r["sigma_px"]), polarity=float(r["polarity"]),
+                      radius_px=float(r["radius_px"]), n_blobs=int(r.get("n_blobs", 0)),
+                      template=np.asarray(r["template"], dtype=np.float64), mode=r["mode"])
+        c.sigma_fit = float(r["sigma_fit"])  # type: ignore[attr-defined]
+        c.crop_radius = int(r["crop_radius"])  # type: ignore[attr-defined]
+        c.gauss_r2 = float(r.get("gauss_r2", float("nan")))  # type: ignore[attr-defined]
+        c.ref_photons = r.get("ref_photons")  # type: ignore[attr-defined]
+        c.lobe = sidelobe_profile(c.template, c.radius_px)  # type: ignore[attr-defined]
+        classes.append(c)
+    return classes
+
+
 def locate_auto(
     frames_list,
     n_frames: int,
@@ -402,6 +432,7 @@ def locate_auto(
     match_factor: float,
     minmass: float | None = None,
     min_rel_photons: float = 0.25,
+    classes: list[dict] | None = None,
 ) -> tuple[list[BeadClass], Callable[[int], dict[str, np.ndarray]]]:
     """Plan the classes on pilot frames; return them and the per-frame function.
 
@@ -411,6 +442,22 @@ def locate_auto(
     """
     from scopeflow.track.mass import bead_mass
 
+    if classes is not None:  # a bead model held fixed (e.g. from a movie's first block)
+        fixed = classes_from_records(classes)
+        d_fix = float(diameter_px) if diameter_px else 2.0 * fixed[0].radius_px
+
+        def one_fixed(i: int) -> dict[str, np.ndarray]:
+            raw = np.asarray(frames_list[i])
+            out = localize_frame_classes(to_photons(raw), fixed, p, match_factor=match_factor,
+                                         min_rel_photons=min_rel_photons)
+            out["mass"] = bead_mass(raw, out["y"], out["x"], d_fix,
+                                    invert=bool(fixed[0].polarity < 0))
+            if minmass is not None:
+                keep = out["mass"] > minmass
+                out = {k: v[keep] for k, v in out.items()}
+            return out
+
+        return fixed, one_fixed
     # pilot frames: read until ~300 beads were seen (at most ``pilot_frames``)
     n_pilot = min(n_frames, max(1, p.pilot_frames))
     pilot: list[np.ndarray] = []

@@ -1217,6 +1217,7 @@ def locate_stack(
     diameter_px: float | None = None,
     minmass: float | None = None,
     match_factor: float = 0.6,
+    classes: list | None = None,
     sigma_px: float | None = None,
     radius_px: int | None = None,
     template: np.ndarray | None = None,
@@ -1270,6 +1271,9 @@ def locate_stack(
     match_factor : float
         "auto": drop candidates whose correlation with the fitted bead is below this
         fraction of its expected value at their SNR (dirt, smudges); 0 disables.
+    classes : list of dict, optional
+        "auto": use these bead classes (``attrs["classes"]`` of an earlier call) instead of
+        estimating them, e.g. to hold a movie's bead model fixed across blocks.
     sigma_px : float, optional
         Bead σ (px). Default: estimated by a pilot pass (starting at 1.5 px).
     radius_px : int, optional
@@ -1362,7 +1366,7 @@ def locate_stack(
         p.profile = "gaussian"
     if p.profile == "auto" and n_frames:
         return _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress,
-                            first_frame, workers, minmass)
+                            first_frame, workers, minmass, classes)
     if p.profile == "auto":
         p.profile = "gaussian"
     sigma0 = float(p.sigma_px) if p.sigma_px else 1.5
@@ -1481,15 +1485,15 @@ def _run_frames(one_frame, n_frames, workers, progress, parallel=True):
 
 
 def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, first_frame,
-                 workers, minmass=None) -> pd.DataFrame:
+                 workers, minmass=None, fixed=None) -> pd.DataFrame:
     """``profile="auto"`` (see :mod:`scopeflow.track.appearance`)."""
-    from scopeflow.track.appearance import locate_auto
+    from scopeflow.track.appearance import classes_to_records, locate_auto
 
     polarity = None if p.invert is None else (-1.0 if p.invert else 1.0)
     t0 = time.perf_counter()
     classes, one = locate_auto(frames_list, n_frames, p, lambda f: _to_photons(f, p),
                                diameter_px=diameter_px, polarity=polarity,
-                               match_factor=match_factor, minmass=minmass)
+                               match_factor=match_factor, minmass=minmass, classes=fixed)
     if not classes:  # nothing blob-like in the pilot frames: the Gaussian path
         q = LocateParams(**{**p.__dict__, "profile": "gaussian"})
         return locate_stack(frames_list, None, **{k: v for k, v in q.__dict__.items()
@@ -1511,10 +1515,7 @@ def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, 
         polarity=float(first.polarity), seconds=time.perf_counter() - t0,
         template=np.asarray(first.template).tolist(),
         diameter_px=float(2 * first.radius_px),
-        classes=[dict(sigma_px=float(c.sigma_px), sigma_fit=float(c.sigma_fit),
-                      radius_px=float(c.radius_px), polarity=float(c.polarity), mode=c.mode,
-                      crop_radius=int(c.crop_radius), gauss_r2=float(c.gauss_r2),
-                      n_blobs=int(c.n_blobs)) for c in classes],
+        classes=classes_to_records(classes),
     )
     return df
 
