@@ -454,40 +454,51 @@ def measured_radial_profile(
 
 
 def fit_profile_to(
-    measured: np.ndarray, kinds: Sequence[str] = ("absorbing", "brightfield_dark",
-                                                  "brightfield_bright")
+    measured: np.ndarray,
+    kinds: Sequence[str] = ("absorbing", "brightfield_dark", "brightfield_bright"),
+    diameters: Sequence[float] | None = None,
 ) -> dict:
-    """Best simulated brightfield profile for a measured one (grid search, amplitude by LSQ).
+    """Best simulated brightfield profile for a measured one (grid search + least squares).
 
-    The measured profile (1-px bins from r = 0) is compared with the simulated one,
-    pixel-integrated the same way (averaged over the 1-px annuli), over diameters 4–40 px,
-    defocus 0–2 and halo 0–0.15; the amplitude is the least-squares factor.
+    The measured profile (1-px bins from r = 0, minus the background) is compared with the
+    simulated profile averaged over the same 1-px annuli, for each kind, diameter (default
+    4–24 px by 0.5) and defocus (0.25, 0.5, 1, 2); the amplitudes of the bead and of its halo
+    (≥ 0) are the least-squares factors.
 
     Returns
     -------
     dict
-        ``kind, diameter_px, defocus, halo, amplitude, rel_rms`` where ``rel_rms`` is the
-        rms residual divided by the measured peak |contrast|.
+        ``kind, diameter_px, defocus, amplitude, halo, rel_rms`` where ``rel_rms`` is the rms
+        residual over the bins divided by the measured peak |contrast|.
     """
     m = np.asarray(measured, dtype=np.float64)
-    rb = np.arange(len(m), dtype=np.float64)
+    nb = len(m)
+    ds = np.arange(4.0, 24.01, 0.5) if diameters is None else np.asarray(diameters, float)
     best = None
+
+    def annuli(r, p):
+        idx = np.round(r).astype(int)
+        w = r + 1e-9
+        ok = idx < nb
+        num = np.bincount(idx[ok], p[ok] * w[ok], nb)
+        den = np.bincount(idx[ok], w[ok], nb)
+        return num / np.maximum(den, 1e-12)
+
     for kind in kinds:
-        for d in np.arange(4.0, 40.01, 0.5):
+        for d in ds:
             for z in ((0.0,) if kind == "absorbing" else (0.25, 0.5, 1.0, 2.0)):
-                for halo in (0.0, 0.05, 0.1, 0.15):
-                    r, p = bead_profile(kind, d, defocus=z, halo=halo)
-                    # average over each 1-px annulus (area-weighted)
-                    edges = np.clip(rb + 0.5, 0, None)
-                    lo = np.concatenate([[0.0], edges[:-1]])
-                    q = np.empty(len(rb))
-                    for i, (a0, a1) in enumerate(zip(lo, edges, strict=True)):
-                        s = (r >= a0) & (r < a1)
-                        w = r[s] + 1e-9
-                        q[i] = np.sum(p[s] * w) / np.sum(w) if s.any() else 0.0
-                    amp = float(q @ m / max(q @ q, 1e-12))
-                    res = float(np.sqrt(np.mean((m - amp * q) ** 2)) / np.abs(m).max())
-                    if best is None or res < best["rel_rms"]:
-                        best = dict(kind=kind, diameter_px=float(d), defocus=float(z),
-                                    halo=float(halo), amplitude=amp, rel_rms=res)
+                r, p = bead_profile(kind, float(d), defocus=z, halo=0.0)
+                a = d / 2.0
+                s = _blur_sigma(d)
+                h = np.exp(-((r - 1.6 * a) ** 2) / (2 * (0.3 * a + s) ** 2))
+                q1, q2 = annuli(r, p), annuli(r, h)
+                basis = np.stack([q1, q2], 1)
+                coef, *_ = np.linalg.lstsq(basis, m, rcond=None)
+                if coef[1] * np.sign(coef[0]) < 0:  # the halo is brighter than the background
+                    coef = np.array([float(q1 @ m / max(q1 @ q1, 1e-12)), 0.0])
+                res = float(np.sqrt(np.mean((m - basis @ coef) ** 2)) / np.abs(m).max())
+                if best is None or res < best["rel_rms"]:
+                    best = dict(kind=kind, diameter_px=float(d), defocus=float(z),
+                                amplitude=float(coef[0]), halo=float(coef[1] / coef[0]),
+                                rel_rms=res)
     return best

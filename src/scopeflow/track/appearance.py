@@ -351,7 +351,15 @@ def localize_frame_classes(
         crops, valid = L.extract_crops(img, ci_int, cls.crop_radius)  # type: ignore[attr-defined]
         t = np.asarray(cls.template, dtype=np.float64)
         t = t / np.abs(t).sum()
-        m = _shifted_templates(t, pos[:, 0] - ci_int[:, 0], pos[:, 1] - ci_int[:, 1])
+        if cls.mode == "gaussian":  # separable pixel-integrated Gaussian: no FFT needed
+            u = np.arange(-cls.crop_radius, cls.crop_radius + 1, dtype=np.float64)  # type: ignore[attr-defined]
+            sg = np.full(len(pos), float(cls.sigma_fit))  # type: ignore[attr-defined]
+            ey = L._erf_weights(pos[:, 0] - ci_int[:, 0], sg, u)[0]
+            ex = L._erf_weights(pos[:, 1] - ci_int[:, 1], sg, u)[0]
+            m = ey[:, :, None] * ex[:, None, :]
+            m = m / np.abs(m).sum(axis=(1, 2))[:, None, None] * (1.0 if t[t.shape[0] // 2, t.shape[0] // 2] >= 0 else -1.0)
+        else:
+            m = _shifted_templates(t, pos[:, 0] - ci_int[:, 0], pos[:, 1] - ci_int[:, 1])
         sign = np.sign(t[t.shape[0] // 2, t.shape[0] // 2]) or 1.0
         m = m * (out["photons"] * sign * cls.polarity)[:, None, None]
         disc_r = 1.5 * cls.radius_px + 1.0
@@ -436,9 +444,9 @@ def locate_auto(
 ) -> tuple[list[BeadClass], Callable[[int], dict[str, np.ndarray]]]:
     """Plan the classes on pilot frames; return them and the per-frame function.
 
-    The per-frame function also returns ``mass`` (trackpy's integrated band-passed
-    brightness, :func:`scopeflow.track.mass.bead_mass`, with the user's diameter or twice
-    the first class radius) and drops beads with ``mass <= minmass`` when it is given.
+    With ``minmass`` the per-frame function also returns ``mass`` (trackpy's integrated
+    band-passed brightness, :func:`scopeflow.track.mass.bead_mass`, with the user's diameter
+    or twice the first class radius) and drops beads with ``mass <= minmass``.
     """
     from scopeflow.track.mass import bead_mass
 
@@ -450,9 +458,9 @@ def locate_auto(
             raw = np.asarray(frames_list[i])
             out = localize_frame_classes(to_photons(raw), fixed, p, match_factor=match_factor,
                                          min_rel_photons=min_rel_photons)
-            out["mass"] = bead_mass(raw, out["y"], out["x"], d_fix,
-                                    invert=bool(fixed[0].polarity < 0))
             if minmass is not None:
+                out["mass"] = bead_mass(raw, out["y"], out["x"], d_fix,
+                                        invert=bool(fixed[0].polarity < 0))
                 keep = out["mass"] > minmass
                 out = {k: v[keep] for k, v in out.items()}
             return out
@@ -484,9 +492,9 @@ def locate_auto(
         raw = np.asarray(frames_list[i])
         out = localize_frame_classes(to_photons(raw), classes, p, match_factor=match_factor,
                                      min_rel_photons=min_rel_photons)
-        out["mass"] = bead_mass(raw, out["y"], out["x"], d_mass,
-                                invert=bool(classes and classes[0].polarity < 0))
         if minmass is not None:
+            out["mass"] = bead_mass(raw, out["y"], out["x"], d_mass,
+                                    invert=bool(classes and classes[0].polarity < 0))
             keep = out["mass"] > minmass
             out = {k: v[keep] for k, v in out.items()}
         return out

@@ -1267,7 +1267,8 @@ def locate_stack(
     minmass : float, optional
         "auto": drop beads whose trackpy ``mass`` (integrated band-passed brightness over a
         disc of radius ``diameter // 2``, :func:`scopeflow.track.mass.bead_mass`; the
-        ``mass`` column) is at most this, as ``trackpy.locate(minmass=...)``.
+        ``mass`` column, present only then) is at most this, as
+        ``trackpy.locate(minmass=...)``.
     match_factor : float
         "auto": drop candidates whose correlation with the fitted bead is below this
         fraction of its expected value at their SNR (dirt, smudges); 0 disables.
@@ -1506,7 +1507,7 @@ def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, 
         return out
 
     parts = _run_frames(one_frame, n_frames, workers, progress)
-    cols = [*LOC_COLUMNS, "mass"]
+    cols = [*LOC_COLUMNS, "mass"] if minmass is not None else list(LOC_COLUMNS)
     df = pd.DataFrame({c: np.concatenate([o[c] for o in parts]) for c in cols})
     first = classes[0]
     df.attrs.update(
