@@ -105,12 +105,11 @@ def unbroken_tracks(locs: pd.DataFrame, truth: pd.DataFrame, pairs, search_range
 
     if not len(locs):
         return 0.0
-    linked = link(locs, search_range, memory=0)
-    pid = linked["particle"].to_numpy()
-    pos = {lab: i for i, lab in enumerate(linked.index)}
+    linked = link(locs.assign(_row=locs.index), search_range, memory=0)
+    pid = dict(zip(linked["_row"].to_numpy(), linked["particle"].to_numpy(), strict=True))
     got: dict[int, list] = {}
     for ti, li in pairs:
-        got.setdefault(int(truth.at[ti, "particle"]), []).append(pid[pos[li]])
+        got.setdefault(int(truth.at[ti, "particle"]), []).append(pid[li])
     n_frames = truth.groupby("particle").size()
     ok = sum(1 for p, n in n_frames.items()
              if len(got.get(p, [])) == n and len(set(got[p])) == 1)

@@ -101,7 +101,8 @@ def scale_ladder(
     Parameters
     ----------
     shape : (int, int)
-        Frame shape: the largest σ is ``min(shape)/10`` (and ≤ 16 px, beads ≲ 45 px).
+        Frame shape: the largest σ is ``min(shape)/10`` (and ≤ 19 px; the ends of the
+        ladder are not scale maxima, so beads up to ~45 px across).
     diameter_px : float, optional
         The user's approximate bead diameter: the ladder spans σ from ``d/8`` to ``d/2``
         around it (the user's value need not be exact, as with trackpy).
@@ -116,7 +117,7 @@ def scale_ladder(
     if diameter_px is not None:
         lo, hi = max(0.6, float(diameter_px) / 8.0), max(1.0, float(diameter_px) / 2.0)
     else:
-        lo, hi = sigma_min, min(16.0, max(2.0, min(shape) / 10.0))
+        lo, hi = sigma_min, min(19.0, max(2.0, min(shape) / 10.0))
     n = int(math.floor(math.log(hi / lo) / math.log(_STEP))) + 1
     return lo * _STEP ** np.arange(max(n, 2))
 
@@ -151,7 +152,7 @@ def _log_norm(sigma: float) -> float:
 
 
 def scale_space_blobs(
-    image: np.ndarray, sigmas: Sequence[float], *, min_snr: float = 6.0
+    image: np.ndarray, sigmas: Sequence[float], *, min_snr: float = 6.0, max_ratio: float = 4.0
 ) -> dict[str, np.ndarray]:
     """Maxima of ``±L_σ`` over (y, x, σ), both polarities, strongest first.
 
@@ -164,6 +165,9 @@ def scale_space_blobs(
     min_snr : float
         Keep maxima whose response exceeds this many noise levels of ``L_σ`` (the white-noise
         gain of the kernel times :func:`pixel_noise`).
+    max_ratio : float
+        Drop maxima whose Hessian eigenvalues (at their scale) differ by more than this
+        factor: elongated smudges, ring arcs and edges are not beads.
 
     Returns
     -------
@@ -182,9 +186,9 @@ def scale_space_blobs(
         mx = ndimage.maximum_filter(s, size=(3, 3, 3), mode="nearest")
         snr = s / noise[:, None, None]
         m = (s == mx) & (snr > min_snr)
-        if k > 2:  # a maximum at the end of the ladder is not a scale maximum
-            m[0] &= s[0] > s[1]
-            m[-1] &= s[-1] > s[-2]
+        if k > 2:  # the ends of the ladder cannot hold a scale maximum
+            m[0] = False
+            m[-1] = False
         ki, yi, xi = np.nonzero(m)
         out["y"].append(yi)
         out["x"].append(xi)
@@ -193,6 +197,19 @@ def scale_space_blobs(
         out["strength"].append(s[ki, yi, xi].astype(np.float64))
         out["snr"].append(snr[ki, yi, xi].astype(np.float64))
     res = {key: np.concatenate(v) for key, v in out.items()}
+    # elongated structures (smudges, the arcs of a ring, edges) are not beads: Hessian
+    # eigenvalue ratio at the blob's scale above max_ratio (Lowe's edge test) -> dropped
+    iso = np.ones(len(res["y"]), bool)
+    for sg in np.unique(res["sigma"]):
+        sel = np.flatnonzero(res["sigma"] == sg)
+        yi, xi = res["y"][sel], res["x"][sel]
+        hyy = ndimage.gaussian_filter(img, sg, order=(2, 0))[yi, xi]
+        hxx = ndimage.gaussian_filter(img, sg, order=(0, 2))[yi, xi]
+        hxy = ndimage.gaussian_filter(img, sg, order=(1, 1))[yi, xi]
+        tr, det = hxx + hyy, hxx * hyy - hxy * hxy
+        r = max_ratio
+        iso[sel] = (det > 0) & (tr * tr * r < (r + 1) ** 2 * det)
+    res = {key: v[iso] for key, v in res.items()}
     order = np.argsort(-res["strength"], kind="stable")
     return {key: v[order] for key, v in res.items()}
 
@@ -314,7 +331,8 @@ def estimate_bead_classes(
         if not len(b["y"]):
             continue
         p = np.stack([b["y"], b["x"]], 1).astype(np.float64)
-        keep = nms_radius(p, b["strength"], 2.5 * b["sigma"])
+        # overlapping blobs: the larger scale is favoured (a whole bead over its parts)
+        keep = nms_radius(p, b["strength"] * b["sigma"], 2.5 * b["sigma"])
         pts.append(p[keep])
         sig.append(b["sigma"][keep])
         pol.append(b["polarity"][keep])
@@ -346,22 +364,37 @@ def estimate_bead_classes(
     # centre): drop it
     lab = np.argmin(np.abs(ls[:, None] - np.array(modes)[None, :]), axis=1) if modes else ls
     p_sel, f_sel = pts_a[sel], fid_a[sel]
-    kept = list(range(len(modes)))
+    kept = [k for k in range(len(modes)) if np.sum(lab == k) >= max(3, 0.1 * len(lab))]
     for big in sorted(kept, reverse=True):
         if big not in kept:
             continue
         sb = math.exp(modes[big])
         for small in [k for k in kept if k < big]:
-            ps, fs = p_sel[lab == small], f_sel[lab == small]
-            pb, fb = p_sel[lab == big], f_sel[lab == big]
-            inside = 0
-            for f in np.unique(fs):
-                if not np.any(fb == f):
-                    continue
-                d, _ = cKDTree(pb[fb == f]).query(ps[fs == f])
-                inside += int(np.sum(d < 3.5 * sb))
+            ps = p_sel[lab == small]
+            pb = p_sel[lab == big]
+            # against the big blobs of every pilot frame: beads move little between frames,
+            # and in some frame a ring's centre loses to one of its parts
+            d, _ = cKDTree(pb).query(ps) if len(pb) else (np.full(len(ps), np.inf), None)
+            inside = int(np.sum(d < 3.5 * sb))
             if inside > 0.5 * len(ps):
                 kept.remove(small)
+    # a class whose blobs do not move between pilot frames is static dirt, not beads
+    # (kept when it is the only class)
+    if len(kept) > 1 and len(np.unique(f_sel)) >= 2:
+        moving = []
+        for k in kept:
+            ps, fs = p_sel[lab == k], f_sel[lab == k]
+            same = tot = 0
+            for f in np.unique(fs)[:-1]:
+                nxt = fs == f + 1
+                if not np.any(nxt):
+                    continue
+                d, _ = cKDTree(ps[nxt]).query(ps[fs == f])
+                same += int(np.sum(d < 0.3))
+                tot += len(d)
+            moving.append(tot == 0 or same < 0.7 * tot)
+        if any(moving):
+            kept = [k for k, mv in zip(kept, moving, strict=True) if mv]
     classes = []
     n_frames = int(fid_a.max()) + 1
     for k in kept:
