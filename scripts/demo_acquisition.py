@@ -9,10 +9,12 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    from scopeflow.io.readiness import file_manifest, write_if_changed
     from scopeflow.simulate import simulate_acquisition
 
     p = smk.params
     simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+    write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 
 run(main, snakemake)  # noqa: F821

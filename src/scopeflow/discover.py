@@ -6,6 +6,7 @@ inside each cluster job.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from scopeflow.errors import InputImageError, ScopeflowError
@@ -90,18 +91,68 @@ def dpc_files(path: Path) -> list[Path]:
     return files
 
 
-def count_fovs(kind: str, path: str | Path) -> int:
+def manifest_fovs(acq_fovs, base: str | Path, files) -> list:
+    """The FOVs of an acquisition that have at least one image in a manifest's file list.
+
+    Parameters
+    ----------
+    acq_fovs : sequence of scopeflow.io.octopi.FOV
+        FOVs as read from disk.
+    base : str or Path
+        The acquisition folder the manifest's relative names start from.
+    files : iterable of (name, size, mtime_ns)
+        See :func:`scopeflow.io.readiness.file_manifest`.
+    """
+    names = {f[0] for f in files}
+    base = Path(base)
+    return [fov for fov in acq_fovs
+            if any(Path(p).relative_to(base).as_posix() in names for p in fov.files.values())]
+
+
+def count_fovs(kind: str, path: str | Path, files=None) -> int:
     """Number of FOVs of a sample from its file names alone (no pixels read); 1 if unreadable.
 
-    Used to plan shards when the workflow is built; the ingest job validates properly.
+    Used to plan shards when the workflow is built; the ingest job validates properly. With
+    ``files`` (a manifest's file list, see :mod:`scopeflow.io.readiness`), only the FOVs with
+    an image in that list count, as the ingest job processes exactly those.
     """
     from scopeflow.io.octopi import read_acquisition
 
     try:
         if kind == "smear_raw":
-            return max(1, len(read_acquisition(path, required_channels=()).fovs))
+            fovs = read_acquisition(path, required_channels=()).fovs
+            if files is not None:
+                fovs = manifest_fovs(fovs, path, files)
+            return max(1, len(fovs))
         if kind == "smear_dpc":
-            return len(dpc_files(Path(path)))
-    except ScopeflowError:
+            found = dpc_files(Path(path))
+            if files is not None:
+                names = {f[0] for f in files}
+                found = [f for f in found if f.name in names]
+            return max(1, len(found))
+    except (ScopeflowError, OSError):
         pass
     return 1
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def valid_sample_name(name: str) -> bool:
+    """Whether ``name`` can be a sample name (letters, digits, ``_ . -``; first a letter or digit).
+
+    The same rule as ``workflow/schemas/samples.schema.yaml``: sample names become folder
+    names and Snakemake wildcard values, so braces, spaces and slashes are refused.
+    """
+    return bool(_NAME_RE.match(str(name)))
+
+
+def safe_sample_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """A valid, unused stand-in for an invalid name (``run{1}`` -> ``run_1``), for the outputs
+    and log of a sample whose job only reports that its name is invalid."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._-") or "sample"
+    base = f"invalid_{base}"
+    out, n = base, 2
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    return out

@@ -26,6 +26,7 @@ from scopeflow.io import ome_zarr, tables
 from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
 from scopeflow.io.images import read_gray
 from scopeflow.io.octopi import load_pair, read_acquisition
+from scopeflow.io.readiness import verify_files
 from scopeflow.provenance import make_provenance
 
 log = logging.getLogger("scopeflow")
@@ -54,6 +55,7 @@ def ingest(
     wavelength_um: float = 0.525,
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
+    files: Sequence[Sequence] | None = None,
 ) -> pd.DataFrame:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -78,18 +80,36 @@ def ingest(
         Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
+    files : sequence of (name, size, mtime_ns), optional
+        The input manifest made when the run was planned
+        (:func:`scopeflow.io.readiness.file_manifest`): only the FOVs with images listed there
+        are processed (files that arrived later wait for the next run), and the listed files
+        must be unchanged.
+
+    Raises
+    ------
+    ScopeflowError
+        One line naming the file and what to do: unreadable, missing or mismatched images,
+        an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
     path = Path(path)
     rows = []
     ff = {}
     if kind == "unknown":  # discovery could not tell: say why
         kind = detect_kind(path)
+    planned = None if files is None else verify_files(path, files)
     if kind == "smear_raw":
-        acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+        if planned is None:
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+        else:
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=())
+            acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
         shapes = set()
+        lit = False
         for fov in acq.fovs:  # read every image once: truncated or mismatched files fail here
-            left, _ = load_pair(fov)
+            left, right = load_pair(fov)
+            lit = lit or bool(np.any(left) or np.any(right))
             shapes.add(left.shape)
             rows.append(
                 {
@@ -104,19 +124,41 @@ def ingest(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
                 "into samples with one image size each"
             )
+        if not lit:
+            raise InputImageError(
+                f"{path}: every image is black (all pixels 0 in all {len(acq.fovs)} FOVs); the "
+                "illumination or camera failed, re-acquire the slide or remove the sample"
+            )
         if flatfield:
             # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
             step = max(1, len(acq.fovs) // max_flatfield_fovs)
             subset = acq.fovs[::step]
-            ff = {
-                side: normalize.estimate_flatfield(load_pair(f)[n] for f in subset)
-                for n, side in enumerate(("left", "right"))
-            }
+            try:
+                ff = {
+                    side: normalize.estimate_flatfield(load_pair(f)[n] for f in subset)
+                    for n, side in enumerate(("left", "right"))
+                }
+            except ValueError as exc:
+                raise InputImageError(
+                    f"{path}: cannot estimate the flatfield ({exc}); check the images, or set "
+                    "dpc.flatfield: false"
+                ) from None
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
-        for f in dpc_files(path):
+        found = dpc_files(path)
+        if planned is not None:
+            found = [f for f in found if f in planned]
+            if not found:
+                raise InputImageError(f"{path}: none of its images was complete when the run was planned; rerun")
+        for f in found:
             img = read_gray(f)
+            bad = int(img.size - np.count_nonzero(np.isfinite(img)))
+            if bad:
+                raise InputImageError(
+                    f"{f}: {bad} pixels are NaN or infinite; export the DPC image with every pixel "
+                    "finite (e.g. 0.5, no gradient, where there is no data)"
+                )
             rows.append(
                 {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
                  "x_mm": np.nan, "y_mm": np.nan, "z_um": np.nan,
@@ -143,6 +185,30 @@ def ingest(
     os.replace(tmp, out_fovs)
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
     return df
+
+
+def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
+    """The acquisition's FOVs with images in the manifest; each must have left and right there."""
+    from scopeflow.discover import manifest_fovs
+
+    fovs = manifest_fovs(acq.fovs, path, files)
+    late = len(acq.fovs) - len(fovs)
+    if late:
+        log.info("%s: %d FOVs arrived after the run was planned; the next run processes them", path, late)
+    if not fovs:
+        raise InputImageError(
+            f"{path}: no image of this acquisition was listed when the run was planned; rerun"
+        )
+    for fov in fovs:
+        for channel, words in ((LEFT, "left-half"), (RIGHT, "right-half")):
+            f = fov.files.get(channel)
+            if f is None or Path(f) not in planned:
+                raise InputImageError(
+                    f"{fov.expected_file(channel)}: missing {words} image for FOV {fov.i}_{fov.j}_{fov.k} "
+                    f"(t={fov.t}); copy it, or re-export the acquisition with both {LEFT} and {RIGHT} "
+                    f"channels (found: {', '.join(sorted(fov.files))})"
+                )
+    return fovs
 
 
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
@@ -385,6 +451,13 @@ def merge_tables(
     params = qc_params(qc)
     cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
     fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
+    stored, measured = ome_zarr.fov_names(zarr_path), sorted(fovs["fov"].astype(str))
+    if sorted(stored) != measured:  # never record a series list that disagrees with the images
+        missing = sorted(set(stored) ^ set(measured))
+        raise ScopeflowError(
+            f"{zarr_path}: its series list ({len(stored)} FOVs) differs from the FOVs measured "
+            f"({len(measured)}; e.g. {missing[0]}); the input changed during the run, rerun the workflow"
+        )
     fovs = fov_verdicts(fovs, params)
     cells = flag_cells(cells, params, fovs=fovs)
     per_fov = cells.groupby(cells["fov"].astype(str))["qc_pass"].sum() if len(cells) else pd.Series(dtype=int)

@@ -193,6 +193,9 @@ def cli_track(frames, out_csv, pixel_size_um: float | None, fps: float | None, *
     from scopeflow.track.units import rename_units
 
     movie = read_frames(frames)
+    from scopeflow.track.link import require_msd_frames
+
+    require_msd_frames(len(movie), frames if isinstance(frames, (str, Path)) else "movie")
     model = opts.pop("model", None)
     locs = locate_stack(movie, model, **opts)
     known = (pixel_size_um is not None, fps is not None)
