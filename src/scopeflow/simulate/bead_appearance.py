@@ -369,7 +369,8 @@ def simulate_appearance_movie(
     illum = np.ones(shape)
     if uneven:
         illum += _smooth_field(rng, shape, max(ny, nx) / 6, uneven)
-        illum += uneven * (np.linspace(-1, 1, nx)[None, :] * 0.7 + np.linspace(-1, 1, ny)[:, None] * 0.3)
+        ramp = np.linspace(-1, 1, nx)[None, :] * 0.7 + np.linspace(-1, 1, ny)[:, None] * 0.3
+        illum += uneven * ramp
     dirt = _dirt(rng, shape, n_dirt, float(diams.mean()), contrast) if n_dirt else 0.0
     rows, frames = [], []
     lo = d  # margin: one diameter
@@ -413,7 +414,7 @@ def simulate_appearance_movie(
 
 
 def measured_radial_profile(
-    image: np.ndarray, centres: np.ndarray, r_max: int, *, dark: bool | None = None
+    image: np.ndarray, centres: np.ndarray, r_max: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean radial profile (1-px bins) of the beads at ``centres``, minus the frame median.
 
@@ -425,8 +426,6 @@ def measured_radial_profile(
         Bead centres (y, x) in px.
     r_max : int
         Largest radius (px).
-    dark : bool, optional
-        Unused by the average; kept for symmetry with :func:`fit_profile_to`.
 
     Returns
     -------
@@ -442,7 +441,7 @@ def measured_radial_profile(
     yy, xx = np.indices((2 * r_max + 1, 2 * r_max + 1))
     for cy, cx in np.asarray(centres, dtype=np.float64):
         iy, ix = int(round(cy)), int(round(cx))
-        if iy - r_max < 0 or ix - r_max < 0 or iy + r_max >= img.shape[0] or ix + r_max >= img.shape[1]:
+        if min(iy, ix) < r_max or iy + r_max >= img.shape[0] or ix + r_max >= img.shape[1]:
             continue
         crop = img[iy - r_max:iy + r_max + 1, ix - r_max:ix + r_max + 1]
         rr = np.hypot(yy - r_max - (cy - iy), xx - r_max - (cx - ix))

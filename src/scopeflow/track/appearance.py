@@ -127,20 +127,20 @@ def plan_classes(
         except ValueError:
             tpl = L.gaussian_template(cls.sigma_px, crop) * cls.polarity
         r2, s_g = gaussian_likeness(tpl)
-        cls.crop_radius = crop  # type: ignore[attr-defined]
-        cls.gauss_r2 = r2  # type: ignore[attr-defined]
+        cls.crop_radius = crop
+        cls.gauss_r2 = r2
         if r2 >= GAUSS_R2 and s_g <= 3.0:
             cls.mode = "gaussian"
-            cls.sigma_fit = float(p.sigma_px) if p.sigma_px else s_g  # type: ignore[attr-defined]
-            cls.crop_radius = int(max(4, math.ceil(3.5 * cls.sigma_fit)))  # type: ignore[attr-defined]
+            cls.sigma_fit = float(p.sigma_px) if p.sigma_px else s_g
+            cls.crop_radius = int(max(4, math.ceil(3.5 * cls.sigma_fit)))
             cls.template = L.gaussian_template(cls.sigma_fit, cls.crop_radius)
         else:
             cls.mode = "template"
-            cls.sigma_fit = cls.sigma_px  # type: ignore[attr-defined]
+            cls.sigma_fit = cls.sigma_px
             cls.template = tpl
         if not diameter_px:
             cls.radius_px = template_radius(tpl)
-        cls.lobe = sidelobe_profile(cls.template, cls.radius_px)  # type: ignore[attr-defined]
+        cls.lobe = sidelobe_profile(cls.template, cls.radius_px)
     return classes
 
 
@@ -161,16 +161,16 @@ def template_radius(template: np.ndarray, level: float = 0.2) -> float:
 
 
 def refine_gaussian_sigma(pilot: list[np.ndarray], cls: BeadClass, p: L.LocateParams) -> None:
-    """Free-σ Gaussian fits of the pilot beads (:func:`~scopeflow.track.localize.estimate_sigma`)."""
+    """Gaussian-class σ from free-σ fits of the pilot beads (``localize.estimate_sigma``)."""
     if cls.mode != "gaussian" or p.sigma_px:
         return
-    det = L._Detector(None, p, cls.sigma_fit, None)  # type: ignore[attr-defined]
+    det = L._Detector(None, p, cls.sigma_fit, None)
     det.min_distance = max(2, int(round(cls.radius_px)))
-    s = L.estimate_sigma(iter(pilot), det, p, cls.polarity, cls.sigma_fit)  # type: ignore[attr-defined]
-    cls.sigma_fit = s  # type: ignore[attr-defined]
-    cls.crop_radius = int(max(4, math.ceil(3.5 * s)))  # type: ignore[attr-defined]
+    s = L.estimate_sigma(iter(pilot), det, p, cls.polarity, cls.sigma_fit)
+    cls.sigma_fit = s
+    cls.crop_radius = int(max(4, math.ceil(3.5 * s)))
     cls.template = L.gaussian_template(s, cls.crop_radius)
-    cls.lobe = sidelobe_profile(cls.template, cls.radius_px)  # type: ignore[attr-defined]
+    cls.lobe = sidelobe_profile(cls.template, cls.radius_px)
 
 
 def _score(img: np.ndarray, cls: BeadClass, noise: float) -> np.ndarray:
@@ -184,7 +184,7 @@ def _score(img: np.ndarray, cls: BeadClass, noise: float) -> np.ndarray:
     img32 = np.asarray(img, dtype=np.float32)
     img32 = img32 - np.float32(np.median(img32[::3, ::3]))
     if cls.mode == "gaussian":
-        s_fit = float(cls.sigma_fit)  # type: ignore[attr-defined]
+        s_fit = float(cls.sigma_fit)
         g, size = L._gauss_box_kernels(s_fit)
         if L._fast.HAVE_NUMBA:
             r = L._fast.gauss_minus_box(img32, g)
@@ -323,7 +323,7 @@ def localize_frame_classes(
         s = _score(img, cls, sn)
         yx = L.find_peaks(s, p.snr_threshold, max(1, int(round(NMS_FACTOR * cls.radius_px))))
         if len(yx) > 1 and cls.mode == "template":
-            keep = suppress_sidelobes(yx, s[yx[:, 0], yx[:, 1]], cls.lobe)  # type: ignore[attr-defined]
+            keep = suppress_sidelobes(yx, s[yx[:, 0], yx[:, 1]], cls.lobe)
             yx = yx[keep]
         cands.append(yx)
         scores.append(s[yx[:, 0], yx[:, 1]] if len(yx) else np.zeros(0, np.float32))
@@ -341,23 +341,24 @@ def localize_frame_classes(
         # bead are masked instead)
         pc = p if cls.mode == "gaussian" or not p.neighbours else L.LocateParams(
             **{**p.__dict__, "neighbours": False})
-        out = L._localize_frame(img, c_i, sc[sel], pc, cls.crop_radius, cls.sigma_fit,  # type: ignore[attr-defined]
+        out = L._localize_frame(img, c_i, sc[sel], pc, cls.crop_radius, cls.sigma_fit,
                                 cls.template, cls.mode, dedup_px=cls.radius_px)
         if not len(out["y"]):
             continue
         # profile check on the fitted position
         pos = np.stack([out["y"], out["x"]], 1)
         ci_int = np.round(pos).astype(np.int64)
-        crops, valid = L.extract_crops(img, ci_int, cls.crop_radius)  # type: ignore[attr-defined]
+        crops, valid = L.extract_crops(img, ci_int, cls.crop_radius)
         t = np.asarray(cls.template, dtype=np.float64)
         t = t / np.abs(t).sum()
         if cls.mode == "gaussian":  # separable pixel-integrated Gaussian: no FFT needed
-            u = np.arange(-cls.crop_radius, cls.crop_radius + 1, dtype=np.float64)  # type: ignore[attr-defined]
-            sg = np.full(len(pos), float(cls.sigma_fit))  # type: ignore[attr-defined]
+            u = np.arange(-cls.crop_radius, cls.crop_radius + 1, dtype=np.float64)
+            sg = np.full(len(pos), float(cls.sigma_fit))
             ey = L._erf_weights(pos[:, 0] - ci_int[:, 0], sg, u)[0]
             ex = L._erf_weights(pos[:, 1] - ci_int[:, 1], sg, u)[0]
             m = ey[:, :, None] * ex[:, None, :]
-            m = m / np.abs(m).sum(axis=(1, 2))[:, None, None] * (1.0 if t[t.shape[0] // 2, t.shape[0] // 2] >= 0 else -1.0)
+            centre_sign = 1.0 if t[t.shape[0] // 2, t.shape[0] // 2] >= 0 else -1.0
+            m = m / np.abs(m).sum(axis=(1, 2))[:, None, None] * centre_sign
         else:
             m = _shifted_templates(t, pos[:, 0] - ci_int[:, 0], pos[:, 1] - ci_int[:, 1])
         sign = np.sign(t[t.shape[0] // 2, t.shape[0] // 2]) or 1.0
@@ -404,9 +405,9 @@ def classes_to_records(classes: list[BeadClass]) -> list[dict]:
     out = []
     for c in classes:
         out.append(dict(
-            sigma_px=float(c.sigma_px), sigma_fit=float(c.sigma_fit),  # type: ignore[attr-defined]
+            sigma_px=float(c.sigma_px), sigma_fit=float(c.sigma_fit),
             radius_px=float(c.radius_px), polarity=float(c.polarity), mode=c.mode,
-            crop_radius=int(c.crop_radius), gauss_r2=float(c.gauss_r2),  # type: ignore[attr-defined]
+            crop_radius=int(c.crop_radius), gauss_r2=float(c.gauss_r2),
             n_blobs=int(c.n_blobs), ref_photons=getattr(c, "ref_photons", None),
             template=np.asarray(c.template).tolist(),
         ))
@@ -420,11 +421,11 @@ def classes_from_records(records: list[dict]) -> list[BeadClass]:
         c = BeadClass(sigma_px=float(r["sigma_px"]), polarity=float(r["polarity"]),
                       radius_px=float(r["radius_px"]), n_blobs=int(r.get("n_blobs", 0)),
                       template=np.asarray(r["template"], dtype=np.float64), mode=r["mode"])
-        c.sigma_fit = float(r["sigma_fit"])  # type: ignore[attr-defined]
-        c.crop_radius = int(r["crop_radius"])  # type: ignore[attr-defined]
-        c.gauss_r2 = float(r.get("gauss_r2", float("nan")))  # type: ignore[attr-defined]
-        c.ref_photons = r.get("ref_photons")  # type: ignore[attr-defined]
-        c.lobe = sidelobe_profile(c.template, c.radius_px)  # type: ignore[attr-defined]
+        c.sigma_fit = float(r["sigma_fit"])
+        c.crop_radius = int(r["crop_radius"])
+        c.gauss_r2 = float(r.get("gauss_r2", float("nan")))
+        c.ref_photons = r.get("ref_photons")
+        c.lobe = sidelobe_profile(c.template, c.radius_px)
         classes.append(c)
     return classes
 
@@ -486,7 +487,7 @@ def locate_auto(
         ref = localize_frame_classes(pilot[0], classes, p, match_factor=match_factor)
         for ci, cls in enumerate(classes):
             ph = ref["photons"][ref["cls"] == ci]
-            cls.ref_photons = float(np.median(ph)) if len(ph) >= 3 else None  # type: ignore[attr-defined]
+            cls.ref_photons = float(np.median(ph)) if len(ph) >= 3 else None
 
     def one(i: int) -> dict[str, np.ndarray]:
         raw = np.asarray(frames_list[i])

@@ -72,6 +72,10 @@ class BeadClass:
         ``"gaussian"`` (pixel-integrated Gaussian fit) or ``"template"``.
     pilot_positions : list of ndarray or None
         (y, x) of this class's blobs in each pilot frame (px).
+    sigma_fit, crop_radius, gauss_r2, ref_photons, lobe
+        Set by :func:`scopeflow.track.appearance.plan_classes`: Gaussian σ of the fit (px),
+        crop half-size (px), Gaussian likeness of the template, typical amplitude, and the
+        template's side-lobe profile.
     """
 
     sigma_px: float
@@ -81,6 +85,11 @@ class BeadClass:
     template: np.ndarray | None = field(default=None, repr=False)
     mode: str = "template"
     pilot_positions: list | None = field(default=None, repr=False)
+    sigma_fit: float = 0.0
+    crop_radius: int = 0
+    gauss_r2: float = float("nan")
+    ref_photons: float | None = None
+    lobe: np.ndarray | None = field(default=None, repr=False)
 
 
 def diameter_to_sigma(diameter_px: float) -> float:
@@ -123,7 +132,7 @@ def scale_ladder(
 
 
 def log_response(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Scale-normalised ``-σ² ∇²(G_σ * I)`` (float32): positive at bright blobs of size ~σ."""
+    """Scale-normalised ``-σ² ∇²(G_σ * I)`` (float32): positive at bright blobs of size σ."""
     img = np.asarray(image, dtype=np.float32)
     return (-(sigma**2) * ndimage.gaussian_laplace(img, sigma, mode="reflect")).astype(np.float32)
 
