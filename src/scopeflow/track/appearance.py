@@ -478,7 +478,9 @@ def locate_auto(
             seen = max(seen, 0) + _count_blobs(img)
         if seen >= 300 and len(pilot) >= 2:
             break
-    classes = plan_classes(pilot, p, diameter_px, polarity)
+    # sizes and templates from the first few pilot frames (scale space is the costly part);
+    # the Gaussian σ from all of them
+    classes = plan_classes(pilot[:6], p, diameter_px, polarity)
     for cls in classes:
         refine_gaussian_sigma(pilot, cls, p)
 
