@@ -470,17 +470,17 @@ def locate_auto(
     # pilot frames: read until ~300 beads were seen (at most ``pilot_frames``)
     n_pilot = min(n_frames, max(1, p.pilot_frames))
     pilot: list[np.ndarray] = []
-    seen = 0
+    counts: list[int] = []
     for i in range(n_pilot):
         img = to_photons(frames_list[i])
         pilot.append(img)
-        if i < 2 or i % 5 == 0:
-            seen = max(seen, 0) + _count_blobs(img)
-        if seen >= 300 and len(pilot) >= 2:
+        counts.append(_count_blobs(img))
+        if sum(counts) >= 300 and len(pilot) >= 2:
             break
-    # sizes and templates from the first few pilot frames (scale space is the costly part);
-    # the Gaussian σ from all of them
-    classes = plan_classes(pilot[:6], p, diameter_px, polarity)
+    # sizes and templates from the first frames holding ~100 beads (at least 6 frames;
+    # scale space is the costly part); the Gaussian σ from the whole pilot
+    n_plan = min(len(pilot), max(6, int(np.searchsorted(np.cumsum(counts), 100)) + 1))
+    classes = plan_classes(pilot[:n_plan], p, diameter_px, polarity)
     for cls in classes:
         refine_gaussian_sigma(pilot, cls, p)
 
