@@ -14,6 +14,10 @@ def main(smk):
 
     p = smk.params
     simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+    if p.parasites_per_ul > 0:
+        from scopeflow.simulate.parasites import add_fluorescence
+
+        add_fluorescence(smk.output[0], parasites_per_ul=p.parasites_per_ul, seed=p.seed)
     write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 

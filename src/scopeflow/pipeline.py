@@ -14,20 +14,16 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from scopeflow import dpc as dpc_mod
-from scopeflow import measure, normalize
-from scopeflow.errors import InputImageError, ScopeflowError
-from scopeflow.io import ome_zarr, tables
 from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
+from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.images import read_gray
-from scopeflow.io.octopi import load_pair, read_acquisition
-from scopeflow.io.readiness import verify_files
-from scopeflow.provenance import make_provenance
+
+if TYPE_CHECKING:  # a job imports only what its stage uses (start-up time)
+    import pandas as pd
 
 log = logging.getLogger("scopeflow")
 
@@ -43,7 +39,15 @@ def _atomic_json(obj: Mapping, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def ingest(
+def ingest(kind: str, path: str | Path, out_fovs: str | Path, out_flatfield: str | Path,
+           **kwargs) -> pd.DataFrame:
+    """:func:`ingest_rows` returning the FOV table as a DataFrame (the same rows as ``out_fovs``)."""
+    import pandas as pd
+
+    return pd.DataFrame(ingest_rows(kind, path, out_fovs, out_flatfield, **kwargs))
+
+
+def ingest_rows(
     kind: str,
     path: str | Path,
     out_fovs: str | Path,
@@ -56,7 +60,8 @@ def ingest(
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
     files: Sequence[Sequence] | None = None,
-) -> pd.DataFrame:
+    fluorescence_channel: str | None = None,
+) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
     Parameters
@@ -69,7 +74,9 @@ def ingest(
         TSV written with one row per FOV (``fov``, source files, stage position, shape,
         ``pixel_size_um``, ``na``, ``wavelength_um``).
     out_flatfield : path
-        ``.npz`` with ``left`` and ``right`` flatfields (mean 1), or empty for ``smear_dpc``.
+        ``.npz`` with the coarse flatfields ``left_coarse`` and ``right_coarse``
+        (:func:`scopeflow.normalize.coarse_flatfield`), ``shape`` and ``bin_factor``
+        (:func:`load_flatfields` expands them), or empty for ``smear_dpc``.
     pixel_size_um : float, optional
         Pixel size from the sample sheet; overrides the acquisition metadata.
     default_pixel_size_um : float, optional
@@ -85,6 +92,15 @@ def ingest(
         (:func:`scopeflow.io.readiness.file_manifest`): only the FOVs with images listed there
         are processed (files that arrived later wait for the next run), and the listed files
         must be unchanged.
+    fluorescence_channel : str, optional
+        Channel suffix of a fluorescence frame (e.g. ``"Fluorescence_405_nm_Ex"``) recorded
+        in a ``fluorescence`` column (``smear_raw`` only; see
+        :func:`scopeflow.parasites.stage.fluorescence_files`).
+
+    Returns
+    -------
+    list of dict
+        The rows written to ``out_fovs`` (without pandas: the ingest job does not import it).
 
     Raises
     ------
@@ -92,6 +108,10 @@ def ingest(
         One line naming the file and what to do: unreadable, missing or mismatched images,
         an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
+    from scopeflow import normalize
+    from scopeflow.io.octopi import load_pair, read_acquisition
+    from scopeflow.io.readiness import verify_files
+
     path = Path(path)
     rows = []
     ff = {}
@@ -107,8 +127,15 @@ def ingest(
         ps = acq.pixel_size_um or default_pixel_size_um
         shapes = set()
         lit = False
-        for fov in acq.fovs:  # read every image once: truncated or mismatched files fail here
-            left, right = load_pair(fov)
+        # each BMP pair is read once: validated here, and the evenly spaced subset of FOVs
+        # (bounding time and memory on slides of hundreds of FOVs) binned for the flatfields
+        step = max(1, len(acq.fovs) // max_flatfield_fovs)
+        binned: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+        factor = None
+        small = lambda pair: pair[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+        for n, pair in enumerate(_prefetch(load_pair, acq.fovs, ahead=small)):
+            fov = acq.fovs[n]
+            left, right = pair
             lit = lit or bool(np.any(left) or np.any(right))
             shapes.add(left.shape)
             rows.append(
@@ -119,6 +146,11 @@ def ingest(
                     "height": left.shape[0], "width": left.shape[1],
                 }
             )
+            if flatfield and n % step == 0 and len(shapes) == 1:
+                factor = factor or normalize.flatfield_bin_factor(left.shape)
+                binned["left"].append(normalize.bin_image(left, factor))
+                binned["right"].append(normalize.bin_image(right, factor))
+            del left, right, pair
         if len(shapes) > 1:
             raise InputImageError(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
@@ -129,20 +161,27 @@ def ingest(
                 f"{path}: every image is black (all pixels 0 in all {len(acq.fovs)} FOVs); the "
                 "illumination or camera failed, re-acquire the slide or remove the sample"
             )
-        if flatfield:
-            # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
-            step = max(1, len(acq.fovs) // max_flatfield_fovs)
-            subset = acq.fovs[::step]
+        if fluorescence_channel:  # every FOV or none; a wrong frame stops here, naming it
+            from scopeflow.parasites.stage import fluorescence_files
+
+            fl = fluorescence_files(acq.fovs, fluorescence_channel, next(iter(shapes)))
+            for row, f in zip(rows, fl, strict=True):
+                row["fluorescence"] = f
+        if flatfield and acq.fovs:
+            # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
+            shape = next(iter(shapes))
             try:
-                ff = {
-                    side: normalize.estimate_flatfield(load_pair(f)[n] for f in subset)
-                    for n, side in enumerate(("left", "right"))
-                }
+                ff = {f"{side}_coarse": normalize.coarse_flatfield(binned[side], shape, factor)
+                      for side in ("left", "right")}
+                for side in ("left", "right"):  # a flatfield without signal fails here, not in dpc
+                    normalize.flatfield_mean(ff[f"{side}_coarse"], shape, factor)
             except ValueError as exc:
                 raise InputImageError(
                     f"{path}: cannot estimate the flatfield ({exc}); check the images, or set "
                     "dpc.flatfield: false"
                 ) from None
+            ff["shape"] = np.asarray(shape, np.int64)
+            ff["bin_factor"] = np.asarray(factor, np.int64)
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
@@ -172,19 +211,19 @@ def ingest(
             f"{path}: pixel size unknown (not in the acquisition metadata); give pixel_size_um "
             "in the sample sheet or optics.pixel_size_um in the config"
         )
-    df = pd.DataFrame(rows)
-    df["pixel_size_um"] = float(ps)
-    df["na"] = float(na_used) if na_used else np.nan
-    df["wavelength_um"] = float(wavelength_um)
+    for row in rows:
+        row["pixel_size_um"] = float(ps)
+        row["na"] = float(na_used) if na_used else np.nan
+        row["wavelength_um"] = float(wavelength_um)
     Path(out_fovs).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(out_fovs) + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False)
+    _write_fov_table(rows, tmp)
     tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
-    np.savez_compressed(tmp_ff, **ff)
+    np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
     os.replace(tmp_ff, out_flatfield)
     os.replace(tmp, out_fovs)
-    log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
-    return df
+    log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
+    return rows
 
 
 def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
@@ -211,16 +250,148 @@ def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
     return fovs
 
 
+def _tsv_text(value) -> str:
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return ""
+    return str(value)
+
+
+def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
+    """Write FOV rows as a TSV (NaN as empty), as ``pandas.DataFrame.to_csv`` wrote it."""
+    import csv
+
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or [
+        "fov", "pixel_size_um", "na", "wavelength_um"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_tsv_text(row.get(c, float("nan"))) for c in columns])
+
+
+#: Columns of the FOV list that hold text (file names); the others are numbers.
+_TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence"}
+
+
+def _tsv_value(column: str, text: str):
+    if column in _TEXT_COLUMNS:
+        return text
+    if text == "" or text.lower() == "nan":
+        return float("nan")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:  # a column of text (file names) a later stage added
+        return text
+
+
+def read_fov_table(fovs_tsv: str | Path) -> list[dict]:
+    """The rows of an ingest's ``fovs.tsv`` as dicts (numbers as int or float, NaN when
+    empty; ``fov`` and file columns as text), without pandas."""
+    import csv
+
+    with open(fovs_tsv, newline="") as fh:
+        return [{k: _tsv_value(k, v) for k, v in row.items()} for row in csv.DictReader(fh, delimiter="\t")]
+
+
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
     """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
 
 
 def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
     """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    from scopeflow.io import ome_zarr
+
+    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+
+
+def _prefetch(fn, items: Sequence, ahead=True):
+    """Yield ``fn(item)`` for each item in order; the next item's call runs in a background
+    thread while the caller works on the current one (one item in flight) when ``ahead``
+    (a bool, or a predicate of the current result: large FOVs are not read ahead, bounding
+    memory).
+
+    Exceptions are raised when their item is reached, so earlier items are handled first.
+    """
+    items = list(items)
+    if not items:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-read") as pool:
+        future = pool.submit(fn, items[0])
+        for k in range(len(items)):
+            box = [future.result()]
+            future = None  # the future holds its result too
+            if k + 1 < len(items) and (ahead(box[0]) if callable(ahead) else ahead):
+                future = pool.submit(fn, items[k + 1])
+            try:
+                # the caller holds the only reference: it frees the item when done with it
+                yield box.pop()
+            except BaseException:
+                if future is not None:
+                    future.cancel()
+                raise
+            if k + 1 < len(items) and future is None:
+                future = pool.submit(fn, items[k + 1])
+
+
+def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
+    """The full-resolution ``left`` / ``right`` flatfields (float32, mean 1) of an ingest's ``.npz``.
+
+    Coarse flatfields (``<side>_coarse``, ``shape``, ``bin_factor``, as :func:`ingest`
+    writes them) are expanded with :func:`scopeflow.normalize.expand_flatfield`; files with
+    full-resolution ``left`` / ``right`` arrays are read as they are. Empty for a sample
+    without flatfields.
+    """
+    from scopeflow import normalize
+
+    with np.load(flatfield_npz) as z:
+        data = {k: z[k] for k in z.files}
+    out = {}
+    for side in ("left", "right"):
+        if side in data:
+            out[side] = np.asarray(data[side], np.float32)
+        elif f"{side}_coarse" in data:
+            shape = tuple(int(v) for v in data["shape"])
+            out[side] = normalize.expand_flatfield(data[f"{side}_coarse"], shape, int(data["bin_factor"]))
+    return out
+
+
+#: FOVs of at most this many pixels are read ahead and written to the store in the
+#: background while the next one is computed; larger ones one at a time (bounding a job's
+#: memory to about one FOV's arrays).
+OVERLAP_MAX_PIXELS = 16 * 2**20
+
+
+def _read_plane(path: str | Path) -> np.ndarray:
+    """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled."""
+    from scopeflow.io.images import read_raw
+
+    arr = read_raw(path)
+    if arr.ndim == 3:
+        arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
+    return arr
+
+
+def _read_fov_inputs(row: Mapping) -> tuple:
+    """The images a dpc job reads for one FOV row: (left, right) or (DPC,)."""
+    if isinstance(row.get("left"), str):
+        left = _read_plane(row["left"])  # as stored (uint8): 1 byte per pixel while read ahead
+        right = _read_plane(row["right"])
+        if left.shape != right.shape:
+            raise InputImageError(
+                f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
+                "left and right images of a FOV must have the same size"
+            )
+        return left, right
+    return (read_gray(row["image"]),)
 
 
 def write_images(
@@ -234,50 +405,79 @@ def write_images(
     phase_reg: float = 3e-3,
     na_illum: float | None = None,
     chunk: int = 1024,
+    threads: int = 1,
 ) -> dict:
     """Compute DPC (and quantitative phase) of FOVs and write them into the sample store.
 
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
+    Rows with a ``fluorescence`` file add its planes as channels ``fluorescence_r``,
+    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]).
     ``out_record`` (JSON: FOVs written, seconds) is written last.
+
+    The next FOV's images are read while the current one is computed, and a FOV of at
+    most :data:`OVERLAP_MAX_PIXELS` is written while the next is computed.
 
     Parameters
     ----------
     fovs : sequence of str, optional
         The FOVs to process (a shard); default all.
+    threads : int
+        Threads of the phase solve's FFTs.
     """
-    df = pd.read_csv(fovs_tsv, sep="\t")
+    from scopeflow import dpc as dpc_mod
+    from scopeflow.io import ome_zarr
+
+    rows = read_fov_table(fovs_tsv)
     if fovs is not None:
-        df = df[df["fov"].isin(set(fovs))]
-    with np.load(flatfield_npz) as z:
-        ff = {k: z[k] for k in z.files}
+        wanted = set(fovs)
+        rows = [r for r in rows if r["fov"] in wanted]
+    ff = load_flatfields(flatfield_npz) if any(isinstance(r.get("left"), str) for r in rows) else {}
     t0 = time.perf_counter()
-    for row in df.to_dict("records"):
-        ps = float(row["pixel_size_um"])
-        if isinstance(row.get("left"), str):
-            left = read_gray(row["left"])
-            right = read_gray(row["right"])
-            if left.shape != right.shape:
-                raise InputImageError(
-                    f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
-                    "left and right images of a FOV must have the same size"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-write") as writer:
+        pending = None
+        small = lambda images: images[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+        # (no zip/enumerate: their reused tuples would keep the last images alive)
+        k = 0
+        for images in _prefetch(_read_fov_inputs, rows, ahead=small):
+            row = rows[k]
+            k += 1
+            ps = float(row["pixel_size_um"])
+            if len(images) == 2:
+                dpc = dpc_mod.dpc_octopi(images[0], images[1], ff.get("left"), ff.get("right"))
+            else:
+                dpc = images[0].astype(np.float32, copy=False)
+            images = None
+            channels = {"dpc": dpc}
+            na = row.get("na")
+            if phase and na is not None and np.isfinite(na):
+                channels["phase"] = dpc_mod.phase_from_dpc(
+                    dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
+                    na_illum=na_illum, reg=phase_reg, workers=threads,
                 )
-            dpc = dpc_mod.dpc_octopi(left, right, ff.get("left"), ff.get("right"))
-        else:
-            dpc = read_gray(row["image"])
-        channels = {"dpc": dpc.astype(np.float32)}
-        na = row.get("na")
-        if phase and na is not None and np.isfinite(na):
-            channels["phase"] = dpc_mod.phase_from_dpc(
-                dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
-                na_illum=na_illum, reg=phase_reg,
-            )
-        attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                 for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
-        attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
-        ome_zarr.write_image(zarr_path, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
-        log.info("%s: DPC%s written", row["fov"], " + phase" if "phase" in channels else "")
-    record = {"fovs": list(df["fov"]), "seconds": round(time.perf_counter() - t0, 3)}
+            if isinstance(row.get("fluorescence"), str) and row["fluorescence"]:
+                from scopeflow.parasites.stage import fluorescence_channels
+
+                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
+            attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                     for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
+            attrs["source"] = [row[k] for k in ("left", "right", "image", "fluorescence")
+                               if isinstance(row.get(k), str) and row[k]]
+            if pending is not None:
+                pending.result()  # one write in flight at a time
+            pending = writer.submit(ome_zarr.write_image, zarr_path, row["fov"], channels, ps,
+                                    chunk=chunk, attrs=attrs)
+            if dpc.size > OVERLAP_MAX_PIXELS:
+                pending.result()
+                pending = None
+            del dpc, channels
+            log.info("%s: DPC%s computed", row["fov"], " + phase" if phase and na is not None
+                     and np.isfinite(na) else "")
+        if pending is not None:
+            pending.result()
+    record = {"fovs": [r["fov"] for r in rows], "seconds": round(time.perf_counter() - t0, 3)}
     _atomic_json(record, out_record)
     return record
 
@@ -299,6 +499,7 @@ def segment_store(
     """
     import dask
 
+    from scopeflow.io import ome_zarr
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import ZARR_ATTR, segment_to_zarr
 
@@ -343,36 +544,56 @@ def measure_store(
     sample: str,
     fovs: Sequence[str] | None = None,
     classifier: bool = False,
+    focus_metrics: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every cell of segmented FOVs; write the cell and FOV tables (of a shard).
 
-    The FOV rows get every focus metric of :mod:`scopeflow.qc.focus` (``focus_<name>``).
+    The FOV rows get the tiled focus metrics ``focus_metrics`` of :mod:`scopeflow.qc.focus`
+    (``focus_<name>``; default only :data:`~scopeflow.qc.focus.DEFAULT_FOCUS_METRIC`, the
+    others NaN). The Laplacian of the DPC is computed once per FOV, for the cells' focus
+    and the FOV's ``focus``. The next FOV is read while the current one is measured.
     With ``classifier`` the cells get ``p_good`` from the learned quality classifier
     (:func:`scopeflow.qc.cell_classifier.predict_good`, which needs the pixels, hence here
     and not at merge time).
     """
-    from scopeflow.qc.focus import focus_metrics
+    import pandas as pd
 
+    from scopeflow import measure
+    from scopeflow.filters import laplace
+    from scopeflow.io import ome_zarr, tables
+    from scopeflow.qc.focus import DEFAULT_FOCUS_METRIC, tiled_focus_metrics
+
+    metrics = [DEFAULT_FOCUS_METRIC] if focus_metrics is None else list(focus_metrics)
     predict_good = _quality_classifier() if classifier else None
     seg = json.loads(Path(segmentation_json).read_text())
     cell_tables, fov_rows = [], []
-    for fov in (list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)):
+
+    def read(fov):
         attrs = ome_zarr.fov_attrs(zarr_path, fov)
-        ps = float(attrs["pixel_size_um"])
         dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
         phase = (np.asarray(ome_zarr.read_channel(zarr_path, fov, "phase"))
                  if "phase" in attrs["channels"] else None)
-        labels = ome_zarr.read_labels(zarr_path, fov)
-        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov)
+        return attrs, dpc, phase, ome_zarr.read_labels(zarr_path, fov)
+
+    names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
+    small = lambda fov_data: fov_data[1].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+    k = 0
+    for attrs, dpc, phase, labels in _prefetch(read, names, ahead=small):
+        fov = names[k]
+        k += 1
+        ps = float(attrs["pixel_size_um"])
+        lap = laplace(dpc)
+        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov, lap=lap)
         if predict_good is not None:
             cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         cell_tables.append(cells)
         extra = {k: attrs.get(k) for k in ("i", "j", "k", "x_mm", "y_mm", "z_um")}
-        extra.update(focus_metrics(dpc))
+        extra.update(tiled_focus_metrics(dpc, names=metrics))
         fov_rows.append(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
-                                  pixel_size_um=ps, focus=measure.fov_focus(dpc), extra=extra)
+                                  pixel_size_um=ps, focus=measure.fov_focus(dpc, lap), extra=extra)
         )
+        del dpc, phase, labels, lap
     if not cell_tables:  # an empty shard (the FOV count changed since planning)
         cell_tables = [measure.measure_cells(np.zeros((1, 1), np.uint32), np.zeros((1, 1)), None, 1.0)]
         if predict_good is not None:
@@ -444,6 +665,10 @@ def merge_tables(
     Provenance = the run's record, the store's record and the segmentation record of the
     shards (method, parameters, model sha256).
     """
+    import pandas as pd
+
+    from scopeflow import measure
+    from scopeflow.io import ome_zarr, tables
     from scopeflow.qc.flags import flag_cells
     from scopeflow.qc.gates import fov_verdicts, sample_gate
     from scopeflow.qc.params import qc_params
@@ -508,4 +733,6 @@ def _qc_record(sample: str, fovs: pd.DataFrame, cells: pd.DataFrame, gate: Mappi
 
 def sample_provenance(config: Mapping, inputs: Sequence[str | Path], **extra) -> dict:
     """Provenance record for a sample's outputs."""
+    from scopeflow.provenance import make_provenance
+
     return make_provenance(config, inputs=inputs, **extra)
