@@ -21,8 +21,9 @@ def main(smk):
         na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield, files=files,
         fluorescence_channel=p.fluorescence_channel,
     )
-    create_store(smk.output.fovs, smk.output.zarr,
-                 sample_provenance(smk.config, [path], sample=smk.wildcards.sample))
+    create_store(smk.output.fovs, p.zarr,
+                 sample_provenance(smk.config, [path], sample=smk.wildcards.sample),
+                 record=smk.output.store)
 
 
 run(main, snakemake)  # noqa: F821

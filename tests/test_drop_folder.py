@@ -422,7 +422,7 @@ def test_full_disk_during_a_run_then_rerun_gives_the_undisturbed_tables(tmp_path
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         runs[name] = work
     snakemake(runs["undisturbed"], "--cores", "2")
-    env = dict(os.environ, SCOPEFLOW_TEST_ENOSPC="demo_smear_1.ome.zarr/0-0_1_0/0/",
+    env = dict(os.environ, SCOPEFLOW_TEST_ENOSPC="demo_smear_1.ome.zarr/A/2/0/0/",
                PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), os.environ.get("PYTHONPATH", "")]))
     full = runs["full"]
     proc = snakemake(full, "--cores", "2", check=False, env=env)
@@ -430,7 +430,7 @@ def test_full_disk_during_a_run_then_rerun_gives_the_undisturbed_tables(tmp_path
     assert proc.returncode != 0
     errors = [line for line in (res / "logs" / "dpc.1.log").read_text().splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "No space left on device [ENOSPC]" in errors[0], errors
-    assert "demo_smear_1.ome.zarr/0-0_1_0/0/" in errors[0] and "free space" in errors[0]
+    assert "demo_smear_1.ome.zarr/A/2/0/0/" in errors[0] and "free space" in errors[0]
     assert not (res / "shards" / "1" / "dpc.json").exists() and not (res / "cells.parquet").exists()
     snakemake(full, "--cores", "2")  # space freed
     for table in ("cells", "fovs", "sample"):

@@ -128,6 +128,15 @@ def test_bead_demo_store_is_ome_zarr_with_time_axis(bead_demo):
     assert attrs["pixel_size_um"] == 0.35 and attrs["fps"] == 24.0 and attrs["n_frames"] == 40
     frames = sorted((bead_demo / "resources" / "demo" / "demo_beads").glob("*.tif"))
     np.testing.assert_array_equal(root["0"][7], tifffile.imread(frames[7]))
+    # strict NGFF 0.5: dimension_names, validators, nothing foreign inside, flag beside it
+    from scopeflow.io.ngff_validate import foreign_files, validate_store
+
+    store = bead_demo / "results" / "demo_beads" / "demo_beads.ome.zarr"
+    assert root["0"].metadata.dimension_names == ("t", "y", "x")
+    reports = validate_store(store)
+    assert len(reports) == 1 and reports[0].ok, reports
+    assert foreign_files(store) == []
+    assert json.loads(store.with_name(store.name + ".done").read_text())["n_frames"] == 40
 
 
 def test_bead_demo_recovers_simulated_diffusion(bead_demo):

@@ -325,7 +325,7 @@ def _one_of(names):
 
 
 # per-rule wildcard constraints: smear and bead rules share output names (sample.parquet,
-# <sample>.ome.zarr), each kind's rules only match its own samples
+# <sample>.ome.zarr.done), each kind's rules only match its own samples
 SMEAR_RE = _one_of(SMEAR_SAMPLES)
 BEAD_RE = _one_of(BEAD_SAMPLES)
 
@@ -401,7 +401,7 @@ def sample_input(wildcards):
 
 def sample_outputs(sample):
     return [
-        out(sample, f"{sample}.ome.zarr"),
+        out(sample, f"{sample}.ome.zarr.done"),  # the store is complete (flag beside it)
         out(sample, "cells.parquet"),
         out(sample, "fovs.parquet"),
         out(sample, "sample.parquet"),
@@ -410,7 +410,7 @@ def sample_outputs(sample):
         out(sample, "report/qc_gallery.png"),
         out(sample, "report/qc_focus_map.png"),
         out(sample, "report/qc_histograms.png"),
-    ] + parasite_outputs(sample)
+    ] + parasite_outputs(sample) + ([out(sample, "cells.h5ad")] if config["tables"]["anndata"] else [])
 
 
 def parasite_outputs(sample):
@@ -427,7 +427,7 @@ def parasite_outputs(sample):
 
 def bead_outputs(sample):
     return [
-        out(sample, f"{sample}.ome.zarr"),
+        out(sample, f"{sample}.ome.zarr.done"),  # the store is complete (flag beside it)
         out(sample, "localizations.parquet"),
         out(sample, "tracks.parquet"),
         out(sample, "diffusion.parquet"),
