@@ -17,7 +17,8 @@ def main(smk):
     locate_movie(
         p.zarr, smk.output.locs, sample=s, model=p.model, threads=smk.threads,
         provenance=make_provenance(smk.config, inputs=[p.zarr], sample=s),
-        profile=p.profile, sigma_px=p.sigma_px, snr_threshold=p.snr_threshold,
+        profile=p.profile, diameter_px=p.diameter_px, minmass=p.minmass,
+        sigma_px=p.sigma_px, snr_threshold=p.snr_threshold,
         prob_threshold=p.prob_threshold, min_snr=p.min_snr,
     )
 

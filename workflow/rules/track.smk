@@ -68,6 +68,8 @@ rule locate_beads:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         model=config["track"]["model"],
         profile=config["track"]["profile"],
+        diameter_px=config["track"]["diameter_px"],
+        minmass=config["track"]["minmass"],
         sigma_px=config["track"]["sigma_px"],
         snr_threshold=config["track"]["snr_threshold"],
         prob_threshold=config["track"]["prob_threshold"],

@@ -406,7 +406,10 @@ def locate_movie(
     for start in range(0, n, block):
         chunk = np.asarray(frames[start:start + block])
         locs = locate_stack(chunk, net, first_frame=start, workers=max(1, int(threads)), **opts)
-        if start == 0:  # hold the bead model of the first block fixed
+        if start == 0 and str(locs.attrs.get("profile", "")).startswith("auto"):
+            first_attrs = dict(locs.attrs)  # hold the bead classes of the first block fixed
+            opts["classes"] = first_attrs["classes"]
+        elif start == 0:  # hold the bead model of the first block fixed
             first_attrs = dict(locs.attrs)
             opts["sigma_px"] = first_attrs["sigma_px"]
             opts["radius_px"] = first_attrs["radius_px"]
@@ -439,7 +442,9 @@ def locate_movie(
         "psf_sigma_px": first_attrs.get("sigma_px"),
         "radius_px": first_attrs.get("radius_px"),
         "polarity": first_attrs.get("polarity"),
-        "options": {k: v for k, v in opts.items() if k != "template"},
+        "options": {k: v for k, v in opts.items() if k not in ("template", "classes")},
+        "bead_classes": [{k: v for k, v in c.items() if k != "template"}
+                         for c in first_attrs.get("classes", [])],
         "seconds": round(time.perf_counter() - t0, 3),
     }
     tables.write_table(df, out_parquet, prov)
