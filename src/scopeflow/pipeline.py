@@ -24,8 +24,10 @@ from scopeflow import measure, normalize
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import ome_zarr, tables
 from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
-from scopeflow.io.images import read_gray
-from scopeflow.io.octopi import load_pair, read_acquisition
+from scopeflow.io.images import read_gray, to_unit_float
+from scopeflow.io.squid import read_acquisition, read_source
+from scopeflow.io.squid.meta import true_max
+from scopeflow.qc.best_focus import parse_zstack, plane_focus, select_plane
 from scopeflow.provenance import make_provenance
 
 log = logging.getLogger("scopeflow")
@@ -54,6 +56,9 @@ def ingest(
     wavelength_um: float = 0.525,
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
+    regions: Sequence[str] | None = None,
+    zstack: str | int = "best_focus",
+    focus_metric: str = "laplacian_var",
 ) -> pd.DataFrame:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -62,10 +67,12 @@ def ingest(
     kind : {"smear_raw", "smear_dpc"}
         Sample kind.
     path : str or Path
-        Octopi acquisition folder, or DPC image file / folder.
+        Octopi/Squid acquisition folder (any save mode, see :mod:`scopeflow.io.squid`), or DPC
+        image file / folder.
     out_fovs : path
-        TSV written with one row per FOV (``fov``, source files, stage position, shape,
-        ``pixel_size_um``, ``na``, ``wavelength_um``).
+        TSV written with one row per FOV (``fov``, ``t``, ``region``, z choice, source images
+        or plane references, stage position, shape, bit depth, ``pixel_size_um``, ``na``,
+        ``wavelength_um``).
     out_flatfield : path
         ``.npz`` with ``left`` and ``right`` flatfields (mean 1), or empty for ``smear_dpc``.
     pixel_size_um : float, optional
@@ -78,6 +85,12 @@ def ingest(
         Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
+    regions : sequence of str, optional
+        Only these regions (wells) of the acquisition (``smear_raw``); default all.
+    zstack : "best_focus", "all" or int
+        Which plane(s) of each FOV's z-stack to analyse (:func:`scopeflow.qc.best_focus.select_plane`).
+    focus_metric : str
+        Focus metric of ``best_focus`` (the ``qc.focus_metric``).
     """
     path = Path(path)
     rows = []
@@ -85,20 +98,10 @@ def ingest(
     if kind == "unknown":  # discovery could not tell: say why
         kind = detect_kind(path)
     if kind == "smear_raw":
-        acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+        acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions)
         ps = acq.pixel_size_um or default_pixel_size_um
-        shapes = set()
-        for fov in acq.fovs:  # read every image once: truncated or mismatched files fail here
-            left, _ = load_pair(fov)
-            shapes.add(left.shape)
-            rows.append(
-                {
-                    "fov": fov.name, "t": fov.t, "i": fov.i, "j": fov.j, "k": fov.k,
-                    "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
-                    "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
-                    "height": left.shape[0], "width": left.shape[1],
-                }
-            )
+        rows, chosen = _raw_rows(acq, parse_zstack(zstack), focus_metric)
+        shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
@@ -106,11 +109,13 @@ def ingest(
             )
         if flatfield:
             # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
-            step = max(1, len(acq.fovs) // max_flatfield_fovs)
-            subset = acq.fovs[::step]
+            step = max(1, len(chosen) // max_flatfield_fovs)
+            subset = chosen[::step]
+            top = float(rows[0]["max_value"])
             ff = {
-                side: normalize.estimate_flatfield(load_pair(f)[n] for f in subset)
-                for n, side in enumerate(("left", "right"))
+                side: normalize.estimate_flatfield(
+                    read_source(f.files[ch]).astype(np.float32) / np.float32(top) for f in subset)
+                for side, ch in (("left", LEFT), ("right", RIGHT))
             }
         na_used = acq.na or na
     elif kind == "smear_dpc":
@@ -145,6 +150,58 @@ def ingest(
     return df
 
 
+def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], list]:
+    """FOV rows of an acquisition after the z choice, and the chosen FOVs.
+
+    Reads every plane once (a truncated or mismatched file fails here), scores the planes of
+    each stack with :func:`~scopeflow.qc.best_focus.plane_focus`, picks the plane(s) with
+    :func:`~scopeflow.qc.best_focus.select_plane` and finds the camera's true maximum (bit
+    depth from the metadata, alignment from the data, :func:`~scopeflow.io.squid.meta.true_max`).
+    """
+    stacks: dict[tuple, list] = {}
+    for fov in acq.fovs:
+        stacks.setdefault((fov.t, fov.region, fov.i, fov.j), []).append(fov)
+    rows, chosen = [], []
+    vmax, bits_or, dtype = 0, 0, None
+    for planes in stacks.values():
+        planes.sort(key=lambda f: f.k)
+        scores, shape = [], None
+        for fov in planes:
+            left, right = (read_source(fov.files[c]) for c in (LEFT, RIGHT))
+            if left.shape != right.shape:
+                raise InputImageError(
+                    f"{fov.files[RIGHT]}: shape {right.shape} differs from {fov.files[LEFT]} "
+                    f"{left.shape}; left and right images of a FOV must have the same size"
+                )
+            shape = left.shape
+            dtype = left.dtype
+            if np.issubdtype(dtype, np.integer):
+                vmax = max(vmax, int(left.max()), int(right.max()))
+                bits_or |= int(np.bitwise_or.reduce(left, axis=None)) | int(np.bitwise_or.reduce(right, axis=None))
+            scores.append(plane_focus(left, right, focus_metric) if len(planes) > 1 else np.nan)
+        keep = set(select_plane([f.k for f in planes], scores, zstack))
+        how = "all" if zstack == "all" else ("best_focus" if zstack == "best_focus" else "index")
+        for fov in planes:
+            if fov.k not in keep:
+                continue
+            chosen.append(fov)
+            rows.append({
+                "fov": fov.name, "t": fov.t, "region": fov.region, "i": fov.i, "j": fov.j,
+                "k": fov.k, "n_z": len(planes), "z_selection": how if len(planes) > 1 else "single",
+                "z_focus_scores": ";".join(f"{s:.6g}" for s in scores) if len(planes) > 1 else "",
+                "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
+                "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
+                "height": shape[0], "width": shape[1],
+            })
+    top = true_max(dtype, acq.bit_depth, vmax, bits_or)
+    bits = (top >> ((top & -top).bit_length() - 1)).bit_length() if top > 1 else 1
+    for r in rows:
+        r["bit_depth"], r["max_value"] = bits, top
+    order = sorted(range(len(rows)), key=lambda n: (chosen[n].t, chosen[n].region, chosen[n].i,
+                                                    chosen[n].j, chosen[n].k))
+    return [rows[n] for n in order], [chosen[n] for n in order]
+
+
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
     """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
     names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
@@ -155,6 +212,30 @@ def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping
     """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
     names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
     ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+
+
+#: FOV list columns copied into each FOV's store attributes and from there into the FOV table.
+RAW_ATTRS = ("t", "region", "i", "j", "k", "n_z", "z_selection", "z_focus_scores", "x_mm", "y_mm",
+             "z_um", "bit_depth")
+
+
+def read_fovs_tsv(fovs_tsv: str | Path) -> pd.DataFrame:
+    """The ingest FOV list, with text columns kept as text (a region called ``1`` stays ``"1"``)."""
+    text = {"region": str, "z_selection": str, "z_focus_scores": str}
+    df = pd.read_csv(fovs_tsv, sep="\t", dtype=text, keep_default_na=True)
+    for col in text:
+        if col in df.columns:
+            df[col] = df[col].fillna("")
+    return df
+
+
+def _scaled(raw: np.ndarray, top: float | None) -> np.ndarray:
+    """A raw camera frame as float32 in [0, 1] of the camera's range (``top`` = true maximum)."""
+    if top is None or not np.issubdtype(raw.dtype, np.integer):
+        return to_unit_float(raw)
+    out = raw.astype(np.float32)
+    out /= np.float32(top)
+    return out
 
 
 def write_images(
@@ -180,7 +261,7 @@ def write_images(
     fovs : sequence of str, optional
         The FOVs to process (a shard); default all.
     """
-    df = pd.read_csv(fovs_tsv, sep="\t")
+    df = read_fovs_tsv(fovs_tsv)
     if fovs is not None:
         df = df[df["fov"].isin(set(fovs))]
     with np.load(flatfield_npz) as z:
@@ -188,9 +269,14 @@ def write_images(
     t0 = time.perf_counter()
     for row in df.to_dict("records"):
         ps = float(row["pixel_size_um"])
+        saturated = None
         if isinstance(row.get("left"), str):
-            left = read_gray(row["left"])
-            right = read_gray(row["right"])
+            raw_l, raw_r = read_source(row["left"]), read_source(row["right"])
+            top = row.get("max_value")
+            top = float(top) if top is not None and np.isfinite(top) else None
+            left, right = _scaled(raw_l, top), _scaled(raw_r, top)
+            if top is not None:  # the camera's true maximum, e.g. 4095 for 12-bit in uint16
+                saturated = float(np.mean((raw_l >= top) | (raw_r >= top)))
             if left.shape != right.shape:
                 raise InputImageError(
                     f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
@@ -207,7 +293,9 @@ def write_images(
                 na_illum=na_illum, reg=phase_reg,
             )
         attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                 for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
+                 for k, v in row.items() if k in RAW_ATTRS}
+        if saturated is not None:
+            attrs["saturated_fraction_raw"] = saturated
         attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
         ome_zarr.write_image(zarr_path, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
         log.info("%s: DPC%s written", row["fov"], " + phase" if "phase" in channels else "")
@@ -301,7 +389,7 @@ def measure_store(
         if predict_good is not None:
             cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         cell_tables.append(cells)
-        extra = {k: attrs.get(k) for k in ("i", "j", "k", "x_mm", "y_mm", "z_um")}
+        extra = {k: attrs.get(k) for k in (*RAW_ATTRS, "saturated_fraction_raw")}
         extra.update(focus_metrics(dpc))
         fov_rows.append(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
@@ -313,10 +401,12 @@ def measure_store(
             cell_tables[0]["p_good"] = np.zeros(0, np.float64)
     cells = pd.concat(cell_tables, ignore_index=True)
     fov_table = pd.DataFrame(fov_rows, columns=list(measure.FOV_COLUMNS))
-    for col in ("i", "j", "k"):
+    for col in ("t", "i", "j", "k", "n_z", "bit_depth"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("Int64")
-    for col in ("x_mm", "y_mm", "z_um"):
+    for col in ("x_mm", "y_mm", "z_um", "saturated_fraction_raw"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("float64")
+    for col in ("region", "z_selection", "z_focus_scores"):
+        fov_table[col] = fov_table[col].fillna("").astype(str)
     prov = {"segmentation": {k: seg.get(k) for k in ("method", "chunk", "params", "model_sha256")}}
     tables.write_table(fov_table, out_fovs, prov)
     tables.write_table(cells, out_cells, prov)
@@ -397,7 +487,14 @@ def merge_tables(
     if seg.get("model_sha256"):
         prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
     prov["qc"] = params
-    summary = pd.DataFrame([measure.summarize_sample(fovs, cells, sample=sample, gate=gate)])
+    rows = [measure.summarize_sample(fovs, cells, sample=sample, gate=gate)]
+    regions = fovs["region"].fillna("").astype(str) if "region" in fovs.columns else pd.Series(dtype=str)
+    for region in sorted(set(regions) - {""}):  # one row per region (a well: a donor, a condition)
+        f_r = fovs.loc[regions == region]
+        c_r = cells.loc[cells["fov"].astype(str).isin(set(f_r["fov"].astype(str)))]
+        rows.append(measure.summarize_sample(f_r, c_r, sample=sample, region=region,
+                                             gate=sample_gate(f_r, c_r, params)))
+    summary = pd.DataFrame(rows)
     if out_qc is not None:
         _atomic_json(_qc_record(sample, fovs, cells, gate, params), out_qc)
     tables.write_table(fovs, out_fovs, prov)
