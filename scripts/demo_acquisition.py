@@ -9,10 +9,16 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.simulate import simulate_acquisition
-
     p = smk.params
-    simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+    if p.layout == "octopi":  # the legacy Octopi grid, one time point, 8-bit BMP
+        from scopeflow.simulate import simulate_acquisition
+
+        simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+    else:  # a Squid save mode: regions x FOVs x z planes x time points, 12-bit in uint16
+        from scopeflow.simulate.squid import simulate_squid_acquisition
+
+        simulate_squid_acquisition(smk.output[0], p.layout, regions=list(p.regions), n_fovs=p.ny * p.nx,
+                                   nz=p.nz, nt=p.nt, shape=(p.size, p.size), seed=p.seed)
 
 
 run(main, snakemake)  # noqa: F821

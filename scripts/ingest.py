@@ -17,6 +17,7 @@ def main(smk):
         p.kind, smk.input[0], smk.output.fovs, smk.output.flatfield,
         pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.default_pixel_size_um,
         na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield,
+        regions=p.regions, zstack=p.zstack, focus_metric=p.focus_metric,
     )
     create_store(smk.output.fovs, smk.output.zarr,
                  sample_provenance(smk.config, [smk.input[0]], sample=smk.wildcards.sample))

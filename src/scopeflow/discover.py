@@ -90,18 +90,30 @@ def dpc_files(path: Path) -> list[Path]:
     return files
 
 
-def count_fovs(kind: str, path: str | Path) -> int:
-    """Number of FOVs of a sample from its file names alone (no pixels read); 1 if unreadable.
+def count_fovs(kind: str, path: str | Path, regions=None, zstack="best_focus") -> int:
+    """Number of FOVs of a sample from its file names and headers alone (no pixels read); 1 if
+    unreadable.
 
     Used to plan shards when the workflow is built; the ingest job validates properly.
+    ``regions`` and ``zstack`` are the sample's region selection and the z-stack choice
+    (one FOV per stack unless ``zstack`` is ``"all"``).
     """
-    from scopeflow.io.octopi import read_acquisition
-
     try:
         if kind == "smear_raw":
-            return max(1, len(read_acquisition(path, required_channels=()).fovs))
+            return max(1, count_acquisition_fovs(path, regions, zstack))
         if kind == "smear_dpc":
             return len(dpc_files(Path(path)))
     except ScopeflowError:
         pass
     return 1
+
+
+def count_acquisition_fovs(path: str | Path, regions=None, zstack="best_focus") -> int:
+    """FOVs an Octopi/Squid acquisition gives in any save mode: its (t, region, position)
+    stacks, or every plane with ``zstack="all"``."""
+    from scopeflow.io.squid import read_acquisition
+
+    acq = read_acquisition(path, required_channels=(), regions=regions)
+    if str(zstack) == "all":
+        return len(acq.fovs)
+    return len({(f.t, f.region, f.i, f.j) for f in acq.fovs})

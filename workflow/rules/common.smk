@@ -64,12 +64,12 @@ def _read_sheet(sheet):
             "or set samples to \"\" to discover the folders under input_dir"
         )
     sep = "," if path.suffix.lower() == ".csv" else "\t"
-    df = pd.read_csv(path, sep=sep, dtype={"sample": str, "kind": str, "path": str}, comment="#")
+    df = pd.read_csv(path, sep=sep, dtype={"sample": str, "kind": str, "path": str, "regions": str}, comment="#")
     df.columns = [c.strip() for c in df.columns]
     missing = {"sample", "kind", "path"} - set(df.columns)
     if missing:
         raise WorkflowError(f"{sheet}: missing column(s) {sorted(missing)}; the sheet needs sample, kind, path")
-    for optional in ("pixel_size_um", "fps"):
+    for optional in ("pixel_size_um", "fps", "regions"):
         if optional not in df.columns:
             df[optional] = None
     df = df.astype(object).where(df.notna(), None)
@@ -90,8 +90,8 @@ def _discover(input_dir):
         for p in sorted(root.iterdir()):
             if p.is_dir() and not p.name.startswith("."):
                 rows.append({"sample": p.name, "kind": _detect_kind(p), "path": str(p),
-                             "pixel_size_um": None, "fps": None})
-    return pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps"])
+                             "pixel_size_um": None, "fps": None, "regions": None})
+    return pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps", "regions"])
 
 
 def load_samples():
@@ -104,7 +104,8 @@ def load_samples():
         (s, "beads") for s in _demo_bead_samples()
     ]
     demo_rows = [
-        {"sample": s, "kind": k, "path": f"{DEMO['dir'].rstrip('/')}/{s}", "pixel_size_um": None, "fps": None}
+        {"sample": s, "kind": k, "path": f"{DEMO['dir'].rstrip('/')}/{s}", "pixel_size_um": None, "fps": None,
+         "regions": None}
         for s, k in demo_kinds
         if s not in set(df["sample"])
     ]
@@ -138,13 +139,23 @@ wildcard_constraints:
 FOVS_PER_JOB = config["sharding"]["fovs_per_job"]
 
 
+def sample_regions(sample):
+    """The regions (wells) a sample sheet selects for a sample, None = all."""
+    value = SAMPLES.loc[sample].get("regions")
+    if value is None or pd.isna(value) or not str(value).strip():
+        return None
+    return [r for r in re.split(r"[,;\s]+", str(value).strip()) if r]
+
+
 def n_shards(sample):
     """Jobs a sample's FOVs are split into (planned from file names when the DAG is built)."""
     row = SAMPLES.loc[sample]
     if sample in _demo_samples() and not Path(row["path"]).exists():
         n = DEMO["ny"] * DEMO["nx"]
+        if DEMO["layout"] != "octopi":  # Squid layouts: every region and time point
+            n *= len(DEMO["regions"]) * DEMO["nt"] * (DEMO["nz"] if str(config["zstack"]) == "all" else 1)
     else:
-        n = count_fovs(row["kind"], row["path"])
+        n = count_fovs(row["kind"], row["path"], sample_regions(sample), config["zstack"])
     return max(1, -(-n // FOVS_PER_JOB))
 
 

@@ -10,6 +10,10 @@ rule demo_acquisition:
         nx=DEMO["nx"],
         size=DEMO["size"],
         seed=lambda wc: DEMO["seed"] + int(wc.demo_sample.rsplit("_", 1)[1]),
+        layout=DEMO["layout"],
+        regions=DEMO["regions"],
+        nz=DEMO["nz"],
+        nt=DEMO["nt"],
     log:
         f"{RESULTS}/logs/demo_acquisition/{{demo_sample}}.log",
     conda:
@@ -35,6 +39,9 @@ rule ingest:
         na=config["optics"]["na"],
         wavelength_um=config["optics"]["wavelength_um"],
         flatfield=config["dpc"]["flatfield"],
+        regions=lambda wc: sample_regions(wc.sample),
+        zstack=config["zstack"],
+        focus_metric=config["qc"]["focus_metric"],
     resources:
         mem_mb=4000,  # peak memory of one job (MB)
         runtime=30,  # wall-clock limit (minutes)

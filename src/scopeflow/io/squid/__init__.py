@@ -96,16 +96,15 @@ def detect_save_mode(path: str | Path) -> str:
                 return "INDIVIDUAL_IMAGES"
             if p.is_file() and p.name not in ("coordinates.csv", "done", ".done"):
                 other.append(p)
-    if not tdirs:
-        found = sorted(p.name for p in path.iterdir() if not p.name.startswith("."))[:4]
-        where, what = path, f"holds {', '.join(found) or 'nothing'} but"
+    layouts = ("{t}/{region}_{fov}_{z}_{channel}.tiff|bmp, {t}/{region}_{fov}_stack.tiff, "
+               "ome_tiff/{region}_{fov}.ome.tiff or a plate.ome.zarr|zarr/ store")
+    if other:
+        where, what = other[0], f"this file is none of {layouts}"
     else:
-        where = other[0] if other else tdirs[0][1]
-        what = "is" if other else "holds no image, and the folder has"
+        where, what = path, f"the folder holds none of {layouts}"
     raise AcquisitionError(
-        f"{where}: unknown Squid save mode: {what} no {{t}}/ images, {{t}}/*_stack.tiff, "
-        "ome_tiff/ or plate.ome.zarr|zarr/ store; save with INDIVIDUAL_IMAGES, MULTI_PAGE_TIFF, "
-        "OME_TIFF or ZARR_V3"
+        f"{where}: unknown Squid save mode: {what}; save the acquisition with INDIVIDUAL_IMAGES, "
+        "MULTI_PAGE_TIFF, OME_TIFF or ZARR_V3"
     )
 
 

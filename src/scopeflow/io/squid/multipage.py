@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scopeflow.io.octopi import COORDS_FILE, FOV, AcquisitionError, _read_coordinates
 from scopeflow.io.squid.meta import channel_suffix, timepoint_dirs
-from scopeflow.io.squid.planes import PlaneRef
+from scopeflow.io.squid.planes import PlaneRef, quiet_tifffile
 
 __all__ = ["STACK_RE", "is_multipage", "read_fovs"]
 
@@ -74,7 +74,7 @@ def read_fovs(path: str | Path) -> list[FOV]:
             m = STACK_RE.match(f.name)
             region, n_fov = m.group("region"), int(m.group("fov"))
             try:
-                with tifffile.TiffFile(f) as tif:
+                with quiet_tifffile(), tifffile.TiffFile(f) as tif:
                     metas = [_page_meta(tif, n, f) for n in range(len(tif.pages))]
             except AcquisitionError:
                 raise

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from scopeflow.io.octopi import COORDS_FILE, FOV, AcquisitionError, _read_coordinates
 from scopeflow.io.squid.meta import channel_suffix, timepoint_dirs
-from scopeflow.io.squid.planes import PlaneRef
+from scopeflow.io.squid.planes import PlaneRef, quiet_tifffile
 
 __all__ = ["FOLDER", "NAME_RE", "read_fovs"]
 
@@ -64,7 +64,7 @@ def read_stack_header(f: Path) -> dict:
     import tifffile
 
     try:
-        with tifffile.TiffFile(f) as tif:
+        with quiet_tifffile(), tifffile.TiffFile(f) as tif:
             xml = tif.ome_metadata
             series = tif.series[0]
             dtype = series.dtype
@@ -74,7 +74,7 @@ def read_stack_header(f: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - any parser failure: a bad file
         raise _bad(f, "cannot read OME-TIFF, the file is truncated or corrupt", exc) from None
     if not xml:
-        raise _bad(f, "no OME-XML metadata, not a Squid OME-TIFF")
+        raise _bad(f, "no readable OME-XML: the file is truncated or not a Squid OME-TIFF")
     if end > f.stat().st_size:
         raise _bad(f, f"truncated OME-TIFF ({f.stat().st_size} bytes, its last plane ends at byte {end})")
     try:

@@ -18,6 +18,8 @@ channel, as Octopi does for colour-camera brightfield images.
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +122,19 @@ def _read_ref(ref: PlaneRef) -> np.ndarray:
         return series.pages[page].asarray()
 
 
+@contextmanager
+def quiet_tifffile():
+    """Silence tifffile's own log messages (a truncated file makes it log errors before it
+    raises); the caller reports the failure in one line."""
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_source(source: str | Path | PlaneRef) -> np.ndarray:
     """Read one image plane, as stored (dtype unchanged), indexed (y, x).
 
@@ -146,7 +161,8 @@ def read_source(source: str | Path | PlaneRef) -> np.ndarray:
         raise InputImageError(f"{path}: image file not found; check the acquisition folder")
     try:
         if isinstance(src, PlaneRef):
-            arr = _read_ref(src)
+            with quiet_tifffile():
+                arr = _read_ref(src)
         elif path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
