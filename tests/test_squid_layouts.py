@@ -159,3 +159,28 @@ def test_broken_squid_input_fails_alone_with_one_line(workflow_run, sample, need
     assert len(errors) == 1, errors
     assert needle in errors[0], errors[0]
     assert "Traceback" not in "".join(log.read_text() for log in logs)
+
+
+def test_demo_and_cli_write_squid_layouts(tmp_path):
+    import yaml
+
+    from scopeflow.cli import main
+    from scopeflow.io.squid import read_acquisition
+
+    from test_workflow import REPO
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["demo"].update(samples=1, ny=1, nx=2, size=128, layout="ome_tiff", nz=2, nt=2)
+    cfg["demo"]["beads"]["enabled"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(tmp_path, "--cores", "1", "resources/demo/demo_smear_1")
+    acq = read_acquisition(tmp_path / "resources" / "demo" / "demo_smear_1")
+    assert acq.save_mode == "OME_TIFF" and acq.bit_depth == 12
+    assert {f.region for f in acq.fovs} == {"A1", "B1"} and len(acq.fovs) == 2 * 2 * 2 * 2
+
+    for layout, mode in (("multipage", "MULTI_PAGE_TIFF"), ("zarr", "ZARR_V3")):
+        out = tmp_path / layout
+        assert main(["simulate", str(out), "--layout", layout, "--regions", "A1,A2,A3", "--ny", "1",
+                     "--nx", "1", "--nz", "2", "--size", "64"]) == 0
+        acq = read_acquisition(out)
+        assert acq.save_mode == mode and len(acq.fovs) == 3 * 2
