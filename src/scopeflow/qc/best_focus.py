@@ -62,7 +62,9 @@ def plane_focus(left: np.ndarray, right: np.ndarray, metric: str = "laplacian_va
     from scopeflow.qc.focus import FOCUS_METRICS, focus_metrics
 
     if metric not in FOCUS_METRICS:
-        raise ScopeflowError(f"config key qc.focus_metric: unknown metric {metric!r}; use one of {sorted(FOCUS_METRICS)}")
+        raise ScopeflowError(
+            f"config key qc.focus_metric: unknown metric {metric!r}; use one of {sorted(FOCUS_METRICS)}"
+        )
     return float(focus_metrics(dpc_octopi(left, right))[f"focus_{metric}"])
 
 

@@ -218,6 +218,8 @@ def read_acquisition(
     acq.bit_depth = metadata_bit_depth(path, acq.modes)
     select_regions(acq, regions)
     if not acq.fovs:
-        raise AcquisitionError(f"{path}: no FOV in this acquisition; copy the complete acquisition folder")
+        raise AcquisitionError(
+            f"{path}: no FOV in this acquisition; copy the complete acquisition folder"
+        )
     _check_channels(acq, required_channels)
     return acq

@@ -43,7 +43,9 @@ def _bad(f: Path, what: str, exc: Exception | None = None) -> AcquisitionError:
     detail = ""
     if exc is not None:
         detail = f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'corrupt'})"
-    return AcquisitionError(f"{f}: {what}{detail}; re-copy the file from the microscope or remove this FOV")
+    return AcquisitionError(
+        f"{f}: {what}{detail}; re-copy the file from the microscope or remove this FOV"
+    )
 
 
 def read_stack_header(f: Path) -> dict:
@@ -70,13 +72,15 @@ def read_stack_header(f: Path) -> dict:
             dtype = series.dtype
             n_pages = len(series.pages)
             last = series.pages[-1] if n_pages else None
-            end = max((o + c for o, c in zip(last.dataoffsets, last.databytecounts)), default=0) if last else 0
+            spans = zip(last.dataoffsets, last.databytecounts) if last else ()
+            end = max((o + c for o, c in spans), default=0)
     except Exception as exc:  # noqa: BLE001 - any parser failure: a bad file
         raise _bad(f, "cannot read OME-TIFF, the file is truncated or corrupt", exc) from None
     if not xml:
         raise _bad(f, "no readable OME-XML: the file is truncated or not a Squid OME-TIFF")
     if end > f.stat().st_size:
-        raise _bad(f, f"truncated OME-TIFF ({f.stat().st_size} bytes, its last plane ends at byte {end})")
+        size = f.stat().st_size
+        raise _bad(f, f"truncated OME-TIFF ({size} bytes, its last plane ends at byte {end})")
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:

@@ -111,12 +111,18 @@ def read_store_header(group: Path) -> dict:
     ds = (ms.get("datasets") or [{"path": "0"}])[0].get("path", "0")
     axes = [a.get("name") if isinstance(a, dict) else a for a in ms.get("axes", [])]
     if axes and axes != ["t", "c", "z", "y", "x"]:
-        raise AcquisitionError(f"{meta_path}: axes {axes}, expected t, c, z, y, x (Squid 5-D); re-acquire with Squid")
+        raise AcquisitionError(
+            f"{meta_path}: axes {axes}, expected t, c, z, y, x (Squid 5-D); re-acquire with Squid"
+        )
     arr = group / ds
     shape = _json(arr / "zarr.json").get("shape")
     if not isinstance(shape, list) or len(shape) != 5:
-        raise AcquisitionError(f"{arr / 'zarr.json'}: array shape {shape}, expected 5-D (T, C, Z, Y, X)")
-    labels = [c.get("label") for c in (ome.get("omero") or {}).get("channels", []) if isinstance(c, dict)]
+        raise AcquisitionError(
+            f"{arr / 'zarr.json'}: array shape {shape}, expected 5-D (T, C, Z, Y, X); "
+            "re-acquire with Squid's ZARR_V3 mode"
+        )
+    omero = (ome.get("omero") or {}).get("channels", [])
+    labels = [c.get("label") for c in omero if isinstance(c, dict)]
     if len(labels) != shape[1] or not all(labels):
         labels = [f"Channel {n}" for n in range(shape[1])]
     return {"array": arr, "shape": tuple(int(s) for s in shape), "channels": labels,
