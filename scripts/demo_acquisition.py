@@ -9,6 +9,8 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    from scopeflow.io.readiness import file_manifest, write_if_changed
+
     p = smk.params
     if p.layout == "octopi":  # the legacy Octopi grid, one time point, 8-bit BMP
         from scopeflow.simulate import simulate_acquisition
@@ -19,6 +21,7 @@ def main(smk):
 
         simulate_squid_acquisition(smk.output[0], p.layout, regions=list(p.regions), n_fovs=p.ny * p.nx,
                                    nz=p.nz, nt=p.nt, shape=(p.size, p.size), seed=p.seed)
+    write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 
 run(main, snakemake)  # noqa: F821

@@ -9,6 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    from scopeflow.io.readiness import file_manifest, write_if_changed
     from scopeflow.track.pipeline import make_demo_movie
 
     p = smk.params
@@ -16,6 +17,7 @@ def main(smk):
         smk.output[0], n_frames=p.frames, size=p.size, n_beads=p.n_beads, D_um2_s=p.D_um2_s,
         pixel_size_um=p.pixel_size_um, fps=p.fps, seed=p.seed,
     )
+    write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 
 run(main, snakemake)  # noqa: F821

@@ -10,16 +10,20 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    from scopeflow.io.readiness import planned_input, verify_unchanged
     from scopeflow.provenance import make_provenance
     from scopeflow.track.pipeline import ingest_movie
 
     p = smk.params
     s = smk.wildcards.sample
+    path, files = planned_input(smk.input.manifest)  # the sample's error, if planning found one
+    verify_unchanged(path, files)
     ingest_movie(
-        smk.input[0], smk.output.zarr, pixel_size_um=p.pixel_size_um, fps=p.fps,
+        path, smk.output.zarr, pixel_size_um=p.pixel_size_um, fps=p.fps,
         default_pixel_size_um=p.default_pixel_size_um, default_fps=p.default_fps,
-        provenance=make_provenance(smk.config, inputs=[smk.input[0]], sample=s), sample=s,
+        provenance=make_provenance(smk.config, inputs=[path], sample=s), sample=s,
     )
+    verify_unchanged(path, files)  # a frame added while copying: fail, the next run redoes it
 
 
 run(main, snakemake)  # noqa: F821

@@ -118,8 +118,9 @@ def workflow_run(acquisitions):
     rows += [f"{b}\tsmear_raw\t{root / b}\t" for b in ("bad_ome", "bad_zarr", "bad_mode")]
     sheet.write_text("sample\tkind\tpath\tregions\n" + "\n".join(rows) + "\n")
     _write_config(work, samples=str(sheet), segment={"method": "classical"})
-    samples = [r.split("\t")[0] for r in rows]
-    targets = [f"results/{s}/{t}.parquet" for s in samples for t in TABLES]  # tables, not figures
+    # tables, not figures; bad_zarr waits for acquisition_complete (planning skips it): no target
+    samples = [r.split("\t")[0] for r in rows if not r.startswith("bad_zarr")]
+    targets = [f"results/{s}/{t}.parquet" for s in samples for t in TABLES]
     proc = snakemake(work, "--cores", "2", "--keep-going", *targets, check=False)
     return work, proc
 
@@ -144,9 +145,17 @@ def test_every_layout_gives_identical_tables_through_snakemake(workflow_run):
     assert list(b2_sample["region"]) == ["", "B2"] and b2_sample["n_fovs"].tolist() == [8, 8]
 
 
+def test_zarr_without_acquisition_complete_waits_with_one_line(workflow_run):
+    """Planning (scopeflow.io.readiness) skips the store until Squid marks it complete; the
+    library reader refuses it with the same file named (test_squid_io)."""
+    work, proc = workflow_run
+    lines = [ln for ln in proc.stderr.splitlines() if "sample bad_zarr" in ln]
+    assert len(lines) == 1 and "plate.ome.zarr/A/1/2" in lines[0] and "acquisition_complete" in lines[0]
+    assert not (work / "results" / "bad_zarr" / "cells.parquet").exists()
+
+
 @pytest.mark.parametrize("sample, needle", [
     ("bad_ome", "B2_1.ome.tiff"),
-    ("bad_zarr", "plate.ome.zarr/A/1/2/zarr.json"),
     ("bad_mode", "A1_0_0.nd2"),
 ])
 def test_broken_squid_input_fails_alone_with_one_line(workflow_run, sample, needle):

@@ -191,6 +191,7 @@ def _write_config(work: Path, **overrides) -> None:
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["demo"]["enabled"] = False
+    cfg["readiness"]["quiet_s"] = 0  # inputs are made just before the run: process them at once
     cfg.update(overrides)
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
 
@@ -212,6 +213,11 @@ def bad_inputs_run(tmp_path_factory):
     small = sorted((acq / "sizes" / "0").glob("*right_half.bmp"))[0]
     iio.imwrite(small, np.zeros((128, 128), np.uint8))
     (acq / "empty").mkdir()
+    # issue 15: a folder name that cannot be a sample name, and an all-black acquisition
+    shutil.copytree(acq / "good", acq / "run{1}")
+    simulate_acquisition(acq / "black", ny=1, nx=2, shape=(256, 256), seed=1)
+    for f in (acq / "black" / "0").glob("*.bmp"):
+        iio.imwrite(f, np.zeros((256, 256), np.uint8))
     _write_config(work, input_dir="acquisitions")
     proc = snakemake(work, "--cores", "2", "--keep-going", check=False)
     return work, proc
@@ -224,6 +230,8 @@ def bad_inputs_run(tmp_path_factory):
         ("truncated", "left_half.bmp"),
         ("sizes", "right_half.bmp"),
         ("empty", "empty"),
+        ("invalid_run_1", "run{1}"),
+        ("black", "black"),
     ],
 )
 def test_bad_sample_fails_with_one_line_and_nothing_complete(bad_inputs_run, sample, needle):

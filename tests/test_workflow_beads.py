@@ -47,6 +47,7 @@ def scheduled_rules(workdir: Path, *args: str) -> set[str]:
 
 def write_config(work: Path, **sections) -> dict:
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["readiness"]["quiet_s"] = 0  # movies are made just before the run: process them at once
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key].update(value)

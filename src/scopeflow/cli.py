@@ -169,6 +169,9 @@ def _cmd_track(args: argparse.Namespace) -> int:
         f"{stem}_msd.csv, {stem}_diffusion.csv, {stem}_summary.json "
         f"({time.perf_counter() - t0:.2f} s)"
     )
+    if not s["n_tracks"]:
+        print(f"scopeflow track: warning: {args.input}: no track of at least {args.min_length} frames, so "
+              "D is undefined (nan); lower --min-length or check the localisations", file=sys.stderr)
     return 0
 
 
@@ -325,8 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ScopeflowError, FileNotFoundError) as exc:
+    except ScopeflowError as exc:
         print(f"scopeflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # missing file, full disk, permissions: one line naming the path
+        from scopeflow.errors import os_error_line
+
+        print(f"scopeflow {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -6,6 +6,7 @@ inside each cluster job.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from scopeflow.errors import InputImageError, ScopeflowError
@@ -90,30 +91,80 @@ def dpc_files(path: Path) -> list[Path]:
     return files
 
 
-def count_fovs(kind: str, path: str | Path, regions=None, zstack="best_focus") -> int:
+def manifest_fovs(acq_fovs, base: str | Path, files) -> list:
+    """The FOVs of an acquisition that have at least one image in a manifest's file list.
+
+    Parameters
+    ----------
+    acq_fovs : sequence of scopeflow.io.octopi.FOV
+        FOVs as read from disk; an image may be a plane of a container (a
+        :class:`~scopeflow.io.squid.planes.PlaneRef`): its file, or for a Zarr array its folder,
+        must be listed.
+    base : str or Path
+        The acquisition folder the manifest's relative names start from.
+    files : iterable of (name, size, mtime_ns)
+        See :func:`scopeflow.io.readiness.file_manifest`.
+    """
+    names = {f[0] for f in files}
+    folders = {n.rsplit("/", k)[0] for n in names for k in range(1, n.count("/") + 1)}
+    base = Path(base)
+
+    def listed(src) -> bool:
+        rel = Path(getattr(src, "path", src)).relative_to(base).as_posix()
+        return rel in names or rel in folders
+
+    return [fov for fov in acq_fovs if any(listed(p) for p in fov.files.values())]
+
+
+def count_fovs(kind: str, path: str | Path, files=None, regions=None, zstack="best_focus") -> int:
     """Number of FOVs of a sample from its file names and headers alone (no pixels read); 1 if
     unreadable.
 
-    Used to plan shards when the workflow is built; the ingest job validates properly.
-    ``regions`` and ``zstack`` are the sample's region selection and the z-stack choice
-    (one FOV per stack unless ``zstack`` is ``"all"``).
+    Used to plan shards when the workflow is built; the ingest job validates properly. With
+    ``files`` (a manifest's file list, see :mod:`scopeflow.io.readiness`), only the FOVs with
+    an image in that list count, as the ingest job processes exactly those. ``regions`` and
+    ``zstack`` are the sample's region selection and the z-stack choice (one FOV per stack of z
+    planes unless ``zstack`` is ``"all"``).
     """
+    from scopeflow.io.squid import read_acquisition
+
     try:
         if kind == "smear_raw":
-            return max(1, count_acquisition_fovs(path, regions, zstack))
+            fovs = read_acquisition(path, required_channels=(), regions=regions).fovs
+            if files is not None:
+                fovs = manifest_fovs(fovs, path, files)
+            if str(zstack) != "all":
+                fovs = list({(f.t, f.region, f.i, f.j): f for f in fovs}.values())
+            return max(1, len(fovs))
         if kind == "smear_dpc":
-            return len(dpc_files(Path(path)))
-    except ScopeflowError:
+            found = dpc_files(Path(path))
+            if files is not None:
+                names = {f[0] for f in files}
+                found = [f for f in found if f.name in names]
+            return max(1, len(found))
+    except (ScopeflowError, OSError):
         pass
     return 1
 
 
-def count_acquisition_fovs(path: str | Path, regions=None, zstack="best_focus") -> int:
-    """FOVs an Octopi/Squid acquisition gives in any save mode: its (t, region, position)
-    stacks, or every plane with ``zstack="all"``."""
-    from scopeflow.io.squid import read_acquisition
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-    acq = read_acquisition(path, required_channels=(), regions=regions)
-    if str(zstack) == "all":
-        return len(acq.fovs)
-    return len({(f.t, f.region, f.i, f.j) for f in acq.fovs})
+
+def valid_sample_name(name: str) -> bool:
+    """Whether ``name`` can be a sample name (letters, digits, ``_ . -``; first a letter or digit).
+
+    The same rule as ``workflow/schemas/samples.schema.yaml``: sample names become folder
+    names and Snakemake wildcard values, so braces, spaces and slashes are refused.
+    """
+    return bool(_NAME_RE.match(str(name)))
+
+
+def safe_sample_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """A valid, unused stand-in for an invalid name (``run{1}`` -> ``run_1``), for the outputs
+    and log of a sample whose job only reports that its name is invalid."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("._-") or "sample"
+    base = f"invalid_{base}"
+    out, n = base, 2
+    while out in taken:
+        out, n = f"{base}_{n}", n + 1
+    return out

@@ -25,6 +25,7 @@ from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import ome_zarr, tables
 from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
 from scopeflow.io.images import read_gray, to_unit_float
+from scopeflow.io.readiness import verify_files
 from scopeflow.io.squid import read_acquisition, read_source
 from scopeflow.io.squid.meta import true_max
 from scopeflow.qc.best_focus import parse_zstack, plane_focus, select_plane
@@ -56,6 +57,7 @@ def ingest(
     wavelength_um: float = 0.525,
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
+    files: Sequence[Sequence] | None = None,
     regions: Sequence[str] | None = None,
     zstack: str | int = "best_focus",
     focus_metric: str = "laplacian_var",
@@ -85,43 +87,83 @@ def ingest(
         Estimate flatfields (``smear_raw`` only); otherwise unit flatfields.
     max_flatfield_fovs : int
         At most this many evenly spaced FOVs enter each flatfield estimate.
+    files : sequence of (name, size, mtime_ns), optional
+        The input manifest made when the run was planned
+        (:func:`scopeflow.io.readiness.file_manifest`): only the FOVs with images listed there
+        are processed (files that arrived later wait for the next run), and the listed files
+        must be unchanged.
     regions : sequence of str, optional
         Only these regions (wells) of the acquisition (``smear_raw``); default all.
     zstack : "best_focus", "all" or int
-        Which plane(s) of each FOV's z-stack to analyse (:func:`scopeflow.qc.best_focus.select_plane`).
+        Which plane(s) of each FOV's z-stack to analyse
+        (:func:`scopeflow.qc.best_focus.select_plane`).
     focus_metric : str
         Focus metric of ``best_focus`` (the ``qc.focus_metric``).
+
+    Raises
+    ------
+    ScopeflowError
+        One line naming the file and what to do: unreadable, missing or mismatched images,
+        an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
     path = Path(path)
     rows = []
     ff = {}
     if kind == "unknown":  # discovery could not tell: say why
         kind = detect_kind(path)
+    planned = None if files is None else verify_files(path, files)
     if kind == "smear_raw":
-        acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions)
+        if planned is None:
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions)
+        else:
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=(),
+                                   regions=regions)
+            acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
-        rows, chosen = _raw_rows(acq, parse_zstack(zstack), focus_metric)
+        rows, chosen, lit = _raw_rows(acq, parse_zstack(zstack), focus_metric)
         shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
                 "into samples with one image size each"
             )
+        if not lit:
+            raise InputImageError(
+                f"{path}: every image is black (all pixels 0 in all {len(acq.fovs)} FOVs); the "
+                "illumination or camera failed, re-acquire the slide or remove the sample"
+            )
         if flatfield:
             # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
             step = max(1, len(chosen) // max_flatfield_fovs)
             subset = chosen[::step]
             top = float(rows[0]["max_value"])
-            ff = {
-                side: normalize.estimate_flatfield(
-                    read_source(f.files[ch]).astype(np.float32) / np.float32(top) for f in subset)
-                for side, ch in (("left", LEFT), ("right", RIGHT))
-            }
+            try:
+                ff = {
+                    side: normalize.estimate_flatfield(
+                        read_source(f.files[ch]).astype(np.float32) / np.float32(top) for f in subset)
+                    for side, ch in (("left", LEFT), ("right", RIGHT))
+                }
+            except ValueError as exc:
+                raise InputImageError(
+                    f"{path}: cannot estimate the flatfield ({exc}); check the images, or set "
+                    "dpc.flatfield: false"
+                ) from None
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
-        for f in dpc_files(path):
+        found = dpc_files(path)
+        if planned is not None:
+            found = [f for f in found if f in planned]
+            if not found:
+                raise InputImageError(f"{path}: none of its images was complete when the run was planned; rerun")
+        for f in found:
             img = read_gray(f)
+            bad = int(img.size - np.count_nonzero(np.isfinite(img)))
+            if bad:
+                raise InputImageError(
+                    f"{f}: {bad} pixels are NaN or infinite; export the DPC image with every pixel "
+                    "finite (e.g. 0.5, no gradient, where there is no data)"
+                )
             rows.append(
                 {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
                  "x_mm": np.nan, "y_mm": np.nan, "z_um": np.nan,
@@ -150,8 +192,9 @@ def ingest(
     return df
 
 
-def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], list]:
-    """FOV rows of an acquisition after the z choice, and the chosen FOVs.
+def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], list, bool]:
+    """FOV rows of an acquisition after the z choice, the chosen FOVs, and whether any pixel
+    is lit (not 0).
 
     Reads every plane once (a truncated or mismatched file fails here), scores the planes of
     each stack with :func:`~scopeflow.qc.best_focus.plane_focus`, picks the plane(s) with
@@ -162,7 +205,7 @@ def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], li
     for fov in acq.fovs:
         stacks.setdefault((fov.t, fov.region, fov.i, fov.j), []).append(fov)
     rows, chosen = [], []
-    vmax, bits_or, dtype = 0, 0, None
+    vmax, bits_or, dtype, lit = 0, 0, None, False
     for planes in stacks.values():
         planes.sort(key=lambda f: f.k)
         scores, shape = [], None
@@ -175,9 +218,11 @@ def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], li
                 )
             shape = left.shape
             dtype = left.dtype
+            lit = lit or bool(np.any(left) or np.any(right))
             if np.issubdtype(dtype, np.integer):
                 vmax = max(vmax, int(left.max()), int(right.max()))
-                bits_or |= int(np.bitwise_or.reduce(left, axis=None)) | int(np.bitwise_or.reduce(right, axis=None))
+                for img in (left, right):
+                    bits_or |= int(np.bitwise_or.reduce(img, axis=None))
             scores.append(plane_focus(left, right, focus_metric) if len(planes) > 1 else np.nan)
         keep = set(select_plane([f.k for f in planes], scores, zstack))
         how = "all" if zstack == "all" else ("best_focus" if zstack == "best_focus" else "index")
@@ -199,7 +244,37 @@ def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], li
         r["bit_depth"], r["max_value"] = bits, top
     order = sorted(range(len(rows)), key=lambda n: (chosen[n].t, chosen[n].region, chosen[n].i,
                                                     chosen[n].j, chosen[n].k))
-    return [rows[n] for n in order], [chosen[n] for n in order]
+    return [rows[n] for n in order], [chosen[n] for n in order], lit
+
+
+def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
+    """The acquisition's FOVs with images in the manifest; each must have left and right there."""
+    from scopeflow.discover import manifest_fovs
+
+    fovs = manifest_fovs(acq.fovs, path, files)
+    late = len(acq.fovs) - len(fovs)
+    if late:
+        log.info("%s: %d FOVs arrived after the run was planned; the next run processes them", path, late)
+    if not fovs:
+        raise InputImageError(
+            f"{path}: no image of this acquisition was listed when the run was planned; rerun"
+        )
+    folders = {d for q in planned for d in q.parents}  # a Zarr array: its chunk files are listed
+
+    def listed(src) -> bool:
+        q = Path(getattr(src, "path", src))  # a plane reference lists its container
+        return q in planned or q in folders
+
+    for fov in fovs:
+        for channel, words in ((LEFT, "left-half"), (RIGHT, "right-half")):
+            f = fov.files.get(channel)
+            if f is None or not listed(f):
+                raise InputImageError(
+                    f"{fov.expected_file(channel)}: missing {words} image for FOV {fov.i}_{fov.j}_{fov.k} "
+                    f"(t={fov.t}); copy it, or re-export the acquisition with both {LEFT} and {RIGHT} "
+                    f"channels (found: {', '.join(sorted(fov.files))})"
+                )
+    return fovs
 
 
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
@@ -475,6 +550,13 @@ def merge_tables(
     params = qc_params(qc)
     cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
     fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
+    stored, measured = ome_zarr.fov_names(zarr_path), sorted(fovs["fov"].astype(str))
+    if sorted(stored) != measured:  # never record a series list that disagrees with the images
+        missing = sorted(set(stored) ^ set(measured))
+        raise ScopeflowError(
+            f"{zarr_path}: its series list ({len(stored)} FOVs) differs from the FOVs measured "
+            f"({len(measured)}; e.g. {missing[0]}); the input changed during the run, rerun the workflow"
+        )
     fovs = fov_verdicts(fovs, params)
     cells = flag_cells(cells, params, fovs=fovs)
     per_fov = cells.groupby(cells["fov"].astype(str))["qc_pass"].sum() if len(cells) else pd.Series(dtype=int)

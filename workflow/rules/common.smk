@@ -1,86 +1,198 @@
 # Discovery, validation and path helpers shared by every stage. No rules here.
 import os
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from scopeflow.discover import BEAD_KINDS, SMEAR_KINDS, count_fovs, detect_kind
+from scopeflow.discover import (
+    BEAD_KINDS,
+    count_fovs,
+    detect_kind,
+    safe_sample_name,
+    valid_sample_name,
+)
+from scopeflow.errors import ScopeflowError
+from scopeflow.io import readiness
+from scopeflow.io.sample_sheet import read_sample_sheet
+
+
+def _coerce(value, schema):
+    """Strings from ``--config key='{a: 1}'`` (Snakemake reads nested values as text) to the
+    schema's types: integer, number, boolean, null; objects recursively."""
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        return {k: _coerce(v, schema["properties"].get(k, {})) for k, v in value.items()}
+    if not isinstance(value, str):
+        return value
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    enum = schema.get("enum")
+    if "string" in types and (enum is None or value in enum) and not (
+        "null" in types and value.strip().lower() in ("null", "~", "none")
+    ):
+        return value
+    text = value.strip()
+    if "null" in types and text.lower() in ("null", "~", "none", ""):
+        return None
+    if "boolean" in types and text.lower() in ("true", "false", "yes", "no"):
+        return text.lower() in ("true", "yes")
+    if "integer" in types and re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return value
+
+
+def _schema(name):
+    import yaml
+
+    return yaml.safe_load((Path(workflow.basedir) / "workflow" / "schemas" / name).read_text())
+
+
+def _first_error(data, schema):
+    """(key path, message) of the first schema violation, or None."""
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    e = errors[0]
+    return ".".join(str(p) for p in e.absolute_path) or "top level", e.message
 
 
 def _validate(data, schema, what):
     """Validate against a schema (filling defaults); stop with one line naming the key."""
-    import jsonschema
-    import yaml
-
     schema_path = Path(workflow.basedir) / "workflow" / "schemas" / Path(schema).name
-    validator = jsonschema.Draft202012Validator(yaml.safe_load(schema_path.read_text()))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = errors[0]
-        where = ".".join(str(p) for p in e.absolute_path) or "top level"
-        raise WorkflowError(f"{what} key {where}: {e.message}; see workflow/schemas/{schema_path.name}")
+    err = _first_error(data, _schema(schema_path.name))
+    if err:
+        raise WorkflowError(f"{what} key {err[0]}: {err[1]}; see workflow/schemas/{schema_path.name}")
     validate(data, str(schema_path), set_default=True)
 
 
+config.update(_coerce(dict(config), _schema("config.schema.yaml")))
 _validate(config, "config.schema.yaml", "config")
+for _key in ("samples", "input_dir", "results_dir"):  # "~/x" means the home folder, as in a shell
+    config[_key] = os.path.expanduser(config[_key])
+config["demo"]["dir"] = os.path.expanduser(config["demo"]["dir"])
 
-RESULTS = config["results_dir"].rstrip("/")
+
+def _results_dir(value):
+    """The results folder, refused when outputs would land at the root or inside the inputs."""
+    if not str(value).strip():
+        raise WorkflowError(
+            "config key results_dir: empty; outputs would be written to the root folder. Set a "
+            "folder for the outputs, e.g. results_dir: results"
+        )
+    resolved = Path(value).resolve()
+    if resolved == Path(resolved.anchor):
+        raise WorkflowError(
+            f"config key results_dir: '{value}' is the root of the file system; set a folder "
+            "for the outputs, e.g. results_dir: results"
+        )
+    return os.path.normpath(str(value))
+
+
+def _inside(child, parent):
+    c, p = Path(child).resolve(), Path(parent).resolve()
+    return c == p or p in c.parents
+
+
+RESULTS = _results_dir(config["results_dir"])
 DEMO = config["demo"]
-
+QUIET_S = config["readiness"]["quiet_s"]
+MAIN = workflow.is_main_process  # only the main process plans; cluster jobs read its manifests
+if not config["samples"] and _inside(RESULTS, config["input_dir"]):
+    raise WorkflowError(
+        f"config key results_dir: '{config['results_dir']}' is inside input_dir "
+        f"'{config['input_dir']}', so outputs would be discovered as samples; put the results "
+        "outside the input folder"
+    )
 
 DEMO_BEADS = "demo_beads"  # name of the simulated bead movie sample
 
 
+def _demo_enabled():
+    """demo.enabled, with auto = only when the default input folder is used without a sheet."""
+    enabled = DEMO["enabled"]
+    if enabled == "auto":
+        return not config["samples"] and os.path.normpath(config["input_dir"]) == os.path.normpath(DEMO["dir"])
+    return bool(enabled)
+
+
+DEMO_ENABLED = _demo_enabled()
+
+
 def _demo_samples():
     """The simulated smear demo samples."""
-    if not DEMO["enabled"]:
+    if not DEMO_ENABLED:
         return []
     return [f"demo_smear_{n}" for n in range(1, DEMO["samples"] + 1)]
 
 
 def _demo_bead_samples():
     """The simulated bead movie sample (one, or none)."""
-    return [DEMO_BEADS] if DEMO["enabled"] and DEMO["beads"]["enabled"] else []
+    return [DEMO_BEADS] if DEMO_ENABLED and DEMO["beads"]["enabled"] else []
+
+
+def _demo_path(sample):
+    return os.path.normpath(f"{DEMO['dir']}/{sample}")
 
 
 def _detect_kind(path):
     """Kind of a discovered folder; 'unknown' lets its ingest job fail with a clear message."""
-    from scopeflow.errors import ScopeflowError
-
     try:
         return detect_kind(path)
     except ScopeflowError:
         return "unknown"
 
 
-def _read_sheet(sheet):
-    path = Path(sheet)
-    if not path.is_file():
-        raise WorkflowError(
-            f"config key samples: sample sheet '{sheet}' does not exist; fix the path, "
-            "or set samples to \"\" to discover the folders under input_dir"
-        )
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    df = pd.read_csv(path, sep=sep, dtype={"sample": str, "kind": str, "path": str, "regions": str}, comment="#")
-    df.columns = [c.strip() for c in df.columns]
-    missing = {"sample", "kind", "path"} - set(df.columns)
-    if missing:
-        raise WorkflowError(f"{sheet}: missing column(s) {sorted(missing)}; the sheet needs sample, kind, path")
-    for optional in ("pixel_size_um", "fps", "regions"):
-        if optional not in df.columns:
-            df[optional] = None
-    df = df.astype(object).where(df.notna(), None)
-    for n, row in enumerate(df.to_dict("records"), start=2):
-        _validate(row, "samples.schema.yaml", f"{sheet} line {n}:")
-    dups = df["sample"][df["sample"].duplicated()].tolist()
-    if dups:
-        raise WorkflowError(f"{sheet}: duplicate sample name(s) {dups}; sample names must be unique")
-    base = path.parent
-    df["path"] = [p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p)) for p in df["path"]]
-    return df
+def _row(sample, kind, path, error=None, pixel_size_um=None, fps=None, regions=None):
+    return {"sample": sample, "kind": kind, "path": path, "pixel_size_um": pixel_size_um, "fps": fps,
+            "regions": regions, "error": error}
+
+
+def _sheet_rows(sheet):
+    """Rows of the sample sheet; a bad row becomes a sample that fails alone with its error."""
+    try:
+        rows = read_sample_sheet(sheet)
+    except ScopeflowError as exc:
+        raise WorkflowError(str(exc)) from None
+    schema = _schema("samples.schema.yaml")
+    out = []
+    for r in rows:
+        where = f"{sheet} line {r['line']}"
+        values = {k: r[k] for k in ("sample", "kind", "path", "pixel_size_um", "fps", "regions")}
+        err = _first_error(values, schema)
+        error = None
+        if not r["sample"]:
+            error = f"{where}: column sample is empty; give the row a sample name or delete the row"
+        elif err:
+            error = f"{where}: column {err[0]}: {err[1]}; fix the row (see workflow/schemas/samples.schema.yaml)"
+        elif not r["path"]:
+            error = f"{where}: column path is empty; give the acquisition folder or image file"
+        elif not os.path.exists(r["path"]):
+            error = (f"{r['path']}: does not exist ({where}); fix the path (relative paths are "
+                     "relative to the sheet, ~ is the home folder)")
+        out.append(_row(r["sample"] or f"line{r['line']}", r["kind"] or "unknown", r["path"], error,
+                        r["pixel_size_um"] if isinstance(r["pixel_size_um"], float) else None,
+                        r["fps"] if isinstance(r["fps"], float) else None, r["regions"]) | {"line": r["line"]})
+    by_name = {}
+    for r in out:
+        by_name.setdefault(r["sample"], []).append(r)
+    merged = []
+    for name, group in by_name.items():
+        if len(group) > 1:
+            lines = " and ".join(str(g["line"]) for g in group)
+            group[0]["error"] = (f"{sheet}: sample name {name!r} is on lines {lines}; sample names "
+                                 "must be unique, rename or delete the duplicates")
+        merged.append(group[0])
+    return merged
 
 
 def _discover(input_dir):
@@ -89,35 +201,104 @@ def _discover(input_dir):
     if root.is_dir():
         for p in sorted(root.iterdir()):
             if p.is_dir() and not p.name.startswith("."):
-                rows.append({"sample": p.name, "kind": _detect_kind(p), "path": str(p),
-                             "pixel_size_um": None, "fps": None, "regions": None})
-    return pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps", "regions"])
+                error = None
+                if not valid_sample_name(p.name):
+                    error = (f"{p}: folder name {p.name!r} cannot be a sample name (letters, digits "
+                             "and _ . - only, starting with a letter or digit); rename the folder")
+                rows.append(_row(p.name, _detect_kind(p), os.path.normpath(str(p)), error))
+    return rows
+
+
+def _safe_names(rows):
+    """Give rows whose name cannot be a path a usable one (their job fails with the error)."""
+    taken = {r["sample"] for r in rows if valid_sample_name(r["sample"])}
+    for r in rows:
+        if not valid_sample_name(r["sample"]):
+            r["sample"] = safe_sample_name(r["sample"], taken)
+            taken.add(r["sample"])
+    return rows
 
 
 def load_samples():
     """The sample table: sheet rows, or discovered folders, plus the demo samples."""
-    if config["samples"]:
-        df = _read_sheet(config["samples"])
-    else:
-        df = _discover(config["input_dir"])
-    demo_kinds = [(s, "smear_raw") for s in _demo_samples()] + [
-        (s, "beads") for s in _demo_bead_samples()
-    ]
-    demo_rows = [
-        {"sample": s, "kind": k, "path": f"{DEMO['dir'].rstrip('/')}/{s}", "pixel_size_um": None, "fps": None,
-         "regions": None}
-        for s, k in demo_kinds
-        if s not in set(df["sample"])
-    ]
-    if demo_rows:
-        df = pd.concat([df, pd.DataFrame(demo_rows)], ignore_index=True)
+    rows = _sheet_rows(config["samples"]) if config["samples"] else _discover(config["input_dir"])
+    names = {r["sample"] for r in rows}
+    demo = [(s, "smear_raw") for s in _demo_samples()] + [(s, "beads") for s in _demo_bead_samples()]
+    rows += [_row(s, k, _demo_path(s)) for s, k in demo if s not in names]
+    rows = _safe_names(rows)
+    for r in rows:
+        if r["error"] is None and r["path"] and _inside(RESULTS, r["path"]):
+            raise WorkflowError(
+                f"config key results_dir: '{config['results_dir']}' is inside the input "
+                f"{r['path']} (sample {r['sample']}); put the results outside the inputs"
+            )
+    df = pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps", "regions", "error"])
+    df = df.astype(object).where(df.notna(), None)
     return df.set_index("sample", drop=False)
 
 
 SAMPLES = load_samples()
+
+
+def manifest_path(sample):
+    """The sample's input manifest: the files (name, size, mtime) its results are made from."""
+    return f"{RESULTS}/{sample}/inputs.json"
+
+
+def manifest_record(sample, files=None, error=None):
+    """What the manifest of a sample holds (the demo rules write the same record)."""
+    row = SAMPLES.loc[sample]
+    if error is not None:
+        return {"sample": sample, "path": row["path"], "error": error}
+    return {"sample": sample, "kind": row["kind"], "path": row["path"], "files": files}
+
+
+def _plan(sample):
+    """State of a sample: 'ready' (manifest current), 'error' (fails alone), 'demo' (made by
+    a rule), 'waiting' (incomplete, skipped). Writes the manifest when it changed."""
+    row = SAMPLES.loc[sample]
+    mpath = manifest_path(sample)
+    if not MAIN:  # a cluster job: the main process has planned
+        return "ready" if os.path.exists(mpath) else "demo"
+    if row["error"] is not None:
+        readiness.write_if_changed(manifest_record(sample, error=row["error"]), mpath)
+        return "error"
+    if sample in _demo_samples() + _demo_bead_samples() and not os.path.exists(row["path"]):
+        return "demo"
+    verdict = readiness.check_ready(row["path"], QUIET_S)
+    if not verdict.ready:
+        print(f"scopeflow: sample {sample} ({row['path']}) is not complete, skipped: {verdict.reason}; "
+              "the next run picks it up", file=sys.stderr)
+        return "waiting"
+    try:
+        files = readiness.file_manifest(row["path"])
+    except OSError as exc:
+        readiness.write_if_changed(
+            manifest_record(sample, error=f"{exc.filename or row['path']}: cannot list the files "
+                                          f"({exc.strerror}); check the permissions"), mpath)
+        return "error"
+    if readiness.write_if_changed(manifest_record(sample, files=files), mpath):
+        print(f"scopeflow: sample {sample}: new or changed input files, (re)processed", file=sys.stderr)
+    return "ready"
+
+
+STATE = {s: _plan(s) for s in SAMPLES["sample"]}
+
+
+def _done_before(sample):
+    return os.path.exists(manifest_path(sample)) and os.path.exists(f"{RESULTS}/{sample}/sample.parquet")
+
+
+def _targeted(sample):
+    """A waiting sample keeps its earlier results (nothing reruns) or is left out."""
+    return STATE[sample] != "waiting" or _done_before(sample)
+
+
 # 'unknown' (discovery could not tell) goes the smear way: its ingest job says why it fails
-SMEAR_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in SMEAR_KINDS or k == "unknown"]
+SMEAR_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k not in BEAD_KINDS]
 BEAD_SAMPLES = [s for s, k in zip(SAMPLES["sample"], SAMPLES["kind"]) if k in BEAD_KINDS]
+TARGET_SMEAR = [s for s in SMEAR_SAMPLES if _targeted(s)]
+TARGET_BEADS = [s for s in BEAD_SAMPLES if _targeted(s)]
 
 
 def _one_of(names):
@@ -148,14 +329,21 @@ def sample_regions(sample):
 
 
 def n_shards(sample):
-    """Jobs a sample's FOVs are split into (planned from file names when the DAG is built)."""
+    """Jobs a sample's FOVs are split into, planned from its manifest (the ingest job processes
+    exactly the FOVs listed there, so the plan and the images stored always agree)."""
     row = SAMPLES.loc[sample]
-    if sample in _demo_samples() and not Path(row["path"]).exists():
+    mpath = manifest_path(sample)
+    if os.path.exists(mpath):
+        record = readiness.read_manifest(mpath)
+        n = (count_fovs(row["kind"], row["path"], files=record.get("files"),
+                        regions=sample_regions(sample), zstack=config["zstack"])
+             if "files" in record else 1)
+    elif sample in _demo_samples():
         n = DEMO["ny"] * DEMO["nx"]
         if DEMO["layout"] != "octopi":  # Squid layouts: every region and time point
             n *= len(DEMO["regions"]) * DEMO["nt"] * (DEMO["nz"] if str(config["zstack"]) == "all" else 1)
     else:
-        n = count_fovs(row["kind"], row["path"], sample_regions(sample), config["zstack"])
+        n = 1
     return max(1, -(-n // FOVS_PER_JOB))
 
 
@@ -199,9 +387,10 @@ def sample_value(wildcards, key):
 
 
 def sample_input(wildcards):
-    """The sample's acquisition folder / DPC file(s) / bead movie: a per-sample input, so new
-    samples do not invalidate old ones."""
-    return sample_row(wildcards)["path"]
+    """The sample's input manifest (its files' names, sizes and mtimes; rewritten only when they
+    change): a per-sample input, so new samples do not invalidate old ones and files added to a
+    processed acquisition rerun exactly that sample."""
+    return manifest_path(wildcards.sample)
 
 
 def sample_outputs(sample):
@@ -231,10 +420,10 @@ def bead_outputs(sample):
 
 
 def all_outputs():
-    files = [o for s in SMEAR_SAMPLES for o in sample_outputs(s)]
-    if SMEAR_SAMPLES:
+    files = [o for s in TARGET_SMEAR for o in sample_outputs(s)]
+    if TARGET_SMEAR:
         files.append(f"{RESULTS}/samples.parquet")
-    files += [o for s in BEAD_SAMPLES for o in bead_outputs(s)]
-    if BEAD_SAMPLES:
+    files += [o for s in TARGET_BEADS for o in bead_outputs(s)]
+    if TARGET_BEADS:
         files.append(f"{RESULTS}/bead_samples.parquet")
     return files

@@ -4,8 +4,10 @@
 
 rule demo_acquisition:
     output:
-        directory(f"{DEMO['dir'].rstrip('/')}/{{demo_sample}}"),
+        directory(f"{os.path.normpath(DEMO['dir'])}/{{demo_sample}}"),
+        manifest=manifest_path("{demo_sample}"),  # what planning writes for an existing folder
     params:
+        record=lambda wc: manifest_record(wc.demo_sample, files=[]),
         ny=DEMO["ny"],
         nx=DEMO["nx"],
         size=DEMO["size"],
@@ -24,7 +26,7 @@ rule demo_acquisition:
 
 rule ingest:
     input:
-        sample_input,
+        manifest=sample_input,
     output:
         fovs=out("{sample}", "ingest/fovs.tsv"),
         flatfield=out("{sample}", "ingest/flatfield.npz"),

@@ -30,7 +30,7 @@ rule sample_overview:
 
 rule summarize_samples:
     input:
-        expand(out("{sample}", "sample.parquet"), sample=SMEAR_SAMPLES),
+        expand(out("{sample}", "sample.parquet"), sample=TARGET_SMEAR),
     output:
         parquet=f"{RESULTS}/samples.parquet",
         csv=report(

@@ -5,8 +5,10 @@
 
 rule demo_beads:
     output:
-        directory(f"{DEMO['dir'].rstrip('/')}/{DEMO_BEADS}"),
+        directory(f"{os.path.normpath(DEMO['dir'])}/{DEMO_BEADS}"),
+        manifest=manifest_path(DEMO_BEADS),  # what planning writes for an existing folder
     params:
+        record=lambda wc: manifest_record(DEMO_BEADS, files=[]),
         frames=DEMO["beads"]["frames"],
         size=DEMO["beads"]["size"],
         n_beads=DEMO["beads"]["n_beads"],
@@ -27,7 +29,7 @@ rule demo_beads:
 
 rule ingest_beads:
     input:
-        sample_input,
+        manifest=sample_input,
     output:
         zarr=directory(out("{sample}", "{sample}.ome.zarr")),
     wildcard_constraints:
@@ -140,7 +142,7 @@ rule bead_figure:
 
 rule summarize_beads:
     input:
-        expand(out("{sample}", "sample.parquet"), sample=BEAD_SAMPLES),
+        expand(out("{sample}", "sample.parquet"), sample=TARGET_BEADS),
     output:
         parquet=f"{RESULTS}/bead_samples.parquet",
         csv=report(

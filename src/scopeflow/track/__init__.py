@@ -190,6 +190,9 @@ def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict
                  "fit_lags")
     lopts = {k: opts.pop(k) for k in link_keys if k in opts}
     movie = read_frames(frames)
+    from scopeflow.track.link import require_msd_frames
+
+    require_msd_frames(len(movie), frames if isinstance(frames, (str, Path)) else "movie")
     model = opts.pop("model", None)
     locs = locate_stack(movie, model, **opts)
     res = track_pipeline(locs, pixel_size_um, fps, n_frames=len(movie), **lopts)

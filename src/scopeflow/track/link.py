@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "MIN_MSD_FRAMES",
+    "require_msd_frames",
     "link",
     "filter_stubs",
     "compute_drift",
@@ -607,6 +609,34 @@ def summarize_tracks(
         out["D_particle_iqr_um2_s"] = (
             float(d.quantile(0.75) - d.quantile(0.25)) if len(d) else float("nan"))
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}
+
+
+#: Fewest frames an MSD fit needs: two lags (MSD = 4 D tau + c has two unknowns).
+MIN_MSD_FRAMES = 3
+
+
+def require_msd_frames(n_frames: int | None, source: object) -> None:
+    """Stop with one line when a movie is too short for an MSD fit.
+
+    Parameters
+    ----------
+    n_frames : int or None
+        Frames of the movie (None: unknown, not checked).
+    source : object
+        The movie (path or name) the message names.
+
+    Raises
+    ------
+    scopeflow.errors.ScopeflowError
+        ``n_frames`` < :data:`MIN_MSD_FRAMES`.
+    """
+    from scopeflow.errors import ScopeflowError
+
+    if n_frames is not None and int(n_frames) < MIN_MSD_FRAMES:
+        raise ScopeflowError(
+            f"{source}: {int(n_frames)} frame(s); an MSD and diffusion coefficient need at least "
+            f"{MIN_MSD_FRAMES} frames (two lags); give a longer movie"
+        )
 
 
 def track_pipeline(

@@ -509,6 +509,9 @@ def track_movie(
     if not ps or not fps:
         raise ScopeflowError(f"{locs_parquet}: no pixel size / fps in its provenance; rerun the "
                              "locate step (scopeflow.track.pipeline.locate_movie)")
+    from scopeflow.track.link import require_msd_frames
+
+    require_msd_frames(movie.get("n_frames"), (prov.get("inputs") or [sample])[0])
     locs = tables.read_table(locs_parquet)
     locs = locs.drop(columns=["sample"]).rename(columns={"y_px": "y", "x_px": "x"})
     params = {"search_range_px": search_range_px, "memory": memory,

@@ -1,0 +1,350 @@
+"""Is an acquisition complete? Decided from the data, and the file set it was processed from.
+
+A drop folder receives acquisitions while the workflow may run. Two questions are answered
+here, without reading pixels:
+
+1. **Ready?** :func:`check_ready` returns ``Readiness(ready, reason, how)``. The layout's
+   own completion marker decides when there is one (Octopi/Squid write ``done`` into each
+   time-point folder when it finishes; Squid's Zarr mode sets ``acquisition_complete`` in the
+   ``_squid`` attributes of its stores). Without a marker, the acquisition is ready when
+   nothing under it changed (file or folder, mtime or ctime) for ``quiet_s`` seconds. The
+   ctime catches copies that keep the source's mtimes (``cp -p``, ``rsync -a``).
+   Other layouts plug in with :func:`register_marker_check`.
+2. **Which files?** :func:`file_manifest` lists the files (relative name, size in bytes,
+   mtime in ns) of an acquisition. The workflow stores it per sample and rewrites it only when
+   it changes, so a changed file set (FOVs added to a processed acquisition) reruns exactly
+   that sample, and the ingest job processes the files listed there and no others
+   (:func:`verify_files`).
+
+Kept light (standard library only): Snakemake imports it when it builds the workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from scopeflow.errors import ScopeflowError
+
+__all__ = [
+    "DONE_FILE",
+    "IGNORED_NAMES",
+    "Readiness",
+    "check_ready",
+    "file_manifest",
+    "newest_change",
+    "planned_input",
+    "read_manifest",
+    "register_marker_check",
+    "verify_unchanged",
+    "verify_files",
+    "write_if_changed",
+]
+
+#: Octopi/Squid write this empty file into a time-point folder when the time point is complete.
+DONE_FILE = "done"
+#: Files that never count as acquisition content (markers and operating-system clutter).
+IGNORED_NAMES = frozenset({DONE_FILE, "Thumbs.db", "desktop.ini"})
+_PARAMS_FILE = "acquisition parameters.json"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether an acquisition can be processed now.
+
+    Attributes
+    ----------
+    ready : bool
+        True when complete.
+    reason : str
+        One line saying why (shown when the sample is skipped).
+    how : str
+        What decided: ``"marker"`` (a completion marker of the layout), ``"quiet"`` (the
+        quiet period) or ``"missing"`` (the path does not exist).
+    """
+
+    ready: bool
+    reason: str
+    how: str
+
+
+MarkerCheck = Callable[[Path], "Readiness | None"]
+_MARKER_CHECKS: list[MarkerCheck] = []
+
+
+def register_marker_check(check: MarkerCheck) -> MarkerCheck:
+    """Add a layout's completion-marker check (usable as a decorator).
+
+    ``check(path)`` returns None when the layout at ``path`` does not use that marker (the next
+    check, and finally the quiet period, decides), else a :class:`Readiness` with
+    ``how="marker"``. Checks run in registration order; the first answer wins.
+    """
+    _MARKER_CHECKS.append(check)
+    return check
+
+
+@register_marker_check
+def _octopi_done(path: Path) -> Readiness | None:
+    """Octopi/Squid individual-image layout: every time-point folder holds ``done``.
+
+    Applies when the folder holds ``acquisition parameters.json`` and at least one time-point
+    folder holds ``done`` (older Octopi versions write none: the quiet period decides).
+    """
+    if not path.is_dir() or not (path / _PARAMS_FILE).is_file():
+        return None
+    tdirs = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    done = [t for t in tdirs if (t / DONE_FILE).is_file()]
+    if not done:
+        return None
+    missing = [t for t in tdirs if t not in done]
+    if missing:
+        return Readiness(
+            False,
+            f"time point {missing[0].name}/ has no '{DONE_FILE}' file yet ({len(done)} of {len(tdirs)} "
+            f"time points done); if the acquisition was stopped, create it: touch '{missing[0] / DONE_FILE}'",
+            "marker",
+        )
+    return Readiness(True, f"'{DONE_FILE}' in every time-point folder ({len(tdirs)})", "marker")
+
+
+def _zarr_attributes(meta_file: Path) -> dict:
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    attrs = meta.get("attributes", meta) if meta_file.name == "zarr.json" else meta
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def _is_array(meta_file: Path) -> bool:
+    """Whether a Zarr v3 ``zarr.json`` describes an array (not a group)."""
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "array"
+
+
+@register_marker_check
+def _squid_zarr_complete(path: Path) -> Readiness | None:
+    """Squid's Zarr saving mode: every store's ``_squid`` attributes say ``acquisition_complete``.
+
+    Applies when some ``zarr.json`` / ``.zattrs`` under ``path`` carries a ``_squid`` block.
+    """
+    if not path.is_dir():
+        return None
+    blocks = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in ("zarr.json", ".zattrs"):
+            if name in files:
+                squid = _zarr_attributes(Path(root) / name).get("_squid")
+                if isinstance(squid, dict):
+                    blocks.append((Path(root), squid))
+        if ".zarray" in files or "zarr.json" in files and _is_array(Path(root) / "zarr.json"):
+            dirs[:] = []  # inside an array: chunk folders, no more metadata below
+            # (a group with digit-named children, e.g. a plate well's FOVs, is walked on)
+    if not blocks:
+        return None
+    pending = [p for p, b in blocks if not b.get("acquisition_complete")]
+    if pending:
+        return Readiness(
+            False,
+            f"{pending[0]}: acquisition_complete is not set yet in its _squid attributes "
+            f"({len(blocks) - len(pending)} of {len(blocks)} stores complete)",
+            "marker",
+        )
+    return Readiness(True, f"acquisition_complete in every Squid store ({len(blocks)})", "marker")
+
+
+def _walk(path: Path, hidden: bool = False) -> Iterable[tuple[Path, os.stat_result]]:
+    """(path, lstat) of ``path`` and of everything under it; hidden names only with ``hidden``."""
+    yield path, path.lstat()
+    if not path.is_dir():
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if hidden or not d.startswith("."))
+        for name in [*dirs, *sorted(f for f in files if hidden or not f.startswith("."))]:
+            p = Path(root) / name
+            try:
+                yield p, p.lstat()
+            except FileNotFoundError:  # removed while listed
+                continue
+
+
+def newest_change(path: str | Path) -> float:
+    """Latest mtime or ctime (s since the epoch) of ``path`` and everything under it.
+
+    Hidden files (names starting with ``.``) count too: ``rsync`` writes into them first.
+    """
+    newest = 0.0
+    for _, st in _walk(Path(path), hidden=True):
+        newest = max(newest, st.st_mtime, st.st_ctime)
+    return newest
+
+
+def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = None) -> Readiness:
+    """Whether the acquisition (or image file/folder) at ``path`` is complete.
+
+    Parameters
+    ----------
+    path : str or Path
+        Acquisition folder, folder of images, or image file.
+    quiet_s : float
+        Seconds without any change under ``path`` after which an acquisition without a
+        completion marker is taken as complete.
+    now : float, optional
+        Current time (s since the epoch); default :func:`time.time`.
+
+    Returns
+    -------
+    Readiness
+    """
+    p = Path(path)
+    if not p.exists():
+        return Readiness(False, f"{p}: does not exist", "missing")
+    for check in _MARKER_CHECKS:
+        verdict = check(p)
+        if verdict is not None:
+            return verdict
+    now = time.time() if now is None else now
+    age = now - newest_change(p)
+    if age >= quiet_s:
+        return Readiness(True, f"no change for {age:.0f} s (quiet period {quiet_s:g} s)", "quiet")
+    return Readiness(
+        False,
+        f"last change {max(age, 0):.0f} s ago and no completion marker; taken as complete after "
+        f"{quiet_s:g} s without changes (readiness.quiet_s)",
+        "quiet",
+    )
+
+
+def file_manifest(path: str | Path) -> list[list]:
+    """The files of an acquisition: ``[relative name, size (bytes), mtime (ns)]``, sorted.
+
+    Hidden files (``.*``, also hidden folders) and :data:`IGNORED_NAMES` are left out. For a
+    single file the name is the file's own name. Relative names use ``/``.
+    """
+    p = Path(path)
+    if p.is_file():
+        st = p.stat()
+        return [[p.name, st.st_size, st.st_mtime_ns]]
+    rows = []
+    for q, _ in _walk(p):
+        if q == p or not q.is_file() or q.name in IGNORED_NAMES:
+            continue
+        st = q.stat()  # through symbolic links: the image itself
+        rows.append([q.relative_to(p).as_posix(), st.st_size, st.st_mtime_ns])
+    return sorted(rows)
+
+
+def manifest_base(path: str | Path) -> Path:
+    """Folder the manifest's relative names start from (the file's folder for a file)."""
+    p = Path(path)
+    return p.parent if p.is_file() else p
+
+
+def write_if_changed(record: Mapping, dest: str | Path) -> bool:
+    """Write ``record`` as JSON to ``dest`` unless it already holds exactly that; True if written.
+
+    An unchanged record keeps its mtime, so Snakemake's mtime trigger fires only when the
+    content changed. The write is atomic (temporary file + rename).
+    """
+    dest = Path(dest)
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    try:
+        if dest.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, dest)
+    return True
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The record written by :func:`write_if_changed` (a one-line error when unreadable)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScopeflowError(f"{path}: unreadable input manifest ({exc}); delete it and rerun") from exc
+    if not isinstance(record, dict):
+        raise ScopeflowError(f"{path}: input manifest is not a JSON object; delete it and rerun")
+    return record
+
+
+def verify_files(path: str | Path, files: Iterable[Iterable]) -> set[Path]:
+    """Check that the listed files are still there, unchanged; return their paths.
+
+    Parameters
+    ----------
+    path : str or Path
+        The acquisition (see :func:`manifest_base`).
+    files : iterable of (name, size, mtime_ns)
+        As listed by :func:`file_manifest` when the run was planned.
+
+    Raises
+    ------
+    ScopeflowError
+        A file vanished or changed size or mtime since then (one line naming it).
+    """
+    base = manifest_base(path)
+    out = set()
+    for name, size, mtime_ns in files:
+        f = base / name
+        try:
+            st = f.stat()
+        except OSError:
+            raise ScopeflowError(
+                f"{f}: removed since the run was planned; the acquisition is still changing, "
+                "rerun when it is complete"
+            ) from None
+        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+            raise ScopeflowError(
+                f"{f}: changed since the run was planned ({size} -> {st.st_size} bytes); the "
+                "acquisition is still being written, rerun when it is complete"
+            )
+        out.add(f)
+    return out
+
+
+def planned_input(manifest: str | Path) -> tuple[str, list[list]]:
+    """The input path and file list a sample's ingest job must process.
+
+    Raises
+    ------
+    ScopeflowError
+        The error planning recorded for the sample (bad sheet row, missing path, invalid
+        name, ...), as its one line.
+    """
+    record = read_manifest(manifest)
+    if record.get("error"):
+        raise ScopeflowError(str(record["error"]))
+    return str(record["path"]), [list(f) for f in record.get("files", [])]
+
+
+def verify_unchanged(path: str | Path, files: Iterable[Iterable]) -> None:
+    """Check that ``path`` holds exactly the planned files, unchanged (for inputs read whole).
+
+    Raises
+    ------
+    ScopeflowError
+        A file was added, removed or changed since the run was planned (one line naming it).
+    """
+    files = [list(f) for f in files]
+    verify_files(path, files)
+    planned = {f[0] for f in files}
+    added = [row[0] for row in file_manifest(path) if row[0] not in planned]
+    if added:
+        raise ScopeflowError(
+            f"{manifest_base(path) / added[0]}: added since the run was planned ({len(added)} new "
+            "file(s)); the input is still being copied, rerun when it is complete"
+        )
