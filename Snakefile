@@ -14,12 +14,14 @@ configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/warmup.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/dpc.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/qc.smk"
+include: "workflow/rules/parasites.smk"
 include: "workflow/rules/track.smk"
 
 

@@ -16,6 +16,10 @@ def main(smk):
         from scopeflow.simulate import simulate_acquisition
 
         simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+        if p.parasites_per_ul > 0:
+            from scopeflow.simulate.parasites import add_fluorescence
+
+            add_fluorescence(smk.output[0], parasites_per_ul=p.parasites_per_ul, seed=p.seed)
     else:  # a Squid save mode: regions x FOVs x z planes x time points, 12-bit in uint16
         from scopeflow.simulate.squid import simulate_squid_acquisition
 

@@ -15,7 +15,7 @@ def main(smk):
     fovs = shard_fovs(smk.input.fovs, int(smk.wildcards.shard), p.fovs_per_job)
     write_images(
         smk.input.fovs, smk.input.flatfield, p.zarr, smk.output.record, fovs=fovs,
-        phase=p.phase, phase_reg=p.phase_reg, na_illum=p.na_illum,
+        phase=p.phase, phase_reg=p.phase_reg, na_illum=p.na_illum, threads=smk.threads,
     )
 
 

@@ -11,14 +11,15 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.io.readiness import planned_input
-    from scopeflow.pipeline import create_store, ingest, sample_provenance
+    from scopeflow.pipeline import create_store, ingest_rows, sample_provenance
 
     p = smk.params
     path, files = planned_input(smk.input.manifest)  # the sample's error, if planning found one
-    ingest(
+    ingest_rows(
         p.kind, path, smk.output.fovs, smk.output.flatfield,
         pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.default_pixel_size_um,
         na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield, files=files,
+        fluorescence_channel=p.fluorescence_channel,
         regions=p.regions, zstack=p.zstack, focus_metric=p.focus_metric,
     )
     create_store(smk.output.fovs, smk.output.zarr,

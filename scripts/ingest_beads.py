@@ -12,6 +12,7 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     from scopeflow.io.readiness import planned_input, verify_unchanged
     from scopeflow.provenance import make_provenance
+    from scopeflow.track.link import MIN_MSD_FRAMES
     from scopeflow.track.pipeline import ingest_movie
 
     p = smk.params
@@ -22,6 +23,7 @@ def main(smk):
         path, smk.output.zarr, pixel_size_um=p.pixel_size_um, fps=p.fps,
         default_pixel_size_um=p.default_pixel_size_um, default_fps=p.default_fps,
         provenance=make_provenance(smk.config, inputs=[path], sample=s), sample=s,
+        min_frames=MIN_MSD_FRAMES,  # every movie of the workflow goes on to an MSD fit
     )
     verify_unchanged(path, files)  # a frame added while copying: fail, the next run redoes it
 

@@ -99,6 +99,21 @@ def test_octopi_done_marker_decides(tmp_path):
     assert readiness.check_ready(acq, quiet_s=1e9).ready
 
 
+def test_done_copied_before_the_images_is_not_trusted(tmp_path):
+    """cp -r copies in directory order: 'done' and coordinates.csv may arrive before images."""
+    from scopeflow.simulate import simulate_acquisition
+
+    full = simulate_acquisition(tmp_path / "full", ny=1, nx=3, shape=(64, 64), seed=1)
+    acq = tmp_path / "copy"
+    copy_fovs(full, acq, ["0_0_0"], done=True)
+    verdict = readiness.check_ready(acq, quiet_s=60)
+    assert not verdict.ready and "coordinates.csv lists 3 FOVs but 1 have images" in verdict.reason
+    assert readiness.check_ready(acq, quiet_s=60, now=time.time() + 61).ready  # an odd file: quiet decides
+    copy_fovs(full, acq, ["0_1_0", "0_2_0"], done=True)
+    verdict = readiness.check_ready(acq, quiet_s=60)
+    assert verdict.ready and verdict.how == "marker"
+
+
 def test_quiet_period_without_marker_sees_ctime(tmp_path):
     acq = tmp_path / "plain"
     acq.mkdir()
@@ -275,6 +290,36 @@ def test_copy_while_running_never_loses_or_half_processes(tmp_path):
     assert len(pd.read_parquet(res / "samples.parquet")) == 4
 
 
+def test_copy_between_planning_and_ingest_keeps_series_list_and_images_equal(tmp_path):
+    """fovs_per_job 1, 2 FOVs planned, 2 more land before the ingest job starts: the run stores
+    and measures the 2 planned FOVs (series list = images = tables); the next run redoes the
+    sample with all 4, equal to the complete folder."""
+    from scopeflow.simulate import simulate_acquisition
+
+    work = tmp_path / "run"
+    full = simulate_acquisition(work / "drop" / "reference", ny=1, nx=4, shape=(192, 192), seed=3)
+    slide = work / "drop" / "slide"
+    copy_fovs(full, slide, ["0_0_0", "0_1_0"], done=False)
+    write_config(work, input_dir="drop", sharding={"fovs_per_job": 1})  # quiet period 0: ready
+    env = dict(os.environ, SCOPEFLOW_TEST_COPY_AT_INGEST=f"{full}::{slide}",
+               PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), os.environ.get("PYTHONPATH", "")]))
+    snakemake(work, "--cores", "2", env=env)
+    res = work / "results" / "slide"
+    assert len(list((slide / "0").glob("*.bmp"))) == 8  # the copy did land during the run
+    assert ome_zarr.fov_names(res / "slide.ome.zarr") == ["0-0_0_0", "0-0_1_0"]
+    assert sorted(pd.read_parquet(res / "fovs.parquet")["fov"]) == ["0-0_0_0", "0-0_1_0"]
+    assert "2 FOVs arrived after the run was planned" in (res / "logs" / "ingest.log").read_text()
+    jobs = per_sample_jobs(work)
+    assert {s for _, s in jobs} == {"slide"} and ("dpc", "slide") in jobs, jobs
+    snakemake(work, "--cores", "2")
+    assert ome_zarr.fov_names(res / "slide.ome.zarr") == [f"0-0_{j}_0" for j in range(4)]
+    for table in ("cells", "fovs", "sample"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(work / "results" / "reference" / f"{table}.parquet").drop(columns="sample"),
+            pd.read_parquet(res / f"{table}.parquet").drop(columns="sample"),
+        )
+
+
 @pytest.fixture(scope="module")
 def bad_sheet_run(tmp_path_factory):
     """One run over a UTF-16, semicolon-separated sheet whose rows are mostly bad."""
@@ -428,3 +473,17 @@ def test_nan_focus_never_passes_the_fov_check():
     out = fov_verdicts(fovs)
     assert out["focus_pass"].tolist() == [True, False, True]
     assert not out["fov_pass"].iloc[1]
+
+
+def test_tilde_in_the_sheet_setting_and_rows_is_the_home_folder(tmp_path):
+    from scopeflow.simulate import simulate_acquisition
+
+    home = tmp_path / "home"
+    simulate_acquisition(home / "data" / "slide", ny=1, nx=2, shape=(128, 128), seed=1)
+    (home / "sheet.tsv").write_text("sample\tkind\tpath\nslide\tsmear_raw\t~/data/slide\n")
+    work = tmp_path / "work"
+    write_config(work, samples="~/sheet.tsv")
+    proc = snakemake(work, "-n", "--cores", "2", env=dict(os.environ, HOME=str(home)))
+    assert "rule ingest:" in proc.stdout + proc.stderr
+    record = json.loads((work / "results" / "slide" / "inputs.json").read_text())
+    assert record["path"] == str(home / "data" / "slide") and len(record["files"]) > 4

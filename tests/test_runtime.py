@@ -251,3 +251,47 @@ def test_dropped_torch_reference_stops_its_child():
     proc = ref.proc
     del ref
     assert proc.wait(timeout=60) != 0  # killed, not left waiting for a tile
+
+
+def test_shipped_reference_logits_are_torch_on_their_tile(torch_one_thread):
+    """The shipped check file: torch's logits of the trained weights on its tile, checked at load."""
+    import torch
+
+    from scopeflow.segment.unet import load_check_tile, load_weights, network_from_weights
+
+    loaded = load_weights(DEFAULT_WEIGHTS)
+    check = load_check_tile(DEFAULT_WEIGHTS, loaded["sha256"])
+    assert check is not None and check["tile"].shape == (1, 1, 128, 128)
+    with torch.inference_mode():
+        ref = network_from_weights(loaded)(torch.from_numpy(check["tile"])).numpy()
+    assert float(np.abs(ref - check["logits"]).max()) <= 1e-5
+
+
+def test_onnx_check_uses_shipped_logits_without_a_torch_child(tmp_path, torch_one_thread):
+    """With the check file the predictor is checked at load, without a child process; a
+    check file from other weights, or one altered after the card was written, is refused."""
+    for name in ("m2unet_rbc_dpc.pt", "m2unet_rbc_dpc.md", "m2unet_rbc_dpc.onnx", "m2unet_rbc_dpc.check.npz"):
+        shutil.copy(DEFAULT_WEIGHTS.with_name(name), tmp_path / name)
+    weights = tmp_path / "m2unet_rbc_dpc.pt"
+    pred = UNetPredictor(weights, threads=1, backend="onnx")
+    assert pred._reference is None and pred._checked
+    check = tmp_path / "m2unet_rbc_dpc.check.npz"
+    with np.load(check) as z:
+        data = {k: z[k] for k in z.files}
+    # logits that ONNX Runtime cannot reproduce: refused at load, naming the shipped tile
+    bad = dict(data, logits=data["logits"] + np.float32(1e-3))
+    np.savez_compressed(check, **bad)
+    card = tmp_path / "m2unet_rbc_dpc.md"
+    card.write_text(card.read_text().replace(
+        card_sha256(card, check.name), file_sha256(check)))
+    with pytest.raises(WeightsError, match="disagrees with torch on the reference tile shipped with the model"):
+        UNetPredictor(weights, threads=1, backend="onnx")
+    # made from other weights
+    np.savez_compressed(check, **dict(data, source_sha256=np.asarray("0" * 64)))
+    card.write_text(card.read_text().replace(card_sha256(card, check.name), file_sha256(check)))
+    with pytest.raises(WeightsError, match="made from other weights"):
+        UNetPredictor(weights, threads=1, backend="onnx")
+    # changed without updating the card
+    np.savez_compressed(check, **bad)
+    with pytest.raises(WeightsError, match="sha256 mismatch for reference logits"):
+        UNetPredictor(weights, threads=1, backend="onnx")

@@ -106,12 +106,37 @@ def test_demo_segmentation_matches_simulator_truth(demo_run):
     assert np.mean(f1s) >= 0.85, f1s
 
 
+def test_demo_parasitemia_infected_and_skipped_samples(demo_run):
+    res = demo_run / "results"
+    truth = pd.read_csv(demo_run / "resources" / "demo" / "demo_smear_1" / "truth" / "parasites.csv")
+    n_rings = int((truth["kind"] == "ring").sum())
+    one = pd.read_parquet(res / "demo_smear_1" / "parasitemia.parquet").iloc[0]
+    assert one["status"] == "ok" and one["n_rbc_counted"] > 100
+    # the path calls most simulated rings (the simulator's rings are not real parasites: ~80 %)
+    assert 0.5 * n_rings <= one["n_parasites"] <= 1.2 * n_rings
+    assert one["parasites_per_ul_low"] <= one["parasites_per_ul"] <= one["parasites_per_ul_high"]
+    spots = pd.read_parquet(res / "demo_smear_1" / "spots.parquet")
+    assert spots["is_parasite"].sum() >= one["n_parasites"] > 0
+    store = res / "demo_smear_1" / "demo_smear_1.ome.zarr"
+    fov = ome_zarr.fov_names(store)[0]
+    assert {"fluorescence_r", "fluorescence_g", "fluorescence_b"} <= set(
+        ome_zarr.fov_attrs(store, fov)["channels"])
+    two = pd.read_parquet(res / "demo_smear_2" / "parasitemia.parquet").iloc[0]
+    assert two["status"].startswith("skipped: no Fluorescence_405_nm_Ex")
+    assert "fluorescence_r" not in ome_zarr.fov_attrs(
+        res / "demo_smear_2" / "demo_smear_2.ome.zarr", fov)["channels"]
+    both = pd.read_parquet(res / "parasitemia.parquet")
+    assert both["sample"].tolist() == ["demo_smear_1", "demo_smear_2"]
+    assert (res / "demo_smear_1" / "report" / "parasites.png").stat().st_size > 10_000
+
+
 def test_report_collects_figures_and_tables(demo_run):
     snakemake(demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text(errors="replace")
     assert "overview.png" in html and "samples.csv" in html
     assert "qc_gallery.png" in html and "qc_focus_map.png" in html and "qc_histograms.png" in html
     assert "tracks.png" in html and "bead_samples.csv" in html
+    assert "parasites.png" in html and "parasitemia.csv" in html
 
 
 def test_second_run_does_nothing(demo_run):
@@ -128,9 +153,10 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
         per_sample = {s for r, s in jobs if s}
         assert per_sample == {"new_slide"}, jobs
         assert {r for r, s in jobs if s} == {
-            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report"
+            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report",
+            "parasites", "parasite_report",  # issue 21: parasitemia (skipped without the channel)
         }
-        assert {r for r, s in jobs if not s} == {"summarize_samples", "all"}
+        assert {r for r, s in jobs if not s} == {"summarize_samples", "summarize_parasitemia", "all"}
     finally:
         shutil.rmtree(new)
 
@@ -202,8 +228,13 @@ def bad_inputs_run(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("bad")
     acq = work / "acquisitions"
-    for name in ("good", "no_right", "truncated", "sizes"):
+    for name in ("good", "no_right", "truncated", "sizes", "fluor_missing", "fluor_wrong"):
         simulate_acquisition(acq / name, ny=1, nx=2, shape=(256, 256), seed=1)
+    from scopeflow.simulate.parasites import add_fluorescence
+
+    for name in ("fluor_missing", "fluor_wrong"):
+        add_fluorescence(acq / name, parasites_per_ul=1e5, seed=1)
+    sorted((acq / "fluor_missing" / "0").glob("*Fluorescence*"))[1].unlink()
     for f in (acq / "no_right" / "0").glob("*right_half*"):
         f.unlink()
     victim = sorted((acq / "truncated" / "0").glob("*left_half.bmp"))[0]
@@ -212,6 +243,8 @@ def bad_inputs_run(tmp_path_factory):
 
     small = sorted((acq / "sizes" / "0").glob("*right_half.bmp"))[0]
     iio.imwrite(small, np.zeros((128, 128), np.uint8))
+    wrong = sorted((acq / "fluor_wrong" / "0").glob("*Fluorescence*"))[0]
+    iio.imwrite(wrong, np.zeros((64, 64, 3), np.uint8), extension=".bmp")
     (acq / "empty").mkdir()
     # issue 15: a folder name that cannot be a sample name, and an all-black acquisition
     shutil.copytree(acq / "good", acq / "run{1}")
@@ -230,6 +263,8 @@ def bad_inputs_run(tmp_path_factory):
         ("truncated", "left_half.bmp"),
         ("sizes", "right_half.bmp"),
         ("empty", "empty"),
+        ("fluor_missing", "0_1_0_Fluorescence_405_nm_Ex"),
+        ("fluor_wrong", "0_0_0_Fluorescence_405_nm_Ex.bmp"),
         ("invalid_run_1", "run{1}"),
         ("black", "black"),
     ],
@@ -250,6 +285,9 @@ def test_bad_sample_fails_with_one_line_and_nothing_complete(bad_inputs_run, sam
 def test_good_sample_finishes_despite_bad_ones(bad_inputs_run):
     work, _ = bad_inputs_run
     assert (work / "results" / "good" / "cells.parquet").exists()
+    # no fluorescence channel: parasitemia is skipped, saying so
+    row = pd.read_parquet(work / "results" / "good" / "parasitemia.parquet").iloc[0]
+    assert row["status"].startswith("skipped:")
 
 
 def test_unknown_config_key_names_it(tmp_path):

@@ -253,7 +253,9 @@ def bad_beads_run(tmp_path_factory):
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     iio.imwrite(work / "sizes" / "f_4.png", movie[4][:64])
     (work / "empty").mkdir()
+    tifffile.imwrite(work / "short.tif", movie[:2])  # issue 15: too few frames for an MSD
     rows = ["sample\tkind\tpath\tpixel_size_um\tfps",
+            "short\tbeads\tshort.tif\t0.2\t20",
             "good\tbeads\tgood.tif\t0.2\t20",
             "empty\tbeads\tempty\t0.2\t20",
             "truncated\tbeads\ttruncated\t0.2\t20",
@@ -270,6 +272,7 @@ def bad_beads_run(tmp_path_factory):
     ("truncated", ["f_3.png", "cannot read"]),
     ("sizes", ["f_4.png", "(64, 96)"]),
     ("nocal", ["nocal", "pixel size"]),
+    ("short", ["short.tif", "2 frame(s)", "at least 3 frames"]),
 ])
 def test_bad_movie_fails_with_one_line(bad_beads_run, sample, needles):
     work, proc = bad_beads_run

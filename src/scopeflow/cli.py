@@ -11,6 +11,9 @@ train-quality  train the per-cell RBC quality ConvNet (good vs bad cells)
 train-defocus  train the defocus (|dz|) regressor on simulated smears
 locate    bead image / movie -> localisations CSV (BeadNet or matched filter + subpixel fit)
 track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summary JSON)
+warmup    compile the numba kernels into numba's cache once per installation
+parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
+train-parasites  cross-validate and train the malaria parasite CNN ensemble
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     for path, sha in export_models(args.weights, args.calibrate, int8=not args.no_int8).items():
         print(f"`{path.name}` sha256: {sha}   ({path})")
     print("Put these lines into the model card beside the weights.")
+    return 0
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from scopeflow.warmup import warm_up
+
+    seconds = warm_up()
+    print("kernels compiled or loaded: " + (", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+                                            or "numba not installed, nothing to do"))
     return 0
 
 
@@ -175,6 +187,39 @@ def _cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_parasites(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from scopeflow.parasites.classifier import check_crops, load_parasite_model, score_crops
+
+    path = Path(args.crops)
+    try:
+        crops = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ScopeflowError(f"{path}: cannot read a .npy array ({str(exc).splitlines()[0]})") from None
+    try:
+        crops = check_crops(crops, str(path))
+    except ValueError as exc:
+        raise ScopeflowError(str(exc)) from None
+    if crops.dtype != np.uint8:
+        raise ScopeflowError(f"{path}: crops are {crops.dtype}; expected uint8 (0-255) as Octopi "
+                             "writes them")
+    model, _ = load_parasite_model(args.weights)
+    res = score_crops(crops, model=model)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write("index,p_parasite,is_parasite,ood\n")
+        for i, (p, c, o) in enumerate(zip(res["p_parasite"], res["is_parasite"], res["ood"],
+                                          strict=True)):
+            fh.write(f"{i},{p:.6f},{int(c)},{int(o)}\n")
+    tmp.replace(out)
+    print(f"{path}: {len(crops)} crops, {int(res['is_parasite'].sum())} called parasite "
+          f"(threshold {float(model.threshold):.4f}), {int(res['ood'].sum())} flagged OOD -> {out}")
+    return 0
+
+
 def _add_locate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("localisation")
     g.add_argument("--model", choices=["none", "beadnet"], default="none",
@@ -228,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DPC images (or folders of them) whose tiles calibrate the INT8 model")
     p.add_argument("--no-int8", action="store_true", help="export fp32 only")
     p.set_defaults(func=_cmd_export_onnx)
+
+    p = sub.add_parser("warmup", help="compile the numba kernels once per installation (run after installing)")
+    p.set_defaults(func=_cmd_warmup)
 
     p = sub.add_parser("evaluate", help="score predicted labels/masks against a reference")
     p.add_argument("pred", help="predicted label or binary mask image")
@@ -301,11 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_locate_args(p)
     p.set_defaults(func=_cmd_track)
 
+    p = sub.add_parser(
+        "parasites", help="score malaria spot crops with the shipped parasite classifier",
+        description="Score an (N, 4, 31, 31) uint8 array of spot crops (fluorescence R, G, B + "
+                    "DPC, Octopi's layout) and write one CSV row per crop, in order: index, "
+                    "p_parasite (calibrated), is_parasite (0/1 at the shipped operating "
+                    "threshold), ood (0/1: far from both training classes).")
+    p.add_argument("crops", metavar="CROPS.npy", help="uint8 array (N, 4, 31, 31)")
+    p.add_argument("-o", "--output", required=True, metavar="SCORES.csv", help="output CSV")
+    p.add_argument("--weights", default=None,
+                   help="classifier weights (.pt with its model card); default: shipped")
+    p.set_defaults(func=_cmd_parasites)
+
     p = sub.add_parser("train", help="train or fine-tune the U-Net (see `scopeflow train -h`)",
                        add_help=False)
     p.set_defaults(func=None)
     for name, what in (("train-quality", "the per-cell RBC quality ConvNet"),
-                       ("train-defocus", "the defocus regressor on simulated smears")):
+                       ("train-defocus", "the defocus regressor on simulated smears"),
+                       ("train-parasites", "the malaria parasite CNN ensemble")):
         p = sub.add_parser(name, help=f"train {what} (see `scopeflow {name} -h`)", add_help=False)
         p.set_defaults(func=None)
     return parser
@@ -325,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
         from scopeflow.qc.defocus import train_defocus_main
 
         return train_defocus_main(argv[1:]) or 0
+    if argv and argv[0] == "train-parasites":
+        from scopeflow.parasites.train import train_parasites_main
+
+        return train_parasites_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -32,13 +32,13 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sfft
-from scipy import ndimage
 
 from scopeflow.io.images import to_unit_float
 
 __all__ = [
     "dpc_octopi",
     "dpc_to_uint8",
+    "phase_filter",
     "phase_from_dpc",
     "phase_transfer_function",
     "weak_object_transfer_functions",
@@ -78,19 +78,33 @@ def dpc_octopi(
     towards zero; :func:`dpc_to_uint8` reproduces that (rounding instead differs by at most
     1 grey level).
     """
-    L = to_unit_float(left)
-    R = to_unit_float(right)
+    L = _own_float32(left)
+    R = _own_float32(right)
     if L.shape != R.shape:
         raise ValueError(f"left and right images differ in shape: {L.shape} vs {R.shape}")
     if ff_left is not None:
-        L = L / np.asarray(ff_left, dtype=np.float32)
+        L /= np.asarray(ff_left, dtype=np.float32)
     if ff_right is not None:
-        R = R / np.asarray(ff_right, dtype=np.float32)
+        R /= np.asarray(ff_right, dtype=np.float32)
+    # in place, with the float32 operations of 0.5 + (L − R)/(L + R)
+    dpc = np.subtract(L, R)
+    L += R
+    del R
     with np.errstate(divide="ignore", invalid="ignore"):
-        dpc = np.float32(0.5) + (L - R) / (L + R)
-    dpc = np.clip(dpc, 0.0, 1.0)  # NaN passes through clip ...
+        dpc /= L
+    del L
+    dpc += np.float32(0.5)
+    np.clip(dpc, 0.0, 1.0, out=dpc)  # NaN passes through clip ...
     dpc[np.isnan(dpc)] = 0.0  # ... and is then set to 0, as Octopi does
-    return dpc.astype(np.float32, copy=False)
+    return dpc
+
+
+def _own_float32(img: np.ndarray) -> np.ndarray:
+    """:func:`to_unit_float` as an array this module may change in place."""
+    out = to_unit_float(img)
+    if out is img or np.shares_memory(out, np.asarray(img)):
+        out = out.copy()
+    return out
 
 
 def dpc_to_uint8(dpc: np.ndarray) -> np.ndarray:
@@ -134,6 +148,8 @@ def _sample_table(table: np.ndarray, nuy: np.ndarray, nux: np.ndarray) -> np.nda
     iy = nuy * _TABLE_RES + _TABLE_N // 2
     ix = nux * _TABLE_RES + _TABLE_N // 2
     cy, cx = np.meshgrid(iy, ix, indexing="ij")
+    from scipy import ndimage
+
     return ndimage.map_coordinates(table, [cy, cx], order=1, mode="constant", cval=0.0)
 
 
@@ -229,12 +245,104 @@ def _odd_x_pad(d: np.ndarray, py: tuple[int, int], px: tuple[int, int]) -> np.nd
     the mirrored columns, so this padding is consistent with a mirror-symmetric phase.
     ``py`` and ``px`` are (before, after) widths.
     """
-    out = np.pad(d, (py, px), mode="symmetric")
+    ny, nx = d.shape
+    if max(py) > ny or max(px) > nx:  # wider than the image: numpy's repeated mirroring
+        out = np.pad(d, (py, px), mode="symmetric")
+    else:  # the same values by slicing, without np.pad's intermediate copies
+        out = np.empty((ny + py[0] + py[1], nx + px[0] + px[1]), d.dtype)
+        cols = slice(px[0], px[0] + nx)
+        out[py[0] : py[0] + ny, cols] = d
+        if py[0]:
+            out[: py[0], cols] = d[py[0] - 1 :: -1] if py[0] < ny else d[::-1]
+        if py[1]:
+            out[py[0] + ny :, cols] = d[: ny - py[1] - 1 : -1] if py[1] < ny else d[::-1]
+        if px[0]:
+            out[:, : px[0]] = out[:, 2 * px[0] - 1 : px[0] - 1 : -1]
+        if px[1]:
+            e = px[0] + nx
+            stop = e - px[1] - 1
+            out[:, e:] = out[:, e - 1 : (stop if stop >= 0 else None) : -1]
     if px[0]:
         out[:, : px[0]] *= -1
     if px[1]:
         out[:, out.shape[1] - px[1] :] *= -1
     return out
+
+
+def _bilinear_rows(table: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """Bilinear samples ``table[iy, ix]`` on the outer grid of 1-D fractional indices
+    (float64; 0 outside the table, which is 0 near its border, as
+    ``map_coordinates(order=1, mode="constant")``)."""
+    n0, n1 = table.shape
+    y0 = np.floor(iy).astype(np.intp)
+    x0 = np.floor(ix).astype(np.intp)
+    wy = (iy - y0)[:, None]
+    wx = (ix - x0)[None, :]
+    ok_y = (y0 >= 0) & (y0 + 1 < n0)
+    ok_x = (x0 >= 0) & (x0 + 1 < n1)
+    out = np.zeros((iy.size, ix.size), np.float64)
+    if not ok_y.any() or not ok_x.any():
+        return out
+    ys, xs = np.flatnonzero(ok_y), np.flatnonzero(ok_x)
+    ty0, tx0 = y0[ys][:, None], x0[xs][None, :]
+    wyb, wxb = wy[ys], wx[:, xs]
+    t00, t01 = table[ty0, tx0], table[ty0, tx0 + 1]
+    t10, t11 = table[ty0 + 1, tx0], table[ty0 + 1, tx0 + 1]
+    out[np.ix_(ys, xs)] = (1 - wyb) * ((1 - wxb) * t00 + wxb * t01) + wyb * ((1 - wxb) * t10 + wxb * t11)
+    return out
+
+
+@lru_cache(maxsize=2)
+def phase_filter(
+    shape: tuple[int, int],
+    pixel_size_um: float,
+    wavelength_um: float,
+    na: float,
+    na_illum: float | None,
+    reg: float,
+) -> np.ndarray:
+    """Real Tikhonov phase filter ``w`` on the real-FFT half spectrum, cached.
+
+    ``φ̂ = conj(H) D̂ / (|H|² + reg)`` with ``H = i a`` purely imaginary
+    (:func:`phase_transfer_function`) is ``φ̂ = −i w D̂`` with ``w = a / (a² + reg)``;
+    ``a`` is odd, so ``φ̂`` keeps the Hermitian symmetry of a real image's spectrum and the
+    solve needs only the ``numpy.fft.rfft2`` half (``shape[1] // 2 + 1`` columns). The
+    filter is cached per (shape, optics, regularisation): the FOVs of a job share it.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Padded image shape (ny, nx) the FFT runs on.
+    pixel_size_um, wavelength_um : float
+        Pixel size at the sample and wavelength (µm).
+    na : float
+        Objective NA.
+    na_illum : float or None
+        Illumination NA (None: ``na``).
+    reg : float
+        Tikhonov regularisation.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (ny, nx // 2 + 1), frequencies ``fftfreq(ny, pixel_size_um)`` ×
+        ``rfftfreq(nx, pixel_size_um)``; read-only (shared by the cache).
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    if na <= 0 or wavelength_um <= 0 or pixel_size_um <= 0:
+        raise ValueError("na, wavelength_um and pixel_size_um must be > 0")
+    sigma = 1.0 if na_illum is None else float(na_illum) / float(na)
+    odd, _ = _correlation_tables(round(sigma, 6))
+    scale = wavelength_um / na  # cycles/µm -> units of NA/λ
+    iy = np.fft.fftfreq(ny, d=pixel_size_um) * scale * _TABLE_RES + _TABLE_N // 2
+    ix = np.fft.rfftfreq(nx, d=pixel_size_um) * scale * _TABLE_RES + _TABLE_N // 2
+    w = np.empty((ny, ix.size), np.float32)
+    step = max(1, (1 << 21) // max(1, ix.size))  # ~16 MB of float64 temporaries per block
+    for r in range(0, ny, step):
+        a = _bilinear_rows(odd, iy[r : r + step], ix)
+        w[r : r + step] = a / (a * a + reg)
+    w.flags.writeable = False
+    return w
 
 
 def phase_from_dpc(
@@ -246,11 +354,13 @@ def phase_from_dpc(
     reg: float = 3e-3,
     pad: int | None = None,
     remove_offset: bool = True,
+    workers: int = 1,
 ) -> np.ndarray:
     """Quantitative phase from an Octopi DPC image by single-axis Tikhonov deconvolution.
 
     ``φ̂ = conj(H) · D̂ / (|H|² + reg)`` with ``D = DPC − 0.5`` and ``H`` from
-    :func:`phase_transfer_function`.
+    :func:`phase_transfer_function`, computed as one float32 real FFT pair with the cached
+    half-spectrum filter of :func:`phase_filter`.
 
     Parameters
     ----------
@@ -279,6 +389,8 @@ def phase_from_dpc(
         Subtract the mean of ``DPC − 0.5`` first. A constant offset (left/right brightness
         imbalance, or the 8-bit truncation of Octopi's DPC: 0.5 is stored as 127) carries no
         phase information but would otherwise turn into a phase ramp along x.
+    workers : int
+        Threads of the FFTs (``scipy.fft`` workers).
 
     Returns
     -------
@@ -286,13 +398,20 @@ def phase_from_dpc(
         float32 phase in radians, same shape as ``dpc``, mean 0 (the mean and the
         variations along y only — frequencies with f_x = 0 — are not measurable with
         left/right DPC).
+
+    Notes
+    -----
+    Memory: the padded image (float32) and its half spectrum (complex64) are the largest
+    arrays, ≈ 2.25 × 4 + 2.25 × 4 bytes per image pixel with the default padding, plus the
+    cached filter (≈ 2.25 × 2 bytes per pixel) and the float32 result.
     """
-    d = to_unit_float(dpc).astype(np.float64)
+    d = to_unit_float(dpc)
     if d.ndim != 2:
         raise ValueError(f"expected a 2-D DPC image, got shape {d.shape}")
-    d = np.nan_to_num(d - 0.5, nan=0.0)
+    d = d - np.float32(0.5)  # float32 copy: the caller's image is left as it is
+    np.nan_to_num(d, copy=False, nan=0.0)
     if remove_offset:
-        d -= d.mean()
+        d -= np.float32(d.mean(dtype=np.float64))
     ny, nx = d.shape
     if pad is None:
         pad = max(16, max(ny, nx) // 4)
@@ -302,9 +421,26 @@ def phase_from_dpc(
     fy = sfft.next_fast_len(ny + 2 * py)
     fx = sfft.next_fast_len(nx + 2 * px)
     dp = _odd_x_pad(d, (py, fy - ny - py), (px, fx - nx - px))
-    h = phase_transfer_function(dp.shape, pixel_size_um, wavelength_um, na, na_illum)
-    spec = sfft.fft2(dp, workers=1)
-    phi_hat = np.conj(h) * spec / (np.abs(h) ** 2 + reg)
-    phi = np.real(sfft.ifft2(phi_hat, workers=1))[py : py + ny, px : px + nx]
-    phi -= phi.mean()
-    return phi.astype(np.float32)
+    del d
+    w = phase_filter((fy, fx), float(pixel_size_um), float(wavelength_um), float(na),
+                     None if na_illum is None else float(na_illum), float(reg))
+    spec = sfft.rfft2(dp, workers=max(1, int(workers)))
+    del dp
+    _apply_minus_i_w(spec, w)
+    phi = sfft.irfft2(spec, s=(fy, fx), workers=max(1, int(workers)), overwrite_x=True)
+    del spec
+    phi = phi[py : py + ny, px : px + nx]
+    out = np.empty((ny, nx), np.float32)
+    np.subtract(phi, np.float32(phi.mean(dtype=np.float64)), out=out)
+    return out
+
+
+def _apply_minus_i_w(spec: np.ndarray, w: np.ndarray, rows: int = 256) -> None:
+    """``spec *= −i w`` in place (complex64 ``spec``, float32 ``w``), in blocks of rows."""
+    for r in range(0, spec.shape[0], rows):
+        v = spec[r : r + rows].view(np.float32)
+        re, im = v[:, 0::2], v[:, 1::2]
+        wb = w[r : r + rows]
+        tmp = re * wb
+        np.multiply(im, wb, out=re)
+        np.negative(tmp, out=im)

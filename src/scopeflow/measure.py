@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
-from skimage.measure import regionprops_table
 
+from scopeflow.filters import laplace
 from scopeflow.qc import cell_features
 
 CELL_COLUMNS = {
@@ -76,7 +75,8 @@ FOV_COLUMNS = {
     "focus_laplacian_var": "variance of the Laplacian of the DPC after a Gaussian of sigma 1 px "
                            "(default focus metric, scopeflow.qc.focus; like the three below scored on "
                            "128-px tiles, 90th percentile of the tiles)",
-    "focus_tenengrad": "mean squared Sobel gradient magnitude of the DPC",
+    "focus_tenengrad": "mean squared Sobel gradient magnitude of the DPC (this and the two below: "
+                       "empty unless qc.focus_metric or qc.extra_focus_metrics names them)",
     "focus_brenner": "mean squared difference of DPC pixels 2 px apart (x and y)",
     "focus_normalized_var": "variance / mean of the DPC (not a good focus metric for phase objects)",
     "i": "Octopi grid row (empty for DPC files)",
@@ -208,6 +208,7 @@ def measure_cells(
     *,
     sample: str = "",
     fov: str = "",
+    lap: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Measure every labelled cell of one FOV.
 
@@ -223,6 +224,8 @@ def measure_cells(
         Pixel size at the sample (um).
     sample, fov : str
         Names written into the ``sample`` and ``fov`` columns.
+    lap : ndarray, optional
+        :func:`scopeflow.filters.laplace` of ``dpc`` when the caller already has it.
 
     Returns
     -------
@@ -232,8 +235,9 @@ def measure_cells(
     Notes
     -----
     The geometry comes from one compiled pass over each cell's pixels
-    (:func:`scopeflow.qc.cell_features.cell_shapes`) and the per-cell sums from
-    ``np.bincount`` over the label image grouped once; the values are those of skimage's
+    (:func:`scopeflow.qc.cell_features.cell_shapes`) and the per-cell sums from one more
+    (:func:`scopeflow.qc.cell_features.intensity_sums`, the additions of ``np.bincount``)
+    over the label image grouped once; the values are those of skimage's
     ``regionprops`` and scipy's ``ndimage.mean`` (without numba, or with
     ``SCOPEFLOW_NO_NUMBA=1``, those are called instead: :func:`_measure_cells_reference`).
     """
@@ -245,19 +249,27 @@ def measure_cells(
     shapes = cell_features.cell_shapes(groups)
     props = _region_props(groups, shapes, dpc)
     index = np.asarray(props["label"])
-
-    def mean(values):
-        return cell_features.label_mean(values, groups, index)
-
     n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
     solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
-    saturated = np.nan_to_num(mean(((dpc <= 0.0) | (dpc >= 1.0)).astype(np.float64)))
-    intensity = _intensity_columns(
-        dpc, phase, pixel_size_um, len(index), mean,
-        lambda values: cell_features.label_sum(values, groups, index),
-    )
+    n = len(index)
+    if n:
+        # every per-cell sum in one pass over the grouped pixels (index == groups.present)
+        lap = laplace(dpc) if lap is None else np.asarray(lap, dtype=np.float32)
+        sums = cell_features.intensity_sums(groups, dpc, lap, phase)
+        count = groups.counts[index].astype(np.float64)
+        contrast = sums[:, 0] / count
+        focus = sums[:, 2] / count - (sums[:, 1] / count) ** 2  # variance of the Laplacian
+        saturated = np.nan_to_num(sums[:, 3] / count)
+        if phase is None:
+            mean_phase = phase_int = np.full(n, np.nan)
+        else:
+            ps = float(pixel_size_um)
+            mean_phase = sums[:, 4] / count
+            phase_int = sums[:, 4] * ps * ps
+    else:
+        contrast = focus = saturated = mean_phase = phase_int = np.zeros(0)
     return _cell_table(props, labels.shape, pixel_size_um, sample, fov, n_nb, contact, solidity,
-                       depth, saturated, *intensity)
+                       depth, saturated, contrast, focus, mean_phase, phase_int)
 
 
 def _measure_cells_reference(
@@ -271,6 +283,9 @@ def _measure_cells_reference(
 ) -> pd.DataFrame:
     """:func:`measure_cells` with skimage's ``regionprops`` and scipy's ``ndimage`` (slow;
     the fallback without numba, and the tests' reference)."""
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops_table
+
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
     props = regionprops_table(labels, intensity_image=dpc, properties=_PROPS)
@@ -296,6 +311,8 @@ def _intensity_columns(dpc, phase, pixel_size_um, n, mean, total):
     if not n:
         empty = np.zeros(0)
         return empty, empty, empty, empty
+    from scipy import ndimage as ndi
+
     contrast = mean(np.abs(dpc - 0.5))
     lap = ndi.laplace(dpc)
     focus = mean(lap * lap) - mean(lap) ** 2  # variance of the Laplacian inside the cell
@@ -370,9 +387,10 @@ def _cell_table(props, shape, pixel_size_um, sample, fov, n_nb, contact, solidit
     return df.sort_values("cell_id", ignore_index=True)
 
 
-def fov_focus(dpc: np.ndarray) -> float:
-    """Variance of the Laplacian of a whole FOV (higher = sharper)."""
-    return float(np.var(ndi.laplace(np.asarray(dpc, dtype=np.float32))))
+def fov_focus(dpc: np.ndarray, lap: np.ndarray | None = None) -> float:
+    """Variance of the Laplacian of a whole FOV (higher = sharper); ``lap``: its
+    :func:`scopeflow.filters.laplace` when the caller already has it."""
+    return float(np.var(laplace(dpc) if lap is None else np.asarray(lap, dtype=np.float32)))
 
 
 def summarize_fov(

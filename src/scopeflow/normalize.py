@@ -12,7 +12,12 @@ from scipy import ndimage
 
 __all__ = [
     "apply_flatfield",
+    "bin_image",
+    "coarse_flatfield",
     "estimate_flatfield",
+    "expand_flatfield",
+    "flatfield_bin_factor",
+    "flatfield_mean",
     "image_stats",
     "percentile_normalize",
     "zscore",
@@ -43,6 +48,117 @@ def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
     return surface + ndimage.gaussian_filter(img - surface, sigma, mode="reflect")
 
 
+def flatfield_bin_factor(shape: tuple[int, int]) -> int:
+    """Default binning of :func:`estimate_flatfield`: the binned image is ≈128 px."""
+    return max(1, max(int(shape[0]), int(shape[1])) // 128)
+
+
+def bin_image(img: np.ndarray, bin_factor: int) -> np.ndarray:
+    """Block mean over ``bin_factor`` × ``bin_factor`` pixels (float32), the first step of
+    :func:`estimate_flatfield` (only these binned copies of each FOV are kept)."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"estimate_flatfield: expected 2-D images, got shape {a.shape}")
+    return _block_mean(a, int(bin_factor))
+
+
+def coarse_flatfield(
+    binned: list[np.ndarray], shape: tuple[int, int], bin_factor: int, sigma: float | None = None
+) -> np.ndarray:
+    """The smoothed median of binned FOVs: a flatfield at the binned resolution.
+
+    Parameters
+    ----------
+    binned : list of numpy.ndarray
+        :func:`bin_image` of each FOV (all the same shape).
+    shape : (int, int)
+        Full-resolution image shape (y, x).
+    bin_factor : int
+        Binning used.
+    sigma : float, optional
+        Gaussian smoothing sigma in full-resolution pixels; default 1/16 of the larger side.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (ceil(ny / f), ceil(nx / f)); :func:`expand_flatfield` brings it to
+        full resolution, mean 1.
+    """
+    if not binned:
+        raise ValueError("estimate_flatfield: no images given")
+    stack = np.stack(binned)
+    med = np.median(stack, axis=0) if len(binned) > 1 else stack[0]
+    if sigma is None:
+        sigma = max(shape) / 16.0
+    return _smooth(med.astype(np.float64), sigma / bin_factor)
+
+
+def _expansion(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, rows: int):
+    """Row blocks (float64) of the bilinear upsampling of a coarse flatfield, and their count."""
+    ny, nx = int(shape[0]), int(shape[1])
+    f = int(bin_factor)
+    small = np.asarray(coarse, dtype=np.float64)
+
+    def weights(n: int, size: int):
+        # linear interpolation at (i − (f − 1)/2)/f with the edges extended (mode "nearest")
+        c = np.clip((np.arange(n) - (f - 1) / 2.0) / f, 0, size - 1)
+        i0 = np.minimum(np.floor(c).astype(np.intp), max(size - 2, 0))
+        w = c - i0
+        return i0, np.minimum(i0 + 1, size - 1), w
+
+    # separable: along x once for every coarse row, then along y per block of output rows
+    x0, x1, wx = weights(nx, small.shape[1])
+    along_x = small[:, x0] * (1 - wx) + small[:, x1] * wx
+    y0, y1, wy = weights(ny, small.shape[0])
+
+    def block(r0: int) -> np.ndarray:
+        r = slice(r0, r0 + rows)
+        w = wy[r, None]
+        return along_x[y0[r]] * (1 - w) + along_x[y1[r]] * w
+
+    return block, range(0, ny, rows)
+
+
+def flatfield_mean(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, rows: int = 512) -> float:
+    """Mean of the full-resolution upsampling of a coarse flatfield (before normalisation).
+
+    Raises
+    ------
+    ValueError
+        When it is not positive (images without signal).
+    """
+    block, starts = _expansion(coarse, shape, bin_factor, rows)
+    total = 0.0
+    for r0 in starts:
+        total += float(block(r0).sum())
+    n = int(shape[0]) * int(shape[1])
+    mean = total / n if n else float("nan")
+    if not np.isfinite(mean) or mean <= 0:
+        raise ValueError("estimate_flatfield: images have no positive signal")
+    return mean
+
+
+def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int,
+                     floor: float = 1e-3, rows: int = 512) -> np.ndarray:
+    """Full-resolution flatfield (float32, mean 1, at least ``floor``) from :func:`coarse_flatfield`.
+
+    Bilinear interpolation (separable: along x for each coarse row, then along y), bin
+    centres at ``(f − 1)/2 + f·n`` in full-resolution pixel coordinates, edges extended (as
+    ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``, to float64 rounding);
+    computed in blocks of ``rows`` rows, so no full-size float64 array is made (4 bytes
+    per pixel in all).
+    """
+    mean = flatfield_mean(coarse, shape, bin_factor, rows)
+    block, starts = _expansion(coarse, shape, bin_factor, rows)
+    out = np.empty((int(shape[0]), int(shape[1])), np.float32)
+    for r0 in starts:
+        b = block(r0)
+        b /= mean
+        np.maximum(b, floor, out=b)
+        out[r0 : r0 + rows] = b
+    return out
+
+
 def estimate_flatfield(
     images: Iterable[np.ndarray],
     sigma: float | None = None,
@@ -50,10 +166,11 @@ def estimate_flatfield(
 ) -> np.ndarray:
     """Estimate a smooth multiplicative flatfield from the FOVs of one channel.
 
-    The images are block-averaged (binned), the per-pixel median over FOVs is taken (a single
-    FOV is used as is), the result is smoothed (a least-squares quadratic surface plus the
-    Gaussian-smoothed residual, which avoids border bias), upsampled back to the image shape
-    and normalized to mean 1. Cells are averaged out by the median over FOVs and
+    The images are block-averaged (binned, :func:`bin_image`), the per-pixel median over
+    FOVs is taken (a single FOV is used as is), the result is smoothed (a least-squares
+    quadratic surface plus the Gaussian-smoothed residual, which avoids border bias;
+    :func:`coarse_flatfield`), upsampled back to the image shape and normalized to mean 1
+    (:func:`expand_flatfield`). Cells are averaged out by the median over FOVs and
     by the smoothing (DPC half-illumination images of unstained cells have nearly background
     mean intensity).
 
@@ -82,34 +199,19 @@ def estimate_flatfield(
     shape = None
     f = bin_factor
     for img in images:
-        a = np.asarray(img, dtype=np.float32)
+        a = np.asarray(img)
         if a.ndim != 2:
             raise ValueError(f"estimate_flatfield: expected 2-D images, got shape {a.shape}")
         if shape is None:
             shape = a.shape
             if f is None:
-                f = max(1, max(shape) // 128)
+                f = flatfield_bin_factor(shape)
         elif a.shape != shape:
             raise ValueError(f"estimate_flatfield: image shapes differ: {shape} vs {a.shape}")
-        binned.append(_block_mean(a, f))
+        binned.append(bin_image(a, f))
     if shape is None:
         raise ValueError("estimate_flatfield: no images given")
-    stack = np.stack(binned)
-    med = np.median(stack, axis=0) if len(binned) > 1 else stack[0]
-    if sigma is None:
-        sigma = max(shape) / 16.0
-    small = _smooth(med.astype(np.float64), sigma / f)
-    # back to full resolution: bin centres sit at (f-1)/2 + f*n in full-res pixel coordinates
-    yy = (np.arange(shape[0]) - (f - 1) / 2.0) / f
-    xx = (np.arange(shape[1]) - (f - 1) / 2.0) / f
-    cy, cx = np.meshgrid(yy, xx, indexing="ij")
-    ff = ndimage.map_coordinates(small, [cy, cx], order=1, mode="nearest")
-    mean = ff.mean()
-    if not np.isfinite(mean) or mean <= 0:
-        raise ValueError("estimate_flatfield: images have no positive signal")
-    ff = ff / mean
-    floor = 1e-3
-    return np.maximum(ff, floor).astype(np.float32)
+    return expand_flatfield(coarse_flatfield(binned, shape, f, sigma), shape, f)
 
 
 def apply_flatfield(img: np.ndarray, ff: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -14,22 +14,16 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from scopeflow import dpc as dpc_mod
-from scopeflow import measure, normalize
-from scopeflow.errors import InputImageError, ScopeflowError
-from scopeflow.io import ome_zarr, tables
 from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
-from scopeflow.io.images import read_gray, to_unit_float
-from scopeflow.io.readiness import verify_files
-from scopeflow.io.squid import read_acquisition, read_source
-from scopeflow.io.squid.meta import true_max
-from scopeflow.qc.best_focus import parse_zstack, plane_focus, select_plane
-from scopeflow.provenance import make_provenance
+from scopeflow.errors import InputImageError, ScopeflowError
+from scopeflow.io.images import read_gray
+
+if TYPE_CHECKING:  # a job imports only what its stage uses (start-up time)
+    import pandas as pd
 
 log = logging.getLogger("scopeflow")
 
@@ -45,7 +39,15 @@ def _atomic_json(obj: Mapping, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def ingest(
+def ingest(kind: str, path: str | Path, out_fovs: str | Path, out_flatfield: str | Path,
+           **kwargs) -> pd.DataFrame:
+    """:func:`ingest_rows` returning the FOV table as a DataFrame (the same rows as ``out_fovs``)."""
+    import pandas as pd
+
+    return pd.DataFrame(ingest_rows(kind, path, out_fovs, out_flatfield, **kwargs))
+
+
+def ingest_rows(
     kind: str,
     path: str | Path,
     out_fovs: str | Path,
@@ -58,10 +60,11 @@ def ingest(
     flatfield: bool = True,
     max_flatfield_fovs: int = 64,
     files: Sequence[Sequence] | None = None,
+    fluorescence_channel: str | None = None,
     regions: Sequence[str] | None = None,
     zstack: str | int = "best_focus",
     focus_metric: str = "laplacian_var",
-) -> pd.DataFrame:
+) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
     Parameters
@@ -73,10 +76,12 @@ def ingest(
         image file / folder.
     out_fovs : path
         TSV written with one row per FOV (``fov``, ``t``, ``region``, z choice, source images
-        or plane references, stage position, shape, bit depth, ``pixel_size_um``, ``na``,
-        ``wavelength_um``).
+        or plane references, stage position, shape, bit depth and the camera's true maximum
+        ``max_value``, ``pixel_size_um``, ``na``, ``wavelength_um``).
     out_flatfield : path
-        ``.npz`` with ``left`` and ``right`` flatfields (mean 1), or empty for ``smear_dpc``.
+        ``.npz`` with the coarse flatfields ``left_coarse`` and ``right_coarse``
+        (:func:`scopeflow.normalize.coarse_flatfield`), ``shape`` and ``bin_factor``
+        (:func:`load_flatfields` expands them), or empty for ``smear_dpc``.
     pixel_size_um : float, optional
         Pixel size from the sample sheet; overrides the acquisition metadata.
     default_pixel_size_um : float, optional
@@ -92,13 +97,23 @@ def ingest(
         (:func:`scopeflow.io.readiness.file_manifest`): only the FOVs with images listed there
         are processed (files that arrived later wait for the next run), and the listed files
         must be unchanged.
+    fluorescence_channel : str, optional
+        Channel suffix of a fluorescence frame (e.g. ``"Fluorescence_405_nm_Ex"``) recorded
+        in a ``fluorescence`` column (``smear_raw`` only; see
+        :func:`scopeflow.parasites.stage.fluorescence_files`).
     regions : sequence of str, optional
         Only these regions (wells) of the acquisition (``smear_raw``); default all.
     zstack : "best_focus", "all" or int
         Which plane(s) of each FOV's z-stack to analyse
-        (:func:`scopeflow.qc.best_focus.select_plane`).
+        (:func:`scopeflow.qc.best_focus.select_plane`); the choice and the planes' focus
+        scores are recorded in the rows (``n_z``, ``z_selection``, ``z_focus_scores``).
     focus_metric : str
         Focus metric of ``best_focus`` (the ``qc.focus_metric``).
+
+    Returns
+    -------
+    list of dict
+        The rows written to ``out_fovs`` (without pandas: the ingest job does not import it).
 
     Raises
     ------
@@ -106,6 +121,12 @@ def ingest(
         One line naming the file and what to do: unreadable, missing or mismatched images,
         an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
+    from scopeflow import normalize
+    from scopeflow.io.images import to_unit_float
+    from scopeflow.io.readiness import verify_files
+    from scopeflow.io.squid import read_acquisition
+    from scopeflow.qc.best_focus import parse_zstack
+
     path = Path(path)
     rows = []
     ff = {}
@@ -120,7 +141,26 @@ def ingest(
                                    regions=regions)
             acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
-        rows, chosen, lit = _raw_rows(acq, parse_zstack(zstack), focus_metric)
+        zstack = parse_zstack(zstack)
+        # each plane is read once: validated and focus-scored here, and the evenly spaced subset
+        # of the chosen FOVs (bounding time and memory on slides of hundreds of FOVs) binned for
+        # the flatfields (scaled as load_pair does: the flatfields have mean 1 anyway)
+        n_chosen = len(acq.fovs) if zstack == "all" else len({(f.t, f.region, f.i, f.j) for f in acq.fovs})
+        step = max(1, n_chosen // max_flatfield_fovs)
+        binned: dict[str, list[np.ndarray]] = {"left": [], "right": []}
+        factor = None
+        first_shape = []
+
+        def keep(n: int, left: np.ndarray, right: np.ndarray) -> None:
+            nonlocal factor
+            first_shape[:] = first_shape or [left.shape]
+            if flatfield and n % step == 0 and left.shape == first_shape[0]:
+                factor = factor or normalize.flatfield_bin_factor(left.shape)
+                binned["left"].append(normalize.bin_image(to_unit_float(left), factor))
+                binned["right"].append(normalize.bin_image(to_unit_float(right), factor))
+
+        rows, chosen, lit = _raw_rows(acq, zstack, focus_metric, keep)
+        acq.fovs = chosen
         shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
@@ -132,22 +172,27 @@ def ingest(
                 f"{path}: every image is black (all pixels 0 in all {len(acq.fovs)} FOVs); the "
                 "illumination or camera failed, re-acquire the slide or remove the sample"
             )
-        if flatfield:
-            # an evenly spaced subset bounds the time and memory on slides of hundreds of FOVs
-            step = max(1, len(chosen) // max_flatfield_fovs)
-            subset = chosen[::step]
-            top = float(rows[0]["max_value"])
+        if fluorescence_channel:  # every FOV or none; a wrong frame stops here, naming it
+            from scopeflow.parasites.stage import fluorescence_files
+
+            fl = fluorescence_files(acq.fovs, fluorescence_channel, next(iter(shapes)))
+            for row, f in zip(rows, fl, strict=True):
+                row["fluorescence"] = f
+        if flatfield and acq.fovs:
+            # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
+            shape = next(iter(shapes))
             try:
-                ff = {
-                    side: normalize.estimate_flatfield(
-                        read_source(f.files[ch]).astype(np.float32) / np.float32(top) for f in subset)
-                    for side, ch in (("left", LEFT), ("right", RIGHT))
-                }
+                ff = {f"{side}_coarse": normalize.coarse_flatfield(binned[side], shape, factor)
+                      for side in ("left", "right")}
+                for side in ("left", "right"):  # a flatfield without signal fails here, not in dpc
+                    normalize.flatfield_mean(ff[f"{side}_coarse"], shape, factor)
             except ValueError as exc:
                 raise InputImageError(
                     f"{path}: cannot estimate the flatfield ({exc}); check the images, or set "
                     "dpc.flatfield: false"
                 ) from None
+            ff["shape"] = np.asarray(shape, np.int64)
+            ff["bin_factor"] = np.asarray(factor, np.int64)
         na_used = acq.na or na
     elif kind == "smear_dpc":
         ps = pixel_size_um or default_pixel_size_um
@@ -177,74 +222,125 @@ def ingest(
             f"{path}: pixel size unknown (not in the acquisition metadata); give pixel_size_um "
             "in the sample sheet or optics.pixel_size_um in the config"
         )
-    df = pd.DataFrame(rows)
-    df["pixel_size_um"] = float(ps)
-    df["na"] = float(na_used) if na_used else np.nan
-    df["wavelength_um"] = float(wavelength_um)
+    for row in rows:
+        row["pixel_size_um"] = float(ps)
+        row["na"] = float(na_used) if na_used else np.nan
+        row["wavelength_um"] = float(wavelength_um)
     Path(out_fovs).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(str(out_fovs) + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False)
+    _write_fov_table(rows, tmp)
     tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
-    np.savez_compressed(tmp_ff, **ff)
+    np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
     os.replace(tmp_ff, out_flatfield)
     os.replace(tmp, out_fovs)
-    log.info("%s: %d FOVs, pixel size %.4f um", path, len(df), ps)
-    return df
+    log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
+    return rows
 
 
-def _raw_rows(acq, zstack: str | int, focus_metric: str) -> tuple[list[dict], list, bool]:
+def _read_pair(fov) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right planes of a FOV as stored (files or container planes; RGB: green)."""
+    from scopeflow.io.squid import read_source
+
+    left, right = read_source(fov.files[LEFT]), read_source(fov.files[RIGHT])
+    if left.shape != right.shape:
+        raise InputImageError(
+            f"{fov.files[RIGHT]}: shape {right.shape} differs from {fov.files[LEFT]} "
+            f"{left.shape}; left and right images of a FOV must have the same size"
+        )
+    return left, right
+
+
+def _raw_rows(acq, zstack: str | int, focus_metric: str, keep=None) -> tuple[list[dict], list, bool]:
     """FOV rows of an acquisition after the z choice, the chosen FOVs, and whether any pixel
     is lit (not 0).
 
-    Reads every plane once (a truncated or mismatched file fails here), scores the planes of
-    each stack with :func:`~scopeflow.qc.best_focus.plane_focus`, picks the plane(s) with
-    :func:`~scopeflow.qc.best_focus.select_plane` and finds the camera's true maximum (bit
-    depth from the metadata, alignment from the data, :func:`~scopeflow.io.squid.meta.true_max`).
+    Reads every plane once (a truncated or mismatched file fails here; the next plane is read
+    while the current one is scored), scores the planes of each stack with
+    :func:`~scopeflow.qc.best_focus.plane_focus`, picks the plane(s) with
+    :func:`~scopeflow.qc.best_focus.select_plane` and finds the camera's true maximum (bit depth
+    from the metadata, alignment from the data, :func:`~scopeflow.io.squid.meta.true_max`).
+    ``keep(n, left, right)`` is called with the raw planes of the n-th chosen FOV.
+    Only the best plane so far of a stack is held in memory.
     """
-    stacks: dict[tuple, list] = {}
-    for fov in acq.fovs:
-        stacks.setdefault((fov.t, fov.region, fov.i, fov.j), []).append(fov)
+    from scopeflow.io.squid.meta import true_max
+    from scopeflow.qc.best_focus import plane_focus, select_plane
+
+    fovs = sorted(acq.fovs, key=lambda f: (f.t, f.region, f.i, f.j, f.k))
+    stack_of = lambda f: (f.t, f.region, f.i, f.j)  # noqa: E731
+    sizes: dict[tuple, int] = {}
+    for f in fovs:
+        sizes[stack_of(f)] = sizes.get(stack_of(f), 0) + 1
+    how = "all" if zstack == "all" else ("best_focus" if zstack == "best_focus" else "index")
     rows, chosen = [], []
-    vmax, bits_or, dtype, lit = 0, 0, None, False
-    for planes in stacks.values():
-        planes.sort(key=lambda f: f.k)
-        scores, shape = [], None
-        for fov in planes:
-            left, right = (read_source(fov.files[c]) for c in (LEFT, RIGHT))
-            if left.shape != right.shape:
-                raise InputImageError(
-                    f"{fov.files[RIGHT]}: shape {right.shape} differs from {fov.files[LEFT]} "
-                    f"{left.shape}; left and right images of a FOV must have the same size"
-                )
-            shape = left.shape
-            dtype = left.dtype
-            lit = lit or bool(np.any(left) or np.any(right))
-            if np.issubdtype(dtype, np.integer):
-                vmax = max(vmax, int(left.max()), int(right.max()))
-                for img in (left, right):
-                    bits_or |= int(np.bitwise_or.reduce(img, axis=None))
-            scores.append(plane_focus(left, right, focus_metric) if len(planes) > 1 else np.nan)
-        keep = set(select_plane([f.k for f in planes], scores, zstack))
-        how = "all" if zstack == "all" else ("best_focus" if zstack == "best_focus" else "index")
-        for fov in planes:
-            if fov.k not in keep:
-                continue
-            chosen.append(fov)
-            rows.append({
-                "fov": fov.name, "t": fov.t, "region": fov.region, "i": fov.i, "j": fov.j,
-                "k": fov.k, "n_z": len(planes), "z_selection": how if len(planes) > 1 else "single",
-                "z_focus_scores": ";".join(f"{s:.6g}" for s in scores) if len(planes) > 1 else "",
-                "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
-                "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
-                "height": shape[0], "width": shape[1],
-            })
-    top = true_max(dtype, acq.bit_depth, vmax, bits_or)
+    state = {"vmax": 0, "bits_or": 0, "dtype": None, "lit": False}
+    pending: list = []  # candidate planes of the current stack: (fov, left, right)
+    scores: list[float] = []
+
+    def choose(fov, left, right) -> None:
+        if keep is not None:
+            keep(len(chosen), left, right)
+        chosen.append(fov)
+        n_z = sizes[stack_of(fov)]
+        rows.append({
+            "fov": fov.name, "t": fov.t, "region": fov.region, "i": fov.i, "j": fov.j,
+            "k": fov.k, "n_z": n_z, "z_selection": how if n_z > 1 else "single",
+            "z_focus_scores": "", "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
+            "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
+            "height": left.shape[0], "width": left.shape[1],
+        })
+
+    def close_stack(key) -> None:
+        """Pick the plane of the finished stack ``key`` (unless every plane is a FOV) and
+        record the stack's focus scores on its rows."""
+        if key is None:
+            return
+        if zstack != "all":
+            if not pending:  # the z index is not in this stack: one-line error
+                select_plane(sorted(f.k for f in fovs if stack_of(f) == key), None, zstack)
+            choose(*pending[0])
+        text = ";".join(f"{v:.6g}" for v in scores) if sizes[key] > 1 else ""
+        for row in reversed(rows):
+            if (row["t"], row["region"], row["i"], row["j"]) != key:
+                break
+            row["z_focus_scores"] = text
+        pending.clear()
+        scores.clear()
+
+    small = lambda pair: pair[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+    current = None
+    n = 0
+    for pair in _prefetch(_read_pair, fovs, ahead=small):
+        fov = fovs[n]
+        n += 1
+        left, right = pair
+        pair = None
+        key = stack_of(fov)
+        if key != current:
+            close_stack(current)
+            current = key
+        state["dtype"] = left.dtype
+        state["lit"] = state["lit"] or bool(np.any(left) or np.any(right))
+        if np.issubdtype(left.dtype, np.integer):
+            state["vmax"] = max(state["vmax"], int(left.max()), int(right.max()))
+            for img in (left, right):
+                state["bits_or"] |= int(np.bitwise_or.reduce(img, axis=None))
+        score = plane_focus(left, right, focus_metric) if sizes[key] > 1 else float("nan")
+        scores.append(score)
+        if zstack == "all":
+            choose(fov, left, right)
+        elif zstack == "best_focus":
+            best = max((v for v in scores[:-1] if np.isfinite(v)), default=-np.inf)
+            if not pending or (np.isfinite(score) and score > best):  # ties: the lowest k
+                pending[:] = [(fov, left, right)]
+        elif fov.k == zstack:
+            pending[:] = [(fov, left, right)]
+        del left, right
+    close_stack(current)
+    top = true_max(state["dtype"], acq.bit_depth, state["vmax"], state["bits_or"]) if rows else 1
     bits = (top >> ((top & -top).bit_length() - 1)).bit_length() if top > 1 else 1
     for r in rows:
         r["bit_depth"], r["max_value"] = bits, top
-    order = sorted(range(len(rows)), key=lambda n: (chosen[n].t, chosen[n].region, chosen[n].i,
-                                                    chosen[n].j, chosen[n].k))
-    return [rows[n] for n in order], [chosen[n] for n in order], lit
+    return rows, chosen, state["lit"]
 
 
 def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
@@ -277,40 +373,158 @@ def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
     return fovs
 
 
+def _tsv_text(value) -> str:
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return ""
+    return str(value)
+
+
+def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
+    """Write FOV rows as a TSV (NaN as empty), as ``pandas.DataFrame.to_csv`` wrote it."""
+    import csv
+
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or [
+        "fov", "pixel_size_um", "na", "wavelength_um"]
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_tsv_text(row.get(c, float("nan"))) for c in columns])
+
+
+#: Columns of the FOV list that hold text (file names); the others are numbers.
+_TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence", "region", "z_selection",
+                 "z_focus_scores"}
+
+
+def _tsv_value(column: str, text: str):
+    if column in _TEXT_COLUMNS:
+        return text
+    if text == "" or text.lower() == "nan":
+        return float("nan")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:  # a column of text (file names) a later stage added
+        return text
+
+
+def read_fov_table(fovs_tsv: str | Path) -> list[dict]:
+    """The rows of an ingest's ``fovs.tsv`` as dicts (numbers as int or float, NaN when
+    empty; ``fov`` and file columns as text), without pandas."""
+    import csv
+
+    with open(fovs_tsv, newline="") as fh:
+        return [{k: _tsv_value(k, v) for k, v in row.items()} for row in csv.DictReader(fh, delimiter="\t")]
+
+
 def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
     """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
 
 
 def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
     """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
-    names = list(pd.read_csv(fovs_tsv, sep="\t")["fov"])
+    from scopeflow.io import ome_zarr
+
+    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
     ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+
+
+def _prefetch(fn, items: Sequence, ahead=True):
+    """Yield ``fn(item)`` for each item in order; the next item's call runs in a background
+    thread while the caller works on the current one (one item in flight) when ``ahead``
+    (a bool, or a predicate of the current result: large FOVs are not read ahead, bounding
+    memory).
+
+    Exceptions are raised when their item is reached, so earlier items are handled first.
+    """
+    items = list(items)
+    if not items:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-read") as pool:
+        future = pool.submit(fn, items[0])
+        for k in range(len(items)):
+            box = [future.result()]
+            future = None  # the future holds its result too
+            if k + 1 < len(items) and (ahead(box[0]) if callable(ahead) else ahead):
+                future = pool.submit(fn, items[k + 1])
+            try:
+                # the caller holds the only reference: it frees the item when done with it
+                yield box.pop()
+            except BaseException:
+                if future is not None:
+                    future.cancel()
+                raise
+            if k + 1 < len(items) and future is None:
+                future = pool.submit(fn, items[k + 1])
+
+
+def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
+    """The full-resolution ``left`` / ``right`` flatfields (float32, mean 1) of an ingest's ``.npz``.
+
+    Coarse flatfields (``<side>_coarse``, ``shape``, ``bin_factor``, as :func:`ingest`
+    writes them) are expanded with :func:`scopeflow.normalize.expand_flatfield`; files with
+    full-resolution ``left`` / ``right`` arrays are read as they are. Empty for a sample
+    without flatfields.
+    """
+    from scopeflow import normalize
+
+    with np.load(flatfield_npz) as z:
+        data = {k: z[k] for k in z.files}
+    out = {}
+    for side in ("left", "right"):
+        if side in data:
+            out[side] = np.asarray(data[side], np.float32)
+        elif f"{side}_coarse" in data:
+            shape = tuple(int(v) for v in data["shape"])
+            out[side] = normalize.expand_flatfield(data[f"{side}_coarse"], shape, int(data["bin_factor"]))
+    return out
+
+
+#: FOVs of at most this many pixels are read ahead and written to the store in the
+#: background while the next one is computed; larger ones one at a time (bounding a job's
+#: memory to about one FOV's arrays).
+OVERLAP_MAX_PIXELS = 16 * 2**20
+
+
+def _read_plane(path: str | Path) -> np.ndarray:
+    """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled;
+    a plane reference (``<container>::<kind>:<indices>``) reads that plane of its container."""
+    from scopeflow.io.images import read_raw
+    from scopeflow.io.squid.planes import SEP, read_source
+
+    if SEP in str(path):
+        return read_source(path)
+    arr = read_raw(path)
+    if arr.ndim == 3:
+        arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
+    return arr
+
+
+def _read_fov_inputs(row: Mapping) -> tuple:
+    """The images a dpc job reads for one FOV row: (left, right) or (DPC,)."""
+    if isinstance(row.get("left"), str):
+        left = _read_plane(row["left"])  # as stored (uint8): 1 byte per pixel while read ahead
+        right = _read_plane(row["right"])
+        if left.shape != right.shape:
+            raise InputImageError(
+                f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
+                "left and right images of a FOV must have the same size"
+            )
+        return left, right
+    return (read_gray(row["image"]),)
 
 
 #: FOV list columns copied into each FOV's store attributes and from there into the FOV table.
 RAW_ATTRS = ("t", "region", "i", "j", "k", "n_z", "z_selection", "z_focus_scores", "x_mm", "y_mm",
              "z_um", "bit_depth")
-
-
-def read_fovs_tsv(fovs_tsv: str | Path) -> pd.DataFrame:
-    """The ingest FOV list, with text columns kept as text (a region called ``1`` stays ``"1"``)."""
-    text = {"region": str, "z_selection": str, "z_focus_scores": str}
-    df = pd.read_csv(fovs_tsv, sep="\t", dtype=text, keep_default_na=True)
-    for col in text:
-        if col in df.columns:
-            df[col] = df[col].fillna("")
-    return df
-
-
-def _scaled(raw: np.ndarray, top: float | None) -> np.ndarray:
-    """A raw camera frame as float32 in [0, 1] of the camera's range (``top`` = true maximum)."""
-    if top is None or not np.issubdtype(raw.dtype, np.integer):
-        return to_unit_float(raw)
-    out = raw.astype(np.float32)
-    out /= np.float32(top)
-    return out
 
 
 def write_images(
@@ -324,57 +538,85 @@ def write_images(
     phase_reg: float = 3e-3,
     na_illum: float | None = None,
     chunk: int = 1024,
+    threads: int = 1,
 ) -> dict:
     """Compute DPC (and quantitative phase) of FOVs and write them into the sample store.
 
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
+    Rows with a ``fluorescence`` file add its planes as channels ``fluorescence_r``,
+    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]).
     ``out_record`` (JSON: FOVs written, seconds) is written last.
+
+    The next FOV's images are read while the current one is computed, and a FOV of at
+    most :data:`OVERLAP_MAX_PIXELS` is written while the next is computed.
 
     Parameters
     ----------
     fovs : sequence of str, optional
         The FOVs to process (a shard); default all.
+    threads : int
+        Threads of the phase solve's FFTs.
     """
-    df = read_fovs_tsv(fovs_tsv)
+    from scopeflow import dpc as dpc_mod
+    from scopeflow.io import ome_zarr
+
+    rows = read_fov_table(fovs_tsv)
     if fovs is not None:
-        df = df[df["fov"].isin(set(fovs))]
-    with np.load(flatfield_npz) as z:
-        ff = {k: z[k] for k in z.files}
+        wanted = set(fovs)
+        rows = [r for r in rows if r["fov"] in wanted]
+    ff = load_flatfields(flatfield_npz) if any(isinstance(r.get("left"), str) for r in rows) else {}
     t0 = time.perf_counter()
-    for row in df.to_dict("records"):
-        ps = float(row["pixel_size_um"])
-        saturated = None
-        if isinstance(row.get("left"), str):
-            raw_l, raw_r = read_source(row["left"]), read_source(row["right"])
-            top = row.get("max_value")
-            top = float(top) if top is not None and np.isfinite(top) else None
-            left, right = _scaled(raw_l, top), _scaled(raw_r, top)
-            if top is not None:  # the camera's true maximum, e.g. 4095 for 12-bit in uint16
-                saturated = float(np.mean((raw_l >= top) | (raw_r >= top)))
-            if left.shape != right.shape:
-                raise InputImageError(
-                    f"{row['right']}: shape {right.shape} differs from {row['left']} {left.shape}; "
-                    "left and right images of a FOV must have the same size"
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-write") as writer:
+        pending = None
+        small = lambda images: images[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+        # (no zip/enumerate: their reused tuples would keep the last images alive)
+        k = 0
+        for images in _prefetch(_read_fov_inputs, rows, ahead=small):
+            row = rows[k]
+            k += 1
+            ps = float(row["pixel_size_um"])
+            saturated = None
+            if len(images) == 2:
+                top = row.get("max_value")
+                if isinstance(top, (int, float)) and np.isfinite(top):  # the camera's true maximum
+                    saturated = float(np.mean((images[0] >= top) | (images[1] >= top)))
+                dpc = dpc_mod.dpc_octopi(images[0], images[1], ff.get("left"), ff.get("right"))
+            else:
+                dpc = images[0].astype(np.float32, copy=False)
+            images = None
+            channels = {"dpc": dpc}
+            na = row.get("na")
+            if phase and na is not None and np.isfinite(na):
+                channels["phase"] = dpc_mod.phase_from_dpc(
+                    dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
+                    na_illum=na_illum, reg=phase_reg, workers=threads,
                 )
-            dpc = dpc_mod.dpc_octopi(left, right, ff.get("left"), ff.get("right"))
-        else:
-            dpc = read_gray(row["image"])
-        channels = {"dpc": dpc.astype(np.float32)}
-        na = row.get("na")
-        if phase and na is not None and np.isfinite(na):
-            channels["phase"] = dpc_mod.phase_from_dpc(
-                dpc, pixel_size_um=ps, wavelength_um=float(row["wavelength_um"]), na=float(na),
-                na_illum=na_illum, reg=phase_reg,
-            )
-        attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                 for k, v in row.items() if k in RAW_ATTRS}
-        if saturated is not None:
-            attrs["saturated_fraction_raw"] = saturated
-        attrs["source"] = [row[k] for k in ("left", "right", "image") if isinstance(row.get(k), str)]
-        ome_zarr.write_image(zarr_path, row["fov"], channels, ps, chunk=chunk, attrs=attrs)
-        log.info("%s: DPC%s written", row["fov"], " + phase" if "phase" in channels else "")
-    record = {"fovs": list(df["fov"]), "seconds": round(time.perf_counter() - t0, 3)}
+            if isinstance(row.get("fluorescence"), str) and row["fluorescence"]:
+                from scopeflow.parasites.stage import fluorescence_channels
+
+                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
+            attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                     for k, v in row.items() if k in RAW_ATTRS}
+            if saturated is not None:
+                attrs["saturated_fraction_raw"] = saturated
+            attrs["source"] = [row[k] for k in ("left", "right", "image", "fluorescence")
+                               if isinstance(row.get(k), str) and row[k]]
+            if pending is not None:
+                pending.result()  # one write in flight at a time
+            pending = writer.submit(ome_zarr.write_image, zarr_path, row["fov"], channels, ps,
+                                    chunk=chunk, attrs=attrs)
+            if dpc.size > OVERLAP_MAX_PIXELS:
+                pending.result()
+                pending = None
+            del dpc, channels
+            log.info("%s: DPC%s computed", row["fov"], " + phase" if phase and na is not None
+                     and np.isfinite(na) else "")
+        if pending is not None:
+            pending.result()
+    record = {"fovs": [r["fov"] for r in rows], "seconds": round(time.perf_counter() - t0, 3)}
     _atomic_json(record, out_record)
     return record
 
@@ -396,6 +638,7 @@ def segment_store(
     """
     import dask
 
+    from scopeflow.io import ome_zarr
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import ZARR_ATTR, segment_to_zarr
 
@@ -440,36 +683,56 @@ def measure_store(
     sample: str,
     fovs: Sequence[str] | None = None,
     classifier: bool = False,
+    focus_metrics: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every cell of segmented FOVs; write the cell and FOV tables (of a shard).
 
-    The FOV rows get every focus metric of :mod:`scopeflow.qc.focus` (``focus_<name>``).
+    The FOV rows get the tiled focus metrics ``focus_metrics`` of :mod:`scopeflow.qc.focus`
+    (``focus_<name>``; default only :data:`~scopeflow.qc.focus.DEFAULT_FOCUS_METRIC`, the
+    others NaN). The Laplacian of the DPC is computed once per FOV, for the cells' focus
+    and the FOV's ``focus``. The next FOV is read while the current one is measured.
     With ``classifier`` the cells get ``p_good`` from the learned quality classifier
     (:func:`scopeflow.qc.cell_classifier.predict_good`, which needs the pixels, hence here
     and not at merge time).
     """
-    from scopeflow.qc.focus import focus_metrics
+    import pandas as pd
 
+    from scopeflow import measure
+    from scopeflow.filters import laplace
+    from scopeflow.io import ome_zarr, tables
+    from scopeflow.qc.focus import DEFAULT_FOCUS_METRIC, tiled_focus_metrics
+
+    metrics = [DEFAULT_FOCUS_METRIC] if focus_metrics is None else list(focus_metrics)
     predict_good = _quality_classifier() if classifier else None
     seg = json.loads(Path(segmentation_json).read_text())
     cell_tables, fov_rows = [], []
-    for fov in (list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)):
+
+    def read(fov):
         attrs = ome_zarr.fov_attrs(zarr_path, fov)
-        ps = float(attrs["pixel_size_um"])
         dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
         phase = (np.asarray(ome_zarr.read_channel(zarr_path, fov, "phase"))
                  if "phase" in attrs["channels"] else None)
-        labels = ome_zarr.read_labels(zarr_path, fov)
-        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov)
+        return attrs, dpc, phase, ome_zarr.read_labels(zarr_path, fov)
+
+    names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
+    small = lambda fov_data: fov_data[1].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+    k = 0
+    for attrs, dpc, phase, labels in _prefetch(read, names, ahead=small):
+        fov = names[k]
+        k += 1
+        ps = float(attrs["pixel_size_um"])
+        lap = laplace(dpc)
+        cells = measure.measure_cells(labels, dpc, phase, ps, sample=sample, fov=fov, lap=lap)
         if predict_good is not None:
             cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         cell_tables.append(cells)
         extra = {k: attrs.get(k) for k in (*RAW_ATTRS, "saturated_fraction_raw")}
-        extra.update(focus_metrics(dpc))
+        extra.update(tiled_focus_metrics(dpc, names=metrics))
         fov_rows.append(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
-                                  pixel_size_um=ps, focus=measure.fov_focus(dpc), extra=extra)
+                                  pixel_size_um=ps, focus=measure.fov_focus(dpc, lap), extra=extra)
         )
+        del dpc, phase, labels, lap
     if not cell_tables:  # an empty shard (the FOV count changed since planning)
         cell_tables = [measure.measure_cells(np.zeros((1, 1), np.uint32), np.zeros((1, 1)), None, 1.0)]
         if predict_good is not None:
@@ -543,6 +806,10 @@ def merge_tables(
     Provenance = the run's record, the store's record and the segmentation record of the
     shards (method, parameters, model sha256).
     """
+    import pandas as pd
+
+    from scopeflow import measure
+    from scopeflow.io import ome_zarr, tables
     from scopeflow.qc.flags import flag_cells
     from scopeflow.qc.gates import fov_verdicts, sample_gate
     from scopeflow.qc.params import qc_params
@@ -614,4 +881,6 @@ def _qc_record(sample: str, fovs: pd.DataFrame, cells: pd.DataFrame, gate: Mappi
 
 def sample_provenance(config: Mapping, inputs: Sequence[str | Path], **extra) -> dict:
     """Provenance record for a sample's outputs."""
+    from scopeflow.provenance import make_provenance
+
     return make_provenance(config, inputs=inputs, **extra)

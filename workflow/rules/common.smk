@@ -282,7 +282,16 @@ def _plan(sample):
     return "ready"
 
 
-STATE = {s: _plan(s) for s in SAMPLES["sample"]}
+def _plan_all():
+    from scopeflow.errors import os_error_line
+
+    try:
+        return {s: _plan(s) for s in SAMPLES["sample"]}
+    except OSError as exc:  # results folder not writable, disk full: one line, no traceback
+        raise WorkflowError(f"planning the samples: {os_error_line(exc)}") from None
+
+
+STATE = _plan_all()
 
 
 def _done_before(sample):
@@ -404,6 +413,18 @@ def sample_outputs(sample):
         out(sample, "report/qc_gallery.png"),
         out(sample, "report/qc_focus_map.png"),
         out(sample, "report/qc_histograms.png"),
+    ] + parasite_outputs(sample)
+
+
+def parasite_outputs(sample):
+    """Parasitemia outputs of a smear sample (workflow/rules/parasites.smk), if enabled."""
+    if not config["parasites"]["enabled"]:
+        return []
+    return [
+        out(sample, "spots.parquet"),
+        out(sample, "parasitemia.parquet"),
+        out(sample, "parasitemia_fovs.parquet"),
+        out(sample, "report/parasites.png"),
     ]
 
 
@@ -423,6 +444,8 @@ def all_outputs():
     files = [o for s in TARGET_SMEAR for o in sample_outputs(s)]
     if TARGET_SMEAR:
         files.append(f"{RESULTS}/samples.parquet")
+        if config["parasites"]["enabled"]:
+            files.append(f"{RESULTS}/parasitemia.parquet")
     files += [o for s in TARGET_BEADS for o in bead_outputs(s)]
     if TARGET_BEADS:
         files.append(f"{RESULTS}/bead_samples.parquet")

@@ -1,6 +1,8 @@
 # DPC and quantitative phase, one job per shard of FOVs, written into the sample's OME-Zarr
 # (channels dpc, phase). The store itself is created by the ingest rule.
 
+from scopeflow.resources import fov_pixels, stage_mem_mb
+
 
 rule dpc:
     input:
@@ -14,8 +16,10 @@ rule dpc:
         phase_reg=config["dpc"]["phase_reg"],
         na_illum=config["optics"]["na_illum"],
         fovs_per_job=FOVS_PER_JOB,
+    threads: config["dpc"]["threads"]
     resources:
-        mem_mb=8000,  # peak memory of one job (MB)
+        # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
+        mem_mb=lambda wc, input: stage_mem_mb("dpc", fov_pixels(input.fovs)),
         runtime=60,  # wall-clock limit (minutes)
     log:
         shard_log("dpc"),

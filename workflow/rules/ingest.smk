@@ -1,6 +1,8 @@
 # Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs,
 # estimate per-channel flatfields and create the sample's (empty) OME-Zarr.
 
+from scopeflow.resources import fov_pixels, stage_mem_mb
+
 
 rule demo_acquisition:
     output:
@@ -16,6 +18,8 @@ rule demo_acquisition:
         regions=DEMO["regions"],
         nz=DEMO["nz"],
         nt=DEMO["nt"],
+        # demo_smear_1 gets a fluorescence channel with malaria parasites (0: none)
+        parasites_per_ul=lambda wc: DEMO["parasites_per_ul"] if wc.demo_sample == "demo_smear_1" else 0.0,
     log:
         f"{RESULTS}/logs/demo_acquisition/{{demo_sample}}.log",
     conda:
@@ -44,8 +48,10 @@ rule ingest:
         regions=lambda wc: sample_regions(wc.sample),
         zstack=config["zstack"],
         focus_metric=config["qc"]["focus_metric"],
+        fluorescence_channel=config["parasites"]["channel"] if config["parasites"]["enabled"] else None,
     resources:
-        mem_mb=4000,  # peak memory of one job (MB)
+        # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
+        mem_mb=lambda wc: stage_mem_mb("ingest", fov_pixels(sample_row(wc)["path"])),
         runtime=30,  # wall-clock limit (minutes)
     log:
         log_path("ingest"),

@@ -1,18 +1,24 @@
 # Per-cell measurements with units per shard, merged into the sample's cell, FOV and sample
 # tables (Parquet + CSV mirrors); QC flags, FOV verdicts and the sample gate at merge time.
 
+from scopeflow.resources import fov_pixels, stage_mem_mb
+
 
 rule measure:
     input:
         record=rules.segment.output.record,
+        kernels=ancient(rules.warmup.output[0]),  # numba kernels compiled before this job
     output:
         cells=shard_out("cells.parquet"),
         fovs=shard_out("fovs.parquet"),
     params:
         zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         classifier=config["qc"]["classifier"],  # p_good per cell needs the pixels: computed here
+        # the QC metric and those asked for (a list, in a fixed order: params compare equal)
+        focus_metrics=list(dict.fromkeys([config["qc"]["focus_metric"], *config["qc"]["extra_focus_metrics"]])),
     resources:
-        mem_mb=4000,  # peak memory of one job (MB)
+        # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
+        mem_mb=lambda wc: stage_mem_mb("measure", fov_pixels(out(wc.sample, "ingest/fovs.tsv"))),
         runtime=60,  # wall-clock limit (minutes)
     log:
         shard_log("measure"),

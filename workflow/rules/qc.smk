@@ -2,6 +2,8 @@
 # focus map, QC feature histograms with thresholds. The flags themselves are applied in
 # merge_tables (measure.smk), where the whole sample is known.
 
+from scopeflow.resources import fov_pixels, stage_mem_mb
+
 
 rule qc_report:
     input:
@@ -36,7 +38,8 @@ rule qc_report:
     wildcard_constraints:
         sample=SMEAR_RE,
     resources:
-        mem_mb=2000,  # peak memory of one job (MB)
+        # peak memory (MB): one FOV's DPC and labels at a time (scopeflow.resources)
+        mem_mb=lambda wc: stage_mem_mb("report", fov_pixels(out(wc.sample, "ingest/fovs.tsv"))),
         runtime=10,  # wall-clock limit (minutes)
     log:
         log_path("qc_report"),

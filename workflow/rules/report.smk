@@ -1,5 +1,7 @@
 # Figures for `snakemake --report` and the table of all samples.
 
+from scopeflow.resources import fov_pixels, stage_mem_mb
+
 
 rule sample_overview:
     input:
@@ -16,7 +18,8 @@ rule sample_overview:
             labels={"sample": "{sample}", "figure": "overview"},
         ),
     resources:
-        mem_mb=2000,  # peak memory of one job (MB)
+        # peak memory (MB): one FOV's DPC and labels at a time (scopeflow.resources)
+        mem_mb=lambda wc: stage_mem_mb("report", fov_pixels(out(wc.sample, "ingest/fovs.tsv"))),
         runtime=10,  # wall-clock limit (minutes)
     log:
         log_path("sample_overview"),

@@ -56,6 +56,7 @@ rule ingest_beads:
 rule locate_beads:
     input:
         zarr=rules.ingest_beads.output.zarr,
+        kernels=ancient(rules.warmup.output[0]),  # numba kernels compiled before this job
     output:
         locs=out("{sample}", "localizations.parquet"),
     wildcard_constraints:

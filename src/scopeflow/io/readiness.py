@@ -64,7 +64,9 @@ class Readiness:
         One line saying why (shown when the sample is skipped).
     how : str
         What decided: ``"marker"`` (a completion marker of the layout), ``"quiet"`` (the
-        quiet period) or ``"missing"`` (the path does not exist).
+        quiet period) or ``"missing"`` (the path does not exist). A marker check may answer
+        ``"unconfirmed"`` (marker present, the data disagree, e.g. fewer images than
+        ``coordinates.csv`` lists): :func:`check_ready` then waits for the quiet period.
     """
 
     ready: bool
@@ -108,7 +110,47 @@ def _octopi_done(path: Path) -> Readiness | None:
             f"time points done); if the acquisition was stopped, create it: touch '{missing[0] / DONE_FILE}'",
             "marker",
         )
+    short = _fewer_images_than_listed(path, tdirs)
+    if short:
+        return Readiness(False, short, "unconfirmed")
     return Readiness(True, f"'{DONE_FILE}' in every time-point folder ({len(tdirs)})", "marker")
+
+
+def _csv_rows(csv_path: Path) -> int:
+    import csv
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8", errors="replace") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except OSError:
+        return 0
+    return max(0, len(rows) - 1)
+
+
+def _fewer_images_than_listed(path: Path, tdirs: list[Path]) -> str | None:
+    """A time point whose ``coordinates.csv`` lists more FOVs than have images, or None.
+
+    Octopi/Squid write ``coordinates.csv`` (one row per FOV and z) when the time point ends, as
+    they write ``done``; a copy that brought both before all images (``cp -r`` copies in
+    directory order) shows here.
+    """
+    from collections import Counter
+
+    from scopeflow.errors import ScopeflowError as _Err
+    from scopeflow.io.octopi import read_acquisition
+
+    listed = {t.name: _csv_rows(t / "coordinates.csv") for t in tdirs if (t / "coordinates.csv").is_file()}
+    if not listed:
+        return None
+    try:
+        per_t = Counter(str(f.t) for f in read_acquisition(path, required_channels=()).fovs)
+    except _Err:
+        return None
+    for t, n in listed.items():
+        if per_t.get(t, 0) < n:
+            return (f"{t}/coordinates.csv lists {n} FOVs but {per_t.get(t, 0)} have images "
+                    "(still being copied?)")
+    return None
 
 
 def _zarr_attributes(meta_file: Path) -> dict:
@@ -209,11 +251,18 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
     p = Path(path)
     if not p.exists():
         return Readiness(False, f"{p}: does not exist", "missing")
+    now = time.time() if now is None else now
     for check in _MARKER_CHECKS:
         verdict = check(p)
-        if verdict is not None:
+        if verdict is None:
+            continue
+        if verdict.how != "unconfirmed":
             return verdict
-    now = time.time() if now is None else now
+        # a marker whose data disagree: wait for the quiet period, then trust the marker
+        age = now - newest_change(p)
+        if age >= quiet_s:
+            return Readiness(True, f"marker present, {verdict.reason}, but no change for {age:.0f} s", "quiet")
+        return Readiness(False, f"{verdict.reason}; waits for {quiet_s:g} s without changes", "quiet")
     age = now - newest_change(p)
     if age >= quiet_s:
         return Readiness(True, f"no change for {age:.0f} s (quiet period {quiet_s:g} s)", "quiet")

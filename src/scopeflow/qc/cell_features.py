@@ -19,9 +19,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.measure import regionprops
-from skimage.segmentation import find_boundaries
 
 from scopeflow._numba import HAVE_NUMBA, njit
 
@@ -398,6 +395,42 @@ def _label_sums(values, present, starts, order):  # pragma: no cover - compiled
     return out
 
 
+@njit(cache=True, nogil=True)
+def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # pragma: no cover - compiled
+    # per id, in one visit of its pixels, the float64 sums in raster order from 0.0 (the
+    # additions of _label_sums / np.bincount, bit for bit) of |dpc - 0.5|, lap, lap * lap
+    # (float32 products), the saturated pixels (dpc <= 0 or >= 1) and phase
+    fd = dpc.ravel()
+    fl = lap.ravel()
+    fp = phase.ravel()
+    half = np.float32(0.5)
+    out = np.zeros((present.size, 5), np.float64)
+    for k in range(present.size):
+        lv = present[k]
+        s_c = 0.0
+        s_l = 0.0
+        s_l2 = 0.0
+        s_sat = 0.0
+        s_p = 0.0
+        for i in range(starts[lv], starts[lv + 1]):
+            p = order[i]
+            d = fd[p]
+            s_c += np.float64(abs(d - half))
+            v = fl[p]
+            s_l += np.float64(v)
+            s_l2 += np.float64(v * v)
+            if d <= 0.0 or d >= 1.0:
+                s_sat += 1.0
+            if has_phase:
+                s_p += np.float64(fp[p])
+        out[k, 0] = s_c
+        out[k, 1] = s_l
+        out[k, 2] = s_l2
+        out[k, 3] = s_sat
+        out[k, 4] = s_p
+    return out
+
+
 # ------------------------------------------------------------------ public API
 
 
@@ -535,6 +568,40 @@ def label_sum(values: np.ndarray, groups: LabelGroups, index: np.ndarray) -> np.
     return _per_index(sums, np.asarray(index, dtype=np.int64), 0.0)
 
 
+def intensity_sums(groups: LabelGroups, dpc: np.ndarray, lap: np.ndarray,
+                   phase: np.ndarray | None) -> np.ndarray:
+    """Per-cell sums for the intensity columns, in one compiled pass over the grouped pixels.
+
+    Parameters
+    ----------
+    groups : LabelGroups
+        :func:`group_labels` of the label image.
+    dpc, lap : numpy.ndarray
+        float32 (y, x) DPC and its Laplacian.
+    phase : numpy.ndarray or None
+        float32 (y, x) phase (rad), or None (its column is 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n, 5) in the order of ``groups.present``: sums of ``|dpc − 0.5|``,
+        ``lap``, ``lap²``, saturated pixels (``dpc <= 0`` or ``>= 1``) and ``phase``; the
+        same numbers as :func:`label_sum` of each image (float32 products rounded first).
+    """
+    if not HAVE_NUMBA:  # pragma: no cover
+        raise RuntimeError("intensity_sums needs numba")
+    d = np.ascontiguousarray(dpc, dtype=np.float32)
+    lp = np.ascontiguousarray(lap, dtype=np.float32)
+    for name, a in (("dpc", d), ("laplacian", lp)):
+        if a.shape != groups.lab.shape:
+            raise ValueError(f"{name} of shape {a.shape} for labels of shape {groups.lab.shape}")
+    has_phase = phase is not None
+    ph = np.ascontiguousarray(phase, dtype=np.float32) if has_phase else np.zeros((1, 1), np.float32)
+    if has_phase and ph.shape != groups.lab.shape:
+        raise ValueError(f"phase of shape {ph.shape} for labels of shape {groups.lab.shape}")
+    return _intensity_sums(d, lp, ph, has_phase, groups.present, groups.starts, groups.order)
+
+
 def label_mean(values: np.ndarray, groups: LabelGroups, index: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.mean(values, labels, index)`` (the same numbers) from precomputed groups."""
     index = np.asarray(index, dtype=np.int64)
@@ -554,6 +621,8 @@ def saturated_fraction(
     ndarray of float64
         Fraction in [0, 1] per id of ``index``; 0 for an id not present.
     """
+    from scipy import ndimage as ndi
+
     index = np.asarray(index, dtype=np.int64)
     if index.size == 0:
         return np.zeros(0, np.float64)
@@ -601,6 +670,8 @@ def _contacts_reference(labels: np.ndarray, index: np.ndarray, gap_px: int = 2) 
         Fraction of the cell's inner-boundary pixels that are in contact with another cell,
         in [0, 1] (0 = isolated; near 1 = enclosed by a clump). 0 for an id not present.
     """
+    from skimage.segmentation import find_boundaries
+
     labels = np.asarray(labels)
     index = np.asarray(index, dtype=np.int64)
     if index.size == 0:
@@ -654,6 +725,9 @@ def _convexity_reference(labels: np.ndarray, index: np.ndarray) -> tuple[np.ndar
     depth_px : ndarray of float64
         Concavity depth in pixels; NaN for an id not present.
     """
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops
+
     index = np.asarray(index, dtype=np.int64)
     found = {}
     for region in regionprops(np.asarray(labels).astype(np.int64, copy=False)):

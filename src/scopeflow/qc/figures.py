@@ -78,20 +78,21 @@ def gallery_figure(
     fig, axes = plt.subplots(rows_k + rows_r, cols, figsize=(2 * cols, 2.2 * (rows_k + rows_r)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    cache: dict[str, tuple[np.ndarray, np.ndarray, float, float]] = {}
 
     def crop(row):
         fov = str(row["fov"])
         if fov not in cache:
             cache.clear()  # one FOV in memory at a time (tables are sorted by FOV)
-            cache[fov] = (np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc")),
-                          np.asarray(ome_zarr.read_labels(zarr_path, fov)))
-        dpc, labels = cache[fov]
+            dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
+            # the display window of the FOV, once per FOV (not per crop)
+            lo, hi = (float(v) for v in np.percentile(dpc, [1, 99])) if dpc.size else (0.0, 1.0)
+            cache[fov] = (dpc, np.asarray(ome_zarr.read_labels(zarr_path, fov)), lo, hi)
+        dpc, labels, lo, hi = cache[fov]
         y, x = int(round(row["y_px"])), int(round(row["x_px"]))
         ys = slice(max(0, y - half_px), y + half_px + 1)
         xs = slice(max(0, x - half_px), x + half_px + 1)
         img = dpc[ys, xs]
-        lo, hi = np.percentile(dpc, [1, 99]) if dpc.size else (0.0, 1.0)
         rgb = np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
         return rgb, find_boundaries(labels[ys, xs] == int(row["cell_id"]), mode="inner")
 

@@ -1,7 +1,8 @@
 """Classical focus metrics of a whole image (field of view) and their scoring against a sample.
 
-Every metric takes a 2-D image indexed (y, x) (any real dtype; computed in float64 on the
-values as given, so compare only images of the same modality and scaling) and returns one
+Every metric takes a 2-D image indexed (y, x) (any real dtype; the whole-image metrics are
+computed in float64, the tiled scores of the FOV table on float32 images, on the values as
+given, so compare only images of the same modality and scaling) and returns one
 float, higher = sharper. Metrics are means over pixels, so they do not grow with the
 image size. A constant image scores 0 with every metric.
 
@@ -106,16 +107,20 @@ def _tile_means(a: np.ndarray, tile: int) -> np.ndarray:
     the bottom / right that does not fill a block is left out)."""
     ny, nx = a.shape[0] // tile, a.shape[1] // tile
     blocks = a[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile)
-    return blocks.mean(axis=(1, 3)).ravel()
+    return blocks.mean(axis=(1, 3), dtype=np.float64).ravel()
 
 
-def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0) -> dict[str, float]:
-    """Every metric of :data:`FOCUS_METRICS` per tile, summarised by an upper percentile.
+def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0,
+                        names=None) -> dict[str, float]:
+    """Metrics of :data:`FOCUS_METRICS` per tile, summarised by an upper percentile.
 
     A whole-image metric falls with the fraction of the image covered by cells, so a
     sparse but sharp field would look blurred. Scoring ``tile_px`` tiles and taking the
     ``percentile`` of the tile scores measures the sharpness of the tiles that hold
     structure (any field with cells in more than ``100 - percentile`` % of its tiles).
+
+    The filtered images are float32 (the tile means accumulate in float64): a 3000² FOV
+    needs one float32 image per metric, not several float64 ones.
 
     Parameters
     ----------
@@ -125,49 +130,78 @@ def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0) -> 
         tile (the whole-image metrics).
     percentile : float
         Percentile of the tile scores, in [0, 100].
+    names : iterable of str, optional
+        The metrics to compute (keys of :data:`FOCUS_METRICS`); default all. The others
+        are NaN in the result.
 
     Returns
     -------
     dict
         ``{"focus_<name>": value}`` for every metric; 0 for a constant image.
     """
-    img = _as_float(image)
+    wanted = list(FOCUS_METRICS) if names is None else list(dict.fromkeys(names))
+    unknown = [n for n in wanted if n not in FOCUS_METRICS]
+    if unknown:
+        raise ValueError(f"unknown focus metric(s) {unknown}; use {', '.join(FOCUS_METRICS)}")
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"focus metrics expect a 2-D (y, x) image, got shape {img.shape}")
+    out = {f"focus_{name}": float("nan") for name in FOCUS_METRICS}
     if img.size == 0 or np.ptp(img) == 0:  # exact 0, not the filters' rounding residue
-        return {f"focus_{name}": 0.0 for name in FOCUS_METRICS}
+        out.update({f"focus_{name}": 0.0 for name in wanted})
+        return out
     t = max(3, min(int(tile_px), img.shape[0], img.shape[1]))
-    lap = ndi.gaussian_laplace(img, 1.0)
-    gy, gx = ndi.sobel(img, axis=0), ndi.sobel(img, axis=1)
-    dx = np.zeros_like(img)
-    dy = np.zeros_like(img)
-    dx[:, :-2] = (img[:, 2:] - img[:, :-2]) ** 2
-    dy[:-2, :] = (img[2:, :] - img[:-2, :]) ** 2
-    mean = _tile_means(img, t)
-    var = np.maximum(_tile_means(img * img, t) - mean * mean, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        normvar = np.where(var > 0, var / np.where(mean > 0, mean, np.nan), 0.0)
-    scores = {
-        "laplacian_var": np.maximum(_tile_means(lap * lap, t) - _tile_means(lap, t) ** 2, 0.0),
-        "tenengrad": _tile_means(gy * gy + gx * gx, t),
-        "brenner": _tile_means(dx + dy, t) * (t * t) / max(t * t - 2 * t, 1),
-        "normalized_var": normvar,
-    }
-    out = {}
+
+    def tmean(a):
+        return _tile_means(a, t)
+
+    scores = {}
+    for name in wanted:
+        if name == "laplacian_var":
+            lap = ndi.gaussian_laplace(img, 1.0)
+            m = tmean(lap)
+            np.multiply(lap, lap, out=lap)
+            scores[name] = np.maximum(tmean(lap) - m ** 2, 0.0)
+        elif name == "tenengrad":
+            g = ndi.sobel(img, axis=0)
+            np.multiply(g, g, out=g)
+            gx = ndi.sobel(img, axis=1)
+            np.multiply(gx, gx, out=gx)
+            g += gx
+            scores[name] = tmean(g)
+        elif name == "brenner":
+            d = np.zeros_like(img)
+            d[:, :-2] = img[:, 2:] - img[:, :-2]
+            np.multiply(d, d, out=d)
+            dy = img[2:, :] - img[:-2, :]
+            np.multiply(dy, dy, out=dy)
+            d[:-2, :] += dy
+            scores[name] = tmean(d) * (t * t) / max(t * t - 2 * t, 1)
+        else:  # normalized_var
+            mean = tmean(img)
+            var = np.maximum(tmean(img * img) - mean * mean, 0.0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scores[name] = np.where(var > 0, var / np.where(mean > 0, mean, np.nan), 0.0)
     for name, values in scores.items():
         finite = values[np.isfinite(values)]
         out[f"focus_{name}"] = float(np.percentile(finite, percentile)) if finite.size else float("nan")
     return out
 
 
-def focus_metrics(image, tile_px: int | None = 128, percentile: float = 90.0) -> dict[str, float]:
-    """All :data:`FOCUS_METRICS` of one image, as ``{"focus_<name>": value}``.
+def focus_metrics(image, tile_px: int | None = 128, percentile: float = 90.0,
+                  names=None) -> dict[str, float]:
+    """:data:`FOCUS_METRICS` of one image, as ``{"focus_<name>": value}``.
 
     With ``tile_px`` (default) the tiled scores of :func:`tiled_focus_metrics` (what the
-    FOV table stores); with None the whole-image metrics.
+    FOV table stores); with None the whole-image metrics. ``names`` limits the metrics
+    computed (the others are NaN); default all.
     """
     if tile_px is not None:
-        return tiled_focus_metrics(image, tile_px, percentile)
+        return tiled_focus_metrics(image, tile_px, percentile, names=names)
     img = _as_float(image)
-    return {f"focus_{name}": float(fn(img)) for name, fn in FOCUS_METRICS.items()}
+    wanted = set(FOCUS_METRICS if names is None else names)
+    return {f"focus_{name}": (float(fn(img)) if name in wanted else float("nan"))
+            for name, fn in FOCUS_METRICS.items()}
 
 
 def focus_ratio(values) -> np.ndarray:

@@ -24,6 +24,7 @@ QC_DEFAULTS: dict = {
     "classifier_threshold": 0.5,
     # per FOV
     "focus_metric": "laplacian_var",
+    "extra_focus_metrics": [],  # computed in the measure jobs, not used by QC
     "min_focus_ratio": 0.3,
     "min_cells_per_fov": 10,
     "min_cells_ratio": 0.25,
@@ -52,9 +53,12 @@ def qc_params(qc: Mapping | None = None) -> dict:
             f"config key qc.{unknown[0]}: unknown QC setting; known: {', '.join(QC_DEFAULTS)}"
         )
     params = {**QC_DEFAULTS, **given}
-    if params["focus_metric"] not in FOCUS_METRICS:
-        raise ScopeflowError(
-            f"config key qc.focus_metric: {params['focus_metric']!r} is not one of "
-            f"{', '.join(FOCUS_METRICS)}"
-        )
+    params["extra_focus_metrics"] = list(params["extra_focus_metrics"] or [])
+    for key, names in (("focus_metric", [params["focus_metric"]]),
+                       ("extra_focus_metrics", params["extra_focus_metrics"])):
+        bad = [m for m in names if m not in FOCUS_METRICS]
+        if bad:
+            raise ScopeflowError(
+                f"config key qc.{key}: {bad[0]!r} is not one of {', '.join(FOCUS_METRICS)}"
+            )
     return params

@@ -67,6 +67,44 @@ def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: i
             yield z[y : y + tile, x : x + tile][None, None].copy()
 
 
+def write_check_tile(weights: str | Path | None, image: str | Path | np.ndarray, side: int = 128) -> Path:
+    """Write the reference logits of a weights file: torch's output on a fixed tile.
+
+    The tile is the central ``side``² crop (on the 16-px grid) of ``image`` (a DPC image
+    in [0, 1], or its file), z-scored with the whole image's mean and std as the predictor
+    does. The ``.npz`` (:func:`scopeflow.segment.unet.check_tile_path`: ``tile``,
+    ``logits``, ``source_sha256``) lets the ONNX back end be checked against the trained
+    network at load time without importing torch
+    (:func:`scopeflow.segment.unet.load_check_tile`); its sha256 goes into the model card.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    import torch
+
+    from scopeflow.io.images import read_gray
+    from scopeflow.segment.unet import (DEFAULT_WEIGHTS, check_tile_path, load_weights,
+                                        network_from_weights)
+
+    weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    loaded = load_weights(weights)
+    img = np.asarray(read_gray(image) if isinstance(image, (str, Path)) else image, dtype=np.float32)
+    if img.ndim != 2 or min(img.shape) < side or side % STRIDE:
+        raise ScopeflowError(f"check tile: need a 2-D image of at least {side}² px (side a multiple of {STRIDE})")
+    mean, std = float(img.mean(dtype=np.float64)), float(img.std(dtype=np.float64))
+    y0 = (img.shape[0] - side) // 2 // STRIDE * STRIDE
+    x0 = (img.shape[1] - side) // 2 // STRIDE * STRIDE
+    tile = ((img[y0 : y0 + side, x0 : x0 + side] - np.float32(mean)) * np.float32(1.0 / max(std, 1e-6)))
+    tile = np.ascontiguousarray(tile, dtype=np.float32)[None, None]
+    with torch.inference_mode():
+        logits = network_from_weights(loaded)(torch.from_numpy(tile)).numpy().astype(np.float32)
+    path = check_tile_path(weights)
+    np.savez_compressed(path, tile=tile, logits=logits, source_sha256=np.asarray(loaded["sha256"]))
+    return path
+
+
 def export_models(
     weights: str | Path | None,
     calibrate: Sequence[str | Path] = (),
@@ -87,7 +125,8 @@ def export_models(
     Returns
     -------
     dict
-        ``{path: sha256}`` of the files written.
+        ``{path: sha256}`` of the files written (with calibration images also the
+        reference logits of :func:`write_check_tile`, on the first image).
     """
     from scopeflow.segment.unet import DEFAULT_WEIGHTS, load_weights, network_from_weights
 
@@ -95,6 +134,10 @@ def export_models(
     loaded = load_weights(weights)
     fp32 = export_onnx(network_from_weights(loaded), onnx_path(weights, "fp32"), loaded["sha256"], loaded["meta"])
     written = {fp32: file_sha256(fp32)}
+    images = _image_files(calibrate) if calibrate else []
+    if images:  # torch's logits on a tile of the first image: the ONNX check needs no torch then
+        check = write_check_tile(weights, images[0])
+        written[check] = file_sha256(check)
     if int8:
         tiles = list(calibration_tiles(calibrate))
         if not tiles:

@@ -41,7 +41,9 @@ __all__ = [
     "UNetPredictor",
     "WeightsError",
     "decode_maps",
+    "check_tile_path",
     "file_sha256",
+    "load_check_tile",
     "load_weights",
     "verify_sha256",
     "write_card_sha256",
@@ -135,6 +137,38 @@ def verify_sha256(path: str | Path, card: str | Path | None = None, what: str = 
             f"says {expected} (corrupted or replaced file)"
         )
     return got
+
+
+def check_tile_path(weights: str | Path) -> Path:
+    """The reference-logits file of a weights file: ``<name>.check.npz`` beside it."""
+    weights = Path(weights)
+    return weights.with_name(weights.stem + ".check.npz")
+
+
+def load_check_tile(weights: str | Path, weights_sha256: str) -> dict[str, np.ndarray] | None:
+    """The shipped reference tile and torch logits of a weights file, or None without them.
+
+    The file (:func:`check_tile_path`, written by
+    :func:`scopeflow.segment.export.write_check_tile`) holds ``tile`` (float32
+    (1, 1, h, w), z-scored), ``logits`` (float32 (1, C, h, w): the trained torch network's on
+    that tile) and ``source_sha256`` (the weights they came from). Its sha256 must match the
+    ``<file name> sha256:`` line of the model card, and ``source_sha256`` the weights';
+    otherwise a one-line :class:`WeightsError`. None when there is no such file, or no line
+    for it in the card (weights made without one: the check then runs torch in a child).
+    """
+    path = check_tile_path(weights)
+    card = Path(weights).with_suffix(".md")
+    if not path.is_file() or not card.is_file() or card_sha256(card, path.name) is None:
+        return None
+    verify_sha256(path, card, what="reference logits")
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    if str(data.get("source_sha256")) != weights_sha256:
+        raise WeightsError(
+            f"reference logits {path} were made from other weights (sha256 {data.get('source_sha256')}); "
+            "re-export them with `scopeflow export-onnx`"
+        )
+    return data
 
 
 def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
@@ -532,8 +566,10 @@ class UNetPredictor:
         self._net_lock = threading.Lock()
         # ONNX: the maps need no torch (the weights' metadata is in the ONNX file); torch's logits
         # for the load-time check come from a child process, started before anything else
+        # the shipped reference logits of a fixed tile, when the weights have them: no torch at all
+        self._shipped_check = load_check_tile(self.weights, self.sha256) if backend == "onnx" else None
         self._reference: TorchReference | None = None
-        if backend == "onnx":
+        if backend == "onnx" and self._shipped_check is None:
             self._reference = TorchReference(self.weights, self.sha256 if verify else None)
         try:
             self.device = _resolve_device(device, backend)
@@ -558,6 +594,10 @@ class UNetPredictor:
         self.decode_kw: dict = {**meta.get("decode", {}), **decode_kw}
         self._checked = backend == "torch" and precision == "fp32"
         self._check_pending: np.ndarray | None = None  # the tile of a started, unfinished check
+        if self._shipped_check is not None:
+            # ONNX Runtime against the torch logits shipped with the model: one small pass, now
+            self._compare(self.runner(self._shipped_check["tile"]), self._shipped_check["logits"],
+                          "the reference tile shipped with the model")
         self.mean: float | None = None
         self.std: float | None = None
         self._kernels: threading.Thread | None = None
@@ -740,20 +780,28 @@ class UNetPredictor:
 
             with torch.inference_mode():
                 ref = self.net(torch.from_numpy(tile)).numpy()
-        got = self.runner(tile)
+        self._compare(self.runner(tile), ref, "a tile of this image")
+
+    def _compare(self, got: np.ndarray, ref: np.ndarray, where: str) -> None:
+        """Accept the back end's logits ``got`` against torch's ``ref`` (or raise)."""
+        if got.shape != ref.shape:
+            raise WeightsError(
+                f"{self.backend} model for {self.weights} gives logits of shape {got.shape} on {where}, "
+                f"torch {ref.shape}; re-export it with `scopeflow export-onnx`"
+            )
         if self.precision == "fp32":
             diff = float(np.abs(got - ref).max())
             if diff > 1e-4:
                 raise WeightsError(
-                    f"{self.backend} model for {self.weights} disagrees with torch on a tile of this "
-                    f"image (max |logit difference| {diff:.2e} > 1e-4); re-export it with `scopeflow export-onnx`"
+                    f"{self.backend} model for {self.weights} disagrees with torch on {where} "
+                    f"(max |logit difference| {diff:.2e} > 1e-4); re-export it with `scopeflow export-onnx`"
                 )
         else:
             agree = float((got.argmax(1) == ref.argmax(1)).mean())
             if agree < 0.97:
                 raise WeightsError(
                     f"{self.precision} model for {self.weights} gives the fp32 class on only "
-                    f"{agree:.1%} of a tile of this image (< 97 %); use precision fp32"
+                    f"{agree:.1%} of {where} (< 97 %); use precision fp32"
                 )
         self._checked = True
 

@@ -232,6 +232,7 @@ def ingest_movie(
     provenance: Mapping | None = None,
     sample: str | None = None,
     chunk: int = 1024,
+    min_frames: int = 1,
 ) -> dict:
     """Validate a bead movie and copy its frames into an OME-Zarr image (t, y, x).
 
@@ -255,6 +256,9 @@ def ingest_movie(
         Image name.
     chunk : int
         Chunk edge (y, x) in pixels.
+    min_frames : int
+        Fewest frames accepted; the workflow passes
+        :data:`scopeflow.track.link.MIN_MSD_FRAMES`, as its movies go on to an MSD fit.
 
     Returns
     -------
@@ -310,6 +314,12 @@ def ingest_movie(
         raise InputImageError(f"{path}: no frames in this movie; point the sample at a folder "
                               "of frames or a multi-page TIFF")
     n_frames = len(sources)
+    if n_frames < min_frames:  # checked before the store is renamed into place
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InputImageError(
+            f"{path}: {n_frames} frame(s); an MSD and diffusion coefficient need at least "
+            f"{min_frames} frames (two lags); give a longer movie"
+        )
     arr.resize((n_frames, *first[1]))
     ps, f = cal["pixel_size_um"], cal["fps"]
     attrs = {

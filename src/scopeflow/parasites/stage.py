@@ -1,0 +1,239 @@
+"""Parasitemia stage on paths: fluorescence ingest helpers and the per-sample parasite tables.
+
+Ingest (called from :func:`scopeflow.pipeline.ingest` and :func:`~scopeflow.pipeline.write_images`):
+the fluorescence frame of each FOV is listed in the FOV table's ``fluorescence`` column and
+written into the FOV's OME-Zarr image as channels ``fluorescence_r``, ``fluorescence_g``,
+``fluorescence_b`` (float32 in [0, 1]; a mono frame gives three equal planes).
+
+Stage (:func:`parasites_sample`): per FOV, spots (:func:`scopeflow.parasites.detect.detect_spots`)
+→ 31×31 crops of fluorescence + DPC → the shipped classifier → ``spots.parquet``; then
+:func:`scopeflow.parasites.parasitemia.parasitemia_tables` over the QC-passing cells of the
+sample's cell table. A sample without fluorescence frames gets empty spot/FOV tables and a
+one-row sample table with ``status`` = ``"skipped: ..."`` saying why (its counts and flags
+null, except ``n_rbc_counted``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scopeflow.errors import InputImageError
+from scopeflow.io.fluorescence import DEFAULT_CHANNEL, read_fluorescence
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FLUORESCENCE_CHANNELS",
+    "SPOT_COLUMNS",
+    "STAGE_DEFAULTS",
+    "fluorescence_channels",
+    "fluorescence_files",
+    "parasites_sample",
+]
+
+#: OME-Zarr channel names of the fluorescence planes.
+FLUORESCENCE_CHANNELS = ("fluorescence_r", "fluorescence_g", "fluorescence_b")
+
+#: Columns of ``spots.parquet``.
+SPOT_COLUMNS = ["sample", "fov", "spot_id", "y", "x", "intensity", "response", "r", "g", "b",
+                "peak_raw", "saturated", "cell_id", "cell_qc_pass", "p_parasite", "is_parasite",
+                "ood"]
+
+#: Defaults of the ``parasites`` config keys used by the stage.
+STAGE_DEFAULTS = {
+    "channel": DEFAULT_CHANNEL,
+    "spot_threshold": 0.02,
+    "background_um": 5.7,
+    "weights": None,
+    "max_spots_per_fov": 20000,
+}
+
+
+def fluorescence_files(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
+                       shape: tuple[int, int] | None = None) -> list[str]:
+    """The fluorescence file of each FOV ("" for all when the acquisition has none).
+
+    Every frame is read once, so a wrong one stops ingest with one line naming it.
+
+    Parameters
+    ----------
+    fovs : sequence of scopeflow.io.octopi.FOV
+        The acquisition's FOVs.
+    channel : str
+        Channel file-name suffix.
+    shape : (int, int), optional
+        The brightfield frame shape every fluorescence frame must have.
+
+    Raises
+    ------
+    scopeflow.errors.InputImageError
+        Some FOVs have the channel and others do not (names the first missing file), or a
+        frame is unreadable / not mono or RGB / of another size.
+    """
+    have = [f.files.get(channel) for f in fovs]
+    if not any(have):
+        return [""] * len(fovs)
+    for f, p in zip(fovs, have, strict=True):
+        if p is None:
+            n = sum(p is not None for p in have)
+            raise InputImageError(
+                f"{f.expected_file(channel)}: missing {channel} image ({n} of {len(fovs)} FOVs "
+                "have one); copy it, or remove this FOV so that every FOV has the channel")
+    for p in have:
+        read_fluorescence(p, shape)
+    return [str(p) for p in have]
+
+
+def fluorescence_channels(path: str | Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The fluorescence planes of one frame as OME-Zarr channels (float32 (y, x) each)."""
+    f = read_fluorescence(path, shape)
+    return {name: f[..., n] for n, name in enumerate(FLUORESCENCE_CHANNELS)}
+
+
+def _skipped(sample: str, reason: str, n_rbc: int) -> pd.DataFrame:
+    """One-row table of a sample whose parasitemia is not computed: counts and flags are
+    missing (null), except ``n_rbc_counted``."""
+    from scopeflow.parasites.parasitemia import _ROW_COLUMNS
+
+    df = pd.DataFrame([{"sample": sample, "status": f"skipped: {reason}"}])
+    for c in _ROW_COLUMNS:
+        if c.startswith(("n_",)):
+            df[c] = pd.array([pd.NA], dtype="Int64")
+        elif c in ("hyperparasitaemia", "parasites_detected"):
+            df[c] = pd.array([pd.NA], dtype="boolean")
+        else:
+            df[c] = np.nan
+    df["n_rbc_counted"] = pd.array([int(n_rbc)], dtype="Int64")
+    return df
+
+
+def parasites_sample(
+    zarr_path: str | Path,
+    cells_path: str | Path,
+    fovs_tsv: str | Path,
+    out_spots: str | Path,
+    out_fovs: str | Path,
+    out_sample: str | Path,
+    *,
+    sample: str,
+    params: Mapping | None = None,
+    out_gallery: str | Path | None = None,
+    provenance: Mapping | None = None,
+) -> pd.DataFrame:
+    """Spots, parasite calls and parasitemia tables of one sample.
+
+    Parameters
+    ----------
+    zarr_path : path
+        The sample's OME-Zarr (channels ``dpc`` and ``fluorescence_*``, ``labels/cells``).
+    cells_path : path
+        The merged cell table (``fov``, ``cell_id``, ``qc_pass``).
+    fovs_tsv : path
+        The ingest FOV table (``fov``, ``pixel_size_um``, ``fluorescence``).
+    out_spots, out_fovs, out_sample : path
+        ``spots.parquet`` and the per-FOV / per-sample parasitemia tables (Parquet, each with
+        a CSV mirror beside it). Written last, each atomically.
+    sample : str
+        Sample name.
+    params : mapping, optional
+        ``parasites`` config keys (:data:`STAGE_DEFAULTS` and
+        :data:`scopeflow.parasites.parasitemia.PARASITEMIA_DEFAULTS`).
+    out_gallery : path, optional
+        ``.npz`` with the crops and scores of the 24 highest-scoring spots and the 24 spots
+        nearest the threshold (for the report).
+    provenance : mapping, optional
+        Stored in the tables' Parquet metadata (with the model's sha256 added).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The per-sample table.
+    """
+    from scopeflow.io import ome_zarr
+    from scopeflow.parasites.classifier import load_parasite_model, score_crops
+    from scopeflow.parasites.detect import crop_spots, detect_spots
+    from scopeflow.parasites.parasitemia import _ROW_COLUMNS, parasitemia_tables
+
+    from scopeflow.parasites.classifier import DEFAULT_WEIGHTS
+    from scopeflow.segment.unet import file_sha256
+
+    p = {**STAGE_DEFAULTS, **dict(params or {})}
+    sha = None
+    fovs = pd.read_csv(fovs_tsv, sep="\t")
+    cells = pd.read_parquet(cells_path, columns=["fov", "cell_id", "qc_pass"])
+    has = ("fluorescence" in fovs.columns
+           and fovs["fluorescence"].map(lambda v: isinstance(v, str) and bool(v)).all())
+    empty_spots = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+        SPOT_COLUMNS, ["str", "str", "int64", "int64", "int64", *["float64"] * 6, "bool",
+                       "int64", "bool", "float64", "bool", "bool"], strict=True)})
+    gallery = {"crops": np.zeros((0, 4, 31, 31), np.uint8), "p": np.zeros(0),
+               "kind": np.zeros(0, "U8"), "threshold": np.float64(np.nan)}
+    if not has:
+        reason = f"no {p['channel']} images in this acquisition"
+        log.info("%s: parasitemia skipped (%s)", sample, reason)
+        per_sample = _skipped(sample, reason, int(cells["qc_pass"].astype(bool).sum()))
+        per_fov = pd.DataFrame(columns=["sample", "fov", *_ROW_COLUMNS])
+        spots = empty_spots
+    else:
+        model, meta = load_parasite_model(p["weights"])
+        qc = cells.set_index(["fov", "cell_id"])["qc_pass"]
+        tables, keep_crops, keep_p = [], [], []
+        for row in fovs.to_dict("records"):
+            fov = row["fov"]
+            ps = float(row["pixel_size_um"])
+            fl = np.stack([np.asarray(ome_zarr.read_channel(zarr_path, fov, c))
+                           for c in FLUORESCENCE_CHANNELS], axis=-1)
+            dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
+            labels = ome_zarr.read_labels(zarr_path, fov)
+            sp = detect_spots(fl, ps, labels=labels, threshold=float(p["spot_threshold"]),
+                              background_um=float(p["background_um"]))
+            if len(sp) > int(p["max_spots_per_fov"]):
+                raise InputImageError(
+                    f"{row['fluorescence']}: {len(sp)} spot candidates (> parasites."
+                    f"max_spots_per_fov {p['max_spots_per_fov']}); is this the right channel, "
+                    "or raise parasites.spot_threshold")
+            crops = crop_spots(fl, dpc, sp["y"].to_numpy(), sp["x"].to_numpy())
+            sc = score_crops(crops, model=model)
+            sp.insert(0, "spot_id", np.arange(len(sp), dtype=np.int64))
+            sp.insert(0, "fov", fov)
+            sp.insert(0, "sample", sample)
+            sp["p_parasite"] = sc["p_parasite"]
+            sp["is_parasite"] = sc["is_parasite"]
+            sp["ood"] = sc["ood"]
+            key = pd.MultiIndex.from_arrays([sp["fov"], sp["cell_id"]])
+            sp["cell_qc_pass"] = qc.reindex(key).fillna(False).astype(bool).to_numpy()
+            tables.append(sp[SPOT_COLUMNS])
+            keep_crops.append(crops)
+            keep_p.append(sc["p_parasite"])
+            log.info("%s: %d candidates, %d parasite calls", fov, len(sp), int(sc["is_parasite"].sum()))
+        spots = pd.concat(tables, ignore_index=True) if tables else empty_spots
+        per_fov, per_sample = parasitemia_tables(spots, cells, sample, p)
+        thr = float(model.threshold)
+        allc = np.concatenate(keep_crops) if keep_crops else gallery["crops"]
+        allp = np.concatenate(keep_p) if keep_p else np.zeros(0)
+        top = np.argsort(-allp, kind="stable")[:24]
+        near = np.argsort(np.abs(allp - thr), kind="stable")
+        near = near[~np.isin(near, top)][:24]
+        gallery = {"crops": np.concatenate([allc[top], allc[near]]),
+                   "p": np.concatenate([allp[top], allp[near]]),
+                   "kind": np.array(["top"] * len(top) + ["near"] * len(near), "U8"),
+                   "threshold": np.float64(thr)}
+        sha = file_sha256(Path(p["weights"] or DEFAULT_WEIGHTS))
+    if out_gallery is not None:
+        Path(out_gallery).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(out_gallery) + ".tmp.npz")
+        np.savez_compressed(tmp, **gallery)
+        os.replace(tmp, out_gallery)
+    from scopeflow.io.tables import write_table
+
+    prov = {**dict(provenance or {}), "parasite_model_sha256": sha}
+    write_table(spots, out_spots, prov)
+    write_table(per_fov, out_fovs, prov)
+    write_table(per_sample, out_sample, prov)
+    return per_sample
