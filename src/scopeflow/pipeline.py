@@ -145,7 +145,8 @@ def ingest_rows(
         # each plane is read once: validated and focus-scored here, and the evenly spaced subset
         # of the chosen FOVs (bounding time and memory on slides of hundreds of FOVs) binned for
         # the flatfields (scaled as load_pair does: the flatfields have mean 1 anyway)
-        n_chosen = len(acq.fovs) if zstack == "all" else len({(f.t, f.region, f.i, f.j) for f in acq.fovs})
+        stacks = {(f.t, f.region, f.i, f.j) for f in acq.fovs}
+        n_chosen = len(acq.fovs) if zstack == "all" else len(stacks)
         step = max(1, n_chosen // max_flatfield_fovs)
         binned: dict[str, list[np.ndarray]] = {"left": [], "right": []}
         factor = None
@@ -837,7 +838,8 @@ def merge_tables(
         prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
     prov["qc"] = params
     rows = [measure.summarize_sample(fovs, cells, sample=sample, gate=gate)]
-    regions = fovs["region"].fillna("").astype(str) if "region" in fovs.columns else pd.Series(dtype=str)
+    regions = (fovs["region"].fillna("").astype(str) if "region" in fovs.columns
+               else pd.Series(dtype=str))
     for region in sorted(set(regions) - {""}):  # one row per region (a well: a donor, a condition)
         f_r = fovs.loc[regions == region]
         c_r = cells.loc[cells["fov"].astype(str).isin(set(f_r["fov"].astype(str)))]
