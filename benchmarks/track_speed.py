@@ -61,7 +61,9 @@ def bench_movie(name, frames, tp_kw, invert, reps, threads, python_engine=False)
     pilot = locate_stack(frames[:5], invert=invert, workers=1)
     t_pilot = time.perf_counter() - t0
     sigma = pilot.attrs["sigma_px"]
-    ours_kw = dict(sigma_px=sigma, invert=invert, pilot_frames=1)
+    # the bead model of the pilot held fixed (profile auto: its bead classes)
+    ours_kw = dict(classes=pilot.attrs["classes"], invert=invert, pilot_frames=1) \
+        if "classes" in pilot.attrs else dict(sigma_px=sigma, invert=invert, pilot_frames=1)
     # warm-up (JIT caches, FFT plans)
     tp.locate(frames[0], **tp_kw)
     locate_stack(frames[:2], workers=1, **ours_kw)

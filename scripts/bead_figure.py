@@ -12,7 +12,7 @@ def main(smk):
     from scopeflow.track.pipeline import tracks_figure
 
     i = smk.input
-    tracks_figure(i.zarr, i.tracks, i.msd, i.diffusion, i.sample, smk.output[0],
+    tracks_figure(smk.params.zarr, i.tracks, i.msd, i.diffusion, i.sample, smk.output[0],
                   sample=smk.wildcards.sample)
 
 

@@ -22,8 +22,9 @@ def main(smk):
         fluorescence_channel=p.fluorescence_channel,
         regions=p.regions, zstack=p.zstack, focus_metric=p.focus_metric,
     )
-    create_store(smk.output.fovs, smk.output.zarr,
-                 sample_provenance(smk.config, [path], sample=smk.wildcards.sample))
+    create_store(smk.output.fovs, p.zarr,
+                 sample_provenance(smk.config, [path], sample=smk.wildcards.sample),
+                 record=smk.output.store)
 
 
 run(main, snakemake)  # noqa: F821

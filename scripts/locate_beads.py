@@ -15,9 +15,10 @@ def main(smk):
     p = smk.params
     s = smk.wildcards.sample
     locate_movie(
-        smk.input.zarr, smk.output.locs, sample=s, model=p.model, threads=smk.threads,
-        provenance=make_provenance(smk.config, inputs=[smk.input.zarr], sample=s),
-        profile=p.profile, sigma_px=p.sigma_px, snr_threshold=p.snr_threshold,
+        p.zarr, smk.output.locs, sample=s, model=p.model, threads=smk.threads,
+        provenance=make_provenance(smk.config, inputs=[p.zarr], sample=s),
+        profile=p.profile, diameter_px=p.diameter_px, minmass=p.minmass,
+        sigma_px=p.sigma_px, snr_threshold=p.snr_threshold,
         prob_threshold=p.prob_threshold, min_snr=p.min_snr,
     )
 

@@ -422,7 +422,7 @@ def test_full_disk_during_a_run_then_rerun_gives_the_undisturbed_tables(tmp_path
         (work / "config.yaml").write_text(yaml.safe_dump(cfg))
         runs[name] = work
     snakemake(runs["undisturbed"], "--cores", "2")
-    env = dict(os.environ, SCOPEFLOW_TEST_ENOSPC="demo_smear_1.ome.zarr/0-0_1_0/0/",
+    env = dict(os.environ, SCOPEFLOW_TEST_ENOSPC="demo_smear_1.ome.zarr/A/2/0/0/",
                PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), os.environ.get("PYTHONPATH", "")]))
     full = runs["full"]
     proc = snakemake(full, "--cores", "2", check=False, env=env)
@@ -430,7 +430,7 @@ def test_full_disk_during_a_run_then_rerun_gives_the_undisturbed_tables(tmp_path
     assert proc.returncode != 0
     errors = [line for line in (res / "logs" / "dpc.1.log").read_text().splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "No space left on device [ENOSPC]" in errors[0], errors
-    assert "demo_smear_1.ome.zarr/0-0_1_0/0/" in errors[0] and "free space" in errors[0]
+    assert "demo_smear_1.ome.zarr/A/2/0/0/" in errors[0] and "free space" in errors[0]
     assert not (res / "shards" / "1" / "dpc.json").exists() and not (res / "cells.parquet").exists()
     snakemake(full, "--cores", "2")  # space freed
     for table in ("cells", "fovs", "sample"):
@@ -487,3 +487,21 @@ def test_tilde_in_the_sheet_setting_and_rows_is_the_home_folder(tmp_path):
     assert "rule ingest:" in proc.stdout + proc.stderr
     record = json.loads((work / "results" / "slide" / "inputs.json").read_text())
     assert record["path"] == str(home / "data" / "slide") and len(record["files"]) > 4
+
+
+def test_manifest_is_not_rewritten_while_another_run_holds_the_lock(tmp_path):
+    """A cron run starting while a long run works must not rewrite a manifest the long run's
+    outputs would then post-date (its new files would never be processed)."""
+    from scopeflow.simulate import simulate_acquisition
+
+    simulate_acquisition(tmp_path / "drop" / "slide", ny=1, nx=2, shape=(128, 128), seed=1)
+    write_config(tmp_path, input_dir="drop")
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.input.lock").write_text("")
+    proc = snakemake(tmp_path, "-n", "--cores", "2")
+    assert "another snakemake run holds the lock" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results" / "slide" / "inputs.json").exists()
+    (locks / "0.input.lock").unlink()
+    snakemake(tmp_path, "-n", "--cores", "2")
+    assert (tmp_path / "results" / "slide" / "inputs.json").exists()

@@ -364,3 +364,21 @@ def test_readme_documents_every_parasite_column():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for col in [*SPOT_COLUMNS, *_ROW_COLUMNS, "status"]:
         assert f"`{col}`" in readme, f"README lacks column {col}"
+
+
+def test_slide_simulation_covers_with_calibrated_path():
+    from scopeflow.parasites.coverage import calibrate, simulate_slides
+
+    rng = np.random.default_rng(4)
+
+    def fake_fovs(n, s):  # FOVs of 400 cells, rings detected with probability s, no false calls
+        return [{"ring_calls": (rng.random(20) < s).astype(np.int64), "fp_calls": 0,
+                 "n_cells": 400, "n_candidates": 40, "fp_kinds": []} for _ in range(n)]
+
+    cal, ev = calibrate(fake_fovs(8, 0.8)), fake_fovs(8, 0.8)
+    assert cal["n_rings"] == 160 and cal["fp_per_5e6_rbc"] == 0.0
+    cov = simulate_slides([0, 200, 20000], ev, cal, n_rbc=2e5, repeats=300)
+    assert (cov["coverage"] >= 0.95).all()
+    assert cov["within_budget"].iloc[0] == 1.0 and cov["detected_fraction"].iloc[0] == 0.0
+    assert cov["mean_estimate"].iloc[2] == pytest.approx(20000, rel=0.1)
+    assert cov["mean_raw_per_ul"].iloc[2] == pytest.approx(20000 * 0.8, rel=0.1)

@@ -92,6 +92,41 @@ def test_demo_produces_store_labels_and_tables(demo_run):
     assert beads["sample"].tolist() == ["demo_beads"] and beads["n_tracks"].iloc[0] > 0
 
 
+def _assert_stores_valid(results, n_stores):
+    """Every store under ``results`` passes ome-zarr-models (strict) and yaozarrs with no
+    warning, holds nothing foreign, and has its completion flag beside it."""
+    import json
+
+    from scopeflow.io.ngff_validate import foreign_files, validate_store
+
+    stores = sorted(results.glob("*/*.ome.zarr"))
+    assert len(stores) == n_stores, stores
+    n_groups = 0
+    for store in stores:
+        reports = validate_store(store)
+        n_groups += len(reports)
+        bad = [(r.path, r.models_error, r.yaozarrs_error, r.yaozarrs_warnings) for r in reports if not r.ok]
+        assert not bad, bad
+        assert foreign_files(store) == []
+        done = json.loads(store.with_name(store.name + ".done").read_text())
+        assert done["store"] == store.name and done["ngff_version"] == "0.5"
+    return n_groups
+
+
+def test_demo_stores_pass_the_ngff_validators(demo_run):
+    # 2 smear samples x (plate + 4 wells + 4 images + 4 labels groups + 4 label images) + the movie
+    assert _assert_stores_valid(demo_run / "results", 3) == 2 * 17 + 1
+    # napari opens the slide from its root: the 2 x 2 stage grid of 1024² FOVs, and the labels
+    from test_ngff import _napari_layers
+
+    store = demo_run / "results" / "demo_smear_1" / "demo_smear_1.ome.zarr"
+    layers = _napari_layers(store)
+    assert [k for _, _, k in layers] == ["image", "labels"]
+    n_channels = len(ome_zarr.fov_attrs(store, "0-0_0_0")["channels"])  # dpc, phase (+ fluorescence)
+    assert tuple(layers[0][0][0].shape) == (n_channels, 2048, 2048)
+    assert layers[0][1]["scale"] == pytest.approx([0.333, 0.333])
+
+
 def test_demo_segmentation_matches_simulator_truth(demo_run):
     from scopeflow.evaluate import evaluate
     from scopeflow.io.images import read_labels
@@ -139,6 +174,29 @@ def test_report_collects_figures_and_tables(demo_run):
     assert "parasites.png" in html and "parasitemia.csv" in html
 
 
+def test_anndata_switch_writes_cells_h5ad(demo_run):
+    import h5py
+    import yaml
+
+    cfg = yaml.safe_load((demo_run / "config.yaml").read_text())
+    assert cfg["tables"]["anndata"] is False  # off by default
+    assert "cells_anndata" not in {r for r, _ in scheduled_jobs(demo_run)}
+    cfg["tables"]["anndata"] = True
+    (demo_run / "anndata.yaml").write_text(yaml.safe_dump(cfg))
+    # (mtime triggers only: the dumped config's reordered qc dict would count as new params)
+    args = ("--configfile", str(demo_run / "anndata.yaml"), "--rerun-triggers", "mtime")
+    jobs = scheduled_jobs(demo_run, *args)
+    assert {r for r, _ in jobs} == {"cells_anndata", "all"}  # one job per smear sample, nothing else
+    snakemake(demo_run, "--cores", "2", *args)
+    res = demo_run / "results" / "demo_smear_1"
+    cells = pd.read_parquet(res / "cells.parquet")
+    with h5py.File(res / "cells.h5ad", "r") as f:
+        assert f["obs"]["_index"].shape == (len(cells),)
+        np.testing.assert_array_equal(f["obs"]["area_um2"][:], cells["area_um2"].to_numpy())
+        np.testing.assert_array_equal(f["obsm"]["spatial"][:], cells[["x_um", "y_um"]].to_numpy())
+    assert (res / "logs" / "cells_anndata.log").exists()
+
+
 def test_second_run_does_nothing(demo_run):
     assert scheduled_jobs(demo_run) == []
 
@@ -153,8 +211,8 @@ def test_new_acquisition_runs_only_its_jobs(demo_run):
         per_sample = {s for r, s in jobs if s}
         assert per_sample == {"new_slide"}, jobs
         assert {r for r, s in jobs if s} == {
-            "ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report",
-            "parasites", "parasite_report",  # issue 21: parasitemia (skipped without the channel)
+            "ingest", "dpc", "segment", "finish_store", "measure", "merge_tables", "sample_overview",
+            "qc_report", "parasites", "parasite_report",  # issue 21: parasitemia (skipped without the channel)
         }
         assert {r for r, s in jobs if not s} == {"summarize_samples", "summarize_parasitemia", "all"}
     finally:
@@ -313,11 +371,18 @@ def test_missing_sample_sheet_names_it(tmp_path):
 
 
 def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
+    import imageio.v3 as iio
+    from test_ngff import write_foreign_v04
+
+    png = shared / "octopi_rbc_dpc_m2unet/images/dpc_1024_00.png"
+    # the same DPC image as an NGFF 0.4 store another program (ome-zarr-py) wrote
+    ngff = write_foreign_v04(tmp_path / "dpc_1024_00.ome.zarr", iio.imread(png), 0.333)
     sheet = tmp_path / "samples.tsv"
     sheet.write_text(
         "sample\tkind\tpath\tpixel_size_um\n"
-        f"octopi_1024\tsmear_dpc\t{shared / 'octopi_rbc_dpc_m2unet/images/dpc_1024_00.png'}\t0.333\n"
+        f"octopi_1024\tsmear_dpc\t{png}\t0.333\n"
         f"harness\tsmear_dpc\t{shared / 'octopi_rbc_dpc_harness/images'}\t0.333\n"
+        f"ngff_1024\tsmear_dpc\t{ngff}\t\n"
     )
     _write_config(tmp_path)
     snakemake(tmp_path, "--cores", "2", "--config", f"samples={sheet}")
@@ -325,6 +390,11 @@ def test_sample_sheet_with_real_dpc_images_runs(tmp_path, shared):
     assert len(harness) == 10 and (harness["n_cells"] > 0).all()
     cells = pd.read_parquet(tmp_path / "results" / "octopi_1024" / "cells.parquet")
     assert len(cells) > 100
+    # smear_dpc stores: 1, 10 and 1 FOVs (plate + wells + images + labels groups + label images)
+    assert _assert_stores_valid(tmp_path / "results", 3) == 2 * (1 + 4 * 1) + (1 + 4 * 10)
+    # read through the NGFF reader (pixel size from its own scale): the same cells as the PNG
+    from_ngff = pd.read_parquet(tmp_path / "results" / "ngff_1024" / "cells.parquet")
+    pd.testing.assert_frame_equal(from_ngff.drop(columns="sample"), cells.drop(columns="sample"))
 
 
 def test_two_runs_give_identical_tables(tmp_path):

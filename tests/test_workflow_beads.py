@@ -128,6 +128,15 @@ def test_bead_demo_store_is_ome_zarr_with_time_axis(bead_demo):
     assert attrs["pixel_size_um"] == 0.35 and attrs["fps"] == 24.0 and attrs["n_frames"] == 40
     frames = sorted((bead_demo / "resources" / "demo" / "demo_beads").glob("*.tif"))
     np.testing.assert_array_equal(root["0"][7], tifffile.imread(frames[7]))
+    # strict NGFF 0.5: dimension_names, validators, nothing foreign inside, flag beside it
+    from scopeflow.io.ngff_validate import foreign_files, validate_store
+
+    store = bead_demo / "results" / "demo_beads" / "demo_beads.ome.zarr"
+    assert root["0"].metadata.dimension_names == ("t", "y", "x")
+    reports = validate_store(store)
+    assert len(reports) == 1 and reports[0].ok, reports
+    assert foreign_files(store) == []
+    assert json.loads(store.with_name(store.name + ".done").read_text())["n_frames"] == 40
 
 
 def test_bead_demo_recovers_simulated_diffusion(bead_demo):
@@ -371,15 +380,31 @@ def test_cli_track_reads_calibration_from_marker(tmp_path, capsys):
     assert summary["D_um2_s"] == pytest.approx(0.3, rel=0.25)  # 25 beads, 40 frames
 
 
-def test_cli_track_without_calibration_is_one_line_error(tmp_path, capsys):
+def test_cli_track_without_calibration_tracks_in_px_and_frames(tmp_path, capsys):
+    """Issue 17: calibration is optional; without it results are in px and frames (as
+    trackpy without mpp/fps), the column names say so and one note line says why."""
     from scopeflow.cli import main
 
-    movie, _ = small_movie(n_frames=3)
+    movie, _ = small_movie(n_frames=40, size=128, n_beads=25)
     tifffile.imwrite(tmp_path / "movie.tif", movie, photometric="minisblack")
-    assert main(["track", str(tmp_path / "movie.tif"), "-o", str(tmp_path / "t.csv")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--pixel-size" in err[0] and "movie.tif" in err[0]
-    assert not (tmp_path / "t.csv").exists()
+    out = tmp_path / "t.csv"
+    assert main(["track", str(tmp_path / "movie.tif"), "-o", str(out)]) == 0
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and "px" in err[0] and "frames" in err[0]
+    assert "px^2/frame" in cap.out
+    tracks = pd.read_csv(out)
+    assert "y_um" not in tracks.columns and list(tracks.columns[:4]) == ["particle", "frame",
+                                                                         "y", "x"]
+    msd = pd.read_csv(tmp_path / "t_msd.csv")
+    assert {"lag_frame", "msd_px2"} <= set(msd.columns) and "msd_um2" not in msd.columns
+    diff = pd.read_csv(tmp_path / "t_diffusion.csv")
+    assert "D_px2_frame" in diff.columns
+    summary = json.loads((tmp_path / "t_summary.json").read_text())
+    assert summary["length_unit"] == "px" and summary["time_unit"] == "frame"
+    # same movie as test_cli_track_reads_calibration_from_marker: D = 0.3 um^2/s at
+    # 0.2 um/px and 20 fps is 0.3 / 0.2**2 / 20 = 0.375 px^2/frame
+    assert summary["D_px2_frame"] == pytest.approx(0.375, rel=0.25)
 
 
 def test_cli_locate_broken_frame_is_one_line_error(tmp_path, capsys):

@@ -138,6 +138,12 @@ def _locate_opts(args: argparse.Namespace) -> dict:
             "workers": args.threads}
     if args.sigma is not None:
         opts["sigma_px"] = args.sigma
+    if args.diameter is not None:
+        opts["diameter_px"] = args.diameter
+    if args.minmass is not None:
+        opts["minmass"] = args.minmass
+    if args.invert is not None:
+        opts["invert"] = args.invert == "dark"
     return opts
 
 
@@ -160,12 +166,23 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from scopeflow.track import cli_track
     from scopeflow.track.pipeline import movie_calibration
 
+    from scopeflow.discover import read_beads_marker
+
     t0 = time.perf_counter()
-    cal = movie_calibration(  # the options, else scopeflow_beads.json beside the frames
-        args.input, args.pixel_size, args.fps,
-        hint={"pixel_size_um": "--pixel-size UM (or pixel_size_um in scopeflow_beads.json)",
-              "fps": "--fps F (or fps in scopeflow_beads.json)"},
-    )
+    meta = read_beads_marker(args.input)  # scopeflow_beads.json beside the frames, if any
+    px = args.pixel_size if args.pixel_size is not None else meta.get("pixel_size_um")
+    fps = args.fps if args.fps is not None else meta.get("fps")
+    if px is None or fps is None:
+        # calibration optional: pixels and frames (as trackpy without mpp/fps)
+        print(f"note: no {'pixel size' if px is None else ''}"
+              f"{' and no ' if px is None and fps is None else ''}"
+              f"{'frame rate' if fps is None else ''} given (--pixel-size/--fps or "
+              f"scopeflow_beads.json): results in {'px' if px is None else 'um'} and "
+              f"{'frames' if fps is None else 's'} (columns named so)", file=sys.stderr)
+    cal = movie_calibration(args.input, px if px is not None else 1.0,
+                            fps if fps is not None else 1.0)
+    cal = {"pixel_size_um": None if px is None else cal["pixel_size_um"],
+           "fps": None if fps is None else cal["fps"]}
     opts = _locate_opts(args)
     opts.update(search_range=args.search_range, memory=args.memory,
                 adaptive_stop=args.adaptive_stop, min_length=args.min_length,
@@ -174,10 +191,14 @@ def _cmd_track(args: argparse.Namespace) -> int:
                     model=_bead_model(args), **opts)
     s = res["summary"]
     stem = Path(args.output).with_suffix("")
+    lu, tu = s.get("length_unit", "um"), s.get("time_unit", "s")
+    dkey = f"D_{lu}2_{tu}"
+    calib = (f"{cal['pixel_size_um']:.4g} um/px" if cal["pixel_size_um"] else "no pixel size") + \
+        ", " + (f"{cal['fps']:.4g} fps" if cal["fps"] else "no frame rate")
     print(
         f"{args.input}: {s['n_tracks']} tracks of >= {args.min_length} frames, "
-        f"D = {s['D_um2_s']:.4g} um^2/s (exponent {s['exponent']:.3f}; "
-        f"{cal['pixel_size_um']:.4g} um/px, {cal['fps']:.4g} fps) -> {args.output}, "
+        f"D = {s[dkey]:.4g} {lu}^2/{tu} (exponent {s['exponent']:.3f}; "
+        f"{calib}; beads ~{res['locs'].attrs.get('diameter_px') or float('nan'):.3g} px) -> {args.output}, "
         f"{stem}_msd.csv, {stem}_diffusion.csv, {stem}_summary.json "
         f"({time.perf_counter() - t0:.2f} s)"
     )
@@ -226,9 +247,21 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                    help="candidate detector: none = matched filter (default; faster than "
                         "trackpy.locate), beadnet = shipped U-Net bead map (8-20x slower)")
     g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
-    g.add_argument("--profile", choices=["gaussian", "template", "ring"], default="gaussian",
-                   help="bead model of the subpixel fit (default gaussian; template = averaged "
-                        "from the data, ring = brightfield ring start)")
+    g.add_argument("--profile", choices=["auto", "gaussian", "template", "ring"],
+                   default="auto",
+                   help="bead model (default auto: bead size, polarity and radial profile "
+                        "estimated from the data, one detection per bead, data template or "
+                        "Gaussian fit; gaussian = Gaussian spots of --sigma; template = "
+                        "averaged from the data; ring = brightfield ring start)")
+    g.add_argument("--diameter", type=float, default=None, metavar="PX",
+                   help="approximate bead diameter in px, as trackpy's diameter (default: "
+                        "estimated from the data)")
+    g.add_argument("--minmass", type=float, default=None,
+                   help="drop beads with trackpy mass (band-passed brightness) <= this, as "
+                        "trackpy.locate(minmass=...) (default: none)")
+    g.add_argument("--invert", choices=["dark", "bright"], default=None,
+                   help="bead centres darker or brighter than the background (default: "
+                        "from the data)")
     g.add_argument("--sigma", type=float, default=None,
                    help="bead sigma in px (default: estimated from the data)")
     g.add_argument("--snr-threshold", type=float, default=5.0,
@@ -329,9 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="TRACKS.csv",
                    help="output tracks CSV")
     p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
-                   help="um per px (default: from scopeflow_beads.json beside the frames)")
+                   help="um per px (default: from scopeflow_beads.json beside the frames; "
+                        "none: lengths in px)")
     p.add_argument("--fps", type=float, default=None, metavar="F",
-                   help="frames per second (default: from scopeflow_beads.json)")
+                   help="frames per second (default: from scopeflow_beads.json; none: "
+                        "times in frames)")
     g = p.add_argument_group("linking and MSD")
     g.add_argument("--search-range", type=float, default=5.0, metavar="PX",
                    help="largest displacement between linked frames in px (default 5)")

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from scopeflow.errors import InputImageError, ScopeflowError
+from scopeflow.io.ngff_image import is_ngff, list_images
 
 SMEAR_KINDS = ("smear_raw", "smear_dpc")
 BEAD_KINDS = ("beads",)
@@ -25,8 +26,8 @@ def detect_kind(path: str | Path) -> str:
 
     A folder holding ``acquisition parameters.json`` is an Octopi acquisition (``smear_raw``);
     a folder holding ``scopeflow_beads.json`` (:data:`BEADS_MARKER`) is a bead movie
-    (``beads``); an image file, or a folder of image files, is precomputed DPC
-    (``smear_dpc``). Frames alone do not tell a movie from a set of DPC fields of view, so a
+    (``beads``); an image file, an OME-Zarr (NGFF 0.4/0.5 image, plate or collection), or a
+    folder of these, is precomputed DPC (``smear_dpc``). Frames alone do not tell a movie from a set of DPC fields of view, so a
     bead movie without the marker file needs ``kind: beads`` in a sample sheet.
 
     Raises
@@ -47,7 +48,9 @@ def detect_kind(path: str | Path) -> str:
         return "beads"
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
         return "smear_dpc"
-    if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+    if is_ngff(p):
+        return "smear_dpc"
+    if p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES or is_ngff(f) for f in p.iterdir()):
         return "smear_dpc"
     raise ScopeflowError(
         f"{p}: cannot tell the sample kind (no 'acquisition parameters.json' and no images); "
@@ -79,16 +82,51 @@ def read_beads_marker(path: str | Path) -> dict:
 
 
 def dpc_files(path: Path) -> list[Path]:
-    if path.is_file():
+    """The DPC inputs of a ``smear_dpc`` sample: image files and OME-Zarr stores."""
+    if path.is_file() or is_ngff(path):
         return [path]
     if not path.is_dir():
         raise InputImageError(f"{path}: DPC input does not exist; fix the path in the sample sheet")
-    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES or is_ngff(f))
     if not files:
         raise InputImageError(
-            f"{path}: no DPC images (.png/.tif/.tiff/.bmp) found; point the sample at a folder of images"
+            f"{path}: no DPC images (.png/.tif/.tiff/.bmp or OME-Zarr) found; point the sample "
+            "at a folder of images"
         )
     return files
+
+
+def in_manifest(f: Path, path: Path, files) -> bool:
+    """Whether a DPC input ``f`` of sample ``path`` is in a manifest's file list: an image file
+    by its name, an OME-Zarr store (the sample itself, or a store in its folder) by any of its
+    files."""
+    names = {n[0] for n in files}
+    if not f.is_dir():
+        return f.name in names
+    return f == path or any(n.startswith(f.name + "/") for n in names)
+
+
+def dpc_fovs(path: Path, found: list[Path] | None = None) -> list[tuple[str, str]]:
+    """(FOV name, image path) of every DPC field of view of a ``smear_dpc`` sample.
+
+    ``found``: the inputs to list (default :func:`dpc_files` of ``path``).
+
+    An image file is one FOV named by its stem; an OME-Zarr image is one FOV named by the
+    store (without ``.ome.zarr``); each field of an OME-Zarr plate or collection is one FOV
+    named ``<store>_<row>_<column>_<field>`` (or ``<store>_<series>``), its path the image group.
+    """
+    out = []
+    for f in (dpc_files(path) if found is None else found):
+        if not is_ngff(f):
+            out.append((f.stem, str(f)))
+            continue
+        stem = f.name.removesuffix(".zarr").removesuffix(".ome")
+        for sub in list_images(f):
+            name = f"{stem}_{sub.replace('/', '_')}" if sub else stem
+            out.append((name, str(f / sub) if sub else str(f)))
+    if not out:
+        raise InputImageError(f"{path}: no DPC images in this OME-Zarr; it holds no NGFF image")
+    return out
 
 
 def manifest_fovs(acq_fovs, base: str | Path, files) -> list:
@@ -139,9 +177,8 @@ def count_fovs(kind: str, path: str | Path, files=None, regions=None, zstack="be
         if kind == "smear_dpc":
             found = dpc_files(Path(path))
             if files is not None:
-                names = {f[0] for f in files}
-                found = [f for f in found if f.name in names]
-            return max(1, len(found))
+                found = [f for f in found if in_manifest(f, Path(path), files)]
+            return max(1, len(dpc_fovs(Path(path), found))) if found else 1
     except (ScopeflowError, OSError):
         pass
     return 1

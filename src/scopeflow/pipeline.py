@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scopeflow.discover import SMEAR_KINDS, dpc_files, detect_kind
+from scopeflow.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.images import read_gray
 
@@ -73,7 +73,8 @@ def ingest_rows(
         Sample kind.
     path : str or Path
         Octopi/Squid acquisition folder (any save mode, see :mod:`scopeflow.io.squid`), or DPC
-        image file / folder.
+        image file, OME-Zarr (NGFF 0.4/0.5 image, plate, collection) or a folder of these; an
+        OME-Zarr gives its own pixel size (scale, µm).
     out_fovs : path
         TSV written with one row per FOV (``fov``, ``t``, ``region``, z choice, source images
         or plane references, stage position, shape, bit depth and the camera's true maximum
@@ -199,11 +200,16 @@ def ingest_rows(
         ps = pixel_size_um or default_pixel_size_um
         found = dpc_files(path)
         if planned is not None:
-            found = [f for f in found if f in planned]
+            found = [f for f in found if f in planned or (f.is_dir() and any(f in q.parents for q in planned))]
             if not found:
                 raise InputImageError(f"{path}: none of its images was complete when the run was planned; rerun")
-        for f in found:
-            img = read_gray(f)
+        ngff_ps = set()
+        for name, f in dpc_fovs(path, found):
+            img = read_dpc_image(f)
+            if Path(f).is_dir():  # an NGFF image group: its own pixel size
+                from scopeflow.io import ngff_image
+
+                ngff_ps.add(ngff_image.pixel_size_um(ngff_image.open_image(f)))
             bad = int(img.size - np.count_nonzero(np.isfinite(img)))
             if bad:
                 raise InputImageError(
@@ -211,10 +217,12 @@ def ingest_rows(
                     "finite (e.g. 0.5, no gradient, where there is no data)"
                 )
             rows.append(
-                {"fov": f.stem, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
+                {"fov": name, "t": 0, "i": np.nan, "j": np.nan, "k": np.nan,
                  "x_mm": np.nan, "y_mm": np.nan, "z_um": np.nan,
                  "image": str(f), "height": img.shape[0], "width": img.shape[1]}
             )
+        if not pixel_size_um and len(ngff_ps) == 1 and None not in ngff_ps:
+            ps = ngff_ps.pop()  # the OME-Zarr's own scale, unless the sheet says otherwise
         na_used = na
     else:
         raise ScopeflowError(f"{path}: unknown sample kind {kind!r}; use one of {', '.join(SMEAR_KINDS)}")
@@ -236,6 +244,17 @@ def ingest_rows(
     os.replace(tmp, out_fovs)
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
     return rows
+
+
+def read_dpc_image(path: str | Path) -> np.ndarray:
+    """A precomputed DPC field of view as float32 (y, x): an image file, or an NGFF image
+    group (its ``dpc`` channel, or its only one), read by :mod:`scopeflow.io.ngff_image`."""
+    p = Path(path)
+    if p.is_dir():
+        from scopeflow.io import ngff_image
+
+        return ngff_image.read_dpc(p)
+    return read_gray(p)
 
 
 def _read_pair(fov) -> tuple[np.ndarray, np.ndarray]:
@@ -428,12 +447,56 @@ def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
 
 
-def create_store(fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None) -> None:
-    """Create the sample's empty OME-Zarr with the series list of all its FOVs."""
+def create_store(
+    fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None, *,
+    record: str | Path | None = None,
+) -> dict:
+    """Create the sample's empty OME-Zarr plate: one well per stage-grid position.
+
+    Octopi FOVs are placed by their grid indices (row ``i``, column ``j``); FOVs without
+    them (DPC files) fill a near-square grid in name order (:func:`ome_zarr.plate_layout`).
+    ``record`` (JSON: the store and each FOV's group path), when given, is written last.
+    """
     from scopeflow.io import ome_zarr
 
-    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
-    ome_zarr.create_sample_store(out_zarr, names, provenance or {})
+    rows = read_fov_table(fovs_tsv)
+    names = [r["fov"] for r in rows]
+    ij = [(r.get("i"), r.get("j")) for r in rows]
+    positions = None
+    if all(isinstance(v, (int, float)) and np.isfinite(v) for pair in ij for v in pair):
+        positions = {n: (int(i), int(j)) for n, (i, j) in zip(names, ij)}
+    ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions)
+    info = {"store": str(out_zarr), "fovs": {n: ome_zarr.fov_path(out_zarr, n) for n in names}}
+    if record is not None:
+        _atomic_json(info, record)
+    return info
+
+
+def finish_store(zarr_path: str | Path, segmentation_records: Sequence[str | Path],
+                 out_flag: str | Path) -> dict:
+    """Flag a sample store complete: every FOV has its image and its ``labels/cells``.
+
+    Writes ``out_flag`` (``<sample>.ome.zarr.done``, JSON: FOVs, labelled FOVs, cells, NGFF
+    version) beside the store, last.
+
+    Raises
+    ------
+    ScopeflowError
+        If a FOV's image or labels are missing (naming it).
+    """
+    from scopeflow.io import ome_zarr
+
+    n_cells = sum(sum(json.loads(Path(r).read_text())["fovs"].values()) for r in segmentation_records)
+    try:
+        check = ome_zarr.store_complete(zarr_path)
+    except ValueError as exc:
+        raise ScopeflowError(str(exc)) from exc
+    if check["labels"] != check["fovs"]:
+        raise ScopeflowError(f"{zarr_path}: {check['fovs'] - check['labels']} FOV(s) have no "
+                             "labels/cells; rerun the segment jobs")
+    record = ome_zarr.mark_complete(zarr_path, out_flag, {"n_cells": n_cells})
+    log.info("%s: complete, %d FOVs, %d cells", zarr_path, record["fovs"], n_cells)
+    return record
 
 
 def _prefetch(fn, items: Sequence, ahead=True):
@@ -520,7 +583,7 @@ def _read_fov_inputs(row: Mapping) -> tuple:
                 "left and right images of a FOV must have the same size"
             )
         return left, right
-    return (read_gray(row["image"]),)
+    return (read_dpc_image(row["image"]),)  # an image file or an NGFF image group
 
 
 #: FOV list columns copied into each FOV's store attributes and from there into the FOV table.

@@ -107,6 +107,9 @@ RESULTS = _results_dir(config["results_dir"])
 DEMO = config["demo"]
 QUIET_S = config["readiness"]["quiet_s"]
 MAIN = workflow.is_main_process  # only the main process plans; cluster jobs read its manifests
+# Another run holds this folder's lock (Snakemake takes its own after planning): a manifest
+# rewritten now could be older than that run's outputs and its new files would be lost.
+OTHER_RUN = MAIN and any(Path(".snakemake", "locks").glob("*.lock"))
 if not config["samples"] and _inside(RESULTS, config["input_dir"]):
     raise WorkflowError(
         f"config key results_dir: '{config['results_dir']}' is inside input_dir "
@@ -261,7 +264,8 @@ def _plan(sample):
     if not MAIN:  # a cluster job: the main process has planned
         return "ready" if os.path.exists(mpath) else "demo"
     if row["error"] is not None:
-        readiness.write_if_changed(manifest_record(sample, error=row["error"]), mpath)
+        if not OTHER_RUN:
+            readiness.write_if_changed(manifest_record(sample, error=row["error"]), mpath)
         return "error"
     if sample in _demo_samples() + _demo_bead_samples() and not os.path.exists(row["path"]):
         return "demo"
@@ -277,7 +281,12 @@ def _plan(sample):
             manifest_record(sample, error=f"{exc.filename or row['path']}: cannot list the files "
                                           f"({exc.strerror}); check the permissions"), mpath)
         return "error"
-    if readiness.write_if_changed(manifest_record(sample, files=files), mpath):
+    record = manifest_record(sample, files=files)
+    if OTHER_RUN and readiness.read_manifest_or_none(mpath) != record:
+        print(f"scopeflow: sample {sample}: new or changed files wait, another snakemake run holds "
+              "the lock of this folder (if none runs: snakemake --unlock)", file=sys.stderr)
+        return "waiting"
+    if readiness.write_if_changed(record, mpath):
         print(f"scopeflow: sample {sample}: new or changed input files, (re)processed", file=sys.stderr)
     return "ready"
 
@@ -316,7 +325,7 @@ def _one_of(names):
 
 
 # per-rule wildcard constraints: smear and bead rules share output names (sample.parquet,
-# <sample>.ome.zarr), each kind's rules only match its own samples
+# <sample>.ome.zarr.done), each kind's rules only match its own samples
 SMEAR_RE = _one_of(SMEAR_SAMPLES)
 BEAD_RE = _one_of(BEAD_SAMPLES)
 
@@ -404,7 +413,7 @@ def sample_input(wildcards):
 
 def sample_outputs(sample):
     return [
-        out(sample, f"{sample}.ome.zarr"),
+        out(sample, f"{sample}.ome.zarr.done"),  # the store is complete (flag beside it)
         out(sample, "cells.parquet"),
         out(sample, "fovs.parquet"),
         out(sample, "sample.parquet"),
@@ -413,7 +422,7 @@ def sample_outputs(sample):
         out(sample, "report/qc_gallery.png"),
         out(sample, "report/qc_focus_map.png"),
         out(sample, "report/qc_histograms.png"),
-    ] + parasite_outputs(sample)
+    ] + parasite_outputs(sample) + ([out(sample, "cells.h5ad")] if config["tables"]["anndata"] else [])
 
 
 def parasite_outputs(sample):
@@ -430,7 +439,7 @@ def parasite_outputs(sample):
 
 def bead_outputs(sample):
     return [
-        out(sample, f"{sample}.ome.zarr"),
+        out(sample, f"{sample}.ome.zarr.done"),  # the store is complete (flag beside it)
         out(sample, "localizations.parquet"),
         out(sample, "tracks.parquet"),
         out(sample, "diffusion.parquet"),

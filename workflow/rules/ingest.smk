@@ -1,5 +1,8 @@
 # Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs,
-# estimate per-channel flatfields and create the sample's (empty) OME-Zarr.
+# estimate per-channel flatfields and create the sample's (empty) OME-Zarr plate. The store is
+# not a Snakemake output (a directory() output would get a .snakemake_timestamp inside it):
+# ingest/store.json records its creation, and <sample>.ome.zarr.done (rule finish_store)
+# marks it complete once every FOV's image and labels are in.
 
 from scopeflow.resources import fov_pixels, stage_mem_mb
 
@@ -34,11 +37,12 @@ rule ingest:
     output:
         fovs=out("{sample}", "ingest/fovs.tsv"),
         flatfield=out("{sample}", "ingest/flatfield.npz"),
-        zarr=directory(out("{sample}", "{sample}.ome.zarr")),
+        store=out("{sample}", "ingest/store.json"),
     wildcard_constraints:
         sample=SMEAR_RE,  # bead samples have their own <sample>.ome.zarr rule (track.smk)
     params:
         kind=lambda wc: sample_row(wc)["kind"],
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         pixel_size_um=lambda wc: sample_row(wc)["pixel_size_um"],
         # scalars, not dicts: reordering config keys must not look like a parameter change
         default_pixel_size_um=config["optics"]["pixel_size_um"],

@@ -55,3 +55,23 @@ rule merge_tables:
         "../../envs/scopeflow.yaml"
     script:
         "../../scripts/merge_tables.py"
+
+
+# The merged cell table as AnnData (tables.anndata: true): obs = cells, obsm["spatial"] = µm
+# centroids, uns = provenance. The Parquet and CSV stay the primary outputs.
+rule cells_anndata:
+    input:
+        cells=rules.merge_tables.output.cells,
+    output:
+        h5ad=out("{sample}", "cells.h5ad"),
+    wildcard_constraints:
+        sample=SMEAR_RE,
+    resources:
+        mem_mb=2000,  # peak memory of one job (MB)
+        runtime=10,  # wall-clock limit (minutes)
+    log:
+        log_path("cells_anndata"),
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/cells_anndata.py"

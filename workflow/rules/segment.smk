@@ -31,3 +31,26 @@ rule segment:
         "../../envs/scopeflow.yaml"
     script:
         "../../scripts/segment.py"
+
+
+# Check that every FOV of the sample's OME-Zarr has its image and labels, then write the
+# completion flag <sample>.ome.zarr.done beside the store (never inside it).
+rule finish_store:
+    input:
+        store=rules.ingest.output.store,
+        records=lambda wc: shard_files(wc.sample, "segmentation.json"),
+    output:
+        done=out("{sample}", "{sample}.ome.zarr.done"),
+    wildcard_constraints:
+        sample=SMEAR_RE,  # bead samples: ingest_beads writes the flag (track.smk)
+    params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
+    resources:
+        mem_mb=1000,  # peak memory of one job (MB)
+        runtime=10,  # wall-clock limit (minutes)
+    log:
+        log_path("finish_store"),
+    conda:
+        "../../envs/scopeflow.yaml"
+    script:
+        "../../scripts/finish_store.py"

@@ -31,10 +31,13 @@ rule ingest_beads:
     input:
         manifest=sample_input,
     output:
-        zarr=directory(out("{sample}", "{sample}.ome.zarr")),
+        # the store is written under a temporary name and renamed into place, then this flag
+        # beside it (a directory() output would get a .snakemake_timestamp inside the store)
+        done=out("{sample}", "{sample}.ome.zarr.done"),
     wildcard_constraints:
         sample=BEAD_RE,
     params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         # sheet values (None when empty), then scopeflow_beads.json, then the config fallbacks
         pixel_size_um=lambda wc: sample_value(wc, "pixel_size_um"),
         fps=lambda wc: sample_value(wc, "fps"),
@@ -55,15 +58,18 @@ rule ingest_beads:
 
 rule locate_beads:
     input:
-        zarr=rules.ingest_beads.output.zarr,
+        done=rules.ingest_beads.output.done,
         kernels=ancient(rules.warmup.output[0]),  # numba kernels compiled before this job
     output:
         locs=out("{sample}", "localizations.parquet"),
     wildcard_constraints:
         sample=BEAD_RE,
     params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
         model=config["track"]["model"],
         profile=config["track"]["profile"],
+        diameter_px=config["track"]["diameter_px"],
+        minmass=config["track"]["minmass"],
         sigma_px=config["track"]["sigma_px"],
         snr_threshold=config["track"]["snr_threshold"],
         prob_threshold=config["track"]["prob_threshold"],
@@ -115,7 +121,7 @@ rule track_beads:
 
 rule bead_figure:
     input:
-        zarr=rules.ingest_beads.output.zarr,
+        done=rules.ingest_beads.output.done,
         tracks=rules.track_beads.output.tracks,
         msd=rules.track_beads.output.msd,
         diffusion=rules.track_beads.output.diffusion,
@@ -130,6 +136,8 @@ rule bead_figure:
         ),
     wildcard_constraints:
         sample=BEAD_RE,
+    params:
+        zarr=lambda wc: out(wc.sample, f"{wc.sample}.ome.zarr"),
     resources:
         mem_mb=2000,  # peak memory of one job (MB)
         runtime=10,  # wall-clock limit (minutes)

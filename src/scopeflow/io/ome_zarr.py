@@ -1,20 +1,36 @@
-"""Per-sample OME-Zarr (NGFF 0.5, Zarr v3): one multiscale image per field of view.
+"""Per-sample OME-Zarr (NGFF 0.5, Zarr v3): an NGFF plate with one multiscale image per FOV.
 
-Layout of ``<sample>.ome.zarr`` (bioformats2raw-style, so napari-ome-zarr opens every FOV)::
+Every NGFF group is described with the models of ``yaozarrs`` (a maintained NGFF library),
+which validate the metadata as it is built, and every image or label group is created by
+``yaozarrs.write.v05.prepare_image``: Zarr v3 arrays whose ``dimension_names`` match the
+axes, as NGFF 0.5 requires. Pixels are written with zarr-python (zstd level 0).
 
-    <sample>.ome.zarr/             attrs: ome.version, ome.bioformats2raw.layout = 3, scopeflow provenance
-        OME/                       attrs: ome.series = [fov names]
-        <fov>/                     NGFF image, axes (c, y, x), channels e.g. dpc, phase
-            0, 1, 2 ...            pyramid levels, 2x mean-downsampled in y and x
-            labels/                attrs: ome.labels = ["cells"]
-                cells/             NGFF image-label, axes (c, y, x) with c = 1, uint32
-                    0, 1, 2 ...    nearest-neighbour (strided) downsampling
+Layout of ``<sample>.ome.zarr`` (an NGFF plate, so viewers open the whole slide from the
+root; the wells are the slide's stage grid)::
 
-Coordinates: (y, x), origin at the centre of pixel (0, 0); scale transforms are in micrometres.
+    <sample>.ome.zarr/                 ome.plate (rows, columns, wells), scopeflow (provenance),
+                                       scopeflow_layout.fovs = {FOV name: "row/column/field"}
+        A/                             plate row (Octopi grid row i = 0 -> A, 1 -> B, ...)
+            1/                         well (Octopi grid column j = 0 -> 1, ...): ome.well
+                0/                     field = one FOV: NGFF image, axes (c, y, x), channels
+                    0, 1, 2 ...        e.g. dpc, phase; levels 2x mean-downsampled in y and x
+                    labels/            ome.labels = ["cells"]
+                        cells/         NGFF image-label, axes (c, y, x) with c = 1, uint32
+                            0, 1 ...   nearest-neighbour (strided) downsampling
+
+FOVs that share a grid position (other time points or z planes) are further fields of the
+same well. FOVs without a grid position (precomputed DPC files) fill a near-square grid of
+wells in name order. :func:`fov_path` gives a FOV's group path; stores written before this
+layout (the bioformats2raw-style ``<fov>/`` groups) are still read.
+
+Coordinates: (y, x), origin at the centre of pixel (0, 0); scale transforms are in
+micrometres.
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +38,38 @@ import numpy as np
 import zarr
 
 NGFF_VERSION = "0.5"
+#: Root attribute holding the FOV name -> group path index of a sample store.
+LAYOUT_ATTR = "scopeflow_layout"
+#: Display colour of a channel in the ``omero`` metadata (hex RGB); others get white.
+CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF", "fluorescence_r": "FF0000",
+                  "fluorescence_g": "00FF00", "fluorescence_b": "0000FF"}
+
+
+# ----------------------------------------------------------------- arrays and metadata
+
+
+def _create_array(path, shape, dtype, chunks, *, shards=None, dimension_names=None, overwrite=False,
+                  compression=None):
+    """Array factory handed to ``yaozarrs``: zarr-python, zstd level 0, fill value 0."""
+    from zarr.codecs import BytesCodec, ZstdCodec
+
+    return zarr.create_array(
+        str(path), shape=shape, chunks=chunks, shards=shards, dtype=dtype, fill_value=0,
+        dimension_names=dimension_names, zarr_format=3, overwrite=overwrite,
+        serializer=BytesCodec(endian="little"), compressors=(ZstdCodec(level=0, checksum=False),),
+    )
+
+
+def _prepare(dest: Path, model, shapes: Sequence[tuple], dtype, chunks: tuple, extra: Mapping | None):
+    """Create an NGFF image / label group and its empty level arrays (replacing any old one)."""
+    from yaozarrs.write.v05 import prepare_image
+
+    if dest.exists() and not (dest / "zarr.json").exists():
+        shutil.rmtree(dest)  # a half-created group from an interrupted job
+    _, arrays = prepare_image(dest, model, [(tuple(s), dtype) for s in shapes],
+                              extra_attributes=dict(extra) if extra else None, chunks=chunks,
+                              writer=_create_array, overwrite=True)
+    return arrays
 
 
 def _levels_for(shape: Sequence[int], min_size: int = 256, max_levels: int = 4) -> int:
@@ -41,48 +89,185 @@ def _downsample_mean(img: np.ndarray) -> np.ndarray:
     return 0.25 * (v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2])
 
 
-def _multiscales(name: str, n_levels: int, pixel_size_um: float, kind: str) -> dict:
-    datasets = []
-    for level in range(n_levels):
-        s = pixel_size_um * 2**level
-        datasets.append(
-            {
-                "path": str(level),
-                "coordinateTransformations": [{"type": "scale", "scale": [1.0, s, s]}],
-            }
-        )
-    return {
-        "name": name,
-        "axes": [
-            {"name": "c", "type": "channel"},
-            {"name": "y", "type": "space", "unit": "micrometer"},
-            {"name": "x", "type": "space", "unit": "micrometer"},
-        ],
-        "datasets": datasets,
-        "type": "mean" if kind == "image" else "nearest",
-    }
+def _level_shapes(shape: Sequence[int], n_levels: int) -> list[tuple]:
+    """Shapes of the pyramid levels (leading axes kept, y and x halved, odd edges dropped)."""
+    out = [tuple(shape)]
+    for _ in range(1, n_levels):
+        *lead, h, w = out[-1]
+        out.append((*lead, h // 2, w // 2))
+    return out
 
 
-def create_sample_store(path: str | Path, fov_names: Sequence[str], provenance: Mapping) -> Path:
-    """Create (overwrite) the per-sample store with its series list and provenance.
+def _multiscale(name: str, n_levels: int, pixel_size_um: float, kind: str):
+    from yaozarrs import v05
+
+    datasets = [
+        v05.Dataset(path=str(level), coordinateTransformations=[
+            v05.ScaleTransformation(scale=[1.0, pixel_size_um * 2**level, pixel_size_um * 2**level])])
+        for level in range(n_levels)
+    ]
+    axes = [v05.ChannelAxis(name="c", type="channel"),
+            v05.SpaceAxis(name="y", type="space", unit="micrometer"),
+            v05.SpaceAxis(name="x", type="space", unit="micrometer")]
+    return v05.Multiscale(name=name, axes=axes, datasets=datasets,
+                          type="mean" if kind == "image" else "nearest")
+
+
+def _omero(names: Sequence[str], images: Sequence[np.ndarray], colors: Mapping[str, str] | None):
+    """``omero`` display metadata: a 0.5–99.5 % window per channel, exact min and max.
+
+    The percentiles are taken on a regular subsample of at most ~1 Mpx (every ``s``-th pixel
+    in y and x): a display window, computed in a tenth of the time of the full image's.
+    """
+    from yaozarrs import v05
+
+    colors = {**CHANNEL_COLORS, **dict(colors or {})}
+    channels = []
+    for n, img in zip(names, images):
+        step = max(1, math.ceil(math.sqrt(img.size / 1e6)))
+        lo, hi = (float(v) for v in np.percentile(img[::step, ::step], [0.5, 99.5]))
+        channels.append(v05.OmeroChannel(
+            label=n, color=colors.get(n, "FFFFFF"), active=True,
+            window=v05.OmeroWindow(start=lo, end=hi, min=float(img.min()), max=float(img.max()))))
+    grey = all(colors.get(n, "FFFFFF") == "FFFFFF" for n in names)
+    return v05.Omero(channels=channels,
+                     rdefs=v05.OmeroRenderingDefs(model="greyscale" if grey else "color"))
+
+
+def _ome(model) -> dict:
+    return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+# ----------------------------------------------------------------- the sample store
+
+
+def _row_name(index: int) -> str:
+    """Plate row name: 0 -> A, 25 -> Z, 26 -> AA ..."""
+    name = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        name = chr(65 + rem) + name
+    return name
+
+
+def plate_layout(
+    fov_names: Sequence[str], positions: Mapping[str, tuple[int, int]] | None = None,
+) -> dict[str, tuple[int, int, int]]:
+    """Place FOVs on the plate grid: FOV name -> (row index, column index, field index).
+
+    Parameters
+    ----------
+    fov_names : sequence of str
+        FOV names in acquisition order (the field order within a well).
+    positions : mapping, optional
+        FOV name -> (row, column) grid index, e.g. the Octopi ``(i, j)``; FOVs sharing a
+        position become fields 0, 1, ... of that well. Without it (or when a FOV lacks one),
+        FOVs fill a near-square grid row by row in name order, one per well.
+    """
+    names = list(fov_names)
+    if positions and all(n in positions for n in names) and all(
+            min(positions[n]) >= 0 for n in names):
+        out, fields = {}, {}
+        for n in names:
+            r, c = (int(v) for v in positions[n])
+            out[n] = (r, c, fields.get((r, c), 0))
+            fields[(r, c)] = out[n][2] + 1
+        return out
+    ncols = max(1, math.ceil(math.sqrt(len(names))))
+    return {n: (k // ncols, k % ncols, 0) for k, n in enumerate(names)}
+
+
+def create_sample_store(
+    path: str | Path,
+    fov_names: Sequence[str],
+    provenance: Mapping,
+    *,
+    positions: Mapping[str, tuple[int, int]] | None = None,
+    name: str | None = None,
+) -> Path:
+    """Create (overwrite) the per-sample store: the plate, its rows and wells, the FOV index.
+
+    The FOV images themselves are written later (:func:`write_image`), each by the job that
+    computes it; the store is complete once every FOV image (and its labels) is written.
 
     Parameters
     ----------
     path : str or Path
         ``<sample>.ome.zarr`` directory to create.
     fov_names : sequence of str
-        Names of the FOV image groups, in acquisition order.
+        Names of the FOVs, in acquisition order.
     provenance : mapping
-        JSON-serialisable provenance (scopeflow version, config hash, inputs ...).
+        JSON-serialisable provenance (scopeflow version, config hash, inputs ...), stored as
+        the root's ``scopeflow`` attribute.
+    positions : mapping, optional
+        FOV name -> (row, column) stage-grid index (see :func:`plate_layout`).
+    name : str, optional
+        Plate name (default: the store name without ``.ome.zarr``).
     """
+    from yaozarrs import v05
+
     path = Path(path)
+    if not fov_names:
+        raise ValueError(f"{path}: a sample store needs at least one FOV")
+    layout = plate_layout(fov_names, positions)
+    n_rows = 1 + max(r for r, _, _ in layout.values())
+    n_cols = 1 + max(c for _, c, _ in layout.values())
+    wells: dict[tuple[int, int], list[str]] = {}
+    for fov, (r, c, f) in layout.items():
+        wells.setdefault((r, c), []).append(str(f))
+    plate = v05.Plate(plate=v05.PlateDef(
+        name=name or path.name.removesuffix(".ome.zarr").removesuffix(".zarr"),
+        rows=[v05.Row(name=_row_name(r)) for r in range(n_rows)],
+        columns=[v05.Column(name=str(c + 1)) for c in range(n_cols)],
+        wells=[v05.PlateWell(path=f"{_row_name(r)}/{c + 1}", rowIndex=r, columnIndex=c)
+               for r, c in sorted(wells)],
+        field_count=max(len(f) for f in wells.values()),
+    ))
+    fovs = {fov: f"{_row_name(r)}/{c + 1}/{f}" for fov, (r, c, f) in layout.items()}
+    if path.exists():
+        shutil.rmtree(path)
     root = zarr.open_group(str(path), mode="w", zarr_format=3)
-    root.attrs.update(
-        {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, "scopeflow": dict(provenance)}
-    )
-    ome = root.create_group("OME")
-    ome.attrs.update({"ome": {"version": NGFF_VERSION, "series": list(fov_names)}})
+    ome = _ome(plate)
+    # ome-zarr-models (strict) still expects the 0.4-style version inside "plate" too
+    ome["plate"]["version"] = NGFF_VERSION
+    root.attrs.update({"ome": ome, "scopeflow": dict(provenance),
+                       LAYOUT_ATTR: {"fovs": fovs}})
+    for r, c in sorted(wells):
+        row = root.require_group(_row_name(r))
+        well = row.create_group(str(c + 1))
+        model = v05.Well(well=v05.WellDef(images=[v05.FieldOfView(path=f) for f in wells[(r, c)]]))
+        well.attrs.update({"ome": _ome(model)})
     return path
+
+
+def _layout(root: zarr.Group) -> dict[str, str]:
+    """FOV name -> group path of an opened sample store (this layout or the older one)."""
+    index = root.attrs.get(LAYOUT_ATTR, {}).get("fovs")
+    if index is not None:
+        return dict(index)
+    if "OME" in root:  # stores written before the plate layout: <fov>/ groups, OME/ series
+        return {n: n for n in root["OME"].attrs["ome"]["series"]}
+    raise KeyError(f"{root.store}: not a scopeflow sample store (no FOV index)")
+
+
+def fov_names(path: str | Path) -> list[str]:
+    """FOV names of a sample store, in acquisition order."""
+    return list(_layout(zarr.open_group(str(path), mode="r")))
+
+
+def fov_path(path: str | Path, fov: str) -> str:
+    """Group path of a FOV's image inside the store (e.g. ``"A/1/0"``).
+
+    Raises
+    ------
+    KeyError
+        If the store has no such FOV, naming the ones it has.
+    """
+    index = _layout(zarr.open_group(str(path), mode="r"))
+    if fov not in index:
+        raise KeyError(f"{path}: no FOV {fov!r}; have {list(index)}")
+    return index[fov]
 
 
 def write_image(
@@ -93,6 +278,7 @@ def write_image(
     *,
     chunk: int = 1024,
     attrs: Mapping | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> None:
     """Write one FOV as an NGFF multiscale image with the given channels.
 
@@ -101,51 +287,43 @@ def write_image(
     path : str or Path
         Sample store created by :func:`create_sample_store`.
     fov : str
-        FOV group name.
+        FOV name.
     channels : mapping of str to ndarray
-        Channel name -> 2-D float32 image (y, x); all the same shape.
+        Channel name -> 2-D float32 image (y, x); all the same shape. The channel list is
+        the data's: any names, in this order (axis ``c``).
     pixel_size_um : float
         Pixel size at the sample in micrometres (level 0).
     chunk : int
         Chunk edge in pixels (y and x).
     attrs : mapping, optional
         Extra per-FOV attributes (stage position, source files ...) stored under ``scopeflow``.
+    colors : mapping of str to str, optional
+        Display colour (hex RGB) per channel name; default :data:`CHANNEL_COLORS`, else white.
     """
+    from yaozarrs import v05
+
     names = list(channels)
     stack = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names])
-    root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    group = root.create_group(fov, overwrite=True)
+    dest = Path(path) / fov_path(path, fov)
     n_levels = _levels_for(stack.shape[1:])
+    image = v05.Image(multiscales=[_multiscale(fov, n_levels, pixel_size_um, "image")],
+                      omero=_omero(names, stack, colors))
+    extra = {"scopeflow": {"channels": names, "pixel_size_um": pixel_size_um, **dict(attrs or {})}}
+    c = min(chunk, stack.shape[1]), min(chunk, stack.shape[2])
+    arrays = _prepare(dest, image, _level_shapes(stack.shape, n_levels), "float32", (1, *c), extra)
     level = stack
     for i in range(n_levels):
-        c = min(chunk, level.shape[1]), min(chunk, level.shape[2])
-        arr = group.create_array(str(i), shape=level.shape, chunks=(1, *c), dtype="float32")
-        arr[...] = level
+        arrays[str(i)][...] = level
         if i + 1 < n_levels:
             level = _downsample_mean(level)
-    window = {}
-    omero_channels = []
-    for n, img in zip(names, stack):
-        lo, hi = (float(v) for v in np.percentile(img, [0.5, 99.5]))
-        window[n] = (lo, hi)
-        omero_channels.append(
-            {
-                "label": n,
-                "color": "FFFFFF",
-                "active": True,
-                "window": {"start": lo, "end": hi, "min": float(img.min()), "max": float(img.max())},
-            }
-        )
-    group.attrs.update(
-        {
-            "ome": {
-                "version": NGFF_VERSION,
-                "multiscales": [_multiscales(fov, n_levels, pixel_size_um, "image")],
-                "omero": {"channels": omero_channels, "rdefs": {"model": "greyscale"}},
-            },
-            "scopeflow": {"channels": names, "pixel_size_um": pixel_size_um, **dict(attrs or {})},
-        }
-    )
+
+
+def _image_group(path: str | Path, fov: str, mode: str = "r") -> zarr.Group:
+    root = zarr.open_group(str(path), mode=mode)
+    index = _layout(root)
+    if fov not in index:
+        raise KeyError(f"{path}: no FOV {fov!r}; have {list(index)}")
+    return root[index[fov]]
 
 
 def labels_array(
@@ -153,50 +331,46 @@ def labels_array(
 ) -> zarr.Array:
     """Level 0 of ``<fov>/labels/<name>``, shape (1, y, x) uint32, created when missing.
 
-    An existing label image is returned as it is (so an interrupted segmentation can resume
-    into it); call :func:`finish_labels` once it is complete to write the pyramid levels and
-    the NGFF metadata.
+    The label image is created with its NGFF metadata and all its (empty) pyramid levels;
+    an existing level 0 of the right shape is returned as it is (so an interrupted
+    segmentation can resume into it). Call :func:`finish_labels` once it is complete to
+    fill the pyramid levels.
     """
-    root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    image = root[fov]
+    from yaozarrs import v05
+
+    image = _image_group(path, fov, mode="a")
+    image_dir = Path(path) / fov_path(path, fov)
     labels_group = image.require_group("labels")
     existing = labels_group.attrs.get("ome", {}).get("labels", [])
     if name not in existing:
         labels_group.attrs.update(
-            {"ome": {"version": NGFF_VERSION, "labels": sorted(set(existing) | {name})}}
-        )
-    group = labels_group.require_group(name)
-    if attrs is not None:
-        group.attrs.update({"scopeflow": dict(attrs)})
+            {"ome": _ome(v05.LabelsGroup(labels=sorted(set(existing) | {name})))})
     shape = image["0"].shape[1:]
-    if "0" in group and tuple(group["0"].shape) == (1, *shape):
-        return group["0"]
+    dest = image_dir / "labels" / name
+    if (dest / "0" / "zarr.json").exists():
+        group = zarr.open_group(str(dest), mode="a")
+        if tuple(group["0"].shape) == (1, *shape):
+            if attrs is not None:
+                group.attrs.update({"scopeflow": dict(attrs)})
+            return group["0"]
+    ps = float(image.attrs["scopeflow"]["pixel_size_um"])
+    n_levels = len(image.attrs["ome"]["multiscales"][0]["datasets"])
+    label = v05.LabelImage(multiscales=[_multiscale(name, n_levels, ps, "label")],
+                           image_label=v05.ImageLabel(source=v05.LabelSource(image="../../")))
     c = min(chunk, shape[0]), min(chunk, shape[1])
-    return group.create_array("0", shape=(1, *shape), chunks=(1, *c), dtype="uint32", fill_value=0,
-                              overwrite=True)
+    arrays = _prepare(dest, label, _level_shapes((1, *shape), n_levels), "uint32", (1, *c),
+                      {"scopeflow": dict(attrs)} if attrs is not None else None)
+    return arrays["0"]
 
 
 def finish_labels(path: str | Path, fov: str, name: str = "cells") -> None:
-    """Write the nearest-neighbour (strided) pyramid of a label image and its NGFF metadata."""
-    root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    image = root[fov]
-    ps = float(image.attrs["scopeflow"]["pixel_size_um"])
-    n_levels = len(image.attrs["ome"]["multiscales"][0]["datasets"])
-    group = image["labels"][name]
+    """Fill the nearest-neighbour (strided) pyramid levels of a label image from level 0."""
+    group = _image_group(path, fov, mode="a")["labels"][name]
     level0 = group["0"]
+    n_levels = len(group.attrs["ome"]["multiscales"][0]["datasets"])
     for i in range(1, n_levels):
-        level = level0[:, :: 2**i, :: 2**i]
-        c = tuple(min(a, b) for a, b in zip(level0.chunks, level.shape))
-        group.create_array(str(i), shape=level.shape, chunks=c, dtype="uint32", overwrite=True)[...] = level
-    group.attrs.update(
-        {
-            "ome": {
-                "version": NGFF_VERSION,
-                "multiscales": [_multiscales(name, n_levels, ps, "label")],
-                "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
-            }
-        }
-    )
+        target = group[str(i)]
+        target[...] = level0[:, :: 2**i, :: 2**i][:, : target.shape[1], : target.shape[2]]
 
 
 def write_labels(
@@ -215,7 +389,7 @@ def write_labels(
     path : str or Path
         Sample store.
     fov : str
-        FOV group name (must exist).
+        FOV name (its image must exist).
     labels : ndarray
         uint32 (y, x) instance labels, 0 = background; same shape as the FOV image.
     name : str
@@ -230,12 +404,6 @@ def write_labels(
     finish_labels(path, fov, name)
 
 
-def fov_names(path: str | Path) -> list[str]:
-    """FOV group names of a sample store, in acquisition order."""
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    return list(root["OME"].attrs["ome"]["series"])
-
-
 def read_channel(path: str | Path, fov: str, channel: str, level: int = 0) -> zarr.Array | np.ndarray:
     """Return the 2-D (y, x) array of one channel of a FOV (lazy zarr view at level 0).
 
@@ -244,29 +412,139 @@ def read_channel(path: str | Path, fov: str, channel: str, level: int = 0) -> za
     KeyError
         If the FOV or the channel does not exist, naming what does.
     """
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    if fov not in root:
-        raise KeyError(f"{path}: no FOV {fov!r}; have {fov_names(path)}")
-    group = root[fov]
+    from scopeflow.io.ngff_image import image_channel
+
+    group = _image_group(path, fov)
     names = group.attrs["scopeflow"]["channels"]
     if channel not in names:
         raise KeyError(f"{path}/{fov}: no channel {channel!r}; have {names}")
-    return group[str(level)][names.index(channel)]
+    return image_channel(group, channel, level)  # the reader of any NGFF image
 
 
 def read_labels(path: str | Path, fov: str, name: str = "cells", level: int = 0) -> np.ndarray:
     """Return the (y, x) uint32 label image of a FOV."""
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    return root[fov]["labels"][name][str(level)][0]
+    return _image_group(path, fov)["labels"][name][str(level)][0]
 
 
 def fov_attrs(path: str | Path, fov: str) -> dict:
     """The ``scopeflow`` attributes of a FOV image (pixel size, channels, stage position ...)."""
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
-    return dict(root[fov].attrs["scopeflow"])
+    return dict(_image_group(path, fov).attrs["scopeflow"])
 
 
 def store_attrs(path: str | Path) -> dict:
     """The ``scopeflow`` provenance attributes of a sample store."""
-    root = zarr.open_group(str(path), mode="r", zarr_format=3)
+    root = zarr.open_group(str(path), mode="r")
     return dict(root.attrs.get("scopeflow", {}))
+
+
+def store_complete(path: str | Path) -> dict:
+    """Check that every FOV of a store has its image and, where segmented, its full labels.
+
+    Returns
+    -------
+    dict
+        ``{"fovs": n, "labels": n with labels/cells, "ngff_version": "0.5"}``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first FOV whose image or label pyramid is missing.
+    """
+    root = zarr.open_group(str(path), mode="r")
+    index = _layout(root)
+    n_labels = 0
+    for fov, group_path in index.items():
+        if group_path not in root or "multiscales" not in root[group_path].attrs.get("ome", {}):
+            raise ValueError(f"{path}: FOV {fov!r} has no image at {group_path}; rerun its dpc job")
+        image = root[group_path]
+        levels = [d["path"] for d in image.attrs["ome"]["multiscales"][0]["datasets"]]
+        if "labels" in image:
+            for name in image["labels"].attrs.get("ome", {}).get("labels", []):
+                missing = [lv for lv in levels if lv not in image["labels"][name]]
+                if missing:
+                    raise ValueError(f"{path}: labels/{name} of FOV {fov!r} lacks levels {missing}")
+            n_labels += 1
+    return {"fovs": len(index), "labels": n_labels, "ngff_version": NGFF_VERSION}
+
+
+# ----------------------------------------------------------------- movies (t, y, x)
+
+
+def create_movie(
+    path: str | Path, shape: tuple[int, int, int], dtype, *, chunk: int = 1024,
+) -> zarr.Array:
+    """Create (overwrite) a single-image movie store and return its level-0 array (t, y, x).
+
+    The array may be resized along ``t`` while frames arrive; :func:`finish_movie` writes
+    the NGFF metadata (time and pixel calibration) once the frames are in.
+    """
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    model = _movie_model("movie", 1.0, 1.0)
+    c = (1, min(chunk, shape[1]), min(chunk, shape[2]))
+    return _prepare(path, model, [shape], dtype, c, None)["0"]
+
+
+def _movie_model(name: str, frame_interval_s: float, pixel_size_um: float, omero=None):
+    from yaozarrs import v05
+
+    axes = [v05.TimeAxis(name="t", type="time", unit="second"),
+            v05.SpaceAxis(name="y", type="space", unit="micrometer"),
+            v05.SpaceAxis(name="x", type="space", unit="micrometer")]
+    ds = v05.Dataset(path="0", coordinateTransformations=[
+        v05.ScaleTransformation(scale=[frame_interval_s, pixel_size_um, pixel_size_um])])
+    return v05.Image(multiscales=[v05.Multiscale(name=name, axes=axes, datasets=[ds])], omero=omero)
+
+
+def finish_movie(
+    path: str | Path, *, name: str, fps: float, pixel_size_um: float, window: tuple[float, float],
+    attrs: Mapping | None = None,
+) -> None:
+    """Write a movie store's NGFF metadata: axes t (s), y, x (µm), one ``frames`` channel.
+
+    Parameters
+    ----------
+    path : str or Path
+        Store made by :func:`create_movie`, frames written.
+    name : str
+        Image name.
+    fps : float
+        Frames per second (the ``t`` scale is ``1 / fps`` s).
+    pixel_size_um : float
+        Pixel size at the sample (µm).
+    window : (float, float)
+        Display window (e.g. the first frame's 0.5–99.5 % percentiles).
+    attrs : mapping, optional
+        Stored under ``scopeflow``.
+    """
+    from yaozarrs import v05
+
+    lo, hi = (float(v) for v in window)
+    omero = v05.Omero(channels=[v05.OmeroChannel(label="frames", color="FFFFFF", active=True,
+                                                 window=v05.OmeroWindow(start=lo, end=hi, min=lo, max=hi))],
+                      rdefs=v05.OmeroRenderingDefs(model="greyscale"))
+    root = zarr.open_group(str(path), mode="a", zarr_format=3)
+    root.attrs.update({"ome": _ome(_movie_model(name, 1.0 / fps, pixel_size_um, omero)),
+                       "scopeflow": dict(attrs or {})})
+
+
+def mark_complete(path: str | Path, flag: str | Path, summary: Mapping | None = None) -> dict:
+    """Write the completion flag of a store *beside* it (never inside: no foreign files).
+
+    The flag (JSON: store name, NGFF version, ``summary``) is written last and atomically,
+    after the store's content is checked (:func:`store_complete` for a sample store); a
+    workflow rule declares the flag, not the store, as its output.
+    """
+    import json
+    import os
+
+    path, flag = Path(path), Path(flag)
+    root = zarr.open_group(str(path), mode="r")
+    info = store_complete(path) if LAYOUT_ATTR in root.attrs or "OME" in root else {
+        "ngff_version": root.attrs.get("ome", {}).get("version")}
+    record = {"store": path.name, **info, **dict(summary or {})}
+    tmp = flag.with_name(flag.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, flag)
+    return record

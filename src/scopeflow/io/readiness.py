@@ -39,6 +39,7 @@ __all__ = [
     "newest_change",
     "planned_input",
     "read_manifest",
+    "read_manifest_or_none",
     "register_marker_check",
     "verify_unchanged",
     "verify_files",
@@ -328,6 +329,14 @@ def read_manifest(path: str | Path) -> dict:
     if not isinstance(record, dict):
         raise ScopeflowError(f"{path}: input manifest is not a JSON object; delete it and rerun")
     return record
+
+
+def read_manifest_or_none(path: str | Path) -> dict | None:
+    """The record at ``path``, or None when it is missing or unreadable."""
+    try:
+        return read_manifest(path)
+    except ScopeflowError:
+        return None
 
 
 def verify_files(path: str | Path, files: Iterable[Iterable]) -> set[Path]:

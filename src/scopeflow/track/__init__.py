@@ -158,7 +158,7 @@ def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
     return locs
 
 
-def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict:
+def cli_track(frames, out_csv, pixel_size_um: float | None, fps: float | None, **opts) -> dict:
     """Localise, link and analyse a bead movie; write tracks, MSD, diffusion and a summary.
 
     Parameters
@@ -171,10 +171,11 @@ def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict
         Beside it: ``<stem>_msd.csv`` (ensemble MSD: ``lag, lag_s, msd_um2, ...``),
         ``<stem>_diffusion.csv`` (per particle ``D_um2_s, exponent, ...``) and
         ``<stem>_summary.json``.
-    pixel_size_um : float
-        µm per px.
-    fps : float
-        Frames per second.
+    pixel_size_um : float or None
+        µm per px; None: lengths in px (columns named ``*_px``, ``*_px2``; ``y_um, x_um``
+        dropped), as trackpy without ``mpp``.
+    fps : float or None
+        Frames per second; None: times in frames (``lag_frame``, ``D_px2_frame`` ...).
     **opts
         Linking/analysis options of :func:`scopeflow.track.link.track_pipeline`
         (``search_range`` px (5), ``memory`` (3), ``adaptive_stop``, ``min_length`` (25),
@@ -189,13 +190,19 @@ def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict
     link_keys = ("search_range", "memory", "adaptive_stop", "min_length", "drift", "max_lag",
                  "fit_lags")
     lopts = {k: opts.pop(k) for k in link_keys if k in opts}
+    from scopeflow.track.units import rename_units
+
     movie = read_frames(frames)
     from scopeflow.track.link import require_msd_frames
 
     require_msd_frames(len(movie), frames if isinstance(frames, (str, Path)) else "movie")
     model = opts.pop("model", None)
     locs = locate_stack(movie, model, **opts)
-    res = track_pipeline(locs, pixel_size_um, fps, n_frames=len(movie), **lopts)
+    known = (pixel_size_um is not None, fps is not None)
+    res = track_pipeline(locs, pixel_size_um or 1.0, fps or 1.0, n_frames=len(movie), **lopts)
+    for key in ("tracks", "ensemble", "diffusion", "msd"):
+        res[key] = rename_units(res[key], *known)
+    res["summary"] = rename_units(res["summary"], *known)
     res["locs"] = locs
     out_csv = Path(out_csv)
     stem = out_csv.with_suffix("")
@@ -203,7 +210,10 @@ def cli_track(frames, out_csv, pixel_size_um: float, fps: float, **opts) -> dict
     _write_csv(res["diffusion"], f"{stem}_diffusion.csv")
     summary = dict(res["summary"])
     summary.update(detector=locs.attrs.get("detector"), profile=locs.attrs.get("profile"),
-                   sigma_px=locs.attrs.get("sigma_px"))
+                   sigma_px=locs.attrs.get("sigma_px"),
+                   bead_diameter_px=locs.attrs.get("diameter_px"),
+                   bead_classes=[{k: v for k, v in c.items() if k != "template"}
+                                 for c in locs.attrs.get("classes", [])])
     tmp = Path(f"{stem}_summary.json.tmp")
     tmp.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
     tmp.replace(f"{stem}_summary.json")

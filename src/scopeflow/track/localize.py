@@ -957,8 +957,12 @@ def _fit(crops, w, oy, ox, p, mode, sigma, template, n_iter, extra=None, fit_sig
                         extra=extra)
 
 
-def _select(res, cand, pol, scores, p, shape, sigma):
-    """Quality filter + de-duplication; returns the kept indices and the output columns."""
+def _select(res, cand, pol, scores, p, shape, sigma, dedup_px=None):
+    """Quality filter + de-duplication; returns the kept indices and the output columns.
+
+    Fits closer than ``dedup_px`` (default ``max(1, σ)``) converged on one bead: the one
+    with the larger SNR is kept.
+    """
     var = 0.5 * (res["var_y"] + res["var_x"])
     var_n = res["var_photons"]
     if p.ep_scale == "chi2":
@@ -975,7 +979,7 @@ def _select(res, cand, pol, scores, p, shape, sigma):
     # keep the better-determined one
     if len(idx) > 1:
         pts = np.stack([y[idx], x[idx]], 1)
-        rad = max(1.0, float(sigma) if sigma else 1.0)
+        rad = float(dedup_px) if dedup_px else max(1.0, float(sigma) if sigma else 1.0)
         pairs = cKDTree(pts).query_pairs(rad, output_type="ndarray")
         if len(pairs):
             drop = np.zeros(len(idx), bool)
@@ -1001,8 +1005,11 @@ def _localize_frame(
     sigma: float | None,
     template: np.ndarray,
     mode: str,
+    dedup_px: float | None = None,
 ) -> dict[str, np.ndarray]:
     """xcorr + fit for all candidates of one frame; returns arrays (frame coordinates).
+
+    ``dedup_px``: fits closer than this merge (default ``max(1, σ)``; the bead radius).
 
     Pass 1 fits each bead with pixels nearer another candidate masked out; after quality
     filtering and de-duplication, pass 2 (``p.neighbours``) refits every bead with the
@@ -1020,9 +1027,9 @@ def _localize_frame(
         # amplitude/background by weighted linear least squares at the xcorr position
         res = _fit(crops, w, oy, ox, p, mode, sigma, template, 0)
         res["dy"], res["dx"] = oy, ox
-        return _select(res, cand, pol, scores, p, img.shape, sigma)[1]
+        return _select(res, cand, pol, scores, p, img.shape, sigma, dedup_px)[1]
     res = _fit(crops, w, oy, ox, p, mode, sigma, template, p.n_iter)
-    idx, out = _select(res, cand, pol, scores, p, img.shape, sigma)
+    idx, out = _select(res, cand, pol, scores, p, img.shape, sigma, dedup_px)
     if not p.neighbours or len(idx) < 2:
         return out
     pos = np.stack([out["y"], out["x"]], 1)
@@ -1206,7 +1213,11 @@ def locate_stack(
     stack: np.ndarray | Iterable[np.ndarray],
     model=None,
     *,
-    profile: str = "gaussian",
+    profile: str = "auto",
+    diameter_px: float | None = None,
+    minmass: float | None = None,
+    match_factor: float = 0.6,
+    classes: list | None = None,
     sigma_px: float | None = None,
     radius_px: int | None = None,
     template: np.ndarray | None = None,
@@ -1238,11 +1249,32 @@ def locate_stack(
         Candidate detector. None: matched filter with the bead template; "beadnet": the
         shipped U-Net bead-centre map (:class:`scopeflow.track.beadnet.BeadNet`); a path to
         other weights; or any callable mapping a frame to a probability map (y, x).
-    profile : {"gaussian", "template", "ring"}
-        Bead model of the refinement. "gaussian": pixel-integrated Gaussian, σ estimated
+    profile : {"auto", "gaussian", "template", "ring"}
+        Bead model. "auto" (default; matched filter only, see
+        :mod:`scopeflow.track.appearance`): the bead polarity, size(s) and radial profile
+        are estimated from the data, beads are detected at their own scale with
+        non-maximum suppression within a bead radius, placed with the data-derived
+        template (or the Gaussian fit when the beads are Gaussian spots) and candidates
+        whose profile does not match are dropped. With a network ``model`` "auto" means
+        "gaussian". "gaussian": pixel-integrated Gaussian, σ estimated
         from the data unless ``sigma_px`` is given (fluorescent beads, dark blobs).
         "template": template estimated from the data (any bead image, e.g. brightfield
         rings). "ring": start the template estimation from the brightfield ring model.
+    diameter_px : float, optional
+        Approximate bead diameter (px), as trackpy's ``diameter`` ("auto" only): the size
+        is then searched between d/8 and d/2 (LoG σ) and the suppression radius is d/2.
+        Default: estimated from the data.
+    minmass : float, optional
+        "auto": drop beads whose trackpy ``mass`` (integrated band-passed brightness over a
+        disc of radius ``diameter // 2``, :func:`scopeflow.track.mass.bead_mass`; the
+        ``mass`` column, present only then) is at most this, as
+        ``trackpy.locate(minmass=...)``.
+    match_factor : float
+        "auto": drop candidates whose correlation with the fitted bead is below this
+        fraction of its expected value at their SNR (dirt, smudges); 0 disables.
+    classes : list of dict, optional
+        "auto": use these bead classes (``attrs["classes"]`` of an earlier call) instead of
+        estimating them, e.g. to hold a movie's bead model fixed across blocks.
     sigma_px : float, optional
         Bead σ (px). Default: estimated by a pilot pass (starting at 1.5 px).
     radius_px : int, optional
@@ -1297,7 +1329,9 @@ def locate_stack(
         above (or below, dark beads) the background; background in photons/px; ep_px the
         estimated localisation error per axis (px); score = detection probability or SNR;
         snr = fitted amplitude / its standard error; chi2 = reduced chi-square of the fit.
-        ``attrs`` hold the σ, radius, profile and template used.
+        ``attrs`` hold the σ, radius, profile and template used ("auto": also ``classes``,
+        one dict per bead class with its σ, radius, polarity, mode and template, and
+        ``diameter_px``, twice the radius of the first class).
 
     Notes
     -----
@@ -1313,8 +1347,11 @@ def locate_stack(
         read_noise=read_noise, n_iter=n_iter, ep_scale=ep_scale, pilot_frames=pilot_frames,
         min_snr=min_snr, neighbours=neighbours,
     )
-    if p.profile not in ("gaussian", "template", "ring"):
-        raise ValueError(f"profile must be 'gaussian', 'template' or 'ring', got {profile!r}")
+    if p.profile not in ("auto", "gaussian", "template", "ring"):
+        raise ValueError(f"profile must be 'auto', 'gaussian', 'template' or 'ring', got "
+                         f"{profile!r}")
+    if diameter_px is not None and not (float(diameter_px) > 1):
+        raise ValueError(f"diameter_px must be a number of pixels > 1, got {diameter_px!r}")
     if p.refine not in ("mle", "xcorr"):
         raise ValueError(f"refine must be 'mle' or 'xcorr', got {refine!r}")
     if isinstance(stack, np.ndarray):
@@ -1326,6 +1363,13 @@ def locate_stack(
         frames_list = [np.asarray(f) for f in stack]
     n_frames = len(frames_list)
     net = _resolve_model(model)
+    if p.profile == "auto" and (net is not None or p.template is not None):
+        p.profile = "gaussian"
+    if p.profile == "auto" and n_frames:
+        return _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress,
+                            first_frame, workers, minmass, classes)
+    if p.profile == "auto":
+        p.profile = "gaussian"
     sigma0 = float(p.sigma_px) if p.sigma_px else 1.5
     n_pilot = min(n_frames, max(p.pilot_frames, 1))
 
@@ -1415,6 +1459,64 @@ def locate_stack(
         detector="matched_filter" if net is None else getattr(net, "name", "network"),
         polarity=float(polarity), seconds=time.perf_counter() - t0,
         template=tpl.tolist(),
+    )
+    return df
+
+
+def _run_frames(one_frame, n_frames, workers, progress, parallel=True):
+    """Apply ``one_frame`` to every frame (thread pool when ``workers`` > 1)."""
+    n_workers = _n_workers(workers)
+    if n_workers > 1 and parallel and n_frames > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=min(n_workers, n_frames))
+        it = pool.map(one_frame, range(n_frames))
+    else:
+        pool = None
+        it = map(one_frame, range(n_frames))
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="locate", unit="frame", total=n_frames)
+    try:
+        return list(it)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, first_frame,
+                 workers, minmass=None, fixed=None) -> pd.DataFrame:
+    """``profile="auto"`` (see :mod:`scopeflow.track.appearance`)."""
+    from scopeflow.track.appearance import classes_to_records, locate_auto
+
+    polarity = None if p.invert is None else (-1.0 if p.invert else 1.0)
+    t0 = time.perf_counter()
+    classes, one = locate_auto(frames_list, n_frames, p, lambda f: _to_photons(f, p),
+                               diameter_px=diameter_px, polarity=polarity,
+                               match_factor=match_factor, minmass=minmass, classes=fixed)
+    if not classes:  # nothing blob-like in the pilot frames: the Gaussian path
+        q = LocateParams(**{**p.__dict__, "profile": "gaussian"})
+        return locate_stack(frames_list, None, **{k: v for k, v in q.__dict__.items()
+                                                  if k not in ("pilot_spots",)},
+                            progress=progress, first_frame=first_frame, workers=workers)
+
+    def one_frame(i: int) -> dict[str, np.ndarray]:
+        out = one(i)
+        out["frame"] = np.full(len(out["y"]), i + first_frame, dtype=np.int64)
+        return out
+
+    parts = _run_frames(one_frame, n_frames, workers, progress)
+    cols = [*LOC_COLUMNS, "mass"] if minmass is not None else list(LOC_COLUMNS)
+    df = pd.DataFrame({c: np.concatenate([o[c] for o in parts]) for c in cols})
+    first = classes[0]
+    df.attrs.update(
+        sigma_px=float(first.sigma_fit), radius_px=int(first.crop_radius),
+        profile="auto:" + "+".join(c.mode for c in classes), detector="matched_filter",
+        polarity=float(first.polarity), seconds=time.perf_counter() - t0,
+        template=np.asarray(first.template).tolist(),
+        diameter_px=float(2 * first.radius_px),
+        classes=classes_to_records(classes),
     )
     return df
 

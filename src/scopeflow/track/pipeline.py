@@ -49,7 +49,6 @@ __all__ = [
     "make_demo_movie",
 ]
 
-NGFF_VERSION = "0.5"
 #: Localisations table (one row per bead per frame).
 LOC_COLUMNS = ["sample", "frame", "y_px", "x_px", "photons", "background", "ep_px", "sigma_px",
                "score", "snr", "chi2"]
@@ -271,7 +270,7 @@ def ingest_movie(
     InputImageError
         Empty folder, unreadable frame, or frames of different size or type (naming the file).
     """
-    import zarr
+    from scopeflow.io import ome_zarr
 
     cal = movie_calibration(path, pixel_size_um, fps, default_pixel_size_um=default_pixel_size_um,
                             default_fps=default_fps)
@@ -288,10 +287,7 @@ def ingest_movie(
     for n, (src, frame) in enumerate(iter_frames(path)):
         if arr is None:
             first = (src, frame.shape, frame.dtype)
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-            c = (1, min(chunk, frame.shape[0]), min(chunk, frame.shape[1]))
-            arr = root.create_array("0", shape=(n_cap, *frame.shape), chunks=c,
-                                    dtype=frame.dtype, fill_value=0)
+            arr = ome_zarr.create_movie(tmp, (n_cap, *frame.shape), frame.dtype, chunk=chunk)
             lo, hi = (float(v) for v in np.percentile(frame, [0.5, 99.5]))
         elif frame.shape != first[1]:
             raise InputImageError(
@@ -331,26 +327,8 @@ def ingest_movie(
         "source": str(path), "sources": sources,
         "axes": "tyx (origin at the centre of pixel (0, 0))",
     }
-    root = zarr.open_group(str(tmp), mode="a", zarr_format=3)
-    root.attrs.update({
-        "ome": {
-            "version": NGFF_VERSION,
-            "multiscales": [{
-                "name": sample or Path(path).name,
-                "axes": [
-                    {"name": "t", "type": "time", "unit": "second"},
-                    {"name": "y", "type": "space", "unit": "micrometer"},
-                    {"name": "x", "type": "space", "unit": "micrometer"},
-                ],
-                "datasets": [{"path": "0", "coordinateTransformations": [
-                    {"type": "scale", "scale": [1.0 / f, ps, ps]}]}],
-            }],
-            "omero": {"channels": [{"label": "frames", "color": "FFFFFF", "active": True,
-                                    "window": {"start": lo, "end": hi, "min": lo, "max": hi}}],
-                      "rdefs": {"model": "greyscale"}},
-        },
-        "scopeflow": attrs,
-    })
+    ome_zarr.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
+                          window=(lo, hi), attrs=attrs)
     _replace_dir(tmp, out_zarr)
     log.info("%s: %d frames of %dx%d %s, %.4g µm/px (%s), %.4g fps (%s), %.1f s", path, n_frames,
              first[1][0], first[1][1], first[2], ps, cal["pixel_size_um_from"], f, cal["fps_from"],
@@ -428,7 +406,10 @@ def locate_movie(
     for start in range(0, n, block):
         chunk = np.asarray(frames[start:start + block])
         locs = locate_stack(chunk, net, first_frame=start, workers=max(1, int(threads)), **opts)
-        if start == 0:  # hold the bead model of the first block fixed
+        if start == 0 and str(locs.attrs.get("profile", "")).startswith("auto"):
+            first_attrs = dict(locs.attrs)  # hold the bead classes of the first block fixed
+            opts["classes"] = first_attrs["classes"]
+        elif start == 0:  # hold the bead model of the first block fixed
             first_attrs = dict(locs.attrs)
             opts["sigma_px"] = first_attrs["sigma_px"]
             opts["radius_px"] = first_attrs["radius_px"]
@@ -461,7 +442,9 @@ def locate_movie(
         "psf_sigma_px": first_attrs.get("sigma_px"),
         "radius_px": first_attrs.get("radius_px"),
         "polarity": first_attrs.get("polarity"),
-        "options": {k: v for k, v in opts.items() if k != "template"},
+        "options": {k: v for k, v in opts.items() if k not in ("template", "classes")},
+        "bead_classes": [{k: v for k, v in c.items() if k != "template"}
+                         for c in first_attrs.get("classes", [])],
         "seconds": round(time.perf_counter() - t0, 3),
     }
     tables.write_table(df, out_parquet, prov)
