@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--big", action="store_true", help="also one FOV of 12000² (several GB)")
     parser.add_argument("--only-big", action="store_true", help="only the 12000² case")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated stages to run, in order (each needs the ones before it)")
     args = parser.parse_args(argv)
+    stages = [st for st in STAGES if st in args.stages.split(",")]
     shared = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
     import imageio.v3 as iio
 
@@ -94,13 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(f"peak RSS per stage, {args.method}, {args.threads} threads: MB (bytes per FOV pixel) "
           "[rule mem_mb for this FOV size]")
-    print(f"{'case':<14}" + "".join(f"{s:>26}" for s in STAGES))
+    print(f"{'case':<14}" + "".join(f"{s:>26}" for s in stages))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n, size in cases:
             d = make_case(Path(tmp), n, size, source)
             row = []
-            for stage in STAGES:
+            for stage in stages:
                 payload = json.dumps({"stage": stage, "dir": str(d), "method": args.method,
                                       "threads": args.threads})
                 out = subprocess.run([sys.executable, "-c", STAGE, payload, str(REPO / "src")],
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 row.append(float(out.stdout.strip().splitlines()[-1]))
             results[(n, size)] = row
             cells = []
-            for stage, mb in zip(STAGES, row):
+            for stage, mb in zip(stages, row):
                 limit = stage_mem_mb(stage, size * size)
                 flag = "!" if mb > limit else " "
                 cells.append(f"{mb:7.0f} ({mb * 2**20 / size**2:5.1f} B/px) [{limit:6d}]{flag}")

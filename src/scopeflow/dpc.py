@@ -403,7 +403,8 @@ def phase_from_dpc(
     -----
     Memory: the padded image (float32) and its half spectrum (complex64) are the largest
     arrays, ≈ 2.25 × 4 + 2.25 × 4 bytes per image pixel with the default padding, plus the
-    cached filter (≈ 2.25 × 2 bytes per pixel) and the float32 result.
+    cached filter (≈ 2.25 × 2 bytes per pixel) and the float32 result; the inverse runs in
+    place along y and then along x for blocks of the rows kept.
     """
     d = to_unit_float(dpc)
     if d.ndim != 2:
@@ -424,14 +425,20 @@ def phase_from_dpc(
     del d
     w = phase_filter((fy, fx), float(pixel_size_um), float(wavelength_um), float(na),
                      None if na_illum is None else float(na_illum), float(reg))
-    spec = sfft.rfft2(dp, workers=max(1, int(workers)))
+    nw = max(1, int(workers))
+    spec = sfft.rfft2(dp, workers=nw)
     del dp
     _apply_minus_i_w(spec, w)
-    phi = sfft.irfft2(spec, s=(fy, fx), workers=max(1, int(workers)), overwrite_x=True)
-    del spec
-    phi = phi[py : py + ny, px : px + nx]
+    # the inverse in two steps, in place along y, then along x only for the rows kept: no
+    # padded float32 result and no complex copy (scipy's irfft2 makes one)
+    spec = sfft.ifft(spec, axis=0, overwrite_x=True, workers=nw)
     out = np.empty((ny, nx), np.float32)
-    np.subtract(phi, np.float32(phi.mean(dtype=np.float64)), out=out)
+    rows = max(1, (1 << 22) // max(1, fx))  # ~16 MB of float32 rows per block
+    for r in range(0, ny, rows):
+        e = min(r + rows, ny)
+        out[r:e] = sfft.irfft(spec[py + r : py + e], n=fx, axis=1, workers=nw)[:, px : px + nx]
+    del spec
+    out -= np.float32(out.mean(dtype=np.float64))
     return out
 
 
