@@ -10,14 +10,21 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.io.readiness import file_manifest, write_if_changed
-    from scopeflow.simulate import simulate_acquisition
 
     p = smk.params
-    simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
-    if p.parasites_per_ul > 0:
-        from scopeflow.simulate.parasites import add_fluorescence
+    if p.layout == "octopi":  # the legacy Octopi grid, one time point, 8-bit BMP
+        from scopeflow.simulate import simulate_acquisition
 
-        add_fluorescence(smk.output[0], parasites_per_ul=p.parasites_per_ul, seed=p.seed)
+        simulate_acquisition(smk.output[0], ny=p.ny, nx=p.nx, shape=(p.size, p.size), seed=p.seed)
+        if p.parasites_per_ul > 0:
+            from scopeflow.simulate.parasites import add_fluorescence
+
+            add_fluorescence(smk.output[0], parasites_per_ul=p.parasites_per_ul, seed=p.seed)
+    else:  # a Squid save mode: regions x FOVs x z planes x time points, 12-bit in uint16
+        from scopeflow.simulate.squid import simulate_squid_acquisition
+
+        simulate_squid_acquisition(smk.output[0], p.layout, regions=list(p.regions), n_fovs=p.ny * p.nx,
+                                   nz=p.nz, nt=p.nt, shape=(p.size, p.size), seed=p.seed)
     write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 

@@ -20,6 +20,7 @@ def main(smk):
         pixel_size_um=p.pixel_size_um, default_pixel_size_um=p.default_pixel_size_um,
         na=p.na, wavelength_um=p.wavelength_um, flatfield=p.flatfield, files=files,
         fluorescence_channel=p.fluorescence_channel,
+        regions=p.regions, zstack=p.zstack, focus_metric=p.focus_metric,
     )
     create_store(smk.output.fovs, p.zarr,
                  sample_provenance(smk.config, [path], sample=smk.wildcards.sample),

@@ -103,6 +103,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     kwargs = {}
     if args.pixel_size:
         kwargs["pixel_size_um"] = args.pixel_size
+    squid = args.layout != "octopi" or args.regions or args.nz > 1 or args.nt > 1
+    if squid:  # regions x FOVs x z x t in a Squid save mode (or legacy names with regions)
+        from scopeflow.simulate.squid import simulate_squid_acquisition
+
+        regions = [r for r in (args.regions or "A1,B1").replace(" ", ",").split(",") if r]
+        path = simulate_squid_acquisition(
+            args.output, args.layout, regions=regions, n_fovs=args.ny * args.nx, nz=args.nz,
+            nt=args.nt, shape=(args.size, args.size), seed=args.seed, bits=args.bits, **kwargs,
+        )
+        print(f"simulated {args.layout} acquisition ({len(regions)} regions x {args.ny * args.nx} FOVs x "
+              f"{args.nz} z x {args.nt} t of {args.size}^2, {args.bits}-bit) -> {path}")
+        return 0
     path = simulate_acquisition(
         args.output, ny=args.ny, nx=args.nx, shape=(args.size, args.size), seed=args.seed,
         fmt=args.format, **kwargs,
@@ -304,14 +316,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("simulate", help="write a synthetic Octopi acquisition with truth")
+    p = sub.add_parser("simulate", help="write a synthetic Octopi/Squid acquisition with truth")
     p.add_argument("output", help="acquisition folder to create")
     p.add_argument("--ny", type=int, default=2, help="FOV rows (default 2)")
     p.add_argument("--nx", type=int, default=2, help="FOV columns (default 2)")
     p.add_argument("--size", type=int, default=1024, help="FOV edge in px (default 1024)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pixel-size", type=float, default=None, help="pixel size in um")
-    p.add_argument("--format", choices=["bmp", "tiff"], default="bmp")
+    p.add_argument("--format", choices=["bmp", "tiff"], default="bmp",
+                   help="image format of the legacy octopi layout without regions (default bmp)")
+    p.add_argument("--layout", choices=["octopi", "individual", "multipage", "ome_tiff", "zarr"],
+                   default="octopi",
+                   help="octopi = legacy Octopi names (default); individual, multipage, ome_tiff, "
+                        "zarr = Squid's INDIVIDUAL_IMAGES, MULTI_PAGE_TIFF, OME_TIFF, ZARR_V3 save "
+                        "modes (regions x ny*nx FOVs x nz x nt)")
+    p.add_argument("--regions", default=None,
+                   help="comma-separated regions/wells (default A1,B1 for Squid layouts)")
+    p.add_argument("--nz", type=int, default=1, help="z planes per FOV, one in focus (default 1)")
+    p.add_argument("--nt", type=int, default=1, help="time points (default 1)")
+    p.add_argument("--bits", type=int, default=12,
+                   help="camera bit depth of Squid layouts, stored in uint16 (default 12)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser(

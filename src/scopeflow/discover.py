@@ -135,32 +135,44 @@ def manifest_fovs(acq_fovs, base: str | Path, files) -> list:
     Parameters
     ----------
     acq_fovs : sequence of scopeflow.io.octopi.FOV
-        FOVs as read from disk.
+        FOVs as read from disk; an image may be a plane of a container (a
+        :class:`~scopeflow.io.squid.planes.PlaneRef`): its file, or for a Zarr array its folder,
+        must be listed.
     base : str or Path
         The acquisition folder the manifest's relative names start from.
     files : iterable of (name, size, mtime_ns)
         See :func:`scopeflow.io.readiness.file_manifest`.
     """
     names = {f[0] for f in files}
+    folders = {n.rsplit("/", k)[0] for n in names for k in range(1, n.count("/") + 1)}
     base = Path(base)
-    return [fov for fov in acq_fovs
-            if any(Path(p).relative_to(base).as_posix() in names for p in fov.files.values())]
+
+    def listed(src) -> bool:
+        rel = Path(getattr(src, "path", src)).relative_to(base).as_posix()
+        return rel in names or rel in folders
+
+    return [fov for fov in acq_fovs if any(listed(p) for p in fov.files.values())]
 
 
-def count_fovs(kind: str, path: str | Path, files=None) -> int:
-    """Number of FOVs of a sample from its file names alone (no pixels read); 1 if unreadable.
+def count_fovs(kind: str, path: str | Path, files=None, regions=None, zstack="best_focus") -> int:
+    """Number of FOVs of a sample from its file names and headers alone (no pixels read); 1 if
+    unreadable.
 
     Used to plan shards when the workflow is built; the ingest job validates properly. With
     ``files`` (a manifest's file list, see :mod:`scopeflow.io.readiness`), only the FOVs with
-    an image in that list count, as the ingest job processes exactly those.
+    an image in that list count, as the ingest job processes exactly those. ``regions`` and
+    ``zstack`` are the sample's region selection and the z-stack choice (one FOV per stack of z
+    planes unless ``zstack`` is ``"all"``).
     """
-    from scopeflow.io.octopi import read_acquisition
+    from scopeflow.io.squid import read_acquisition
 
     try:
         if kind == "smear_raw":
-            fovs = read_acquisition(path, required_channels=()).fovs
+            fovs = read_acquisition(path, required_channels=(), regions=regions).fovs
             if files is not None:
                 fovs = manifest_fovs(fovs, path, files)
+            if str(zstack) != "all":
+                fovs = list({(f.t, f.region, f.i, f.j): f for f in fovs}.values())
             return max(1, len(fovs))
         if kind == "smear_dpc":
             found = dpc_files(Path(path))

@@ -85,6 +85,16 @@ FOV_COLUMNS = {
     "x_mm": "stage x (mm) from coordinates.csv",
     "y_mm": "stage y (mm)",
     "z_um": "stage z (um)",
+    "t": "time point (the acquisition's {t}/ folder or T index; 0 for DPC files)",
+    "region": "region of the acquisition (well such as A1, or a named region; empty without regions)",
+    "n_z": "z planes acquired at this FOV and time point",
+    "z_selection": "how the analysed plane k was chosen: best_focus, index, all (every plane is a FOV) "
+                   "or single (no stack)",
+    "z_focus_scores": "focus score (qc.focus_metric of the plane's DPC) of every plane of the stack, "
+                      "semicolon-separated in z order (empty without a stack)",
+    "bit_depth": "camera bit depth (from the channels' pixel format, else from the data)",
+    "saturated_fraction_raw": "fraction of pixels at the camera's true maximum (e.g. 4095 for 12-bit "
+                              "data in 16-bit files) in the left or right image",
 }
 
 #: FOV columns added when a sample's shards are merged, see :mod:`scopeflow.qc.gates`.
@@ -100,6 +110,9 @@ FOV_QC_COLUMNS = {
 
 SAMPLE_COLUMNS = {
     "sample": "sample name",
+    "region": "empty on the row of the whole sample; a region's name on the rows that summarise each "
+              "region (well) of an acquisition with regions (QC flags from the whole sample, the gate "
+              "per region)",
     "n_fovs": "FOVs",
     "n_cells": "cells (including border cells)",
     "cells_per_fov_mean": "mean cells per FOV",
@@ -412,14 +425,16 @@ def summarize_fov(
 
 
 def summarize_sample(
-    fovs: pd.DataFrame, cells: pd.DataFrame, *, sample: str, gate: dict | None = None
+    fovs: pd.DataFrame, cells: pd.DataFrame, *, sample: str, gate: dict | None = None,
+    region: str = "",
 ) -> dict:
     """One per-sample summary row from its FOV and cell tables.
 
     Median statistics use the cells with ``qc_pass`` when the cell table has that column
     (see :func:`scopeflow.qc.flags.flag_cells`), else the non-border cells. ``gate`` is
     the output of :func:`scopeflow.qc.gates.sample_gate`; without it the QC columns are
-    missing values.
+    missing values. ``region`` names the region these tables are restricted to ("" = the
+    whole sample).
     """
     if "qc_pass" in cells.columns:
         interior = cells.loc[cells["qc_pass"].astype(bool)] if len(cells) else cells
@@ -429,6 +444,7 @@ def summarize_sample(
     gate = gate or {}
     return {
         "sample": sample,
+        "region": str(region),
         "n_fovs": n_fovs,
         "n_cells": int(len(cells)),
         "cells_per_fov_mean": float(fovs["n_cells"].mean()) if n_fovs else np.nan,

@@ -61,6 +61,9 @@ def ingest_rows(
     max_flatfield_fovs: int = 64,
     files: Sequence[Sequence] | None = None,
     fluorescence_channel: str | None = None,
+    regions: Sequence[str] | None = None,
+    zstack: str | int = "best_focus",
+    focus_metric: str = "laplacian_var",
 ) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -69,11 +72,13 @@ def ingest_rows(
     kind : {"smear_raw", "smear_dpc"}
         Sample kind.
     path : str or Path
-        Octopi acquisition folder, or DPC image file, OME-Zarr (NGFF 0.4/0.5 image, plate,
-        collection) or a folder of these; an OME-Zarr gives its own pixel size (scale, µm).
+        Octopi/Squid acquisition folder (any save mode, see :mod:`scopeflow.io.squid`), or DPC
+        image file, OME-Zarr (NGFF 0.4/0.5 image, plate, collection) or a folder of these; an
+        OME-Zarr gives its own pixel size (scale, µm).
     out_fovs : path
-        TSV written with one row per FOV (``fov``, source files, stage position, shape,
-        ``pixel_size_um``, ``na``, ``wavelength_um``).
+        TSV written with one row per FOV (``fov``, ``t``, ``region``, z choice, source images
+        or plane references, stage position, shape, bit depth and the camera's true maximum
+        ``max_value``, ``pixel_size_um``, ``na``, ``wavelength_um``).
     out_flatfield : path
         ``.npz`` with the coarse flatfields ``left_coarse`` and ``right_coarse``
         (:func:`scopeflow.normalize.coarse_flatfield`), ``shape`` and ``bin_factor``
@@ -97,6 +102,14 @@ def ingest_rows(
         Channel suffix of a fluorescence frame (e.g. ``"Fluorescence_405_nm_Ex"``) recorded
         in a ``fluorescence`` column (``smear_raw`` only; see
         :func:`scopeflow.parasites.stage.fluorescence_files`).
+    regions : sequence of str, optional
+        Only these regions (wells) of the acquisition (``smear_raw``); default all.
+    zstack : "best_focus", "all" or int
+        Which plane(s) of each FOV's z-stack to analyse
+        (:func:`scopeflow.qc.best_focus.select_plane`); the choice and the planes' focus
+        scores are recorded in the rows (``n_z``, ``z_selection``, ``z_focus_scores``).
+    focus_metric : str
+        Focus metric of ``best_focus`` (the ``qc.focus_metric``).
 
     Returns
     -------
@@ -110,8 +123,10 @@ def ingest_rows(
         an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
     from scopeflow import normalize
-    from scopeflow.io.octopi import load_pair, read_acquisition
+    from scopeflow.io.images import to_unit_float
     from scopeflow.io.readiness import verify_files
+    from scopeflow.io.squid import read_acquisition
+    from scopeflow.qc.best_focus import parse_zstack
 
     path = Path(path)
     rows = []
@@ -121,37 +136,34 @@ def ingest_rows(
     planned = None if files is None else verify_files(path, files)
     if kind == "smear_raw":
         if planned is None:
-            acq = read_acquisition(path, pixel_size_um=pixel_size_um)
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions)
         else:
-            acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=())
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=(),
+                                   regions=regions)
             acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
-        shapes = set()
-        lit = False
-        # each BMP pair is read once: validated here, and the evenly spaced subset of FOVs
-        # (bounding time and memory on slides of hundreds of FOVs) binned for the flatfields
-        step = max(1, len(acq.fovs) // max_flatfield_fovs)
+        zstack = parse_zstack(zstack)
+        # each plane is read once: validated and focus-scored here, and the evenly spaced subset
+        # of the chosen FOVs (bounding time and memory on slides of hundreds of FOVs) binned for
+        # the flatfields (scaled as load_pair does: the flatfields have mean 1 anyway)
+        stacks = {(f.t, f.region, f.i, f.j) for f in acq.fovs}
+        n_chosen = len(acq.fovs) if zstack == "all" else len(stacks)
+        step = max(1, n_chosen // max_flatfield_fovs)
         binned: dict[str, list[np.ndarray]] = {"left": [], "right": []}
         factor = None
-        small = lambda pair: pair[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
-        for n, pair in enumerate(_prefetch(load_pair, acq.fovs, ahead=small)):
-            fov = acq.fovs[n]
-            left, right = pair
-            lit = lit or bool(np.any(left) or np.any(right))
-            shapes.add(left.shape)
-            rows.append(
-                {
-                    "fov": fov.name, "t": fov.t, "i": fov.i, "j": fov.j, "k": fov.k,
-                    "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
-                    "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
-                    "height": left.shape[0], "width": left.shape[1],
-                }
-            )
-            if flatfield and n % step == 0 and len(shapes) == 1:
+        first_shape = []
+
+        def keep(n: int, left: np.ndarray, right: np.ndarray) -> None:
+            nonlocal factor
+            first_shape[:] = first_shape or [left.shape]
+            if flatfield and n % step == 0 and left.shape == first_shape[0]:
                 factor = factor or normalize.flatfield_bin_factor(left.shape)
-                binned["left"].append(normalize.bin_image(left, factor))
-                binned["right"].append(normalize.bin_image(right, factor))
-            del left, right, pair
+                binned["left"].append(normalize.bin_image(to_unit_float(left), factor))
+                binned["right"].append(normalize.bin_image(to_unit_float(right), factor))
+
+        rows, chosen, lit = _raw_rows(acq, zstack, focus_metric, keep)
+        acq.fovs = chosen
+        shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
                 f"{path}: FOVs have different sizes {sorted(shapes)}; split the acquisition "
@@ -245,6 +257,112 @@ def read_dpc_image(path: str | Path) -> np.ndarray:
     return read_gray(p)
 
 
+def _read_pair(fov) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right planes of a FOV as stored (files or container planes; RGB: green)."""
+    from scopeflow.io.squid import read_source
+
+    left, right = read_source(fov.files[LEFT]), read_source(fov.files[RIGHT])
+    if left.shape != right.shape:
+        raise InputImageError(
+            f"{fov.files[RIGHT]}: shape {right.shape} differs from {fov.files[LEFT]} "
+            f"{left.shape}; left and right images of a FOV must have the same size"
+        )
+    return left, right
+
+
+def _raw_rows(acq, zstack: str | int, focus_metric: str, keep=None) -> tuple[list[dict], list, bool]:
+    """FOV rows of an acquisition after the z choice, the chosen FOVs, and whether any pixel
+    is lit (not 0).
+
+    Reads every plane once (a truncated or mismatched file fails here; the next plane is read
+    while the current one is scored), scores the planes of each stack with
+    :func:`~scopeflow.qc.best_focus.plane_focus`, picks the plane(s) with
+    :func:`~scopeflow.qc.best_focus.select_plane` and finds the camera's true maximum (bit depth
+    from the metadata, alignment from the data, :func:`~scopeflow.io.squid.meta.true_max`).
+    ``keep(n, left, right)`` is called with the raw planes of the n-th chosen FOV.
+    Only the best plane so far of a stack is held in memory.
+    """
+    from scopeflow.io.squid.meta import true_max
+    from scopeflow.qc.best_focus import plane_focus, select_plane
+
+    fovs = sorted(acq.fovs, key=lambda f: (f.t, f.region, f.i, f.j, f.k))
+    stack_of = lambda f: (f.t, f.region, f.i, f.j)  # noqa: E731
+    sizes: dict[tuple, int] = {}
+    for f in fovs:
+        sizes[stack_of(f)] = sizes.get(stack_of(f), 0) + 1
+    how = "all" if zstack == "all" else ("best_focus" if zstack == "best_focus" else "index")
+    rows, chosen = [], []
+    state = {"vmax": 0, "bits_or": 0, "dtype": None, "lit": False}
+    pending: list = []  # candidate planes of the current stack: (fov, left, right)
+    scores: list[float] = []
+
+    def choose(fov, left, right) -> None:
+        if keep is not None:
+            keep(len(chosen), left, right)
+        chosen.append(fov)
+        n_z = sizes[stack_of(fov)]
+        rows.append({
+            "fov": fov.name, "t": fov.t, "region": fov.region, "i": fov.i, "j": fov.j,
+            "k": fov.k, "n_z": n_z, "z_selection": how if n_z > 1 else "single",
+            "z_focus_scores": "", "x_mm": fov.x_mm, "y_mm": fov.y_mm, "z_um": fov.z_um,
+            "left": str(fov.files[LEFT]), "right": str(fov.files[RIGHT]),
+            "height": left.shape[0], "width": left.shape[1],
+        })
+
+    def close_stack(key) -> None:
+        """Pick the plane of the finished stack ``key`` (unless every plane is a FOV) and
+        record the stack's focus scores on its rows."""
+        if key is None:
+            return
+        if zstack != "all":
+            if not pending:  # the z index is not in this stack: one-line error
+                select_plane(sorted(f.k for f in fovs if stack_of(f) == key), None, zstack)
+            choose(*pending[0])
+        text = ";".join(f"{v:.6g}" for v in scores) if sizes[key] > 1 else ""
+        for row in reversed(rows):
+            if (row["t"], row["region"], row["i"], row["j"]) != key:
+                break
+            row["z_focus_scores"] = text
+        pending.clear()
+        scores.clear()
+
+    small = lambda pair: pair[0].size <= OVERLAP_MAX_PIXELS  # noqa: E731
+    current = None
+    n = 0
+    for pair in _prefetch(_read_pair, fovs, ahead=small):
+        fov = fovs[n]
+        n += 1
+        left, right = pair
+        pair = None
+        key = stack_of(fov)
+        if key != current:
+            close_stack(current)
+            current = key
+        state["dtype"] = left.dtype
+        state["lit"] = state["lit"] or bool(np.any(left) or np.any(right))
+        if np.issubdtype(left.dtype, np.integer):
+            state["vmax"] = max(state["vmax"], int(left.max()), int(right.max()))
+            for img in (left, right):
+                state["bits_or"] |= int(np.bitwise_or.reduce(img, axis=None))
+        score = plane_focus(left, right, focus_metric) if sizes[key] > 1 else float("nan")
+        scores.append(score)
+        if zstack == "all":
+            choose(fov, left, right)
+        elif zstack == "best_focus":
+            best = max((v for v in scores[:-1] if np.isfinite(v)), default=-np.inf)
+            if not pending or (np.isfinite(score) and score > best):  # ties: the lowest k
+                pending[:] = [(fov, left, right)]
+        elif fov.k == zstack:
+            pending[:] = [(fov, left, right)]
+        del left, right
+    close_stack(current)
+    top = true_max(state["dtype"], acq.bit_depth, state["vmax"], state["bits_or"]) if rows else 1
+    bits = (top >> ((top & -top).bit_length() - 1)).bit_length() if top > 1 else 1
+    for r in rows:
+        r["bit_depth"], r["max_value"] = bits, top
+    return rows, chosen, state["lit"]
+
+
 def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
     """The acquisition's FOVs with images in the manifest; each must have left and right there."""
     from scopeflow.discover import manifest_fovs
@@ -257,10 +375,16 @@ def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
         raise InputImageError(
             f"{path}: no image of this acquisition was listed when the run was planned; rerun"
         )
+    folders = {d for q in planned for d in q.parents}  # a Zarr array: its chunk files are listed
+
+    def listed(src) -> bool:
+        q = Path(getattr(src, "path", src))  # a plane reference lists its container
+        return q in planned or q in folders
+
     for fov in fovs:
         for channel, words in ((LEFT, "left-half"), (RIGHT, "right-half")):
             f = fov.files.get(channel)
-            if f is None or Path(f) not in planned:
+            if f is None or not listed(f):
                 raise InputImageError(
                     f"{fov.expected_file(channel)}: missing {words} image for FOV {fov.i}_{fov.j}_{fov.k} "
                     f"(t={fov.t}); copy it, or re-export the acquisition with both {LEFT} and {RIGHT} "
@@ -289,7 +413,8 @@ def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
 
 
 #: Columns of the FOV list that hold text (file names); the others are numbers.
-_TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence"}
+_TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence", "region", "z_selection",
+                 "z_focus_scores"}
 
 
 def _tsv_value(column: str, text: str):
@@ -434,9 +559,13 @@ OVERLAP_MAX_PIXELS = 16 * 2**20
 
 
 def _read_plane(path: str | Path) -> np.ndarray:
-    """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled."""
+    """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled;
+    a plane reference (``<container>::<kind>:<indices>``) reads that plane of its container."""
     from scopeflow.io.images import read_raw
+    from scopeflow.io.squid.planes import SEP, read_source
 
+    if SEP in str(path):
+        return read_source(path)
     arr = read_raw(path)
     if arr.ndim == 3:
         arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
@@ -455,6 +584,11 @@ def _read_fov_inputs(row: Mapping) -> tuple:
             )
         return left, right
     return (read_dpc_image(row["image"]),)  # an image file or an NGFF image group
+
+
+#: FOV list columns copied into each FOV's store attributes and from there into the FOV table.
+RAW_ATTRS = ("t", "region", "i", "j", "k", "n_z", "z_selection", "z_focus_scores", "x_mm", "y_mm",
+             "z_um", "bit_depth")
 
 
 def write_images(
@@ -508,7 +642,11 @@ def write_images(
             row = rows[k]
             k += 1
             ps = float(row["pixel_size_um"])
+            saturated = None
             if len(images) == 2:
+                top = row.get("max_value")
+                if isinstance(top, (int, float)) and np.isfinite(top):  # the camera's true maximum
+                    saturated = float(np.mean((images[0] >= top) | (images[1] >= top)))
                 dpc = dpc_mod.dpc_octopi(images[0], images[1], ff.get("left"), ff.get("right"))
             else:
                 dpc = images[0].astype(np.float32, copy=False)
@@ -525,7 +663,9 @@ def write_images(
 
                 channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
             attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                     for k, v in row.items() if k in ("t", "i", "j", "k", "x_mm", "y_mm", "z_um")}
+                     for k, v in row.items() if k in RAW_ATTRS}
+            if saturated is not None:
+                attrs["saturated_fraction_raw"] = saturated
             attrs["source"] = [row[k] for k in ("left", "right", "image", "fluorescence")
                                if isinstance(row.get(k), str) and row[k]]
             if pending is not None:
@@ -650,7 +790,7 @@ def measure_store(
         if predict_good is not None:
             cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         cell_tables.append(cells)
-        extra = {k: attrs.get(k) for k in ("i", "j", "k", "x_mm", "y_mm", "z_um")}
+        extra = {k: attrs.get(k) for k in (*RAW_ATTRS, "saturated_fraction_raw")}
         extra.update(tiled_focus_metrics(dpc, names=metrics))
         fov_rows.append(
             measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
@@ -663,10 +803,12 @@ def measure_store(
             cell_tables[0]["p_good"] = np.zeros(0, np.float64)
     cells = pd.concat(cell_tables, ignore_index=True)
     fov_table = pd.DataFrame(fov_rows, columns=list(measure.FOV_COLUMNS))
-    for col in ("i", "j", "k"):
+    for col in ("t", "i", "j", "k", "n_z", "bit_depth"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("Int64")
-    for col in ("x_mm", "y_mm", "z_um"):
+    for col in ("x_mm", "y_mm", "z_um", "saturated_fraction_raw"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("float64")
+    for col in ("region", "z_selection", "z_focus_scores"):
+        fov_table[col] = fov_table[col].fillna("").astype(str)
     prov = {"segmentation": {k: seg.get(k) for k in ("method", "chunk", "params", "model_sha256")}}
     tables.write_table(fov_table, out_fovs, prov)
     tables.write_table(cells, out_cells, prov)
@@ -758,7 +900,15 @@ def merge_tables(
     if seg.get("model_sha256"):
         prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
     prov["qc"] = params
-    summary = pd.DataFrame([measure.summarize_sample(fovs, cells, sample=sample, gate=gate)])
+    rows = [measure.summarize_sample(fovs, cells, sample=sample, gate=gate)]
+    regions = (fovs["region"].fillna("").astype(str) if "region" in fovs.columns
+               else pd.Series(dtype=str))
+    for region in sorted(set(regions) - {""}):  # one row per region (a well: a donor, a condition)
+        f_r = fovs.loc[regions == region]
+        c_r = cells.loc[cells["fov"].astype(str).isin(set(f_r["fov"].astype(str)))]
+        rows.append(measure.summarize_sample(f_r, c_r, sample=sample, region=region,
+                                             gate=sample_gate(f_r, c_r, params)))
+    summary = pd.DataFrame(rows)
     if out_qc is not None:
         _atomic_json(_qc_record(sample, fovs, cells, gate, params), out_qc)
     tables.write_table(fovs, out_fovs, prov)

@@ -155,9 +155,9 @@ def _detect_kind(path):
         return "unknown"
 
 
-def _row(sample, kind, path, error=None, pixel_size_um=None, fps=None):
+def _row(sample, kind, path, error=None, pixel_size_um=None, fps=None, regions=None):
     return {"sample": sample, "kind": kind, "path": path, "pixel_size_um": pixel_size_um, "fps": fps,
-            "error": error}
+            "regions": regions, "error": error}
 
 
 def _sheet_rows(sheet):
@@ -170,7 +170,7 @@ def _sheet_rows(sheet):
     out = []
     for r in rows:
         where = f"{sheet} line {r['line']}"
-        values = {k: r[k] for k in ("sample", "kind", "path", "pixel_size_um", "fps")}
+        values = {k: r[k] for k in ("sample", "kind", "path", "pixel_size_um", "fps", "regions")}
         err = _first_error(values, schema)
         error = None
         if not r["sample"]:
@@ -184,7 +184,7 @@ def _sheet_rows(sheet):
                      "relative to the sheet, ~ is the home folder)")
         out.append(_row(r["sample"] or f"line{r['line']}", r["kind"] or "unknown", r["path"], error,
                         r["pixel_size_um"] if isinstance(r["pixel_size_um"], float) else None,
-                        r["fps"] if isinstance(r["fps"], float) else None) | {"line": r["line"]})
+                        r["fps"] if isinstance(r["fps"], float) else None, r["regions"]) | {"line": r["line"]})
     by_name = {}
     for r in out:
         by_name.setdefault(r["sample"], []).append(r)
@@ -235,7 +235,7 @@ def load_samples():
                 f"config key results_dir: '{config['results_dir']}' is inside the input "
                 f"{r['path']} (sample {r['sample']}); put the results outside the inputs"
             )
-    df = pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps", "error"])
+    df = pd.DataFrame(rows, columns=["sample", "kind", "path", "pixel_size_um", "fps", "regions", "error"])
     df = df.astype(object).where(df.notna(), None)
     return df.set_index("sample", drop=False)
 
@@ -338,6 +338,14 @@ wildcard_constraints:
 FOVS_PER_JOB = config["sharding"]["fovs_per_job"]
 
 
+def sample_regions(sample):
+    """The regions (wells) a sample sheet selects for a sample, None = all."""
+    value = SAMPLES.loc[sample].get("regions")
+    if value is None or pd.isna(value) or not str(value).strip():
+        return None
+    return [r for r in re.split(r"[,;\s]+", str(value).strip()) if r]
+
+
 def n_shards(sample):
     """Jobs a sample's FOVs are split into, planned from its manifest (the ingest job processes
     exactly the FOVs listed there, so the plan and the images stored always agree)."""
@@ -345,9 +353,13 @@ def n_shards(sample):
     mpath = manifest_path(sample)
     if os.path.exists(mpath):
         record = readiness.read_manifest(mpath)
-        n = count_fovs(row["kind"], row["path"], files=record.get("files")) if "files" in record else 1
+        n = (count_fovs(row["kind"], row["path"], files=record.get("files"),
+                        regions=sample_regions(sample), zstack=config["zstack"])
+             if "files" in record else 1)
     elif sample in _demo_samples():
         n = DEMO["ny"] * DEMO["nx"]
+        if DEMO["layout"] != "octopi":  # Squid layouts: every region and time point
+            n *= len(DEMO["regions"]) * DEMO["nt"] * (DEMO["nz"] if str(config["zstack"]) == "all" else 1)
     else:
         n = 1
     return max(1, -(-n // FOVS_PER_JOB))

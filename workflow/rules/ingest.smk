@@ -17,6 +17,10 @@ rule demo_acquisition:
         nx=DEMO["nx"],
         size=DEMO["size"],
         seed=lambda wc: DEMO["seed"] + int(wc.demo_sample.rsplit("_", 1)[1]),
+        layout=DEMO["layout"],
+        regions=DEMO["regions"],
+        nz=DEMO["nz"],
+        nt=DEMO["nt"],
         # demo_smear_1 gets a fluorescence channel with malaria parasites (0: none)
         parasites_per_ul=lambda wc: DEMO["parasites_per_ul"] if wc.demo_sample == "demo_smear_1" else 0.0,
     log:
@@ -45,6 +49,9 @@ rule ingest:
         na=config["optics"]["na"],
         wavelength_um=config["optics"]["wavelength_um"],
         flatfield=config["dpc"]["flatfield"],
+        regions=lambda wc: sample_regions(wc.sample),
+        zstack=config["zstack"],
+        focus_metric=config["qc"]["focus_metric"],
         fluorescence_channel=config["parasites"]["channel"] if config["parasites"]["enabled"] else None,
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)

@@ -166,6 +166,10 @@ class Acquisition:
         FOVs sorted by (t, region, i, j, k).
     modes : list of dict
         Attributes of the ``<mode>`` elements of ``configurations.xml`` (empty when absent).
+    save_mode : str
+        Squid save mode that wrote the folder (see :mod:`scopeflow.io.squid`).
+    bit_depth : int or None
+        Camera bit depth from the channels' pixel format (None when the metadata do not say).
     """
 
     path: Path
@@ -176,6 +180,8 @@ class Acquisition:
     channels: list[str]
     fovs: list[FOV]
     modes: list[dict] = field(default_factory=list)
+    save_mode: str = "INDIVIDUAL_IMAGES"
+    bit_depth: int | None = None
 
     def fov(self, name: str) -> FOV:
         """Return the FOV called ``name`` (see :attr:`FOV.name`)."""
@@ -508,7 +514,9 @@ def _channel_words(channel: str) -> str:
 # --------------------------------------------------------------------------- pixels
 
 
-def _read_image_file(path: Path) -> np.ndarray:
+def _read_image_file(path) -> np.ndarray:
+    if not isinstance(path, Path):  # a plane inside a container (Squid stack / OME-TIFF / Zarr)
+        return path.read()
     ext = path.suffix.lower()
     if ext in (".tif", ".tiff"):
         import tifffile
@@ -547,7 +555,7 @@ def load_channel(fov: FOV, channel: str) -> np.ndarray:
             f"{fov.i}_{fov.j}_{fov.k}; re-export the acquisition with this channel"
         )
     try:
-        arr = _read_image_file(Path(path))
+        arr = _read_image_file(path if hasattr(path, "read") else Path(path))
     except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad file
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AcquisitionError(

@@ -165,6 +165,15 @@ def _zarr_attributes(meta_file: Path) -> dict:
     return attrs if isinstance(attrs, dict) else {}
 
 
+def _is_array(meta_file: Path) -> bool:
+    """Whether a Zarr v3 ``zarr.json`` describes an array (not a group)."""
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("node_type") == "array"
+
+
 @register_marker_check
 def _squid_zarr_complete(path: Path) -> Readiness | None:
     """Squid's Zarr saving mode: every store's ``_squid`` attributes say ``acquisition_complete``.
@@ -181,8 +190,9 @@ def _squid_zarr_complete(path: Path) -> Readiness | None:
                 squid = _zarr_attributes(Path(root) / name).get("_squid")
                 if isinstance(squid, dict):
                     blocks.append((Path(root), squid))
-        if any(d.isdigit() for d in dirs) and "zarr.json" in files:
+        if ".zarray" in files or "zarr.json" in files and _is_array(Path(root) / "zarr.json"):
             dirs[:] = []  # inside an array: chunk folders, no more metadata below
+            # (a group with digit-named children, e.g. a plate well's FOVs, is walked on)
     if not blocks:
         return None
     pending = [p for p, b in blocks if not b.get("acquisition_complete")]

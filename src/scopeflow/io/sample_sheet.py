@@ -2,7 +2,7 @@
 empty trailing rows, ``~`` in paths.
 
 The sheet is a table with the columns ``sample``, ``kind``, ``path`` and optionally
-``pixel_size_um`` and ``fps`` (see ``workflow/schemas/samples.schema.yaml``). This module only
+``pixel_size_um``, ``fps`` and ``regions`` (see ``workflow/schemas/samples.schema.yaml``). This module only
 parses: each row comes back with its line number, and the workflow validates rows one by one
 so that a bad row stops only its own sample.
 
@@ -23,6 +23,8 @@ __all__ = ["REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "decode_text", "read_sample_s
 REQUIRED_COLUMNS = ("sample", "kind", "path")
 OPTIONAL_COLUMNS = ("pixel_size_um", "fps")
 _NUMERIC = frozenset(OPTIONAL_COLUMNS)
+#: Optional text columns: ``regions`` (the regions/wells of an acquisition to analyse).
+TEXT_COLUMNS = ("regions",)
 
 
 def decode_text(data: bytes, name: str = "file") -> str:
@@ -97,7 +99,7 @@ def read_sample_sheet(sheet: str | Path) -> list[dict]:
     Returns
     -------
     list of dict
-        ``{"line", "sample", "kind", "path", "pixel_size_um", "fps"}`` per row. Text cells are
+        ``{"line", "sample", "kind", "path", "pixel_size_um", "fps", "regions"}`` per row. Text cells are
         stripped; numbers are floats (``0,333`` is read as 0.333 in semicolon/tab sheets), an
         empty cell is None and an unparsable number stays text (the row's validation names it).
         ``path`` is expanded (``~``) and made absolute relative to the sheet's folder; an empty
@@ -143,6 +145,8 @@ def read_sample_sheet(sheet: str | Path) -> list[dict]:
             row[col] = (values.get(col) or "").strip()
         for col in OPTIONAL_COLUMNS:
             row[col] = _number(values.get(col) or "", sep)
+        for col in TEXT_COLUMNS:
+            row[col] = (values.get(col) or "").strip() or None
         p = row["path"]
         if p:
             p = os.path.expanduser(p)

@@ -380,8 +380,9 @@ def camera(
     brightness: float = 0.6,
     full_well: float = 5000.0,
     read_noise_e: float = 3.0,
+    bits: int = 8,
 ) -> np.ndarray:
-    """8-bit camera frame: ``brightness·flatfield·I`` of full scale, Poisson + read noise.
+    """Camera frame: ``brightness·flatfield·I`` of full scale, Poisson + read noise.
 
     Parameters
     ----------
@@ -397,11 +398,14 @@ def camera(
         Electrons at full scale (shot noise: SNR = sqrt(electrons)); ``inf`` = no noise.
     read_noise_e : float
         Gaussian read noise (electrons rms).
+    bits : int
+        ADC bit depth: full scale is ``2**bits - 1``; 8 bits give uint8, more give uint16 with
+        the values in the low bits (12-bit: 0..4095).
 
     Returns
     -------
     numpy.ndarray
-        uint8 frame.
+        uint8 frame (``bits`` <= 8) or uint16 frame.
     """
     signal = np.asarray(intensity, np.float64) * brightness
     if flatfield is not None:
@@ -411,7 +415,8 @@ def camera(
         if read_noise_e:
             electrons += rng.normal(0.0, read_noise_e, electrons.shape)
         signal = electrons / full_well
-    return np.clip(np.rint(signal * 255.0), 0, 255).astype(np.uint8)
+    top = float(2 ** int(bits) - 1)
+    return np.clip(np.rint(signal * top), 0, top).astype(np.uint8 if bits <= 8 else np.uint16)
 
 
 def simulate_fov(
