@@ -99,6 +99,15 @@ def test_octopi_done_marker_decides(tmp_path):
     assert readiness.check_ready(acq, quiet_s=1e9).ready
 
 
+def test_squid_hidden_done_marker_counts(tmp_path):
+    from scopeflow.simulate import simulate_acquisition
+
+    acq = simulate_acquisition(tmp_path / "acq", ny=1, nx=2, shape=(64, 64), seed=1)
+    (acq / "0" / "done").rename(acq / "0" / ".done")  # as current Squid versions write it
+    verdict = readiness.check_ready(acq, quiet_s=1e9)
+    assert verdict.ready and verdict.how == "marker"
+
+
 def test_done_copied_before_the_images_is_not_trusted(tmp_path):
     """cp -r copies in directory order: 'done' and coordinates.csv may arrive before images."""
     from scopeflow.simulate import simulate_acquisition

@@ -46,10 +46,13 @@ __all__ = [
     "write_if_changed",
 ]
 
-#: Octopi/Squid write this empty file into a time-point folder when the time point is complete.
+#: Octopi writes this empty file into a time-point folder when the time point is complete.
 DONE_FILE = "done"
+#: Completion markers accepted in a time-point folder: Octopi's ``done`` and the hidden ``.done``
+#: that current Squid versions write.
+DONE_FILES = (DONE_FILE, ".done")
 #: Files that never count as acquisition content (markers and operating-system clutter).
-IGNORED_NAMES = frozenset({DONE_FILE, "Thumbs.db", "desktop.ini"})
+IGNORED_NAMES = frozenset({*DONE_FILES, "Thumbs.db", "desktop.ini"})
 _PARAMS_FILE = "acquisition parameters.json"
 
 
@@ -92,7 +95,7 @@ def register_marker_check(check: MarkerCheck) -> MarkerCheck:
 
 @register_marker_check
 def _octopi_done(path: Path) -> Readiness | None:
-    """Octopi/Squid individual-image layout: every time-point folder holds ``done``.
+    """Octopi/Squid individual-image layout: every time-point folder holds ``done`` (or ``.done``).
 
     Applies when the folder holds ``acquisition parameters.json`` and at least one time-point
     folder holds ``done`` (older Octopi versions write none: the quiet period decides).
@@ -100,7 +103,7 @@ def _octopi_done(path: Path) -> Readiness | None:
     if not path.is_dir() or not (path / _PARAMS_FILE).is_file():
         return None
     tdirs = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
-    done = [t for t in tdirs if (t / DONE_FILE).is_file()]
+    done = [t for t in tdirs if any((t / name).is_file() for name in DONE_FILES)]
     if not done:
         return None
     missing = [t for t in tdirs if t not in done]
