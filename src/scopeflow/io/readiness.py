@@ -104,7 +104,7 @@ def _octopi_done(path: Path) -> Readiness | None:
         return None
     tdirs = sorted((p for p in path.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     done = [t for t in tdirs if any((t / name).is_file() for name in DONE_FILES)]
-    if not done:
+    if not done or _container_save_mode(path):
         return None
     missing = [t for t in tdirs if t not in done]
     if missing:
@@ -118,6 +118,22 @@ def _octopi_done(path: Path) -> Readiness | None:
     if short:
         return Readiness(False, short, "unconfirmed")
     return Readiness(True, f"'{DONE_FILE}' in every time-point folder ({len(tdirs)})", "marker")
+
+
+def _container_save_mode(path: Path) -> bool:
+    """Whether Squid wrote the acquisition into containers (multi-page TIFF, OME-TIFF, Zarr).
+
+    Squid writes ``.done`` into their time-point folders too, but a container holds every time
+    point and is complete only when the acquisition ends: its own marker, else the quiet
+    period, decides.
+    """
+    from scopeflow.errors import ScopeflowError as _Err
+    from scopeflow.io.squid import detect_save_mode
+
+    try:
+        return detect_save_mode(path) != "INDIVIDUAL_IMAGES"
+    except _Err:
+        return False
 
 
 def _csv_rows(csv_path: Path) -> int:
