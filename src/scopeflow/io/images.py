@@ -64,6 +64,36 @@ def to_unit_float(arr: np.ndarray) -> np.ndarray:
     return out
 
 
+def green_plane(arr: np.ndarray, where: str, error: type[InputImageError] = InputImageError) -> np.ndarray:
+    """The 2-D plane of a grey or RGB(A) image, as stored: RGB/RGBA give their green channel.
+
+    Parameters
+    ----------
+    arr : ndarray
+        (y, x), (y, x, 1), (y, x, 3) or (y, x, 4) pixels, any dtype.
+    where : str
+        The file (or plane reference) named in the error.
+    error : type
+        The error class raised for any other shape.
+
+    Returns
+    -------
+    ndarray
+        (y, x) pixels, dtype unchanged.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., 1]
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2 or min(arr.shape) == 0:
+        raise error(
+            f"{where}: expected a 2-D grey or RGB image, got shape {arr.shape}; re-export the "
+            "acquisition as one grey/RGB image per FOV and channel"
+        )
+    return arr
+
+
 def read_gray(path: str | Path) -> np.ndarray:
     """Read an image as float32 (y, x) in [0, 1]; RGB/RGBA frames give their green channel.
 

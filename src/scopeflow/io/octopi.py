@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import InputImageError
+from scopeflow.io.images import green_plane
 from scopeflow.io.images import to_unit_float as to_float01
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "iter_pairs",
     "load_channel",
     "load_pair",
+    "load_params",
     "na_from_params",
     "pixel_size_from_params",
     "read_acquisition",
@@ -365,6 +367,26 @@ def _scan_timepoint(t: int, folder: Path) -> dict[tuple, FOV]:
 # --------------------------------------------------------------------------- reader
 
 
+def load_params(path: str | Path) -> dict:
+    """``acquisition parameters.json`` of an Octopi/Squid acquisition folder, or a one-line error."""
+    params_path = Path(path) / PARAMS_FILE
+    if not params_path.is_file():
+        raise AcquisitionError(
+            f"{params_path}: missing '{PARAMS_FILE}', so {path} is not an Octopi acquisition "
+            "folder; copy the complete acquisition folder from the microscope"
+        )
+    try:
+        params = json.loads(params_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AcquisitionError(
+            f"{params_path}: invalid JSON ({str(exc).splitlines()[0]}); re-copy the file "
+            "from the microscope"
+        ) from None
+    if not isinstance(params, dict):
+        raise AcquisitionError(f"{params_path}: expected a JSON object; re-copy the file")
+    return params
+
+
 def read_acquisition(
     path: str | Path,
     pixel_size_um: float | None = None,
@@ -420,21 +442,7 @@ def read_acquisition(
             f"{path}: is a file, not an Octopi acquisition folder; point to the folder that "
             f"holds '{PARAMS_FILE}'"
         )
-    params_path = path / PARAMS_FILE
-    if not params_path.is_file():
-        raise AcquisitionError(
-            f"{params_path}: missing '{PARAMS_FILE}', so {path} is not an Octopi acquisition "
-            "folder; copy the complete acquisition folder from the microscope"
-        )
-    try:
-        params = json.loads(params_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AcquisitionError(
-            f"{params_path}: invalid JSON ({str(exc).splitlines()[0]}); re-copy the file "
-            "from the microscope"
-        ) from None
-    if not isinstance(params, dict):
-        raise AcquisitionError(f"{params_path}: expected a JSON object; re-copy the file")
+    params = load_params(path)
 
     modes: list[dict] = []
     if (path / CONFIG_FILE).is_file():
@@ -562,17 +570,7 @@ def load_channel(fov: FOV, channel: str) -> np.ndarray:
             f"{path}: cannot read image ({type(exc).__name__}: {msg}); the file is truncated "
             "or corrupt, re-copy it from the microscope or remove this FOV"
         ) from None
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., 1]
-    elif arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2 or min(arr.shape) == 0:
-        raise AcquisitionError(
-            f"{path}: expected a 2-D grey or RGB image, got shape {arr.shape}; re-export the "
-            "acquisition as one grey/RGB image per FOV and channel"
-        )
-    return to_float01(arr)
+    return to_float01(green_plane(arr, str(path), AcquisitionError))
 
 
 def load_pair(fov: FOV, left: str = LEFT, right: str = RIGHT) -> tuple[np.ndarray, np.ndarray]:

@@ -1428,27 +1428,10 @@ def locate_stack(
         out["frame"] = np.full(len(out["y"]), i + first_frame, dtype=np.int64)
         return out
 
-    n_workers = _n_workers(workers)
     t0 = time.perf_counter()
-    if n_workers > 1 and net is None and n_frames > 1:
-        # frames in parallel: the compiled kernels release the GIL (the network detector
-        # runs serially: torch has its own intra-op threads)
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=min(n_workers, n_frames))
-        it = pool.map(one_frame, range(n_frames))
-    else:
-        pool = None
-        it = map(one_frame, range(n_frames))
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="locate", unit="frame", total=n_frames)
-    try:
-        parts = list(it)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    # frames in parallel: the compiled kernels release the GIL (the network detector runs
+    # serially: torch has its own intra-op threads)
+    parts = _run_frames(one_frame, n_frames, workers, progress, parallel=net is None)
     if parts:
         df = pd.DataFrame({c: np.concatenate([o[c] for o in parts]) for c in LOC_COLUMNS})
     else:

@@ -37,11 +37,12 @@ from scopeflow.io.octopi import (
     _parse_image_name,
     _read_modes,
     _selected_channels,
+    load_params,
     na_from_params,
     pixel_size_from_params,
 )
 from scopeflow.io.octopi import read_acquisition as _read_individual
-from scopeflow.io.squid.meta import load_params, metadata_bit_depth, timepoint_dirs
+from scopeflow.io.squid.meta import metadata_bit_depth, timepoint_dirs
 from scopeflow.io.squid.planes import PlaneRef, read_source
 
 __all__ = [

@@ -14,20 +14,17 @@ characters ``/ \\ : * ? " < > |`` by ``_``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from scopeflow.io.octopi import PARAMS_FILE, AcquisitionError
 
 __all__ = [
     "CHANNELS_YAML",
     "bit_depth_from_pixel_format",
     "channel_suffix",
-    "load_params",
     "metadata_bit_depth",
     "timepoint_dirs",
     "true_max",
@@ -41,25 +38,6 @@ def channel_suffix(name: str) -> str:
     """File-name form of a Squid channel name (``"BF LED matrix left half"`` ->
     ``"BF_LED_matrix_left_half"``)."""
     return _UNSAFE.sub("_", str(name).strip())
-
-
-def load_params(path: Path) -> dict:
-    """``acquisition parameters.json`` of an acquisition folder, or a one-line error."""
-    p = Path(path) / PARAMS_FILE
-    if not p.is_file():
-        raise AcquisitionError(
-            f"{p}: missing '{PARAMS_FILE}', so {path} is not an Octopi/Squid acquisition folder; "
-            "copy the complete acquisition folder from the microscope"
-        )
-    try:
-        params = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AcquisitionError(
-            f"{p}: invalid JSON ({str(exc).splitlines()[0]}); re-copy the file from the microscope"
-        ) from None
-    if not isinstance(params, dict):
-        raise AcquisitionError(f"{p}: expected a JSON object; re-copy the file")
-    return params
 
 
 def timepoint_dirs(path: Path) -> list[tuple[int, Path]]:

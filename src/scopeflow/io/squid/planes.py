@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import InputImageError
+from scopeflow.io.images import green_plane
 
 __all__ = ["SEP", "KINDS", "PlaneRef", "parse_source", "read_source"]
 
@@ -87,20 +88,6 @@ def parse_source(source: str | Path | PlaneRef) -> Path | PlaneRef:
             f"(kinds {', '.join(KINDS)}); re-run the ingest step"
         )
     return PlaneRef(Path(head), kind, index)
-
-
-def _green(arr: np.ndarray, where: str) -> np.ndarray:
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., 1]
-    elif arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim != 2 or min(arr.shape) == 0:
-        raise InputImageError(
-            f"{where}: expected a 2-D grey or RGB image plane, got shape {arr.shape}; "
-            "re-export the acquisition"
-        )
-    return arr
 
 
 def _read_ref(ref: PlaneRef) -> np.ndarray:
@@ -179,4 +166,4 @@ def read_source(source: str | Path | PlaneRef) -> np.ndarray:
             f"{src}: cannot read image ({type(exc).__name__}: {msg}); the file is truncated "
             "or corrupt, re-copy it from the microscope"
         ) from None
-    return _green(arr, str(src))
+    return green_plane(arr, str(src))
