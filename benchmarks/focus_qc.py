@@ -3,7 +3,7 @@
 Each field has a "fine" series (in focus, about -10 and +10 um) and an "init" series (in
 focus, about -24 and +25 um); the stage z is in the file name and the middle z is in focus
 (``shared/data/sephace_brightfield_defocus/SOURCE.md``). For every metric of
-``scopeflow.qc.focus`` (tiled, as stored in the FOV table, and whole-image) this prints,
+``scopeflow.smear.qc.focus`` (tiled, as stored in the FOV table, and whole-image) this prints,
 per series, the scores, whether the in-focus image ranks first, each defocused image's
 ratio to the in-focus score, and whether in-focus > +-10 um > +-25 um holds per field
 (every +-10 um ratio above every +-25 um ratio).
@@ -46,7 +46,7 @@ def defocus_series(root: Path = DATA) -> dict[tuple[str, str], list[tuple[float,
 def main() -> None:
     import imageio.v3 as iio
 
-    from scopeflow.qc.focus import DEFAULT_FOCUS_METRIC, FOCUS_METRICS, focus_metrics
+    from scopeflow.smear.qc.focus import DEFAULT_FOCUS_METRIC, FOCUS_METRICS, focus_metrics
 
     series = defocus_series()
     images = {key: [(dz, iio.imread(f)) for dz, f in files] for key, files in series.items()}

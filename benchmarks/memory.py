@@ -35,7 +35,7 @@ STAGES = ("ingest", "dpc", "segment", "measure")
 STAGE = r"""
 import json, resource, sys
 sys.path.insert(0, sys.argv[2])
-from scopeflow import pipeline
+from scopeflow import smear as pipeline
 args = json.loads(sys.argv[1])
 stage, d = args["stage"], args["dir"]
 if stage == "ingest":

@@ -105,7 +105,7 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path, n_floor: in
     from scipy import ndimage as ndi
 
     from scopeflow.io import ome_zarr
-    from scopeflow.pipeline import read_fov_table
+    from scopeflow.smear import read_fov_table
     from scopeflow.segment.unet import UNetPredictor, _pad16
 
     rows = read_fov_table(fovs_tsv)

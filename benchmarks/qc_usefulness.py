@@ -51,7 +51,7 @@ def run(threads: int = 1, data: Path = DATA):
     import torch
 
     torch.set_num_threads(threads)
-    from scopeflow.qc.usefulness import best_iou, flag_sample, usefulness
+    from scopeflow.evaluate.usefulness import best_iou, flag_sample, usefulness
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import segment_image
 

@@ -38,7 +38,7 @@ def real_pairs(shared: Path) -> list[tuple[str, Path, Path]]:
 
 
 def simulated(n: int = 2, size: int = 1024):
-    from scopeflow.dpc import dpc_octopi
+    from scopeflow.smear.dpc import dpc_octopi
     from scopeflow.simulate import simulate_fov
 
     for seed in range(n):

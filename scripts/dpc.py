@@ -9,7 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.pipeline import shard_fovs, write_images
+    from scopeflow.smear import shard_fovs, write_images
 
     p = smk.params
     fovs = shard_fovs(smk.input.fovs, int(smk.wildcards.shard), p.fovs_per_job)

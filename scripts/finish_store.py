@@ -10,7 +10,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.pipeline import finish_store
+    from scopeflow.smear import finish_store
 
     finish_store(smk.params.zarr, smk.input.records, smk.output.done)
 

@@ -11,7 +11,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.io.readiness import planned_input
-    from scopeflow.pipeline import create_store, ingest_rows, sample_provenance
+    from scopeflow.smear import create_store, ingest_rows, sample_provenance
 
     p = smk.params
     path, files = planned_input(smk.input.manifest)  # the sample's error, if planning found one

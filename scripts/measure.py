@@ -11,7 +11,7 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     import json
 
-    from scopeflow.pipeline import measure_store
+    from scopeflow.smear import measure_store
 
     fovs = list(json.loads(Path(smk.input.record).read_text())["fovs"])
     measure_store(

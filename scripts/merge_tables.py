@@ -9,7 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.pipeline import merge_tables, sample_provenance
+    from scopeflow.smear import merge_tables, sample_provenance
 
     s = smk.wildcards.sample
     merge_tables(

@@ -10,7 +10,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.io.tables import read_table
-    from scopeflow.qc import figures
+    from scopeflow.smear import figures
 
     s = smk.wildcards.sample
     cells = read_table(smk.input.cells)

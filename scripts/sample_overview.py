@@ -9,7 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.report import sample_overview_figure
+    from scopeflow.smear.figures import sample_overview_figure
 
     sample_overview_figure(smk.params.zarr, smk.input.cells, smk.input.fovs, smk.output[0],
                            sample=smk.wildcards.sample)

@@ -11,7 +11,7 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     import json
 
-    from scopeflow.pipeline import segment_store
+    from scopeflow.smear import segment_store
 
     p = smk.params
     fovs = json.loads(Path(smk.input.record).read_text())["fovs"]

@@ -113,7 +113,7 @@ def test_uint8_scale_gives_similar_result():
 
 def test_f1_on_simulated_octopi_fov():
     smear = pytest.importorskip("scopeflow.simulate.smear")
-    dpc_mod = pytest.importorskip("scopeflow.dpc")
+    dpc_mod = pytest.importorskip("scopeflow.smear.dpc")
     sim = smear.simulate_fov((384, 384), seed=3)
     img = dpc_mod.dpc_octopi(sim["left"], sim["right"])
     labels, _ = _segment(img, pixel_size_um=0.333)

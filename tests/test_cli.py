@@ -16,7 +16,7 @@ def test_simulate_segment_evaluate_roundtrip(tmp_path, capsys):
     assert (acq / "acquisition parameters.json").exists()
     left = acq / "0" / "0_0_0_BF_LED_matrix_left_half.bmp"
     right = acq / "0" / "0_0_0_BF_LED_matrix_right_half.bmp"
-    from scopeflow.dpc import dpc_octopi
+    from scopeflow.smear.dpc import dpc_octopi
 
     dpc = dpc_octopi(read_gray(left), read_gray(right))
     tifffile.imwrite(tmp_path / "dpc.tif", dpc)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from scopeflow.dpc import (
+from scopeflow.smear.dpc import (
     dpc_octopi,
     dpc_to_uint8,
     phase_from_dpc,
     phase_transfer_function,
     weak_object_transfer_functions,
 )
-from scopeflow.normalize import estimate_flatfield
+from scopeflow.smear.flatfield import estimate_flatfield
 from scopeflow.simulate import image_halves, simulate_fov
 
 PS, LAM, NA = 0.333, 0.525, 0.4

@@ -173,7 +173,7 @@ def test_manifest_is_rewritten_only_when_the_file_set_changes(tmp_path):
 def test_ingest_processes_exactly_the_planned_fovs(tmp_path):
     """A copy landing between planning and ingest: the store's series list is the planned FOVs."""
     from scopeflow.discover import count_fovs
-    from scopeflow.pipeline import create_store, ingest
+    from scopeflow.smear import create_store, ingest
     from scopeflow.simulate import simulate_acquisition
 
     full = simulate_acquisition(tmp_path / "full", ny=1, nx=4, shape=(128, 128), seed=2)
@@ -193,7 +193,7 @@ def test_black_acquisition_and_nan_dpc_are_refused(tmp_path):
     import imageio.v3 as iio
     import tifffile
 
-    from scopeflow.pipeline import ingest
+    from scopeflow.smear import ingest
     from scopeflow.simulate import simulate_acquisition
 
     acq = simulate_acquisition(tmp_path / "black", ny=1, nx=2, shape=(64, 64), seed=1)
@@ -475,7 +475,7 @@ def test_os_error_is_one_line_naming_the_path():
 
 
 def test_nan_focus_never_passes_the_fov_check():
-    from scopeflow.qc.gates import fov_verdicts
+    from scopeflow.smear.qc.gates import fov_verdicts
 
     fovs = pd.DataFrame({"fov": ["a", "b", "c"], "n_cells": [50, 50, 50], "n_cells_border": [5, 5, 5],
                          "focus_laplacian_var": [1.0, np.nan, 1.1]})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from scopeflow.qc import focus
+from scopeflow.smear.qc import focus
 
 
 def _cells(shape=(256, 256), seed=0, n=40):
@@ -87,6 +87,6 @@ def test_in_focus_image_scores_best_in_all_four_defocus_series(shared):
         scores = [focus.focus_metrics(iio.imread(f))[col] for _, f in files]
         assert int(np.argmax(scores)) == 1, (key, scores)  # the middle z is in focus
         # every defocused image fails the default FOV threshold against an in-focus median
-        from scopeflow.qc.params import QC_DEFAULTS
+        from scopeflow.smear.qc.params import QC_DEFAULTS
 
         assert max(scores[0], scores[2]) / scores[1] < QC_DEFAULTS["min_focus_ratio"], (key, scores)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 from skimage.draw import disk
 
-from scopeflow import measure
+from scopeflow.smear import measure
 from scopeflow.io.tables import read_provenance, read_table, write_table
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scopeflow import pipeline
+from scopeflow import smear as pipeline
 from scopeflow.io import ome_zarr
 from scopeflow.io.ngff_validate import foreign_files, validate_store
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scopeflow.normalize import (
+from scopeflow.smear.flatfield import (
     apply_flatfield,
     estimate_flatfield,
     image_stats,

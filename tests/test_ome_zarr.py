@@ -68,7 +68,7 @@ def test_new_writer_keeps_pixels_labels_and_measurements_of_the_old_one(tmp_path
     table are those of the writer before issue 19 (stores read through the same functions)."""
     import pandas as pd
 
-    from scopeflow import pipeline
+    from scopeflow import smear as pipeline
 
     old = _old_writer(tmp_path)
     rng = np.random.default_rng(3)

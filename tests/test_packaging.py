@@ -54,7 +54,7 @@ def test_every_rule_has_a_log():
 
 
 def test_readme_documents_every_table_column():
-    from scopeflow import measure
+    from scopeflow.smear import measure
     from scopeflow.track import pipeline as track
 
     readme = (REPO / "README.md").read_text()

@@ -295,7 +295,7 @@ def test_training_recipe_learns_and_calibrates(shared, torch_one_thread):
 
 
 def _store(tmp_path, with_fluorescence=True):
-    from scopeflow.dpc import dpc_octopi
+    from scopeflow.smear.dpc import dpc_octopi
     from scopeflow.io import ome_zarr
 
     zarr = tmp_path / "s.ome.zarr"

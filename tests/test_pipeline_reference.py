@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scopeflow.qc.focus import DEFAULT_FOCUS_METRIC, FOCUS_METRICS
+from scopeflow.smear.qc.focus import DEFAULT_FOCUS_METRIC, FOCUS_METRICS
 
 HERE = Path(__file__).resolve().parent
 REF = HERE / "data" / "pipeline_reference"

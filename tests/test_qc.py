@@ -12,13 +12,14 @@ import pytest
 import yaml
 from skimage.draw import disk
 
-from scopeflow import measure, pipeline
+from scopeflow import smear as pipeline
 from scopeflow.errors import ScopeflowError
 from scopeflow.io import ome_zarr, tables
-from scopeflow.qc import cell_features, figures
-from scopeflow.qc.flags import flag_cells
-from scopeflow.qc.gates import fov_verdicts, sample_gate
-from scopeflow.qc.params import QC_DEFAULTS, qc_params
+from scopeflow.smear import cell_kernels, figures, measure
+from scopeflow.smear.qc import cell_features
+from scopeflow.smear.qc.flags import flag_cells
+from scopeflow.smear.qc.gates import fov_verdicts, sample_gate
+from scopeflow.smear.qc.params import QC_DEFAULTS, qc_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -369,12 +370,12 @@ def test_compiled_features_equal_skimage_reference():
     s, d = cell_features.convexity(lab, index)
     assert np.array_equal(np.isnan(s), np.isnan(s_ref)) and np.array_equal(np.isnan(d), np.isnan(d_ref))
     assert np.allclose(s, s_ref, equal_nan=True) and np.array_equal(d[~np.isnan(d)], d_ref[~np.isnan(d_ref)])
-    g = cell_features.group_labels(lab)
+    g = cell_kernels.group_labels(lab)
     vals = np.random.default_rng(0).normal(size=lab.shape).astype(np.float32)
     present = index[np.isin(index, np.unique(lab[lab > 0]))]
-    assert np.array_equal(cell_features.label_mean(vals, g, present),
+    assert np.array_equal(cell_kernels.label_mean(vals, g, present),
                           ndi.mean(vals, np.where(lab > 0, lab, 0), present))
-    assert np.array_equal(cell_features.label_sum(vals, g, present),
+    assert np.array_equal(cell_kernels.label_sum(vals, g, present),
                           ndi.sum_labels(vals, np.where(lab > 0, lab, 0), present))
 
 
@@ -384,8 +385,8 @@ def test_cell_shapes_perimeter_and_moments_match_regionprops():
     from test_measure import _tricky_labels
 
     lab = _tricky_labels(4)
-    g = cell_features.group_labels(lab)
-    shapes = cell_features.cell_shapes(g)
+    g = cell_kernels.group_labels(lab)
+    shapes = cell_kernels.cell_shapes(g)
     regions = regionprops(lab)
     assert [r.label for r in regions] == list(g.present)
     assert np.allclose(shapes["perimeter"], [r.perimeter for r in regions], rtol=1e-12)

@@ -24,7 +24,7 @@ def scored_cells():
     torch = pytest.importorskip("torch")
     import imageio.v3 as iio
 
-    from scopeflow.qc.usefulness import best_iou, flag_sample
+    from scopeflow.evaluate.usefulness import best_iou, flag_sample
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import segment_image
     from scopeflow.segment.unet import DEFAULT_WEIGHTS
@@ -60,7 +60,7 @@ def scored_cells():
 
 
 def test_qc_pass_cells_match_reference_better(scored_cells):
-    from scopeflow.qc.usefulness import usefulness
+    from scopeflow.evaluate.usefulness import usefulness
 
     cells = scored_cells
     assert len(cells) > 3000

@@ -28,7 +28,7 @@ class CountingPredictor(ClassicalPredictor):
 
 
 def _image(tmp_path):
-    from scopeflow.dpc import dpc_octopi
+    from scopeflow.smear.dpc import dpc_octopi
     from scopeflow.simulate import simulate_fov
 
     r = simulate_fov(shape=(1024, 1024), seed=7)

@@ -184,7 +184,7 @@ def test_saturation_counts_pixels_at_the_cameras_true_maximum(tmp_path, msb):
     """12-bit frames: a pixel at 4095 (or 65520 shifted up) is saturated, though far below 65535."""
     import tifffile
 
-    from scopeflow import pipeline as pl
+    from scopeflow import smear as pl
     from scopeflow.io import ome_zarr
 
     sim = simulate_squid_frames(regions=("A1",), n_fovs=1, nz=1, nt=1, shape=(64, 64), seed=3, msb=msb)

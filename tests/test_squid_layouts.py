@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scopeflow import pipeline as pl
+from scopeflow import smear as pl
 from scopeflow.simulate.squid import LAYOUTS, simulate_squid_frames, write_layout
 
 from test_workflow import _write_config, snakemake

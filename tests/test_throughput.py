@@ -8,10 +8,12 @@ import pytest
 import scipy.fft as sfft
 from scipy import ndimage as ndi
 
-from scopeflow import dpc as dpc_mod
-from scopeflow import normalize, pipeline
-from scopeflow.filters import laplace
-from scopeflow.qc import cell_features, focus
+from scopeflow import smear as pipeline
+from scopeflow.smear import cell_kernels, stage_common
+from scopeflow.smear import dpc as dpc_mod
+from scopeflow.smear import flatfield as normalize
+from scopeflow.smear.filters import laplace
+from scopeflow.smear.qc import focus
 from scopeflow.resources import MEMORY_BUDGET, fov_pixels, stage_mem_mb
 
 
@@ -87,13 +89,13 @@ def test_intensity_sums_equal_separate_label_sums():
     dpc[::7, ::5] = 1.0  # saturated pixels
     phase = rng.normal(size=(120, 90)).astype(np.float32)
     lap = laplace(dpc)
-    groups = cell_features.group_labels(labels)
-    got = cell_features.intensity_sums(groups, dpc, lap, phase)
+    groups = cell_kernels.group_labels(labels)
+    got = cell_kernels.intensity_sums(groups, dpc, lap, phase)
     idx = groups.present
     for k, values in enumerate((np.abs(dpc - 0.5), lap, lap * lap,
                                 ((dpc <= 0) | (dpc >= 1)).astype(np.float64), phase)):
-        np.testing.assert_array_equal(got[:, k], cell_features.label_sum(values, groups, idx))
-    assert (cell_features.intensity_sums(groups, dpc, lap, None)[:, 4] == 0).all()
+        np.testing.assert_array_equal(got[:, k], cell_kernels.label_sum(values, groups, idx))
+    assert (cell_kernels.intensity_sums(groups, dpc, lap, None)[:, 4] == 0).all()
 
 
 def test_coarse_flatfield_expands_to_the_full_estimate():
@@ -137,11 +139,11 @@ def test_prefetch_keeps_order_and_raises_at_the_failing_item():
         return x * 10
 
     with pytest.raises(ValueError, match="bad 3"):
-        for v in pipeline._prefetch(fn, range(6)):
+        for v in stage_common.prefetch(fn, range(6)):
             seen.append(v)
     assert seen == [0, 10, 20]
-    assert list(pipeline._prefetch(fn, [5, 4], ahead=lambda r: r < 45)) == [50, 40]
-    assert list(pipeline._prefetch(fn, [])) == []
+    assert list(stage_common.prefetch(fn, [5, 4], ahead=lambda r: r < 45)) == [50, 40]
+    assert list(stage_common.prefetch(fn, [])) == []
 
 
 def test_fov_table_is_read_without_pandas_with_the_same_values(tmp_path):
@@ -205,5 +207,5 @@ def test_warm_up_runs_the_smear_kernels():
 
     out = warm_up(("smear",))
     assert set(out) <= {"smear"}
-    if cell_features.HAVE_NUMBA:
+    if cell_kernels.HAVE_NUMBA:
         assert out["smear"] >= 0

@@ -20,7 +20,7 @@ __all__ = ["warm_up"]
 
 
 def _smear() -> None:
-    from scopeflow import measure
+    from scopeflow.smear import measure
     from scopeflow.segment import unet_kernels
 
     unet_kernels.warm_up()

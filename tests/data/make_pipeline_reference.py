@@ -30,7 +30,7 @@ def run_case(work: Path, kind: str, src: Path, *, method: str, na: float | None,
 
     ``measure_kwargs`` go to ``measure_store`` (the reference was recorded without any:
     then every focus metric was computed)."""
-    from scopeflow import pipeline
+    from scopeflow import smear as pipeline
     from scopeflow.io import ome_zarr
 
     d = work / kind

@@ -59,7 +59,7 @@ def fov_calls(seed: int, parasites_per_ul: float, *, size: int = 512, pixel_size
         without a ring), ``n_cells``, ``n_candidates``, ``fp_kinds`` (truth kind of the
         object nearest each false call, ``"none"`` beyond 2 µm).
     """
-    from scopeflow.dpc import dpc_octopi
+    from scopeflow.smear.dpc import dpc_octopi
     from scopeflow.parasites.classifier import load_parasite_model, score_crops
     from scopeflow.parasites.detect import crop_spots, detect_spots
     from scopeflow.simulate.parasites import simulate_fluorescence

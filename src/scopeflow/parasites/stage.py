@@ -1,6 +1,6 @@
 """Parasitemia stage on paths: fluorescence ingest helpers and the per-sample parasite tables.
 
-Ingest (called from :func:`scopeflow.pipeline.ingest` and :func:`~scopeflow.pipeline.write_images`):
+Ingest (called from :func:`scopeflow.smear.ingest` and :func:`~scopeflow.smear.write_images`):
 the fluorescence frame of each FOV is listed in the FOV table's ``fluorescence`` column and
 written into the FOV's OME-Zarr image as channels ``fluorescence_r``, ``fluorescence_g``,
 ``fluorescence_b`` (float32 in [0, 1]; a mono frame gives three equal planes).

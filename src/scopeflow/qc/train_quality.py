@@ -330,7 +330,7 @@ def sim_overlap_labels(cells: list[dict], shape: tuple[int, int], min_frac: floa
 
 def simulated_dpc(sim: dict) -> np.ndarray:
     """Flatfield-corrected DPC of a :func:`simulate_fov` result (float32 in [0, 1])."""
-    from scopeflow.dpc import dpc_octopi
+    from scopeflow.smear.dpc import dpc_octopi
 
     return dpc_octopi(sim["left"], sim["right"], sim["ff_left"], sim["ff_right"])
 

@@ -21,7 +21,7 @@ Forward model (deterministic from a seed):
 
 Conventions: arrays (y, x), origin at the centre of pixel (0, 0); lengths in µm, phase in
 radians; spatial frequencies as :func:`numpy.fft.fftfreq` (cycles/µm). The "left" half matches
-:mod:`scopeflow.dpc`.
+:mod:`scopeflow.smear.dpc`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def qc_params(qc: Mapping | None = None) -> dict:
     ScopeflowError
         For an unknown key or a focus metric that does not exist (one line naming the key).
     """
-    from scopeflow.qc.focus import FOCUS_METRICS
+    from scopeflow.smear.qc.focus import FOCUS_METRICS
 
     given = dict(qc or {})
     unknown = sorted(set(given) - set(QC_DEFAULTS))

@@ -1,6 +1,6 @@
 """Choosing the z plane of a FOV to analyse from a z-stack (autofocus brackets, deliberate stacks).
 
-The score of a plane is the project's FOV focus metric (:mod:`scopeflow.qc.focus`, the tiled
+The score of a plane is the project's FOV focus metric (:mod:`scopeflow.smear.qc.focus`, the tiled
 ``qc.focus_metric``, variance of the Laplacian by default) of its DPC image
 ``0.5 + (L − R)/(L + R)``. DPC is scale-free, so the score does not depend on the camera's bit
 depth or on the (smooth) flatfield, which is estimated later from the chosen planes.
@@ -51,15 +51,15 @@ def plane_focus(left: np.ndarray, right: np.ndarray, metric: str = "laplacian_va
         Left- and right-half illumination images (y, x), any dtype (uint8/uint16 are scaled
         to [0, 1] first; the DPC does not depend on the scale).
     metric : str
-        A name of :data:`scopeflow.qc.focus.FOCUS_METRICS`.
+        A name of :data:`scopeflow.smear.qc.focus.FOCUS_METRICS`.
 
     Returns
     -------
     float
         Higher = sharper.
     """
-    from scopeflow.dpc import dpc_octopi
-    from scopeflow.qc.focus import FOCUS_METRICS, focus_metrics
+    from scopeflow.smear.dpc import dpc_octopi
+    from scopeflow.smear.qc.focus import FOCUS_METRICS, focus_metrics
 
     if metric not in FOCUS_METRICS:
         raise ScopeflowError(

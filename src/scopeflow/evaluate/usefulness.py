@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from scopeflow import measure
+from scopeflow.smear import measure
 from scopeflow.evaluate import overlap_table, to_instances
-from scopeflow.qc.flags import flag_cells
-from scopeflow.qc.focus import focus_metrics
-from scopeflow.qc.gates import fov_verdicts
+from scopeflow.smear.qc.flags import flag_cells
+from scopeflow.smear.qc.focus import focus_metrics
+from scopeflow.smear.qc.gates import fov_verdicts
 
 __all__ = ["best_iou", "flag_sample", "usefulness"]
 

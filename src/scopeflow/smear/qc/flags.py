@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from scopeflow.qc.params import qc_params
+from scopeflow.smear.qc.params import qc_params
 
 __all__ = ["CELL_REASONS", "flag_cells", "sample_median", "join_reasons"]
 
@@ -72,13 +72,13 @@ def flag_cells(
     Parameters
     ----------
     cells : pandas.DataFrame
-        One sample's merged cell table (columns of :data:`scopeflow.measure.CELL_COLUMNS`,
+        One sample's merged cell table (columns of :data:`scopeflow.smear.measure.CELL_COLUMNS`,
         optionally ``p_good``).
     params : mapping, optional
-        ``qc.*`` thresholds (see :data:`scopeflow.qc.params.QC_DEFAULTS`).
+        ``qc.*`` thresholds (see :data:`scopeflow.smear.qc.params.QC_DEFAULTS`).
     fovs : pandas.DataFrame, optional
         The sample's FOV table with the verdicts ``focus_pass`` and ``count_pass`` (from
-        :func:`scopeflow.qc.gates.fov_verdicts`); with ``drop_failed_fovs`` the cells of
+        :func:`scopeflow.smear.qc.gates.fov_verdicts`); with ``drop_failed_fovs`` the cells of
         failed FOVs get the reasons ``fov_focus`` / ``fov_count``.
 
     Returns

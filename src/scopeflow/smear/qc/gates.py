@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from scopeflow.qc.flags import join_reasons
-from scopeflow.qc.focus import focus_ratio
-from scopeflow.qc.params import qc_params
+from scopeflow.smear.qc.flags import join_reasons
+from scopeflow.smear.qc.focus import focus_ratio
+from scopeflow.smear.qc.params import qc_params
 
 __all__ = ["FOV_REASONS", "fov_verdicts", "sample_gate"]
 
@@ -78,7 +78,7 @@ def sample_gate(fovs: pd.DataFrame, cells: pd.DataFrame, params: Mapping | None 
     fovs : pandas.DataFrame
         Output of :func:`fov_verdicts`.
     cells : pandas.DataFrame
-        Output of :func:`scopeflow.qc.flags.flag_cells`.
+        Output of :func:`scopeflow.smear.qc.flags.flag_cells`.
     params : mapping, optional
         ``qc.*`` thresholds.
 

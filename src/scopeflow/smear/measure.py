@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scopeflow.filters import laplace
-from scopeflow.qc import cell_features
+from scopeflow.smear.filters import laplace
+from scopeflow.smear import cell_kernels
+from scopeflow.smear.qc import cell_features
 
 CELL_COLUMNS = {
     "sample": "sample name",
@@ -47,7 +48,7 @@ CELL_COLUMNS = {
 }
 
 #: Cell columns added when a sample's shards are merged (thresholds relative to the sample),
-#: see :func:`scopeflow.qc.flags.flag_cells`.
+#: see :func:`scopeflow.smear.qc.flags.flag_cells`.
 CELL_QC_COLUMNS = {
     "area_rel_sample": "area_um2 / median area of the sample's non-border cells",
     "contrast_rel_sample": "dpc_contrast / median dpc_contrast of the sample's non-border cells",
@@ -73,7 +74,7 @@ FOV_COLUMNS = {
     "median_circularity": "median circularity of non-border cells",
     "focus": "variance of the Laplacian of the FOV's DPC (higher = sharper)",
     "focus_laplacian_var": "variance of the Laplacian of the DPC after a Gaussian of sigma 1 px "
-                           "(default focus metric, scopeflow.qc.focus; like the three below scored on "
+                           "(default focus metric, scopeflow.smear.qc.focus; like the three below scored on "
                            "128-px tiles, 90th percentile of the tiles)",
     "focus_tenengrad": "mean squared Sobel gradient magnitude of the DPC (this and the two below: "
                        "empty unless qc.focus_metric or qc.extra_focus_metrics names them)",
@@ -97,7 +98,7 @@ FOV_COLUMNS = {
                               "data in 16-bit files) in the left or right image",
 }
 
-#: FOV columns added when a sample's shards are merged, see :mod:`scopeflow.qc.gates`.
+#: FOV columns added when a sample's shards are merged, see :mod:`scopeflow.smear.qc.gates`.
 FOV_QC_COLUMNS = {
     "focus_ratio": "the qc.focus_metric score / the sample's median FOV score (NaN when that median is 0)",
     "focus_pass": "focus_ratio >= qc.min_focus_ratio and the score is positive",
@@ -139,9 +140,9 @@ _PROPS = (
 )
 
 
-def _region_props(groups: cell_features.LabelGroups, shapes: dict, dpc: np.ndarray) -> dict:
+def _region_props(groups: cell_kernels.LabelGroups, shapes: dict, dpc: np.ndarray) -> dict:
     """The ``regionprops_table(labels, dpc, properties=_PROPS)`` columns from the compiled
-    per-cell kernel (:func:`scopeflow.qc.cell_features.cell_shapes`), with skimage's
+    per-cell kernel (:func:`scopeflow.smear.cell_kernels.cell_shapes`), with skimage's
     formulas: centroid = mean pixel coordinate, inertia tensor from the central moments
     normalised by the area, eccentricity = sqrt(1 - l2 / l1), axis lengths 4 sqrt(l),
     equivalent diameter sqrt(4 area / pi); intensity mean and std are numpy's float32
@@ -225,7 +226,7 @@ def measure_cells(
     sample, fov : str
         Names written into the ``sample`` and ``fov`` columns.
     lap : ndarray, optional
-        :func:`scopeflow.filters.laplace` of ``dpc`` when the caller already has it.
+        :func:`scopeflow.smear.filters.laplace` of ``dpc`` when the caller already has it.
 
     Returns
     -------
@@ -235,18 +236,18 @@ def measure_cells(
     Notes
     -----
     The geometry comes from one compiled pass over each cell's pixels
-    (:func:`scopeflow.qc.cell_features.cell_shapes`) and the per-cell sums from one more
-    (:func:`scopeflow.qc.cell_features.intensity_sums`, the additions of ``np.bincount``)
+    (:func:`scopeflow.smear.cell_kernels.cell_shapes`) and the per-cell sums from one more
+    (:func:`scopeflow.smear.cell_kernels.intensity_sums`, the additions of ``np.bincount``)
     over the label image grouped once; the values are those of skimage's
     ``regionprops`` and scipy's ``ndimage.mean`` (without numba, or with
     ``SCOPEFLOW_NO_NUMBA=1``, those are called instead: :func:`_measure_cells_reference`).
     """
-    if not cell_features.HAVE_NUMBA:  # pragma: no cover
+    if not cell_kernels.HAVE_NUMBA:  # pragma: no cover
         return _measure_cells_reference(labels, dpc, phase, pixel_size_um, sample=sample, fov=fov)
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
-    groups = cell_features.group_labels(labels)
-    shapes = cell_features.cell_shapes(groups)
+    groups = cell_kernels.group_labels(labels)
+    shapes = cell_kernels.cell_shapes(groups)
     props = _region_props(groups, shapes, dpc)
     index = np.asarray(props["label"])
     n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
@@ -255,7 +256,7 @@ def measure_cells(
     if n:
         # every per-cell sum in one pass over the grouped pixels (index == groups.present)
         lap = laplace(dpc) if lap is None else np.asarray(lap, dtype=np.float32)
-        sums = cell_features.intensity_sums(groups, dpc, lap, phase)
+        sums = cell_kernels.intensity_sums(groups, dpc, lap, phase)
         count = groups.counts[index].astype(np.float64)
         contrast = sums[:, 0] / count
         focus = sums[:, 2] / count - (sums[:, 1] / count) ** 2  # variance of the Laplacian
@@ -389,7 +390,7 @@ def _cell_table(props, shape, pixel_size_um, sample, fov, n_nb, contact, solidit
 
 def fov_focus(dpc: np.ndarray, lap: np.ndarray | None = None) -> float:
     """Variance of the Laplacian of a whole FOV (higher = sharper); ``lap``: its
-    :func:`scopeflow.filters.laplace` when the caller already has it."""
+    :func:`scopeflow.smear.filters.laplace` when the caller already has it."""
     return float(np.var(laplace(dpc) if lap is None else np.asarray(lap, dtype=np.float32)))
 
 
@@ -431,8 +432,8 @@ def summarize_sample(
     """One per-sample summary row from its FOV and cell tables.
 
     Median statistics use the cells with ``qc_pass`` when the cell table has that column
-    (see :func:`scopeflow.qc.flags.flag_cells`), else the non-border cells. ``gate`` is
-    the output of :func:`scopeflow.qc.gates.sample_gate`; without it the QC columns are
+    (see :func:`scopeflow.smear.qc.flags.flag_cells`), else the non-border cells. ``gate`` is
+    the output of :func:`scopeflow.smear.qc.gates.sample_gate`; without it the QC columns are
     missing values. ``region`` names the region these tables are restricted to ("" = the
     whole sample).
     """
