@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from scopeflow.io.atomic import write_text
 
 #: FOVs of at most this many pixels are read ahead and written to the store in the
 #: background while the next one is computed; larger ones one at a time (bounding a job's
@@ -14,11 +15,7 @@ OVERLAP_MAX_PIXELS = 16 * 2**20
 
 
 def atomic_json(obj: Mapping, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def prefetch(fn, items: Sequence, ahead=True):

@@ -99,15 +99,12 @@ def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
 def _read_plane(path: str | Path) -> np.ndarray:
     """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled;
     a plane reference (``<container>::<kind>:<indices>``) reads that plane of its container."""
-    from scopeflow.io.images import read_raw
+    from scopeflow.io.images import read_image
     from scopeflow.io.squid.planes import SEP, read_source
 
     if SEP in str(path):
         return read_source(path)
-    arr = read_raw(path)
-    if arr.ndim == 3:
-        arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
-    return arr
+    return read_image(path, "green", unit=False)
 
 
 def _read_fov_inputs(row: Mapping) -> tuple:

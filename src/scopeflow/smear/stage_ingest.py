@@ -8,7 +8,6 @@ leaves a complete-looking result.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ import numpy as np
 
 from scopeflow.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.errors import InputImageError, ScopeflowError
+from scopeflow.io.atomic import atomic_path
 from scopeflow.io.images import read_gray
 from scopeflow.smear.fov_table import LEFT, RIGHT, write_fov_table
 from scopeflow.smear.stage_common import OVERLAP_MAX_PIXELS, prefetch
@@ -223,13 +223,9 @@ def ingest_rows(
         row["pixel_size_um"] = float(ps)
         row["na"] = float(na_used) if na_used else np.nan
         row["wavelength_um"] = float(wavelength_um)
-    Path(out_fovs).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(out_fovs) + ".tmp")
-    write_fov_table(rows, tmp)
-    tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
-    np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
-    os.replace(tmp_ff, out_flatfield)
-    os.replace(tmp, out_fovs)
+    with atomic_path(out_fovs) as tmp, atomic_path(out_flatfield) as tmp_ff:
+        write_fov_table(rows, tmp)
+        np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
     return rows
 
