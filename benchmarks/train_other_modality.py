@@ -54,9 +54,10 @@ import torch
 from scipy import ndimage as ndi
 
 from scopeflow.evaluate import evaluate
-from scopeflow.segment.m2unet import M2UNet
+from scopeflow.models.m2unet import M2UNet
 from scopeflow.segment.train import read_image, read_instances, train
-from scopeflow.segment.unet import decode_maps, load_weights
+from scopeflow.models.m2unet_files import load_weights
+from scopeflow.segment.unet import decode_maps
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", HERE.parent.parent / "shared" / "data"))

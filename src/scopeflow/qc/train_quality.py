@@ -35,9 +35,10 @@ import torch
 from scipy import ndimage as ndi
 
 from scopeflow.evaluate import overlap_table
-from scopeflow.provenance import file_sha256
-from scopeflow.qc.cell_classifier import CROP_PX, QualityNet, cell_crops
-from scopeflow.segment.unet import write_card_sha256
+from scopeflow.models.quality import QualityNet
+from scopeflow.models.training import make_optimizer, minibatches, run_steps
+from scopeflow.models.weights import save_weights
+from scopeflow.qc.cell_classifier import CROP_PX, cell_crops
 
 __all__ = [
     "CORRUPTIONS",
@@ -532,28 +533,22 @@ def train_quality(
     n, n_good = len(y), float(y.sum())
     w_good, w_bad = n / (2 * n_good), n / (2 * (n - n_good))
     net = QualityNet(int(x.shape[1]), tuple(widths))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-n // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    opt, sched = make_optimizer(net.parameters(), lr, steps=epochs * -(-n // batch_size))
     history = []
     t0 = time.perf_counter()
+    preds = torch.empty(n)
+
+    def loss_fn(net: QualityNet, idx: torch.Tensor) -> torch.Tensor:
+        yb = y[idx]
+        logits = net(_augment(x[idx].clone(), gen))
+        preds[idx] = torch.sigmoid(logits.detach())
+        wt = torch.where(yb > 0.5, w_good, w_bad)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, weight=wt)
+
     for ep in range(epochs):
-        net.train()
-        perm = torch.randperm(n, generator=gen)
-        tot, preds = 0.0, torch.empty(n)
-        for s in range(0, n, batch_size):
-            idx = perm[s : s + batch_size]
-            xb = _augment(x[idx].clone(), gen)
-            yb = y[idx]
-            logits = net(xb)
-            wt = torch.where(yb > 0.5, w_good, w_bad)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, weight=wt)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * len(idx)
-            preds[idx] = torch.sigmoid(logits.detach())
+        idx_batches = list(minibatches(torch.randperm(n, generator=gen), batch_size))
+        losses = run_steps(net, opt, sched, idx_batches, loss_fn)
+        tot = sum(loss * len(idx) for loss, idx in zip(losses, idx_batches, strict=True))
         ba = balanced_accuracy(y.numpy(), preds.numpy())
         history.append({"epoch": ep + 1, "loss": tot / n, "train_bal_acc": float(ba),
                         "seconds": time.perf_counter() - t0})
@@ -575,17 +570,6 @@ def train_quality(
                   "command": command, "history": history},
     }
     return {"out": str(out), "sha256": save_weights(net, meta, out), "history": history}
-
-
-def save_weights(net: torch.nn.Module, meta: dict, out: str | Path) -> str:
-    """Save ``{"state_dict", "meta"}`` to ``out``, record its sha256 in the card; return it."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    torch.save({"state_dict": sd, "meta": meta}, out)
-    sha = file_sha256(out)
-    write_card_sha256(out, sha, "Trained by scopeflow (see the weights' metadata).")
-    return sha
 
 
 def _parser() -> argparse.ArgumentParser:

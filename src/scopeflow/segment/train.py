@@ -39,8 +39,10 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from scopeflow.errors import ScopeflowError
-from scopeflow.segment.m2unet import M2UNet
-from scopeflow.segment.unet import UNetPredictor, decode_maps, file_sha256, write_card_sha256
+from scopeflow.models.m2unet import M2UNet
+from scopeflow.models.training import make_optimizer, run_steps
+from scopeflow.models.weights import load_checkpoint, save_weights
+from scopeflow.segment.unet import UNetPredictor, decode_maps
 
 __all__ = [
     "make_target",
@@ -336,11 +338,8 @@ def _apply_freeze(net: M2UNet, freeze: str) -> list[torch.nn.Module]:
 
 
 def _load_init(net: M2UNet, path: str | Path) -> None:
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and "state_dict" in obj:
-        sd = obj["state_dict"]
-    else:
-        sd = obj.get("model", obj)
+    sd = load_checkpoint(path, verify=False)["state_dict"]
+    sd = sd.get("model", sd)  # a training checkpoint (.ckpt) holds the weights under "model"
     own = net.state_dict()
     skipped = [k for k, v in sd.items() if k not in own or own[k].shape != v.shape]
     net.load_state_dict({k: v for k, v in sd.items() if k not in skipped}, strict=False)
@@ -376,13 +375,6 @@ def _evaluate_pool(
     out["n_pred"] = int(sum(r["n_pred"] for r in rows))
     out["n_ref"] = int(sum(r["n_ref"] for r in rows))
     return out
-
-
-def _lr_factor(step: int, steps: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 def _score(row: dict, select: str) -> float:
@@ -526,8 +518,8 @@ def train(
         _load_init(net, init_weights)
     frozen = _apply_freeze(net, freeze)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, steps, warmup))
+    opt, sched = make_optimizer(params, lr, steps=steps, weight_decay=weight_decay, schedule="cosine",
+                                warmup=warmup, floor=0.01)
     decode_kw: dict[str, Any] = {}
 
     step = 0
@@ -593,27 +585,20 @@ def train(
     if tqdm is not None:
         bar = tqdm(total=steps, initial=step, disable=not progress, dynamic_ncols=True)
 
-    ema = None
     t_start = time.perf_counter()
     t_block, losses_block, first_step = time.perf_counter(), [], step
     stop_at = steps if stop_after is None else min(steps, step + int(stop_after))
-    while step < stop_at:
-        net.train()
-        for m in frozen:
-            m.eval()
-        xs, ys = zip(*(pool.sample(rng, crop, augment, orient) for _ in range(batch_size)))
-        x = torch.from_numpy(np.stack(xs))[:, None]
-        tg = np.stack([make_target(y, head, contour_width) for y in ys])
-        target = torch.from_numpy(tg)
-        loss = _loss(net(x), target, head)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+
+    def batches():
+        for _ in range(step, stop_at):
+            xs, ys = zip(*(pool.sample(rng, crop, augment, orient) for _ in range(batch_size)))
+            x = torch.from_numpy(np.stack(xs))[:, None]
+            yield x, torch.from_numpy(np.stack([make_target(y, head, contour_width) for y in ys]))
+
+    def on_step(lv: float, ema: float) -> None:
+        nonlocal step, t_block, losses_block
         step += 1
-        lv = float(loss.detach())
         losses_block.append(lv)
-        ema = lv if ema is None else 0.95 * ema + 0.05 * lv
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
@@ -634,6 +619,9 @@ def train(
                 print(json.dumps(msg), flush=True)
             save_ckpt()
             t_block, losses_block = time.perf_counter(), []
+
+    run_steps(net, opt, sched, batches(), lambda net, b: _loss(net(b[0]), b[1], head), frozen=frozen,
+              on_step=on_step)
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - t_start
@@ -648,9 +636,7 @@ def train(
                   "command": command or ""},
         "val": {k: float(v) for k, v in (best["row"] or {}).items() if k != "step"},
     }
-    torch.save({"state_dict": final_sd, "meta": meta}, out)
-    sha = file_sha256(out)
-    write_card_sha256(out, sha, (
+    sha = save_weights(final_sd, meta, out, (
         f"M2U-Net ({meta['head']} head) trained with scopeflow.segment.train.\n\n"
         f"- command: `{meta['train'].get('command', '')}`\n"
         f"- best step: {meta['train']['best_step']}; validation: "

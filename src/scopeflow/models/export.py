@@ -1,7 +1,7 @@
 """Make the ONNX files that ship beside U-Net weights (``scopeflow export-onnx``).
 
 The fp32 export and the INT8 model calibrated on real DPC tiles are written beside the
-``.pt`` file (:func:`scopeflow.segment.runtime.onnx_path`); their sha256 lines go into
+``.pt`` file (:func:`scopeflow.models.m2unet_files.onnx_path`); their sha256 lines go into
 the model card.
 """
 
@@ -14,7 +14,8 @@ import numpy as np
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.provenance import file_sha256
-from scopeflow.segment.runtime import STRIDE, export_onnx, onnx_path, quantize_int8
+from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, STRIDE, check_tile_path, load_weights, onnx_path, pad_to_stride
+from scopeflow.models.runtime import export_onnx, quantize_int8
 
 __all__ = ["calibration_tiles", "export_models"]
 
@@ -51,14 +52,13 @@ def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: i
         z-scored with the whole image's mean and std (``normalization: zscore_fov``).
     """
     from scopeflow.io.images import read_gray
-    from scopeflow.segment.unet import _pad16
 
     for path in _image_files(paths):
         img = read_gray(path).astype(np.float64)
         z = ((img - img.mean()) / max(img.std(), 1e-6)).astype(np.float32)
         h, w = z.shape
         if h <= tile or w <= tile:
-            yield _pad16(z)[None, None]
+            yield pad_to_stride(z)[None, None]
             continue
         ys = [0, (h - tile) // STRIDE * STRIDE]
         xs = [0, (w - tile) // STRIDE * STRIDE]
@@ -72,10 +72,10 @@ def write_check_tile(weights: str | Path | None, image: str | Path | np.ndarray,
 
     The tile is the central ``side``² crop (on the 16-px grid) of ``image`` (a DPC image
     in [0, 1], or its file), z-scored with the whole image's mean and std as the predictor
-    does. The ``.npz`` (:func:`scopeflow.segment.unet.check_tile_path`: ``tile``,
+    does. The ``.npz`` (:func:`scopeflow.models.m2unet_files.check_tile_path`: ``tile``,
     ``logits``, ``source_sha256``) lets the ONNX back end be checked against the trained
     network at load time without importing torch
-    (:func:`scopeflow.segment.unet.load_check_tile`); its sha256 goes into the model card.
+    (:func:`scopeflow.models.m2unet_files.load_check_tile`); its sha256 goes into the model card.
 
     Returns
     -------
@@ -85,8 +85,7 @@ def write_check_tile(weights: str | Path | None, image: str | Path | np.ndarray,
     import torch
 
     from scopeflow.io.images import read_gray
-    from scopeflow.segment.unet import (DEFAULT_WEIGHTS, check_tile_path, load_weights,
-                                        network_from_weights)
+    from scopeflow.models.m2unet import network_from_weights
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     loaded = load_weights(weights)
@@ -128,7 +127,7 @@ def export_models(
         ``{path: sha256}`` of the files written (with calibration images also the
         reference logits of :func:`write_check_tile`, on the first image).
     """
-    from scopeflow.segment.unet import DEFAULT_WEIGHTS, load_weights, network_from_weights
+    from scopeflow.models.m2unet import network_from_weights
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     loaded = load_weights(weights)
