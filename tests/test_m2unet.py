@@ -13,7 +13,8 @@ from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, load_weights
 from scopeflow.models.weights import WeightsError, write_card_sha256
 from scopeflow.provenance import file_sha256
 from scopeflow.segment.base import Predictor
-from scopeflow.segment.unet import UNetPredictor, _probabilities, decode_maps
+from scopeflow.segment.decode import decode_maps
+from scopeflow.segment.unet import UNetPredictor, _probabilities
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -159,7 +159,7 @@ def test_int8_and_onnx_labels_agree_with_fp32_on_real_data(shared, torch_one_thr
 def test_max_cross_equals_grey_dilation():
     from scipy import ndimage as ndi
 
-    from scopeflow.segment.unet import _max_cross
+    from scopeflow.segment.decode import _max_cross
 
     a = np.random.default_rng(0).integers(0, 50, size=(37, 41)).astype(np.int32)
     cross = ndi.generate_binary_structure(2, 1)

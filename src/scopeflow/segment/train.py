@@ -42,7 +42,8 @@ from scopeflow.errors import ScopeflowError
 from scopeflow.models.m2unet import M2UNet
 from scopeflow.models.training import make_optimizer, run_steps
 from scopeflow.models.weights import load_checkpoint, save_weights
-from scopeflow.segment.unet import UNetPredictor, decode_maps
+from scopeflow.segment.decode import decode_maps
+from scopeflow.segment.unet import UNetPredictor
 
 __all__ = [
     "make_target",
