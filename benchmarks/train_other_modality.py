@@ -55,7 +55,8 @@ from scipy import ndimage as ndi
 
 from scopeflow.evaluate import evaluate
 from scopeflow.models.m2unet import M2UNet
-from scopeflow.segment.train import read_image, read_instances, train
+from scopeflow.segment.train import train
+from scopeflow.segment.train_data import read_image, read_instances
 from scopeflow.models.m2unet_files import load_weights
 from scopeflow.segment.decode import decode_maps
 

@@ -139,7 +139,7 @@ def test_weights_checked(tmp_path):
 def test_heldout_balanced_accuracy(shared, torch_one_thread):
     """Shipped weights on images never used in training: dpc_1024_00 (U-Net cells vs the
     reference + corrupted contours) and 4 held-back simulated smears (2 in focus, 2 defocused)."""
-    from scopeflow.segment.train import read_image
+    from scopeflow.segment.train_data import read_image
     from scopeflow.segment.unet import UNetPredictor
 
     pred = UNetPredictor(device="cpu", threads=1)

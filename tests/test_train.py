@@ -9,7 +9,8 @@ import torch
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.models.m2unet_files import load_weights
-from scopeflow.segment.train import make_target, pair_images_masks, train, train_main
+from scopeflow.segment.train import train, train_main
+from scopeflow.segment.train_data import make_target, pair_images_masks
 from scopeflow.segment.unet import UNetPredictor
 
 

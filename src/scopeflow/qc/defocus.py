@@ -275,8 +275,8 @@ def train_defocus(
 
     Augmentation: y-flips, x-flips (with the sign of DPC patches inverted; brightfield is
     symmetric) and 90° rotations of brightfield patches only (DPC has a direction). AdamW
-    (weight decay 1e-4), one-cycle learning rate (:mod:`scopeflow.models.training`). The ``sha256:`` line of the model card beside
-    ``out`` is updated.
+    (weight decay 1e-4), one-cycle learning rate (:mod:`scopeflow.models.training`). The
+    ``sha256:`` line of the model card beside ``out`` is updated.
     """
     from scopeflow.models.training import make_optimizer, minibatches, run_steps
     from scopeflow.models.weights import save_weights

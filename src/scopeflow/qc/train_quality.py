@@ -274,7 +274,7 @@ def real_examples(
         ``good``/``merged``/``split``/``unmatched``/``poor`` for real predicted cells, or
         ``corrupt:<kind>``), ``source`` (the image stem).
     """
-    from scopeflow.segment.train import read_image, read_instances
+    from scopeflow.segment.train_data import read_image, read_instances
 
     dpc = read_image(image_path)
     ref = read_instances(mask_path).astype(np.int64)
@@ -433,7 +433,7 @@ def build_examples(role: str, predictor=None, data: Path = DATA, seed: int = 0,
     dict
         ``x``, ``y``, ``kind``, ``source`` (see :func:`real_examples`).
     """
-    from scopeflow.segment.train import pair_images_masks
+    from scopeflow.segment.train_data import pair_images_masks
     from scopeflow.segment.unet import UNetPredictor
 
     if predictor is None:
