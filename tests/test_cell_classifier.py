@@ -16,15 +16,14 @@ from scopeflow.qc.cell_classifier import (
     predict_crops,
     predict_good,
 )
-from scopeflow.qc.train_quality import (
+from scopeflow.qc.quality_labels import (
     CORRUPTIONS,
-    balanced_accuracy,
     classify_predictions,
     corrupt_cell,
     real_examples,
-    roc_auc,
     sim_examples,
 )
+from scopeflow.qc.train_quality import balanced_accuracy, roc_auc
 
 
 def _disk(shape, cy, cx, r):
@@ -155,7 +154,7 @@ def test_heldout_balanced_accuracy(shared, torch_one_thread):
     assert balanced_accuracy(y, p) >= 0.9
     assert roc_auc(y, p) >= 0.95
     # the public API on the real image agrees with the crop path
-    from scopeflow.qc.train_quality import _segment
+    from scopeflow.qc.quality_labels import _segment
 
     dpc = read_image(img)
     lab = _segment(dpc, pred)
