@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from scopeflow.models.quality import QUALITY_WEIGHTS as DEFAULT_WEIGHTS
 from scopeflow.models.weights import WeightsError
 from scopeflow.qc.cell_classifier import (
+    DEFAULT_WEIGHTS,
     cell_centroids,
     cell_crops,
     load_quality_model,

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from scopeflow.models.quality import DEFOCUS_WEIGHTS as DEFAULT_WEIGHTS
 from scopeflow.models.weights import WeightsError
 from scopeflow.qc.defocus import (
+    DEFAULT_WEIGHTS,
     defocus_patch_predictions,
     defocus_score,
     image_patches,

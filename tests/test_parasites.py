@@ -226,9 +226,8 @@ def test_acquisition_without_channel_lists_no_files(tmp_path):
 
 
 def test_shipped_classifier_is_checked_and_separates_shared_crops(shared, tmp_path, torch_one_thread):
-    from scopeflow.models.parasite_net import PARASITE_WEIGHTS as DEFAULT_WEIGHTS
     from scopeflow.models.weights import WeightsError
-    from scopeflow.parasites.classifier import score_crops
+    from scopeflow.parasites.classifier import DEFAULT_WEIGHTS, score_crops
 
     d = shared / "octopi_malaria_spots"
     pos = np.load(d / "conformal_set_pos.npy")[::8]

@@ -12,12 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scopeflow.models.weights import MODELS_DIR
+__all__ = ["N_CHANNELS", "ParasiteEnsemble", "ParasiteNet", "dihedral", "mahalanobis_min"]
 
-__all__ = ["N_CHANNELS", "PARASITE_WEIGHTS", "ParasiteEnsemble", "ParasiteNet", "dihedral", "mahalanobis_min"]
-
-#: The shipped model (see its model card ``parasites.md``).
-PARASITE_WEIGHTS = MODELS_DIR / "parasites.pt"
 #: Channels: fluorescence R, G, B, DPC.
 N_CHANNELS = 4
 

@@ -12,14 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scopeflow.models.weights import MODELS_DIR
-
-__all__ = ["DEFOCUS_WEIGHTS", "QUALITY_WEIGHTS", "DefocusNet", "QualityNet"]
-
-#: The shipped cell-quality model (see its model card ``rbc_quality.md``).
-QUALITY_WEIGHTS = MODELS_DIR / "rbc_quality.pt"
-#: The shipped defocus model (see its model card ``defocus.md``).
-DEFOCUS_WEIGHTS = MODELS_DIR / "defocus.pt"
+__all__ = ["DefocusNet", "QualityNet"]
 
 
 class QualityNet(nn.Module):

@@ -34,16 +34,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scopeflow.models.parasite_net import N_CHANNELS, PARASITE_WEIGHTS, ParasiteEnsemble
-from scopeflow.models.weights import cached_network
+from scopeflow.models.parasite_net import N_CHANNELS, ParasiteEnsemble
+from scopeflow.models.weights import MODELS_DIR, cached_network
 
 __all__ = [
     "CROP_PX",
+    "DEFAULT_WEIGHTS",
     "check_crops",
     "load_parasite_model",
     "score_crops",
     "to_float",
 ]
+
+#: The shipped model (see its model card ``parasites.md``).
+DEFAULT_WEIGHTS = MODELS_DIR / "parasites.pt"
 
 #: Crop edge in pixels (Octopi: half-width 15 around the spot).
 CROP_PX = 31
@@ -87,7 +91,7 @@ def load_parasite_model(weights: str | Path | None = None) -> tuple[ParasiteEnse
     ----------
     weights : str, Path or None
         ``.pt`` file with a model card (same name, ``.md``, ``sha256:`` line) beside it;
-        None = the shipped :data:`scopeflow.models.parasite_net.PARASITE_WEIGHTS`.
+        None = the shipped :data:`DEFAULT_WEIGHTS`.
 
     Returns
     -------
@@ -99,7 +103,7 @@ def load_parasite_model(weights: str | Path | None = None) -> tuple[ParasiteEnse
     scopeflow.models.weights.WeightsError
         Missing file or card, sha256 mismatch, or not a parasites model.
     """
-    path = Path(weights) if weights is not None else PARASITE_WEIGHTS
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     return cached_network(path, "parasites", ParasiteEnsemble.from_meta)
 
 

@@ -160,7 +160,7 @@ def parasites_sample(
     from scopeflow.parasites.detect import crop_spots, detect_spots
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS, parasitemia_tables
 
-    from scopeflow.models.parasite_net import PARASITE_WEIGHTS
+    from scopeflow.parasites.classifier import DEFAULT_WEIGHTS
     from scopeflow.provenance import file_sha256
 
     p = {**STAGE_DEFAULTS, **dict(params or {})}
@@ -224,7 +224,7 @@ def parasites_sample(
                    "p": np.concatenate([allp[top], allp[near]]),
                    "kind": np.array(["top"] * len(top) + ["near"] * len(near), "U8"),
                    "threshold": np.float64(thr)}
-        sha = file_sha256(Path(p["weights"] or PARASITE_WEIGHTS))
+        sha = file_sha256(Path(p["weights"] or DEFAULT_WEIGHTS))
     if out_gallery is not None:
         Path(out_gallery).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(str(out_gallery) + ".tmp.npz")

@@ -26,17 +26,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scopeflow.models.quality import QUALITY_WEIGHTS, QualityNet
-from scopeflow.models.weights import cached_network
+from scopeflow.models.quality import QualityNet
+from scopeflow.models.weights import MODELS_DIR, cached_network
 
 __all__ = [
     "CROP_PX",
+    "DEFAULT_WEIGHTS",
     "cell_centroids",
     "cell_crops",
     "load_quality_model",
     "predict_crops",
     "predict_good",
 ]
+
+#: The shipped model (see its model card ``rbc_quality.md``).
+DEFAULT_WEIGHTS = MODELS_DIR / "rbc_quality.pt"
 
 #: Edge of the square crop (pixels at ~0.33 µm/px: 16 µm, ≈1.8 median RBC diameters).
 CROP_PX = 48
@@ -151,7 +155,7 @@ def load_quality_model(weights: str | Path | None = None) -> tuple[QualityNet, d
     ----------
     weights : str, Path or None
         ``.pt`` file with a model card (same name, ``.md``, with a ``sha256:`` line)
-        beside it; None = the shipped :data:`scopeflow.models.quality.QUALITY_WEIGHTS`.
+        beside it; None = the shipped :data:`DEFAULT_WEIGHTS`.
 
     Returns
     -------
@@ -164,7 +168,7 @@ def load_quality_model(weights: str | Path | None = None) -> tuple[QualityNet, d
     scopeflow.models.weights.WeightsError
         Missing file or card, sha256 mismatch, or not an rbc_quality model.
     """
-    path = Path(weights) if weights is not None else QUALITY_WEIGHTS
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     return cached_network(path, "rbc_quality", QualityNet.from_meta)
 
 

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from scopeflow.models.quality import DEFOCUS_WEIGHTS, DefocusNet
-from scopeflow.models.weights import cached_network
+from scopeflow.models.quality import DefocusNet
+from scopeflow.models.weights import MODELS_DIR, cached_network
 
 __all__ = [
+    "DEFAULT_WEIGHTS",
     "PATCH_PX",
     "PIXEL_SIZE_UM",
     "defocus_patch_predictions",
@@ -47,6 +48,8 @@ __all__ = [
     "train_defocus_main",
 ]
 
+#: The shipped model (see its model card ``defocus.md``).
+DEFAULT_WEIGHTS = MODELS_DIR / "defocus.pt"
 #: Patch edge (px) and the pixel size (µm) the model was trained at.
 PATCH_PX = 64
 PIXEL_SIZE_UM = 0.333
@@ -120,7 +123,7 @@ def load_defocus_model(weights: str | Path | None = None) -> tuple[DefocusNet, d
     ----------
     weights : str, Path or None
         ``.pt`` file with a model card (``.md``, ``sha256:`` line) beside it; None = the
-        shipped :data:`scopeflow.models.quality.DEFOCUS_WEIGHTS`.
+        shipped :data:`DEFAULT_WEIGHTS`.
 
     Returns
     -------
@@ -132,7 +135,7 @@ def load_defocus_model(weights: str | Path | None = None) -> tuple[DefocusNet, d
     scopeflow.models.weights.WeightsError
         Missing file or card, sha256 mismatch, or not a defocus model.
     """
-    path = Path(weights) if weights is not None else DEFOCUS_WEIGHTS
+    path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     return cached_network(path, "defocus", DefocusNet.from_meta)
 
 
