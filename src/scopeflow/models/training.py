@@ -11,16 +11,22 @@ them is only where the batches come from (fresh simulations, random crops, shuff
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["SCHEDULES", "make_optimizer", "minibatches", "run_steps", "warmup_cosine"]
+__all__ = ["SCHEDULES", "SHARED_DATA", "make_optimizer", "minibatches", "run_steps", "warmup_cosine"]
 
 #: Learning-rate schedules of :func:`make_optimizer`.
 SCHEDULES = ("onecycle", "cosine")
+#: Default root of the training data (the shared data sets): env ``SCOPEFLOW_SHARED_DATA``,
+#: else ``<repo>/../shared/data``.
+SHARED_DATA = Path(os.environ.get("SCOPEFLOW_SHARED_DATA",
+                                  Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 
 
 def warmup_cosine(step: int, steps: int, warmup: int, floor: float = 0.0) -> float:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,11 +33,10 @@ import torch
 from torch import nn
 
 from scopeflow.models.parasite_net import ParasiteEnsemble, ParasiteNet, dihedral
-from scopeflow.models.training import make_optimizer, minibatches, run_steps
+from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
 from scopeflow.parasites.classifier import score_crops, to_float
 
 __all__ = [
-    "DATA",
     "augment",
     "bag",
     "choose_threshold",
@@ -55,13 +53,10 @@ __all__ = [
     "train_parasites_main",
 ]
 
-#: Shared data root: env ``SCOPEFLOW_SHARED_DATA``, else ``<repo>/../shared/data``.
-DATA = Path(os.environ.get("SCOPEFLOW_SHARED_DATA",
-                           Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 SPOTS = "octopi_malaria_spots"
 
 
-def load_spots(data: str | Path = DATA) -> dict[str, np.ndarray]:
+def load_spots(data: str | Path = SHARED_DATA) -> dict[str, np.ndarray]:
     """Labelled and OOD crops of ``octopi_malaria_spots``.
 
     Parameters
@@ -421,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Cross-validate and train the parasite CNN ensemble on the octopi_malaria_spots "
                     "crops; write weights (+ sha256 line of the model card) and a metrics JSON.")
     p.add_argument("--out", required=True, help="output weights (.pt); its .md card gets the sha256")
-    p.add_argument("--data", default=str(DATA), help=f"shared data root (default {DATA})")
+    p.add_argument("--data", default=str(SHARED_DATA), help=f"shared data root (default {SHARED_DATA})")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--members", type=int, default=1,
                    help="networks per fold (default 1); the shipped bag has folds x members")

@@ -23,7 +23,6 @@ The training itself: :mod:`scopeflow.qc.train_quality` (``scopeflow train-qualit
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -31,11 +30,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from scopeflow.evaluate import overlap_table
+from scopeflow.models.training import SHARED_DATA
 from scopeflow.qc.cell_classifier import CROP_PX, cell_crops
 
 __all__ = [
     "CORRUPTIONS",
-    "DATA",
     "GOOD_IOU",
     "build_examples",
     "classify_predictions",
@@ -54,9 +53,6 @@ _MAX_CORRUPT_IOU = 0.7
 _WIN = 112  # local window (px) in which a corruption is made (crop 48 + shifts + merges)
 _DISK = {r: (np.hypot(*np.mgrid[-r : r + 1, -r : r + 1]) <= r) for r in range(1, 9)}
 
-#: Shared data root: env ``SCOPEFLOW_SHARED_DATA``, else ``<repo>/../shared/data``.
-DATA = Path(os.environ.get("SCOPEFLOW_SHARED_DATA",
-                           Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 #: Default split: images the classifier is trained on / never sees.
 TRAIN_REAL = ["octopi_rbc_dpc_m2unet/images/dpc_2048_00.png", "octopi_rbc_dpc_harness/images"]
 HELDOUT_REAL = [
@@ -401,7 +397,7 @@ def _sim_plan(role: str) -> list[tuple[int, float]]:
     return plan
 
 
-def build_examples(role: str, predictor=None, data: Path = DATA, seed: int = 0,
+def build_examples(role: str, predictor=None, data: Path = SHARED_DATA, seed: int = 0,
                    verbose: bool = True) -> dict:
     """All labelled crops of the train or held-back split.
 

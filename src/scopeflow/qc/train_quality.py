@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from scopeflow.models.quality import QualityNet
-from scopeflow.models.training import make_optimizer, minibatches, run_steps
+from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
 from scopeflow.models.weights import save_weights
-from scopeflow.qc.quality_labels import DATA, build_examples
+from scopeflow.qc.quality_labels import build_examples
 
 __all__ = ["balanced_accuracy", "roc_auc", "train_quality", "train_quality_main"]
 
@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
                     "simulated defocus/overlap) and train the per-cell quality ConvNet.")
     p.add_argument("--out", required=True,
                    help="output weights (.pt); its .md card gets the sha256")
-    p.add_argument("--data", default=str(DATA), help=f"shared data root (default {DATA})")
+    p.add_argument("--data", default=str(SHARED_DATA), help=f"shared data root (default {SHARED_DATA})")
     p.add_argument("--cache", default=None,
                    help="npz cache of the training crops (reused if present)")
     p.add_argument("--epochs", type=int, default=8)
