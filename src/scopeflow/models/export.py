@@ -13,26 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.io.images import image_files
 from scopeflow.provenance import file_sha256
 from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, STRIDE, check_tile_path, load_weights, onnx_path, pad_to_stride
 from scopeflow.models.runtime import export_onnx, quantize_int8
 
 __all__ = ["calibration_tiles", "export_models"]
-
-_IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp"}
-
-
-def _image_files(paths: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ScopeflowError(f"calibration image {p} does not exist")
-    return files
-
 
 def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: int = 4) -> Iterator[np.ndarray]:
     """Yield network inputs (1, 1, h, w) from DPC images, normalized as the predictor does.
@@ -53,7 +39,7 @@ def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: i
     """
     from scopeflow.io.images import read_gray
 
-    for path in _image_files(paths):
+    for path in image_files(paths):
         img = read_gray(path).astype(np.float64)
         z = ((img - img.mean()) / max(img.std(), 1e-6)).astype(np.float32)
         h, w = z.shape
@@ -133,7 +119,7 @@ def export_models(
     loaded = load_weights(weights)
     fp32 = export_onnx(network_from_weights(loaded), onnx_path(weights, "fp32"), loaded["sha256"], loaded["meta"])
     written = {fp32: file_sha256(fp32)}
-    images = _image_files(calibrate) if calibrate else []
+    images = image_files(calibrate) if calibrate else []
     if images:  # torch's logits on a tile of the first image: the ONNX check needs no torch then
         check = write_check_tile(weights, images[0])
         written[check] = file_sha256(check)
