@@ -47,28 +47,63 @@ def test_models_import_nothing_above_them():
         assert not bad, f"{path.name} imports {bad}"
 
 
-def test_model_modules_form_no_cycle():
+def _graph() -> dict[str, set[str]]:
+    """scopeflow module -> the scopeflow modules it imports (``from pkg import sub`` counts
+    as importing ``pkg`` and ``pkg.sub``)."""
+    mods = {}
+    for path in SRC.rglob("*.py"):
+        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def known(name: str) -> str:
+        while name not in mods and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return name
+
     graph = {}
-    for path in (SRC / "models").glob("*.py"):
-        mod = "scopeflow.models." + path.stem if path.stem != "__init__" else "scopeflow.models"
-        graph[mod] = {m for m in _imports(path) if m.startswith("scopeflow.models.")}
-    state: dict[str, int] = {}
+    for mod, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module.startswith("scopeflow"):
+                    deps.add(known(node.module))
+                    deps.update(f"{node.module}.{a.name}" for a in node.names
+                                if f"{node.module}.{a.name}" in mods)
+            elif isinstance(node, ast.Import):
+                deps.update(known(a.name) for a in node.names if a.name.startswith("scopeflow"))
+        graph[mod] = deps - {mod, "scopeflow"}
+    return graph
 
-    def visit(m, trail):
-        if state.get(m) == 1:
-            raise AssertionError("import cycle: " + " -> ".join(trail + [m]))
-        if state.get(m) == 2:
-            return
-        state[m] = 1
-        for n in graph.get(m, ()):
-            visit(n, trail + [m])
-        state[m] = 2
 
-    for m in graph:
-        visit(m, [])
+def _cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    """An import path from ``start`` back to itself, or None."""
+    seen, stack = set(), [(start, [start])]
+    while stack:
+        mod, trail = stack.pop()
+        for dep in graph.get(mod, ()):
+            if dep == start:
+                return trail + [start]
+            if dep not in seen:
+                seen.add(dep)
+                stack.append((dep, trail + [dep]))
+    return None
+
+
+def test_models_and_segment_are_in_no_import_cycle():
+    """No module of models/ or segment/ (their packages included) lies on an import cycle,
+    lazy imports inside functions included."""
+    graph = _graph()
+    mine = [m for m in graph if m.startswith(("scopeflow.models", "scopeflow.segment"))]
+    assert "scopeflow.models.weights" in mine and "scopeflow.segment.unet" in mine
+    for mod in mine:
+        cycle = _cycle_through(graph, mod)
+        assert cycle is None, "import cycle: " + " -> ".join(cycle)
     # the torch-free files of the U-Net do not import the architecture (torch)
     assert "scopeflow.models.m2unet" not in graph["scopeflow.models.m2unet_files"]
     assert "scopeflow.models.m2unet" not in graph["scopeflow.models.weights"]
+    # qc/ checks no file hash through segment/ any more; BeadNet's predictor is below track/
+    assert not any(d.startswith("scopeflow.segment") for d in graph["scopeflow.qc.cell_classifier"])
+    assert not any(d.startswith("scopeflow.track") for d in graph["scopeflow.models.beadnet"])
 
 
 def test_one_weights_error_and_one_sha256_pattern_in_the_library():

@@ -97,7 +97,7 @@ def decode_maps(
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] not in (1, 3):
         raise ValueError(f"maps must have shape (1|3, h, w), got {maps.shape}")
-    from scopeflow.segment import unet_kernels as kernels
+    import scopeflow.segment.unet_kernels as kernels
 
     if maps.shape[0] == 3:
         fg = (maps[1] + maps[2]) > t_fg

@@ -46,7 +46,7 @@ _MAX_BATCH_PX = 4 * 1024 * 1024
 
 def _load_kernels() -> None:
     """Load the compiled kernels (numba's cache) ahead of their first use."""
-    from scopeflow.segment import unet_kernels
+    import scopeflow.segment.unet_kernels as unet_kernels
 
     unet_kernels.warm_up()
 
