@@ -20,8 +20,8 @@ __all__ = ["warm_up"]
 
 
 def _smear() -> None:
+    import scopeflow.segment.unet_kernels as unet_kernels
     from scopeflow.smear import measure
-    from scopeflow.segment import unet_kernels
 
     unet_kernels.warm_up()
     labels = np.zeros((12, 12), np.uint32)
