@@ -146,6 +146,27 @@ def test_qc_defaults_match_schema_and_config():
     assert yaml.safe_load((REPO / "config.yaml").read_text())["qc"] == QC_DEFAULTS
 
 
+def test_qc_params_object_has_every_schema_key_with_its_default():
+    from dataclasses import fields
+
+    from scopeflow.smear.qc.params import QCParams
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]["qc"]["properties"]
+    p = QCParams()
+    assert [f.name for f in fields(QCParams)] == list(props)  # same names, same order
+    for name, spec in props.items():
+        value = getattr(p, name)
+        assert (list(value) if isinstance(value, tuple) else value) == spec["default"], name
+    custom = QCParams.from_config({"min_solidity": 0.8, "extra_focus_metrics": ["brenner"]})
+    assert custom.min_solidity == 0.8 and custom.extra_focus_metrics == ("brenner",)
+    assert custom.max_area_ratio == p.max_area_ratio
+    assert QCParams.from_config(custom) is custom
+    assert qc_params(custom) == {**QC_DEFAULTS, "min_solidity": 0.8, "extra_focus_metrics": ["brenner"]}
+    with pytest.raises(ScopeflowError, match="qc.extra_focus_metrics"):
+        QCParams(extra_focus_metrics=("sharpness",))
+
+
 # ------------------------------------------------------------------ FOV verdicts and gate
 
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from scopeflow._numba import HAVE_NUMBA, njit
 
-__all__ = ["LabelGroups", "cell_shapes", "group_labels", "intensity_sums", "label_mean", "label_sum",
-           "per_index"]
+__all__ = ["LabelGroups", "cell_shapes", "group_labels", "intensity_sums", "label_mean",
+           "label_sum", "per_index"]
 
 
 # ------------------------------------------------------------------ grouping pixels by label
@@ -385,7 +385,8 @@ def cell_shapes(groups: LabelGroups) -> dict[str, np.ndarray]:
     regionprops (min row, min col, max row + 1, max col + 1), ``moments`` (n, 6) int64 raw
     moments m00, m10, m01, m20, m02, m11 about the bbox's first pixel (row = first axis),
     ``perimeter`` (``skimage.measure.perimeter(image, 4)``), ``hull_area`` (pixels of
-    ``convex_hull_image``) and ``depth`` (concavity depth, px; see :func:`convexity`).
+    ``convex_hull_image``) and ``depth`` (concavity depth, px; see
+    :func:`scopeflow.smear.qc.cell_features.convexity`).
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("cell_shapes needs numba")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scopeflow.io import ome_zarr
-from scopeflow.smear.qc.params import qc_params
+from scopeflow.smear.qc.params import QCParams
 
 __all__ = ["focus_map_figure", "gallery_figure", "histogram_figure", "pick_gallery_cells",
            "sample_overview_figure"]
@@ -161,12 +161,13 @@ _PANELS = (
 
 
 def histogram_figure(
-    cells: pd.DataFrame, fovs: pd.DataFrame, out_png: str | Path, params: Mapping | None = None,
+    cells: pd.DataFrame, fovs: pd.DataFrame, out_png: str | Path,
+    params: QCParams | Mapping | None = None,
     *, sample: str = "",
 ) -> None:
     """Histograms of the per-cell QC features (non-border cells) and of the FOV focus
     ratio, each with its thresholds as dashed red lines."""
-    p = qc_params(params)
+    p = QCParams.from_config(params)
     plt = _plt()
     panels = [pp for pp in _PANELS if pp[0] in cells.columns]
     n = len(panels) + 1
@@ -188,8 +189,8 @@ def histogram_figure(
         if log:
             ax.set_xscale("log")
         for key in (lo, hi):
-            if key is not None and p.get(key) is not None:
-                ax.axvline(float(p[key]), color="red", ls="--", lw=1.2)
+            if key is not None and getattr(p, key) is not None:
+                ax.axvline(float(getattr(p, key)), color="red", ls="--", lw=1.2)
         ax.set_xlabel(label)
         ax.set_title(f"{col} (n = {v.size})", fontsize=9)
     ax = axes.ravel()[len(panels)]
@@ -197,8 +198,8 @@ def histogram_figure(
     r = pd.to_numeric(fovs.get("focus_ratio", pd.Series(dtype=float)), errors="coerce").dropna()
     if len(r):
         ax.hist(r, bins=max(5, min(30, len(r))), color="0.35")
-    ax.axvline(float(p["min_focus_ratio"]), color="red", ls="--", lw=1.2)
-    ax.set_xlabel(f"FOV focus ratio ({p['focus_metric']} / sample median)")
+    ax.axvline(float(p.min_focus_ratio), color="red", ls="--", lw=1.2)
+    ax.set_xlabel(f"FOV focus ratio ({p.focus_metric} / sample median)")
     ax.set_title(f"FOVs (n = {len(fovs)})", fontsize=9)
     fig.suptitle(f"sample {sample}: QC features of non-border cells, thresholds dashed red")
     fig.tight_layout()

@@ -19,6 +19,7 @@ from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.atomic import atomic_path
 from scopeflow.io.images import read_gray
 from scopeflow.smear.fov_table import LEFT, RIGHT, write_fov_table
+from scopeflow.smear.qc.focus import DEFAULT_FOCUS_METRIC
 from scopeflow.smear.stage_common import OVERLAP_MAX_PIXELS, prefetch
 
 if TYPE_CHECKING:  # a job imports only what its stage uses (start-up time)
@@ -51,7 +52,7 @@ def ingest_rows(
     fluorescence_channel: str | None = None,
     regions: Sequence[str] | None = None,
     zstack: str | int = "best_focus",
-    focus_metric: str = "laplacian_var",
+    focus_metric: str = DEFAULT_FOCUS_METRIC,
 ) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 

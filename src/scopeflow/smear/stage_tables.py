@@ -46,9 +46,9 @@ def merge_tables(
     from scopeflow.io import ome_zarr, tables
     from scopeflow.smear.qc.flags import flag_cells
     from scopeflow.smear.qc.gates import fov_verdicts, sample_gate
-    from scopeflow.smear.qc.params import qc_params
+    from scopeflow.smear.qc.params import QCParams
 
-    params = qc_params(qc)
+    params = QCParams.from_config(qc)
     cells = pd.concat([tables.read_table(p) for p in cell_parts], ignore_index=True)
     fovs = pd.concat([tables.read_table(p) for p in fov_parts], ignore_index=True)
     stored, measured = ome_zarr.fov_names(zarr_path), sorted(fovs["fov"].astype(str))
@@ -69,7 +69,7 @@ def merge_tables(
     prov["segmentation"] = seg
     if seg.get("model_sha256"):
         prov.setdefault("models", {})["segmentation"] = seg["model_sha256"]
-    prov["qc"] = params
+    prov["qc"] = params.as_dict()
     rows = [measure.summarize_sample(fovs, cells, sample=sample, gate=gate)]
     regions = (fovs["region"].fillna("").astype(str) if "region" in fovs.columns
                else pd.Series(dtype=str))
@@ -80,7 +80,7 @@ def merge_tables(
                                              gate=sample_gate(f_r, c_r, params)))
     summary = pd.DataFrame(rows)
     if out_qc is not None:
-        atomic_json(_qc_record(sample, fovs, cells, gate, params), out_qc)
+        atomic_json(_qc_record(sample, fovs, cells, gate, params.as_dict()), out_qc)
     tables.write_table(fovs, out_fovs, prov)
     tables.write_table(summary, out_sample, prov)
     tables.write_table(cells, out_cells, prov)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.smear.qc.focus import DEFAULT_FOCUS_METRIC
 
 __all__ = ["ZSTACK_MODES", "parse_zstack", "plane_focus", "select_plane"]
 
@@ -42,7 +43,7 @@ def parse_zstack(value) -> str | int:
     )
 
 
-def plane_focus(left: np.ndarray, right: np.ndarray, metric: str = "laplacian_var") -> float:
+def plane_focus(left: np.ndarray, right: np.ndarray, metric: str = DEFAULT_FOCUS_METRIC) -> float:
     """Focus score of one plane: the tiled focus metric of its DPC image.
 
     Parameters

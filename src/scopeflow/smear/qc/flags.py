@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from scopeflow.smear.qc.params import qc_params
+from scopeflow.smear.qc.params import QCParams
 
 __all__ = ["CELL_REASONS", "flag_cells", "sample_median", "join_reasons"]
 
@@ -63,7 +63,7 @@ def join_reasons(masks: Mapping[str, np.ndarray], n: int) -> np.ndarray:
 
 def flag_cells(
     cells: pd.DataFrame,
-    params: Mapping | None = None,
+    params: QCParams | Mapping | None = None,
     *,
     fovs: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -74,8 +74,9 @@ def flag_cells(
     cells : pandas.DataFrame
         One sample's merged cell table (columns of :data:`scopeflow.smear.measure.CELL_COLUMNS`,
         optionally ``p_good``).
-    params : mapping, optional
-        ``qc.*`` thresholds (see :data:`scopeflow.smear.qc.params.QC_DEFAULTS`).
+    params : QCParams or mapping, optional
+        ``qc.*`` thresholds (:class:`scopeflow.smear.qc.params.QCParams`; a mapping: its keys
+        override the defaults).
     fovs : pandas.DataFrame, optional
         The sample's FOV table with the verdicts ``focus_pass`` and ``count_pass`` (from
         :func:`scopeflow.smear.qc.gates.fov_verdicts`); with ``drop_failed_fovs`` the cells of
@@ -96,7 +97,7 @@ def flag_cells(
     """
     from scopeflow.errors import ScopeflowError
 
-    p = qc_params(params)
+    p = QCParams.from_config(params)
     out = cells.copy()
     n = len(out)
     interior = ~out["touches_border"].astype(bool) if n else pd.Series([], dtype=bool)
@@ -112,25 +113,25 @@ def flag_cells(
         area_rel = out["area_rel_sample"].to_numpy(np.float64)
         focus_rel = col("focus_rel_fov")
         masks = {
-            "border": out["touches_border"].to_numpy(bool) if p["exclude_border"] else np.zeros(n, bool),
-            "size": (area_rel < p["min_area_ratio"]) | (area_rel > p["max_area_ratio"]),
-            "clump": (col("solidity") < p["min_solidity"]) | (col("concavity_rel") > p["max_concavity_rel"]),
-            "out_of_focus": focus_rel < p["min_focus_rel"],
-            "debris": focus_rel > p["max_focus_rel"],
-            "low_contrast": out["contrast_rel_sample"].to_numpy(np.float64) < p["min_contrast_rel"],
-            "saturated": col("saturated_fraction") > p["max_saturated_fraction"],
-            "shape": (col("axis_ratio") < p["min_axis_ratio"]) if p["min_axis_ratio"] is not None
+            "border": out["touches_border"].to_numpy(bool) if p.exclude_border else np.zeros(n, bool),
+            "size": (area_rel < p.min_area_ratio) | (area_rel > p.max_area_ratio),
+            "clump": (col("solidity") < p.min_solidity) | (col("concavity_rel") > p.max_concavity_rel),
+            "out_of_focus": focus_rel < p.min_focus_rel,
+            "debris": focus_rel > p.max_focus_rel,
+            "low_contrast": out["contrast_rel_sample"].to_numpy(np.float64) < p.min_contrast_rel,
+            "saturated": col("saturated_fraction") > p.max_saturated_fraction,
+            "shape": (col("axis_ratio") < p.min_axis_ratio) if p.min_axis_ratio is not None
             else np.zeros(n, bool),
         }
-        if p["classifier"]:
+        if p.classifier:
             if "p_good" not in out.columns:
                 raise ScopeflowError(
                     "config key qc.classifier: the cell table has no p_good column (measured "
                     "without the classifier); rerun the measure rule"
                 )
             pg = col("p_good")
-            masks["classifier"] = ~(pg >= p["classifier_threshold"])  # NaN fails
-        if p["drop_failed_fovs"] and fovs is not None and len(fovs) and n:
+            masks["classifier"] = ~(pg >= p.classifier_threshold)  # NaN fails
+        if p.drop_failed_fovs and fovs is not None and len(fovs) and n:
             verdict = fovs.set_index("fov")
             fov_names = out["fov"].astype(str)
             for reason, column in (("fov_focus", "focus_pass"), ("fov_count", "count_pass")):

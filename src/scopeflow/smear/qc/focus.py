@@ -20,6 +20,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from scopeflow.config_schema import schema_defaults
+
 __all__ = [
     "DEFAULT_FOCUS_METRIC",
     "FOCUS_METRICS",
@@ -98,8 +100,8 @@ FOCUS_METRICS: dict[str, Callable[[np.ndarray], float]] = {
     "normalized_var": normalized_variance,
 }
 
-#: Metric whose ratio to the sample median decides ``focus_pass``.
-DEFAULT_FOCUS_METRIC = "laplacian_var"
+#: Metric whose ratio to the sample median decides ``focus_pass`` (the default of ``qc.focus_metric``).
+DEFAULT_FOCUS_METRIC: str = schema_defaults("qc")["focus_metric"]
 
 
 def _tile_means(a: np.ndarray, tile: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from scopeflow.smear.qc.flags import join_reasons
 from scopeflow.smear.qc.focus import focus_ratio
-from scopeflow.smear.qc.params import qc_params
+from scopeflow.smear.qc.params import QCParams
 
 __all__ = ["FOV_REASONS", "fov_verdicts", "sample_gate"]
 
@@ -24,7 +24,7 @@ FOV_REASONS = {
 }
 
 
-def fov_verdicts(fovs: pd.DataFrame, params: Mapping | None = None) -> pd.DataFrame:
+def fov_verdicts(fovs: pd.DataFrame, params: QCParams | Mapping | None = None) -> pd.DataFrame:
     """Add ``focus_ratio``, ``focus_pass``, ``count_pass``, ``fov_pass`` and ``fov_qc_reason``.
 
     Parameters
@@ -32,8 +32,8 @@ def fov_verdicts(fovs: pd.DataFrame, params: Mapping | None = None) -> pd.DataFr
     fovs : pandas.DataFrame
         One sample's FOV table with ``n_cells``, ``n_cells_border`` and the focus column
         ``focus_<qc.focus_metric>``.
-    params : mapping, optional
-        ``qc.*`` thresholds.
+    params : QCParams or mapping, optional
+        ``qc.*`` thresholds (a mapping: its keys override the defaults).
 
     Returns
     -------
@@ -42,10 +42,10 @@ def fov_verdicts(fovs: pd.DataFrame, params: Mapping | None = None) -> pd.DataFr
         or constant image) fails ``focus``, whatever the other FOVs; when the sample median
         is not positive every FOV fails it (no ratio of zeros is ever taken).
     """
-    p = qc_params(params)
+    p = QCParams.from_config(params)
     out = fovs.copy()
     n = len(out)
-    metric = f"focus_{p['focus_metric']}"
+    metric = f"focus_{p.focus_metric}"
     if metric not in out.columns:
         from scopeflow.errors import ScopeflowError
 
@@ -56,10 +56,10 @@ def fov_verdicts(fovs: pd.DataFrame, params: Mapping | None = None) -> pd.DataFr
     score = pd.to_numeric(out[metric], errors="coerce").to_numpy(np.float64) if n else np.zeros(0)
     ratio = focus_ratio(score)
     with np.errstate(invalid="ignore"):
-        focus_ok = (score > 0) & (ratio >= p["min_focus_ratio"])
+        focus_ok = (score > 0) & (ratio >= p.min_focus_ratio)
     interior = (out["n_cells"] - out["n_cells_border"]).to_numpy(np.float64) if n else np.zeros(0)
     med = float(np.median(interior)) if n else 0.0
-    need = max(float(p["min_cells_per_fov"]), float(p["min_cells_ratio"]) * med)
+    need = max(float(p.min_cells_per_fov), float(p.min_cells_ratio) * med)
     count_ok = interior >= need
     out["focus_ratio"] = ratio
     out["focus_pass"] = np.asarray(focus_ok, bool)
@@ -70,7 +70,8 @@ def fov_verdicts(fovs: pd.DataFrame, params: Mapping | None = None) -> pd.DataFr
     return out
 
 
-def sample_gate(fovs: pd.DataFrame, cells: pd.DataFrame, params: Mapping | None = None) -> dict:
+def sample_gate(fovs: pd.DataFrame, cells: pd.DataFrame,
+                params: QCParams | Mapping | None = None) -> dict:
     """The sample's QC gate from its FOV verdicts and flagged cells.
 
     Parameters
@@ -79,8 +80,8 @@ def sample_gate(fovs: pd.DataFrame, cells: pd.DataFrame, params: Mapping | None 
         Output of :func:`fov_verdicts`.
     cells : pandas.DataFrame
         Output of :func:`scopeflow.smear.qc.flags.flag_cells`.
-    params : mapping, optional
-        ``qc.*`` thresholds.
+    params : QCParams or mapping, optional
+        ``qc.*`` thresholds (a mapping: its keys override the defaults).
 
     Returns
     -------
@@ -90,19 +91,19 @@ def sample_gate(fovs: pd.DataFrame, cells: pd.DataFrame, params: Mapping | None 
         (semicolon-separated, empty when it passes), plus ``reason_counts`` (cells per
         reason; a cell can have several).
     """
-    p = qc_params(params)
+    p = QCParams.from_config(params)
     n_cells = int(len(cells))
     n_pass = int(cells["qc_pass"].sum()) if n_cells else 0
     frac = n_pass / n_cells if n_cells else float("nan")
     n_fovs = int(len(fovs))
     n_fovs_pass = int(fovs["fov_pass"].sum()) if n_fovs else 0
     reasons = []
-    if n_fovs == 0 or n_fovs_pass < p["min_fraction_fovs_pass"] * n_fovs or n_fovs_pass == 0:
-        reasons.append(f"fovs_pass {n_fovs_pass}/{n_fovs} < {p['min_fraction_fovs_pass']:g}")
-    if not n_cells or frac < p["min_fraction_pass"]:
-        reasons.append(f"fraction_qc_pass {frac:.3f} < {p['min_fraction_pass']:g}")
-    if n_pass < p["min_cells_pass"]:
-        reasons.append(f"n_cells_qc_pass {n_pass} < {p['min_cells_pass']}")
+    if n_fovs == 0 or n_fovs_pass < p.min_fraction_fovs_pass * n_fovs or n_fovs_pass == 0:
+        reasons.append(f"fovs_pass {n_fovs_pass}/{n_fovs} < {p.min_fraction_fovs_pass:g}")
+    if not n_cells or frac < p.min_fraction_pass:
+        reasons.append(f"fraction_qc_pass {frac:.3f} < {p.min_fraction_pass:g}")
+    if n_pass < p.min_cells_pass:
+        reasons.append(f"n_cells_qc_pass {n_pass} < {p.min_cells_pass}")
     counts: dict[str, int] = {}
     if n_cells:
         for text in cells["qc_reason"].astype(str):
