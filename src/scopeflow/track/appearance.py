@@ -562,7 +562,7 @@ def locate_auto(
         refine_gaussian_sigma(pilot, cls, p)
 
     d_mass = float(diameter_px) if diameter_px else (2.0 * classes[0].radius_px if classes else 9)
-    if classes and min_rel_photons > 0:  # reference amplitude per class from the pilot
+    if classes and min_rel_photons > 0 and minmass is None:  # reference amplitude per class
         ref = localize_frame_classes(pilot[0], classes, p, match_factor=match_factor)
         for ci, cls in enumerate(classes):
             ph = ref["photons"][ref["cls"] == ci]

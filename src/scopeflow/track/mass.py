@@ -166,15 +166,16 @@ def bandpass_features(
     top = float(bp.max())
     scale = levels / top if top > 0 else 1.0
     bp = np.floor(bp * scale)
+    q = bp.astype(np.uint8 if levels <= 255 else np.uint16 if levels <= 65535 else np.float64)
     ny, nx = bp.shape
     empty = {k: np.zeros(0) for k in ("y", "x", "mass")}
     empty.update(iy=np.zeros(0, np.int64), ix=np.zeros(0, np.int64))
-    nz = bp[bp > 0]
+    nz = q[q > 0]
     if nz.size == 0:
         return empty
     thr = float(np.percentile(nz, percentile))
     size = max(1, int(2 * sep / np.sqrt(2)))
-    peak = (bp == ndimage.grey_dilation(bp, size=(size, size), mode="constant")) & (bp > thr)
+    peak = (q == ndimage.grey_dilation(q, size=(size, size), mode="constant")) & (q > thr)
     margin = max(r, int(sep) // 2 - 1)
     peak[:margin] = False
     peak[ny - margin:] = False
@@ -184,18 +185,25 @@ def bandpass_features(
     if len(cy) == 0:
         return empty
     dy, dx = _disc(r)
+    y = np.zeros(len(cy))
+    x = np.zeros(len(cy))
+    m = np.zeros(len(cy))
+    todo = np.arange(len(cy))  # features whose disc still moves
     for _ in range(max(1, int(max_iterations))):
-        v = bp[cy[:, None] + dy[None, :], cx[:, None] + dx[None, :]]
-        m = v.sum(axis=1)
-        oy = (v * dy).sum(axis=1) / np.maximum(m, 1e-300)
-        ox = (v * dx).sum(axis=1) / np.maximum(m, 1e-300)
-        y, x = cy + oy, cx + ox  # the centroid of the last disc evaluated
+        ty, tx = cy[todo], cx[todo]
+        v = bp[ty[:, None] + dy[None, :], tx[:, None] + dx[None, :]]
+        mt = v.sum(axis=1)
+        oy = (v @ dy.astype(np.float64)) / np.maximum(mt, 1e-300)
+        ox = (v @ dx.astype(np.float64)) / np.maximum(mt, 1e-300)
+        y[todo], x[todo], m[todo] = ty + oy, tx + ox, mt  # the last disc evaluated
         move_y = np.where(oy > shift_thresh, 1, np.where(oy < -shift_thresh, -1, 0))
         move_x = np.where(ox > shift_thresh, 1, np.where(ox < -shift_thresh, -1, 0))
-        if not np.any(move_y | move_x):
+        moving = (move_y != 0) | (move_x != 0)
+        if not np.any(moving):
             break
-        cy = np.clip(cy + move_y, r, ny - 1 - r)
-        cx = np.clip(cx + move_x, r, nx - 1 - r)
+        cy[todo] = np.clip(ty + move_y, r, ny - 1 - r)
+        cx[todo] = np.clip(tx + move_x, r, nx - 1 - r)
+        todo = todo[moving]
     # of two features closer than the separation the lighter one goes
     if len(y) > 1 and sep > 0:
         from scipy.spatial import cKDTree
