@@ -179,7 +179,8 @@ def _trackpy_scan(movie, truth, diam, invert, n_frames):
     return rows
 
 
-def appearance_section(n_frames: int, with_trackpy: bool = True) -> None:
+def appearance_section(n_frames: int, with_trackpy: bool = True,
+                       with_beadnet: bool = False) -> None:
     from scopeflow.simulate.bead_appearance import simulate_appearance_movie
     from scopeflow.track.localize import locate_stack
 
@@ -199,6 +200,14 @@ def appearance_section(n_frames: int, with_trackpy: bool = True) -> None:
         what = "+".join(f"{c['mode'][:4]} r{c['radius_px']:.0f}" for c in cls)
         print(f"{label:<34} | {'scopeflow auto (' + what + ')':<32} {100 * sc['one']:7.1f}% "
               f"{sc['f1']:6.3f} {unb:9.1f} {sc['rmse']:8.4f} {dt:6.1f}")
+        if with_beadnet:  # the shipped U-Net as candidate detector (profile gaussian)
+            t0 = time.perf_counter()
+            lb = locate_stack(movie, model="beadnet", workers=1)
+            dt = time.perf_counter() - t0
+            sb = score_frames(lb, truth, n_frames)
+            ub = unbroken_tracks(lb, truth, sb["pairs"], 4.0)
+            print(f"{'':<34} | {'scopeflow BeadNet':<32} {100 * sb['one']:7.1f}% "
+                  f"{sb['f1']:6.3f} {ub:9.1f} {sb['rmse']:8.4f} {dt:6.1f}")
         if not with_trackpy:
             continue
         invert = kind in ("brightfield_dark", "absorbing")
@@ -351,13 +360,15 @@ def main(argv=None) -> int:
                     action="append", help="run only these sections (repeatable)")
     ap.add_argument("--no-trackpy-scan", action="store_true",
                     help="appearance section: scopeflow rows only (skip trackpy's diameter scan)")
+    ap.add_argument("--beadnet", action="store_true",
+                    help="appearance section: also the BeadNet detector (track.model: beadnet)")
     args = ap.parse_args(argv)
     sections = args.only or ["realism", "appearance", "spots", "bulk_water", "speed"]
     t0 = time.perf_counter()
     if "realism" in sections:
         realism_section()
     if "appearance" in sections:
-        appearance_section(10 if args.quick else 30, not args.no_trackpy_scan)
+        appearance_section(10 if args.quick else 30, not args.no_trackpy_scan, args.beadnet)
     if "spots" in sections:
         spots_section(100 if args.quick else 500)
     if "bulk_water" in sections:

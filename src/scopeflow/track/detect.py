@@ -160,50 +160,6 @@ def _log_norm(sigma: float) -> float:
     return float(np.sqrt((k * k).sum()))
 
 
-def _freq_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Angular frequencies (rad/px) of an rfft2 grid: ky (column), kx (row)."""
-    ky = 2 * np.pi * np.fft.fftfreq(shape[0])[:, None]
-    kx = 2 * np.pi * np.fft.rfftfreq(shape[1])[None, :]
-    return ky, kx
-
-
-@functools.lru_cache(maxsize=64)
-def _log_norm_fft(sigma: float) -> float:
-    """White-noise gain (L2 norm) of the scale-normalised LoG as applied in the Fourier
-    domain by :func:`_scale_space`: ``sqrt(mean |H|²)`` over a full frequency grid."""
-    n = int(max(64, 2 ** math.ceil(math.log2(12 * sigma + 8))))
-    ky = 2 * np.pi * np.fft.fftfreq(n)[:, None]
-    kx = 2 * np.pi * np.fft.fftfreq(n)[None, :]
-    k2 = ky * ky + kx * kx
-    h = sigma**2 * k2 * np.exp(-0.5 * sigma**2 * k2)
-    return float(np.sqrt(np.mean(h * h)))
-
-
-def _scale_space(img: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
-    """Scale-normalised LoG ``-σ² ∇²(G_σ * I)`` of a frame at every σ (k, y, x), float32.
-
-    One FFT of the mirror-padded frame, one inverse FFT per scale (the filter is applied
-    exactly in the Fourier domain: no DC leak, whatever the background level).
-    """
-    from scipy import fft as sfft
-
-    ny, nx = img.shape
-    pad_y = int(min(math.ceil(3 * max(sigmas)), ny - 1))
-    pad_x = int(min(math.ceil(3 * max(sigmas)), nx - 1))
-    a = np.pad(np.asarray(img, dtype=np.float32), ((pad_y, pad_y), (pad_x, pad_x)),
-               mode="symmetric")
-    shape = (sfft.next_fast_len(a.shape[0], real=True), sfft.next_fast_len(a.shape[1], real=True))
-    f = sfft.rfft2(a, s=shape, workers=1)
-    ky, kx = _freq_grid(shape)
-    k2 = (ky * ky + kx * kx).astype(np.float32)
-    stack = np.empty((len(sigmas), ny, nx), np.float32)
-    for i, sg in enumerate(sigmas):
-        h = (np.float32(sg * sg) * k2) * np.exp(np.float32(-0.5 * sg * sg) * k2)
-        r = sfft.irfft2(f * h, s=shape, workers=1)
-        stack[i] = r[pad_y:pad_y + ny, pad_x:pad_x + nx]
-    return stack
-
-
 def _hessian_at(img: np.ndarray, yi: np.ndarray, xi: np.ndarray, sigma: float):
     """``(Hxx - Hyy, Hxy)`` of ``G_σ * I`` at integer points (sampled Gaussian-derivative
     kernels of radius ``ceil(4σ)``, mirrored edges)."""
@@ -226,15 +182,16 @@ def _hessian_at(img: np.ndarray, yi: np.ndarray, xi: np.ndarray, sigma: float):
     return out_d, out_c
 
 
-def _scale_maxima(z: np.ndarray, min_snr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(k, y, x) of the maxima of ``z`` over its 3×3×3 neighbourhood above ``min_snr``,
+def _scale_maxima(z: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    """(k, y, x) of the maxima of ``z`` over its 3×3×3 neighbourhood above ``thresholds[k]``,
     excluding the first and last scale (they cannot hold a scale maximum)."""
     from scopeflow.track.localize import find_peaks
 
     k = z.shape[0]
     ks, ys, xs = [], [], []
     for i in range(1, k - 1) if k > 2 else range(k):
-        yx = find_peaks(z[i], min_snr, 1)
+        yx = find_peaks(z[i], float(thresholds[i]), 1)
         if not len(yx):
             continue
         yy, xx = yx[:, 0], yx[:, 1]
@@ -260,8 +217,6 @@ def scale_space_blobs(
 ) -> dict[str, np.ndarray]:
     """Maxima of ``±L_σ`` over (y, x, σ), both polarities, strongest first.
 
-    The responses at all scales come from one FFT of the (mirror-padded) frame.
-
     Parameters
     ----------
     image : ndarray (y, x)
@@ -282,20 +237,20 @@ def scale_space_blobs(
         response, intensity units) and ``snr``, sorted by decreasing strength.
     """
     img = np.asarray(image, dtype=np.float32)
-    stack = _scale_space(img, sigmas)
+    stack = np.stack([log_response(img, s) for s in sigmas])  # (k, y, x)
     sn = pixel_noise(img)
-    noise = np.array([sn * _log_norm_fft(float(s)) for s in sigmas], dtype=np.float32)
+    noise = np.array([sn * _log_norm(float(s)) for s in sigmas], dtype=np.float32)
     out = {k: [] for k in ("y", "x", "sigma", "polarity", "strength", "snr")}
-    z = stack / noise[:, None, None]
     for pol in (1.0, -1.0):
-        s = z if pol > 0 else -z
-        ki, yi, xi = _scale_maxima(s, min_snr)
+        # maxima of the scale-normalised response over (y, x, σ), above min_snr noise levels
+        s = stack if pol > 0 else -stack
+        ki, yi, xi = _scale_maxima(s, min_snr * noise)
         out["y"].append(yi)
         out["x"].append(xi)
         out["sigma"].append(np.asarray(sigmas, dtype=np.float64)[ki])
         out["polarity"].append(np.full(len(ki), pol))
-        out["strength"].append((s[ki, yi, xi] * noise[ki]).astype(np.float64))
-        out["snr"].append(s[ki, yi, xi].astype(np.float64))
+        out["strength"].append(s[ki, yi, xi].astype(np.float64))
+        out["snr"].append((s[ki, yi, xi] / noise[ki]).astype(np.float64))
     res = {key: np.concatenate(v) for key, v in out.items()}
     # elongated structures (smudges, the arcs of a ring, edges) are not beads: Hessian
     # eigenvalue ratio at the blob's scale above max_ratio (Lowe's edge test) -> dropped.
