@@ -160,6 +160,53 @@ def _log_norm(sigma: float) -> float:
     return float(np.sqrt((k * k).sum()))
 
 
+def _kernel1d(sigma: float, order: int) -> np.ndarray:
+    """Sampled Gaussian (order 0) or its second derivative (order 2), radius ``int(4σ + 0.5)``,
+    normalised as :func:`scipy.ndimage.gaussian_filter` does."""
+    r = int(4.0 * sigma + 0.5)
+    u = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-0.5 * u * u / sigma**2)
+    g /= g.sum()
+    return g if order == 0 else (u * u / sigma**4 - 1.0 / sigma**2) * g
+
+
+def _dft_of_centred(k: np.ndarray, n: int, real: bool) -> np.ndarray:
+    """DFT (length n) of a symmetric kernel centred on index 0 (real-valued)."""
+    r = len(k) // 2
+    a = np.zeros(n)
+    a[: r + 1] = k[r:]
+    a[n - r:] = k[:r]
+    return (np.fft.rfft(a) if real else np.fft.fft(a)).real
+
+
+def log_stack(image: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """:func:`log_response` at every σ (k, y, x), computed through one FFT of the frame.
+
+    The filter is the same sampled, truncated kernel as :func:`log_response`'s and the frame
+    is mirror-padded by the largest kernel radius, so the result equals the spatial filter
+    (``mode="reflect"``) to float32 rounding, at a fraction of the cost for large σ.
+    """
+    from scipy import fft as sfft
+
+    img = np.asarray(image, dtype=np.float32)
+    ny, nx = img.shape
+    pad = int(4.0 * max(sigmas) + 0.5)
+    if pad >= min(ny, nx):  # the mirror needs the frame to be larger than the kernel
+        return np.stack([log_response(img, s) for s in sigmas])
+    a = np.pad(img, pad, mode="symmetric")
+    shape = (sfft.next_fast_len(a.shape[0], real=True), sfft.next_fast_len(a.shape[1], real=True))
+    f = sfft.rfft2(a, s=shape, workers=1)
+    out = np.empty((len(sigmas), ny, nx), np.float32)
+    for i, sg in enumerate(sigmas):
+        g0, g2 = _kernel1d(float(sg), 0), _kernel1d(float(sg), 2)
+        hy0, hy2 = _dft_of_centred(g0, shape[0], False), _dft_of_centred(g2, shape[0], False)
+        hx0, hx2 = _dft_of_centred(g0, shape[1], True), _dft_of_centred(g2, shape[1], True)
+        h = (-(sg * sg)) * (hy2[:, None] * hx0[None, :] + hy0[:, None] * hx2[None, :])
+        r = sfft.irfft2(f * h.astype(np.float32), s=shape, workers=1)
+        out[i] = r[pad:pad + ny, pad:pad + nx]
+    return out
+
+
 def _hessian_at(img: np.ndarray, yi: np.ndarray, xi: np.ndarray, sigma: float):
     """``(Hxx - Hyy, Hxy)`` of ``G_σ * I`` at integer points (sampled Gaussian-derivative
     kernels of radius ``ceil(4σ)``, mirrored edges)."""
@@ -237,7 +284,7 @@ def scale_space_blobs(
         response, intensity units) and ``snr``, sorted by decreasing strength.
     """
     img = np.asarray(image, dtype=np.float32)
-    stack = np.stack([log_response(img, s) for s in sigmas])  # (k, y, x)
+    stack = log_stack(img, sigmas)  # (k, y, x)
     sn = pixel_noise(img)
     noise = np.array([sn * _log_norm(float(s)) for s in sigmas], dtype=np.float32)
     out = {k: [] for k in ("y", "x", "sigma", "polarity", "strength", "snr")}
