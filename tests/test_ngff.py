@@ -172,7 +172,7 @@ def write_foreign_v04(path, img, pixel_size_um, channel_label=None):
 
 
 def test_smear_dpc_sample_may_be_a_foreign_ngff_04_image(tmp_path):
-    from scopeflow.discover import detect_kind
+    from scopeflow.io.discover import detect_kind
 
     img = (np.random.default_rng(2).random((200, 260)) * 255).astype(np.uint8)
     inputs = tmp_path / "inputs"

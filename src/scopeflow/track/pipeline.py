@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scopeflow.discover import BEADS_MARKER, read_beads_marker
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import tables
 from scopeflow.io.atomic import atomic_path, replace, temp_path
+from scopeflow.io.discover import BEADS_MARKER, read_beads_marker
 from scopeflow.io.images import IMAGE_SUFFIXES, read_image, to_plane
 
 log = logging.getLogger("scopeflow")
