@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scopeflow.io.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.atomic import atomic_path
+from scopeflow.io.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.io.images import read_gray
 from scopeflow.smear.fov_table import LEFT, RIGHT, write_fov_table
 from scopeflow.smear.qc.focus import DEFAULT_FOCUS_METRIC
