@@ -21,7 +21,7 @@ from scopeflow.models.weights import (
     save_weights,
     verify_sha256,
 )
-from scopeflow.segment.params import SEGMENT_DEFAULTS, SegmentParams
+from scopeflow.segment.params import CHOICES, SEGMENT_DEFAULTS, SegmentParams
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "scopeflow"
@@ -168,8 +168,12 @@ def test_segment_defaults_match_schema_config_and_cli():
     assert yaml.safe_load((REPO / "config.yaml").read_text())["segment"] == SEGMENT_DEFAULTS
     for key, spec in props.items():
         if "enum" in spec:
-            assert set(spec["enum"]) == set(__import__("scopeflow.segment.params", fromlist=["CHOICES"])
-                                             .CHOICES[key])
+            assert set(spec["enum"]) == set(CHOICES[key])
+    # scopeflow segment: the same names and defaults
+    from scopeflow.cli import build_parser
+
+    args = build_parser().parse_args(["segment", "in.png", "-o", "out.tif"])
+    assert {k: getattr(args, k) for k in SEGMENT_DEFAULTS} == SEGMENT_DEFAULTS
 
 
 def test_segment_params_from_config_and_errors():
