@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SCHEDULES", "SHARED_DATA", "cached_arrays", "make_optimizer", "minibatches", "run_steps",
-           "warmup_cosine"]
+__all__ = ["SCHEDULES", "SHARED_DATA", "cached_arrays", "make_optimizer", "minibatches", "roc_auc",
+           "run_steps", "warmup_cosine"]
 
 #: Learning-rate schedules of :func:`make_optimizer`.
 SCHEDULES = ("onecycle", "cosine")
@@ -198,3 +198,28 @@ def cached_arrays(cache: str | Path | None, keys: Sequence[str],
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **data)
     return data
+
+
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve of a binary classifier's scores (Mann–Whitney U).
+
+    Parameters
+    ----------
+    y_true : numpy.ndarray
+        Labels (truthy = positive).
+    score : numpy.ndarray
+        Scores, higher = more positive; ties count one half (average ranks).
+
+    Returns
+    -------
+    float
+        AUC in [0, 1]; NaN when one class is absent.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true).astype(bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(np.asarray(score, np.float64))
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))

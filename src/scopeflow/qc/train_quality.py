@@ -22,7 +22,7 @@ from scopeflow.models.training import SHARED_DATA, cached_arrays, make_optimizer
 from scopeflow.models.weights import save_weights
 from scopeflow.qc.quality_labels import build_examples
 
-__all__ = ["balanced_accuracy", "roc_auc", "train_quality", "train_quality_main"]
+__all__ = ["balanced_accuracy", "train_quality", "train_quality_main"]
 
 
 # ------------------------------------------------------------------------ metrics
@@ -31,17 +31,6 @@ def balanced_accuracy(y_true: np.ndarray, p_good: np.ndarray, threshold: float =
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(p_good) >= threshold
     return 0.5 * (np.mean(pred[y]) + np.mean(~pred[~y]))
-
-
-def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U with average ranks for ties)."""
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(score, np.float64)
-    from scipy.stats import rankdata
-
-    r = rankdata(s)
-    n1, n0 = y.sum(), (~y).sum()
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 # ------------------------------------------------------------------------ training
