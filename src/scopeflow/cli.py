@@ -14,6 +14,7 @@ track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summ
 warmup    compile the numba kernels into numba's cache once per installation
 parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
 train-parasites  cross-validate and train the malaria parasite CNN ensemble
+fit-parasite-ood  fit the parasite classifier's out-of-distribution reference (cross-validated threshold)
 """
 
 from __future__ import annotations
@@ -211,7 +212,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
 def _cmd_parasites(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from scopeflow.parasites.classifier import check_crops, load_parasite_model, score_crops
+    from scopeflow.parasites.classifier import check_crops, load_parasite_model
+    from scopeflow.parasites.ood import score_spots
 
     path = Path(args.crops)
     try:
@@ -226,7 +228,7 @@ def _cmd_parasites(args: argparse.Namespace) -> int:
         raise ScopeflowError(f"{path}: crops are {crops.dtype}; expected uint8 (0-255) as Octopi "
                              "writes them")
     model, _ = load_parasite_model(args.weights)
-    res = score_crops(crops, model=model)
+    res = score_spots(crops, model=model, weights=args.weights)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -389,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score an (N, 4, 31, 31) uint8 array of spot crops (fluorescence R, G, B + "
                     "DPC, Octopi's layout) and write one CSV row per crop, in order: index, "
                     "p_parasite (calibrated), is_parasite (0/1 at the shipped operating "
-                    "threshold), ood (0/1: far from both training classes).")
+                    "threshold), ood (0/1: unlike every training crop, k-NN in the network's features; "
+                    "see the model card).")
     p.add_argument("crops", metavar="CROPS.npy", help="uint8 array (N, 4, 31, 31)")
     p.add_argument("-o", "--output", required=True, metavar="SCORES.csv", help="output CSV")
     p.add_argument("--weights", default=None,
@@ -404,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ("train-parasites", "the malaria parasite CNN ensemble")):
         p = sub.add_parser(name, help=f"train {what} (see `scopeflow {name} -h`)", add_help=False)
         p.set_defaults(func=None)
+    p = sub.add_parser("fit-parasite-ood", add_help=False,
+                       help="fit the parasite classifier's out-of-distribution reference "
+                            "(see `scopeflow fit-parasite-ood -h`)")
+    p.set_defaults(func=None)
     return parser
 
 
@@ -425,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         from scopeflow.parasites.train import train_parasites_main
 
         return train_parasites_main(argv[1:]) or 0
+    if argv and argv[0] == "fit-parasite-ood":
+        from scopeflow.parasites.ood import fit_ood_main
+
+        return fit_ood_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -175,11 +175,14 @@ def ingest_rows(
                 "illumination or camera failed, re-acquire the slide or remove the sample"
             )
         if fluorescence_channel:  # every FOV or none; a wrong frame stops here, naming it
-            from scopeflow.parasites.stage import fluorescence_files
+            from scopeflow.parasites.stage import scan_fluorescence
 
-            fl = fluorescence_files(acq.fovs, fluorescence_channel, next(iter(shapes)))
+            fl, fl_top = scan_fluorescence(acq.fovs, fluorescence_channel, next(iter(shapes)),
+                                           getattr(acq, "bit_depth", None))
             for row, f in zip(rows, fl, strict=True):
                 row["fluorescence"] = f
+                if fl_top is not None:  # the camera's full scale (12-bit in 16: 4095)
+                    row["fluorescence_max"] = fl_top
         if flatfield and acq.fovs:
             # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
             shape = next(iter(shapes))
@@ -609,7 +612,7 @@ def write_images(
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
     Rows with a ``fluorescence`` file add its planes as channels ``fluorescence_r``,
-    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]).
+    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]: divided by ``fluorescence_max``).
     ``out_record`` (JSON: FOVs written, seconds) is written last.
 
     The next FOV's images are read while the current one is computed, and a FOV of at
@@ -661,7 +664,8 @@ def write_images(
             if isinstance(row.get("fluorescence"), str) and row["fluorescence"]:
                 from scopeflow.parasites.stage import fluorescence_channels
 
-                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
+                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape,
+                                                      row.get("fluorescence_max")))
             attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                      for k, v in row.items() if k in RAW_ATTRS}
             if saturated is not None:
