@@ -128,3 +128,29 @@ def test_read_fluorescence_clips_to_full_scale(tmp_path):
     f = read_fluorescence(tmp_path / "f.tiff", max_value=4095)
     assert f.shape == (8, 8, 3) and f[0, 0, 0] == 1.0 and f[0, 1, 2] == 1.0
     assert read_fluorescence(tmp_path / "f.tiff")[0, 0, 0] == pytest.approx(4095 / 65535)
+
+
+def test_downsampled_detection_finds_the_rings_at_full_resolution():
+    from scopeflow.parasites.detect import detect_spots
+    from scopeflow.simulate.parasites import simulate_fluorescence
+    from scopeflow.simulate.smear import simulate_fov
+
+    sim = simulate_fov((320, 320), seed=11)
+    fl = simulate_fluorescence(sim["labels"], PS, seed=3, parasites_per_ul=1e6)
+    rings = fl["truth"][fl["truth"].kind == "ring"]
+    m = 3.0 / PS
+    rings = rings[rings.y.between(m, 319 - m) & rings.x.between(m, 319 - m)]
+    assert len(rings) >= 4
+    full = detect_spots(fl["fluorescence"], PS, labels=sim["labels"])
+    for d in (2, 4):
+        sp = detect_spots(fl["fluorescence"], PS, labels=sim["labels"], downsample=d)
+        dd = np.hypot(rings.y.to_numpy()[:, None] - sp.y.to_numpy()[None],
+                      rings.x.to_numpy()[:, None] - sp.x.to_numpy()[None])
+        assert (dd.min(axis=1) <= 2.0 / PS).mean() >= 0.9
+        # each spot sits on the brightest full-resolution pixel of its d x d block
+        lum = fl["fluorescence"].astype(float) @ np.array([0.299, 0.587, 0.114])
+        for y, x in zip(sp.y, sp.x, strict=True):
+            by, bx = (y // d) * d, (x // d) * d
+            assert lum[y, x] == lum[by : by + d, bx : bx + d].max()
+        assert set(sp.cell_id) <= set(np.unique(sim["labels"]))
+        assert 0.5 * len(full) <= len(sp) <= 1.5 * len(full)

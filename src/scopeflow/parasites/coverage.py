@@ -53,7 +53,7 @@ def _flatfielded(frame: np.ndarray, pixel_size_um: float) -> np.ndarray:
 
 def fov_calls(seed: int, parasites_per_ul: float, *, size: int = 512, pixel_size_um: float = 0.333,
               model=None, reference: dict | None = None, spot_threshold: float = 0.02,
-              threshold: float | None = None) -> dict:
+              threshold: float | None = None, downsample: int = 1) -> dict:
     """One simulated FOV through spot detection and the classifier.
 
     Parameters
@@ -74,6 +74,8 @@ def fov_calls(seed: int, parasites_per_ul: float, *, size: int = 512, pixel_size
         Spot detection threshold.
     threshold : float, optional
         Calibrated-probability threshold (default: the model's).
+    downsample : int
+        Spot detection on the d × d block mean (:func:`scopeflow.parasites.detect.detect_spots`).
 
     Returns
     -------
@@ -99,7 +101,8 @@ def fov_calls(seed: int, parasites_per_ul: float, *, size: int = 512, pixel_size
                                parasites_per_ul=parasites_per_ul)
     dpc = dpc_octopi(sim["left"], sim["right"])
     frame = _flatfielded(fl["fluorescence"], pixel_size_um)
-    spots = detect_spots(frame, pixel_size_um, labels=lab, threshold=spot_threshold)
+    spots = detect_spots(frame, pixel_size_um, labels=lab, threshold=spot_threshold,
+                         downsample=downsample)
     crops = crop_spots(frame, dpc, spots["y"].to_numpy(), spots["x"].to_numpy())
     sc = score_spots(crops, model=model, reference=reference)
     call = (sc["p_parasite"] >= (float(model.threshold) if threshold is None else threshold)) & ~sc["ood"]

@@ -62,6 +62,7 @@ STAGE_DEFAULTS = {
     "background_um": 5.7,
     "weights": None,
     "max_spots_per_fov": 20000,
+    "downsample": 1,
 }
 
 
@@ -299,7 +300,8 @@ def parasites_sample(
             dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
             labels = ome_zarr.read_labels(zarr_path, fov)
             sp = detect_spots(fl, ps, labels=labels, threshold=float(p["spot_threshold"]),
-                              background_um=float(p["background_um"]))
+                              background_um=float(p["background_um"]),
+                              downsample=int(p["downsample"]))
             if len(sp) > int(p["max_spots_per_fov"]):
                 raise InputImageError(
                     f"{row['fluorescence']}: {len(sp)} spot candidates (> parasites."
