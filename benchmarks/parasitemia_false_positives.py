@@ -105,7 +105,8 @@ def main() -> None:
     print(f"0/uL: {s['counted']} counted false calls in {s['n_cells']:,} negative cells "
           f"({s['calls']} classifier calls, {s['calls_ood']} of them flagged OOD) = "
           f"{s['counted_per_5e6_rbc']:.1f} per 5e6 RBC, exact 95 % upper bound "
-          f"{s['counted_per_5e6_rbc_upper95']:.1f} per 5e6 RBC (= /uL) vs budget {args.budget:g}/uL: "
+          f"{s['counted_per_5e6_rbc_upper95']:.1f} per 5e6 RBC (= /uL) vs budget "
+          f"{args.budget:g}/uL: "
           f"{'shown' if s['counted_budget_shown'] else 'NOT shown'}")
     if "slides" in s:
         print(f"{s['slides']} slides of ~{s['slide_mean_rbc']:,.0f} RBC: "

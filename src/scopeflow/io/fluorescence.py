@@ -44,9 +44,9 @@ def check_fluorescence(arr: np.ndarray, path: str | Path,
         raise InputImageError(f"{path}: fluorescence frame is {arr.dtype}; expected an 8- or "
                               "16-bit camera image")
     if shape is not None and tuple(arr.shape[:2]) != tuple(shape):
-        raise InputImageError(f"{path}: fluorescence frame is {arr.shape[0]}x{arr.shape[1]} px but "
-                              f"the FOV's brightfield frames are {shape[0]}x{shape[1]}; is this the "
-                              "right channel (config parasites.channel)?")
+        raise InputImageError(f"{path}: fluorescence frame is {arr.shape[0]}x{arr.shape[1]} px "
+                              f"but the FOV's brightfield frames are {shape[0]}x{shape[1]}; is "
+                              "this the right channel (config parasites.channel)?")
     return arr
 
 

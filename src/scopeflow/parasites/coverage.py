@@ -4,13 +4,15 @@ then whole slides simulated at the count level.
 Two levels (what is simulated, exactly):
 
 1. **FOVs through the real path** (:func:`fov_calls`): :func:`scopeflow.simulate.smear.simulate_fov`
-   (DPC left/right frames and true cell labels) + :func:`scopeflow.simulate.parasites.simulate_fluorescence`
+   (DPC left/right frames and true cell labels) +
+   :func:`scopeflow.simulate.parasites.simulate_fluorescence`
    (rings, platelets, white-cell nuclei, debris, speckle) → Octopi DPC → fluorescence flatfield
    (of the FOV, as for a one-FOV sample) → spot detection →
    31×31 crops → the shipped classifier at its operating threshold → parasite calls in cells.
    The true labels stand in for the segmentation and every cell counts (no QC), so this level
    measures the fluorescence path alone. Per FOV it returns the calls in each ring's host cell
-   and the false calls in cells without a ring.
+   (a call within 2 µm of a ring that lands on the neighbouring cell's label counts for the
+   ring: on a slide it is counted all the same) and the false calls in cells without a ring.
 2. **Slides at the count level** (:func:`simulate_slides`): a slide has ``n_rbc`` counted cells;
    its true parasite number is Poisson(λ·n_rbc / rbc_per_ul); each parasite gives a number of
    calls drawn from the pooled per-ring call counts of an *evaluation* set of FOVs; the false
@@ -105,18 +107,27 @@ def fov_calls(seed: int, parasites_per_ul: float, *, size: int = 512, pixel_size
                          downsample=downsample)
     crops = crop_spots(frame, dpc, spots["y"].to_numpy(), spots["x"].to_numpy())
     sc = score_spots(crops, model=model, reference=reference)
-    call = (sc["p_parasite"] >= (float(model.threshold) if threshold is None else threshold)) & ~sc["ood"]
+    thr = float(model.threshold) if threshold is None else threshold
+    call = (sc["p_parasite"] >= thr) & ~sc["ood"]
     calls = spots[call & (spots["cell_id"].to_numpy() > 0)]
-    per_cell = calls.groupby("cell_id").size()
     truth = fl["truth"]
     rings = truth[truth["kind"] == "ring"]
     ring_cells = set(rings["cell_id"])
+    owner = calls["cell_id"].to_numpy().copy()
+    if len(rings) and len(calls):  # a ring's call on the neighbouring cell's label is the ring's
+        d = np.hypot(calls["y"].to_numpy()[:, None] - rings["y"].to_numpy()[None],
+                     calls["x"].to_numpy()[:, None] - rings["x"].to_numpy()[None])
+        j = d.argmin(axis=1)
+        spill = ~np.isin(owner, list(ring_cells)) & (d[np.arange(len(owner)), j]
+                                                     <= 2.0 / pixel_size_um)
+        owner[spill] = rings["cell_id"].to_numpy()[j[spill]]
+    per_cell = pd.Series(owner).value_counts()
     ring_calls = []
     for c, grp in rings.groupby("cell_id"):
         k = int(per_cell.get(c, 0))
         n = len(grp)  # rings sharing a cell share its calls
         ring_calls += [k // n + (1 if i < k % n else 0) for i in range(n)]
-    fp = calls[~calls["cell_id"].isin(ring_cells)]
+    fp = calls[~np.isin(owner, list(ring_cells))]
     kinds = []
     if len(fp) and len(truth):
         d = np.hypot(fp["y"].to_numpy()[:, None] - truth["y"].to_numpy()[None],

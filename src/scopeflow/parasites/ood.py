@@ -229,14 +229,15 @@ def fit_ood_reference(
         bagged = per.mean(axis=0)
         t95 = float(np.quantile(held, 0.95))
         lab = np.r_[np.ones(per.shape[1]), np.zeros(len(held))]
+        aucs = []
+        for m in range(n_m):
+            h = held[fold == mfold[m]]
+            aucs.append(roc_auc(np.r_[per[m], h], np.r_[np.ones(per.shape[1]), np.zeros(h.size)]))
         metrics.update({
             "n_ood": int(per.shape[1]),
             "ood_flagged_fraction": float(np.mean(per > thr)),
             "ood_flagged_fraction_bag": float(np.mean(bagged > thr)),
-            "auc_ood_vs_heldout": float(np.mean([roc_auc(np.r_[per[m], held[fold == mfold[m]]],
-                                                         np.r_[np.ones(per.shape[1]),
-                                                               np.zeros(int(np.sum(fold == mfold[m])))])
-                                                 for m in range(n_m)])),
+            "auc_ood_vs_heldout": float(np.mean(aucs)),
             "auc_bag_vs_heldout": float(roc_auc(np.r_[bagged, held], lab)),
             "threshold_q95": t95,
             "ood_flagged_fraction_q95": float(np.mean(per > t95)),

@@ -9,13 +9,14 @@ The frames are divided by the camera's true full scale (the ``fluorescence_max``
 8-bit, 4095 for a 12-bit camera in 16-bit files, from the acquisition metadata or the data, see
 :func:`scan_fluorescence`), so a 12-bit acquisition looks like an 8-bit one.
 
-Stage (:func:`parasites_sample`): the sample's fluorescence flatfield (:func:`fluorescence_flatfield`,
-``parasites.flatfield``) divides every frame; then per FOV, spots
+Stage (:func:`parasites_sample`): the sample's fluorescence flatfield
+(:func:`fluorescence_flatfield`, ``parasites.flatfield``) divides every frame; then per FOV, spots
 (:func:`scopeflow.parasites.detect.detect_spots`)
 → 31×31 crops of fluorescence + DPC → the shipped classifier and its out-of-distribution flag
 (:func:`scopeflow.parasites.ood.score_spots`) → ``spots.parquet``; then
 :func:`scopeflow.parasites.parasitemia.parasitemia_tables` over the QC-passing cells of the
-sample's cell table (parasite calls flagged ``ood`` are not counted). A sample without fluorescence frames gets empty spot/FOV tables and a
+sample's cell table (parasite calls flagged ``ood`` are not counted). A sample without
+fluorescence frames gets empty spot/FOV tables and a
 one-row sample table with ``status`` = ``"skipped: ..."`` saying why (its counts and flags
 null, except ``n_rbc_counted``).
 """
@@ -321,8 +322,9 @@ def parasites_sample(
             tables.append(sp[SPOT_COLUMNS])
             keep_crops.append(crops)
             keep_p.append(sc["p_parasite"])
-            log.info("%s: %d candidates, %d parasite calls (%d of them out of distribution)", fov,
-                     len(sp), int(sc["is_parasite"].sum()), int((sc["is_parasite"] & sc["ood"]).sum()))
+            log.info("%s: %d candidates, %d parasite calls (%d of them out of distribution)",
+                     fov, len(sp), int(sc["is_parasite"].sum()),
+                     int((sc["is_parasite"] & sc["ood"]).sum()))
         spots = pd.concat(tables, ignore_index=True) if tables else empty_spots
         per_fov, per_sample = parasitemia_tables(spots, cells, sample, p)
         thr = float(model.threshold)

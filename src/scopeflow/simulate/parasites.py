@@ -255,7 +255,8 @@ def add_fluorescence(
     import tifffile
 
     if int(kwargs.get("bits", 8)) > 8 and fmt not in ("tif", "tiff"):
-        raise ValueError(f"{int(kwargs['bits'])}-bit fluorescence frames need fmt='tiff', not {fmt!r}")
+        raise ValueError(f"{int(kwargs['bits'])}-bit fluorescence frames need fmt='tiff', "
+                         f"not {fmt!r}")
     acq = Path(acquisition)
     meta = json.loads((acq / "truth" / "simulation.json").read_text())
     ps = float(meta["pixel_size_um"])
