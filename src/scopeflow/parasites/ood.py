@@ -263,11 +263,12 @@ def save_ood_reference(reference: dict, weights: str | Path) -> Path:
 
     The file also stores the classifier's sha256 (``model_sha256``), checked on load.
     """
+    from scopeflow.io.atomic import atomic_path
+
     weights = Path(weights)
     out = ood_path(weights)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez_compressed(tmp, model_sha256=np.array(file_sha256(weights)), **reference)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        np.savez_compressed(tmp, model_sha256=np.array(file_sha256(weights)), **reference)
     _record_sha(weights.with_suffix(".md"), out.name, file_sha256(out))
     return out
 
