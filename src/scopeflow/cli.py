@@ -69,7 +69,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from scopeflow.segment.export import export_models
+    from scopeflow.models.export import export_models
 
     for path, sha in export_models(args.weights, args.calibrate, int8=not args.no_int8).items():
         print(f"`{path.name}` sha256: {sha}   ({path})")
@@ -128,7 +128,7 @@ def _bead_model(args: argparse.Namespace):
     """None (matched filter) or the shipped BeadNet with the requested torch threads."""
     if args.model == "none":
         return None
-    from scopeflow.track.beadnet import BeadNet
+    from scopeflow.models.beadnet import BeadNet
 
     return BeadNet.load(args.weights, threads=args.threads)
 
@@ -257,8 +257,9 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                    help="approximate bead diameter in px, as trackpy's diameter (default: "
                         "estimated from the data)")
     g.add_argument("--minmass", type=float, default=None,
-                   help="drop beads with trackpy mass (band-passed brightness) <= this, as "
-                        "trackpy.locate(minmass=...) (default: none)")
+                   help="select features as trackpy.locate(diameter, minmass=...) does "
+                        "(band-pass maxima, mass > this), placed by scopeflow's fit "
+                        "(default: scopeflow's own detection)")
     g.add_argument("--invert", choices=["dark", "bright"], default=None,
                    help="bead centres darker or brighter than the background (default: "
                         "from the data)")

@@ -1203,7 +1203,7 @@ def _resolve_model(model):
     if model is None:
         return None
     if isinstance(model, str):
-        from scopeflow.track.beadnet import BeadNet
+        from scopeflow.models.beadnet import BeadNet
 
         return BeadNet.load() if model in ("beadnet", "default", "shipped") else BeadNet.load(model)
     return model
@@ -1247,7 +1247,7 @@ def locate_stack(
         Raw frames (counts/ADU; any real dtype). Use the green channel of RGB frames.
     model : None, "beadnet", path, or callable
         Candidate detector. None: matched filter with the bead template; "beadnet": the
-        shipped U-Net bead-centre map (:class:`scopeflow.track.beadnet.BeadNet`); a path to
+        shipped U-Net bead-centre map (:class:`scopeflow.models.beadnet.BeadNet`); a path to
         other weights; or any callable mapping a frame to a probability map (y, x).
     profile : {"auto", "gaussian", "template", "ring"}
         Bead model. "auto" (default; matched filter only, see
@@ -1265,10 +1265,13 @@ def locate_stack(
         is then searched between d/8 and d/2 (LoG σ) and the suppression radius is d/2.
         Default: estimated from the data.
     minmass : float, optional
-        "auto": drop beads whose trackpy ``mass`` (integrated band-passed brightness over a
-        disc of radius ``diameter // 2``, :func:`scopeflow.track.mass.bead_mass`; the
-        ``mass`` column, present only then) is at most this, as
-        ``trackpy.locate(minmass=...)``.
+        "auto": the features are those ``trackpy.locate(diameter, minmass=minmass)``
+        selects (:func:`scopeflow.track.mass.bandpass_features`: band-pass maxima at least
+        ``diameter + 1`` apart, not within ``diameter // 2`` of an edge, trackpy ``mass``
+        above ``minmass``; the ``mass`` column, present only then), each placed by the bead
+        fit where its amplitude SNR reaches
+        :data:`scopeflow.track.appearance.FIT_SNR`, else at its band-pass centroid.
+        None: scopeflow's own detection (SNR threshold, one per bead, profile check).
     match_factor : float
         "auto": drop candidates whose correlation with the fitted bead is below this
         fraction of its expected value at their SNR (dirt, smudges); 0 disables.
