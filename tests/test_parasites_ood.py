@@ -78,7 +78,7 @@ def test_shipped_reference_flags_ood_crops_and_keeps_classifier_calls(shared, to
 
 def test_reference_is_checked_and_bound_to_its_classifier(tmp_path):
     from scopeflow.parasites.classifier import DEFAULT_WEIGHTS
-    from scopeflow.segment.unet import WeightsError
+    from scopeflow.models.weights import WeightsError
 
     w = tmp_path / "parasites.pt"
     for src in (DEFAULT_WEIGHTS, DEFAULT_WEIGHTS.with_suffix(".md"), ood_path()):

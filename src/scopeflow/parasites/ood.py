@@ -37,14 +37,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scopeflow.models.parasite_net import dihedral
+from scopeflow.models.weights import WeightsError, verify_sha256
 from scopeflow.parasites.classifier import (
     DEFAULT_WEIGHTS,
     check_crops,
-    dihedral,
     load_parasite_model,
     to_float,
 )
-from scopeflow.segment.unet import WeightsError, file_sha256, verify_sha256
+from scopeflow.provenance import file_sha256
 
 __all__ = [
     "OOD_DEFAULTS",
@@ -293,7 +294,7 @@ def load_ood_reference(weights: str | Path | None = None) -> dict:
 
     Raises
     ------
-    scopeflow.segment.unet.WeightsError
+    scopeflow.models.weights.WeightsError
         Missing file, digest not in / not matching the card, or fitted for another classifier.
     """
     w = Path(weights) if weights is not None else DEFAULT_WEIGHTS
@@ -364,12 +365,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def fit_ood_main(argv: list[str] | None = None) -> int:
     """``scopeflow fit-parasite-ood``."""
-    from scopeflow.parasites.train import DATA, load_spots
+    from scopeflow.parasites.train import load_spots
 
     args = _parser().parse_args(argv)
     torch.set_num_threads(int(args.threads))
     model, meta = load_parasite_model(args.weights)
-    d = load_spots(args.data or DATA)
+    d = load_spots(args.data) if args.data else load_spots()
     ref, met = fit_ood_reference(model, meta, d["x"], d["y"], d["ood"], k=args.k,
                                  quantile=args.quantile)
     out = save_ood_reference(ref, args.weights)
