@@ -187,7 +187,7 @@ def _score(img: np.ndarray, cls: BeadClass, noise: float) -> np.ndarray:
     from scipy.signal import oaconvolve
 
     img32 = np.asarray(img, dtype=np.float32)
-    img32 = img32 - np.float32(np.median(img32[::8, ::8]))  # an offset: edges of the filter
+    img32 = img32 - np.float32(np.median(img32[::3, ::3]))
     if cls.mode == "gaussian":
         s_fit = float(cls.sigma_fit)
         g, size = L._gauss_box_kernels(s_fit)
@@ -221,12 +221,12 @@ def _to_snr(r: np.ndarray, std: np.ndarray, noise: float, radius: float) -> np.n
     from scipy import ndimage
 
     z = r / std
-    sub = z[::4, ::4]
+    sub = z[::3, ::3]
     med = float(np.median(sub))
     mad = 1.4826 * float(np.median(np.abs(sub - med)))
     if mad > 0:
         strong = np.abs(sub - med) > 4 * mad
-        m = int(math.ceil(radius / 4.0))
+        m = int(math.ceil(radius / 3.0))
         near = ndimage.maximum_filter(strong, size=2 * m + 1) if m > 0 else strong
         rest = sub[~near]
         if rest.size >= 200:

@@ -143,7 +143,7 @@ def pixel_noise(image: np.ndarray) -> float:
     Smooth structure (beads larger than a few px, background) cancels in the differences.
     """
     img = np.asarray(image)
-    step = max(1, img.shape[0] // 64)  # ≤ ~64 rows: plenty for a median
+    step = max(1, img.shape[0] // 128)  # ≤ ~128 rows: plenty for a median
     rows = img[::step].astype(np.float32)
     dif = (rows[:, 1:] - rows[:, :-1]).ravel()
     mad = float(np.median(np.abs(dif - np.median(dif))))
