@@ -2,9 +2,24 @@
 
 Modules
 -------
-localize
-    Candidates (matched filter by default, or a network map), upsampled-DFT cross-correlation,
-    Poisson MLE refinement, per-localisation uncertainty: :func:`locate`, :func:`locate_stack`.
+locate
+    The localiser's driver: :func:`locate`, :func:`locate_stack` (bead model from pilot
+    frames, then every frame on a thread pool).
+frame
+    One frame: candidates, cross-correlation, MLE fit, quality filter, per-localisation
+    uncertainty.
+peaks
+    Candidates: matched filter (or a network map), local maxima, crops.
+refine
+    Upsampled-DFT cross-correlation with the bead template (subpixel start positions).
+fit
+    Poisson MLE fits (pixel-integrated Gaussian or shifted template), neighbour models.
+templates
+    Gaussian and ring bead models; templates estimated from the data.
+detect, appearance, mass
+    ``profile="auto"``: bead classes (polarity, size, profile) from the data, trackpy's mass.
+params
+    :class:`LocateParams`.
 _fast
     Compiled (numba) kernels of the localiser, numpy fallback.
 beadnet
@@ -37,7 +52,7 @@ from scopeflow.track.link import (
     subtract_drift,
     track_pipeline,
 )
-from scopeflow.track.localize import locate, locate_stack
+from scopeflow.track.locate import locate, locate_stack
 
 __all__ = [
     "DiffusionFit",
@@ -143,7 +158,7 @@ def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
         origin at the centre of pixel (0, 0)). Parent folders are created; the file is
         written to a temporary name and renamed, so it never exists half-written.
     **opts
-        Options of :func:`scopeflow.track.localize.locate_stack`; ``model`` defaults to
+        Options of :func:`scopeflow.track.locate.locate_stack`; ``model`` defaults to
         None (the matched filter; ``model="beadnet"`` for the shipped network).
 
     Returns

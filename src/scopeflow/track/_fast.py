@@ -6,14 +6,14 @@
   one pass over the frame plus a window check per bright pixel.
 * :func:`fit_gaussian_fixed` – the Poisson maximum-likelihood fit of a pixel-integrated
   Gaussian of known σ to every crop (Fisher scoring, the same update, clamps and outputs as
-  :func:`scopeflow.track.localize.fit_gaussian`), one crop at a time in registers instead of
+  :func:`scopeflow.track.fit.fit_gaussian`), one crop at a time in registers instead of
   ``(n, k, k)`` temporaries; the separable model lets the information matrix be summed per
   row, and erf/exp are evaluated once per pixel edge.
 * :func:`gauss_minus_box` – the matched filter of a Gaussian bead (separable passes along
   contiguous rows).
 * :func:`extract_crops`, :func:`border_median`, :func:`xcorr` – crops, their background and
   the upsampled DFT cross-correlation (low-rank form ``Σ_r A_r d B_rᵀ``, see
-  :func:`scopeflow.track.localize._xcorr_tables`) of every candidate, with no BLAS call (a
+  :func:`scopeflow.track.refine._xcorr_tables`) of every candidate, with no BLAS call (a
   multithreaded BLAS inside the per-frame thread pool oversubscribes the cores).
 * :func:`neighbour_keep`, :func:`neighbour_gauss` – the neighbour pixel mask of the first
   fit and the neighbours' fitted models added in the crowded-bead refit.
@@ -21,7 +21,7 @@
 All kernels release the GIL (``nogil``), so frames can be localised on parallel threads.
 
 numba is a dependency of scopeflow (it is also what makes ``trackpy.locate`` fast); when it
-cannot be imported, ``HAVE_NUMBA`` is False and :mod:`scopeflow.track.localize` uses its
+cannot be imported, ``HAVE_NUMBA`` is False and the localiser modules use their
 vectorised numpy code, which gives the same numbers more slowly. Compiled code is cached on
 disk (``cache=True``), so only the first process pays the compilation (a few seconds).
 Set ``SCOPEFLOW_NO_NUMBA=1`` to force the numpy code.
@@ -79,7 +79,7 @@ def _local_maxima(s, thr, d):  # pragma: no cover - compiled
 def local_maxima(score: np.ndarray, threshold: float, min_distance: int) -> np.ndarray:
     """(n, 2) int64 (y, x) of the local maxima above ``threshold`` (raster order).
 
-    Requires numba (see the module docstring); :func:`scopeflow.track.localize.find_peaks`
+    Requires numba (see the module docstring); :func:`scopeflow.track.peaks.find_peaks`
     falls back to a maximum filter without it.
     """
     s = np.ascontiguousarray(score, dtype=np.float32)
@@ -436,7 +436,7 @@ def _crops(img, centers, radius, crops, valid):  # pragma: no cover - compiled
 
 
 def extract_crops(img: np.ndarray, centers: np.ndarray, radius: int):
-    """(n, k, k) float64 crops (edge-replicated) and their in-frame mask; see localize."""
+    """(n, k, k) float64 crops (edge-replicated) and their in-frame mask; see peaks.extract_crops."""
     n = len(centers)
     k = 2 * radius + 1
     crops = np.empty((n, k, k))
@@ -609,7 +609,7 @@ def _parab(cm, c0, cp):  # pragma: no cover - compiled
 
 
 def xcorr(crops, valid, tshift, amap, bmap, grid, upsample):
-    """Compiled :func:`scopeflow.track.localize.refine_xcorr` core; returns (n, 3) oy, ox, pol."""
+    """Compiled :func:`scopeflow.track.refine.refine_xcorr` core; returns (n, 3) oy, ox, pol."""
     n = len(crops)
     out = np.empty((n, 3))
     if n:
@@ -801,7 +801,7 @@ def _fit_gaussian_free(crops, wm, oy, ox, sig, rn2, n_iter, smin, smax, out):  #
 
 def fit_gaussian_free(crops, weights, oy, ox, sigma, read_noise, n_iter, smin, smax):
     """Compiled free-σ Gaussian MLE (no ``extra``); returns (n, 9): dy, dx, N, b, σ, var_y,
-    var_x, var_N, χ²_red — the numbers of the numpy code in ``localize.fit_gaussian``."""
+    var_x, var_N, χ²_red — the numbers of the numpy code in ``fit.fit_gaussian``."""
     n = crops.shape[0]
     out = np.empty((n, 9))
     if n:

@@ -17,7 +17,7 @@ dominant polarity (bright or dark centre relative to the surroundings) and one o
 sizes (modes of the blob-scale histogram: mixed-size movies get one class per size).
 
 Each class then gets a template averaged from the data (see
-:func:`scopeflow.track.localize.estimate_template`): detection is the matched filter with
+:func:`scopeflow.track.templates.estimate_template`): detection is the matched filter with
 that template (its autocorrelation peaks at zero shift, so each bead gives its largest
 response at its centre) followed by non-maximum suppression within the bead radius, and
 the profile check :func:`profile_match` rejects candidates whose local image does not

@@ -364,7 +364,7 @@ def locate_movie(
 
     Frames are processed in blocks of ``block`` frames (bounded memory). The bead model (σ or
     template, polarity) is estimated on the first block and then held fixed, so the result
-    is the same as one :func:`~scopeflow.track.localize.locate_stack` call on the whole movie
+    is the same as one :func:`~scopeflow.track.locate.locate_stack` call on the whole movie
     whenever ``block`` ≥ ``pilot_frames``.
 
     Parameters
@@ -386,10 +386,10 @@ def locate_movie(
     provenance : mapping, optional
         Run provenance (scopeflow version, config hash ...) to extend.
     **opts
-        Options of :func:`~scopeflow.track.localize.locate_stack` (``profile``, ``sigma_px``,
+        Options of :func:`~scopeflow.track.locate.locate_stack` (``profile``, ``sigma_px``,
         ``snr_threshold``, ``prob_threshold``, ``min_snr`` ...).
     """
-    from scopeflow.track.localize import locate_stack
+    from scopeflow.track.locate import locate_stack
 
     frames, attrs = read_movie(zarr_path)
     opts = {k: v for k, v in opts.items() if v is not None}
