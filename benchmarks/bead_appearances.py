@@ -238,7 +238,7 @@ def spots_section(n_spots: int) -> None:
 
 def bulk_water_section() -> None:
     from scopeflow.track import read_frames
-    from scopeflow.track.link import track_pipeline
+    from scopeflow.track.analysis import track_pipeline
     from scopeflow.track.locate import locate_stack
 
     path = SHARED / "trackpy_bulk_water" / "frames"

@@ -147,16 +147,15 @@ def detection_section(n_frames: int) -> None:
 
 def diffusion_section(n_frames: int, n_beads: int, model) -> None:
     from scopeflow.simulate.beads import simulate_movie
-    from scopeflow.track.link import (
-        compare_tracks,
+    from scopeflow.track.analysis import track_pipeline
+    from scopeflow.track.compare import compare_tracks
+    from scopeflow.track.link import filter_stubs, link
+    from scopeflow.track.motion import (
         compute_drift,
         ensemble_msd,
-        filter_stubs,
         fit_diffusion,
-        link,
         msd_fit_error,
         subtract_drift,
-        track_pipeline,
     )
     from scopeflow.track.locate import locate_stack
 
@@ -226,7 +225,7 @@ def diffusion_section(n_frames: int, n_beads: int, model) -> None:
 
 def bulk_water_section() -> None:
     from scopeflow.track import read_frames
-    from scopeflow.track.link import track_pipeline
+    from scopeflow.track.analysis import track_pipeline
     from scopeflow.track.locate import locate_stack
 
     path = SHARED / "trackpy_bulk_water" / "frames"

@@ -9,16 +9,15 @@ import pytest
 from scopeflow.simulate.beads import crlb_gaussian, render_frame, simulate_movie, simulate_spots
 from scopeflow.track import cli_locate, cli_track, read_frames
 from scopeflow.track.beadnet import evaluate_detection, match_points
-from scopeflow.track.link import (
-    compare_tracks,
+from scopeflow.track.analysis import track_pipeline
+from scopeflow.track.compare import compare_tracks
+from scopeflow.track.link import filter_stubs, link
+from scopeflow.track.motion import (
     compute_drift,
     ensemble_msd,
-    filter_stubs,
     fit_diffusion,
-    link,
     msd_per_particle,
     subtract_drift,
-    track_pipeline,
 )
 from scopeflow.track.fit import fit_gaussian
 from scopeflow.track.locate import locate, locate_stack
@@ -246,7 +245,7 @@ def test_link_recovers_ids_and_drift_subtraction():
 def test_track_pipeline_on_simulated_movie_known_D():
     """Full chain: simulated movie → locate → link → drift → MSD → D within 3.5 expected
     standard errors (exact s.e. of this movie's size, ≈ 2 %) of the truth."""
-    from scopeflow.track.link import msd_fit_error
+    from scopeflow.track.motion import msd_fit_error
 
     D, px, fps = 0.1, 0.1, 20.0
     movie, truth = simulate_movie(150, (128, 128), 40, D, px, fps, photons=1000, seed=3,
@@ -283,7 +282,7 @@ def _brownian(n, length, D, px, fps, sig_px, rng):
 def test_msd_fit_error_matches_simulation_and_drift_correction_is_unbiased():
     """The exact s.e. of D agrees with 150 simulated ensembles; drift subtraction on 8 beads
     biases D by −1/8 unless the MSD undoes it."""
-    from scopeflow.track.link import msd_fit_error, optimal_fit_lags
+    from scopeflow.track.motion import msd_fit_error, optimal_fit_lags
 
     rng = np.random.default_rng(5)
     D, px, fps, sig = 0.1, 0.1, 20.0, 0.3

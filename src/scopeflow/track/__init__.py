@@ -25,7 +25,13 @@ _fast
 beadnet
     The M2U-Net bead-centre map: training on simulations, shipped weights with sha256 check.
 link
-    trackpy linking, stub filtering, drift, MSD per particle and ensemble, D and exponent.
+    trackpy linking, stub filtering.
+motion
+    Drift, MSD per particle and ensemble, D and exponent, the expected error of D.
+analysis
+    The trackpy walkthrough recipe (link, stubs, drift, MSD, D) and the sample summary.
+compare
+    Linked tracks against simulated truth.
 
 Entry points for the ``scopeflow`` CLI: :func:`cli_locate`, :func:`cli_track`.
 
@@ -42,15 +48,15 @@ import numpy as np
 import pandas as pd
 
 from scopeflow.errors import InputImageError
-from scopeflow.track.link import (
+from scopeflow.track.analysis import track_pipeline
+from scopeflow.track.link import filter_stubs
+from scopeflow.track.motion import (
     DiffusionFit,
     compute_drift,
     ensemble_msd,
-    filter_stubs,
     fit_diffusion,
     msd_per_particle,
     subtract_drift,
-    track_pipeline,
 )
 from scopeflow.track.locate import locate, locate_stack
 
@@ -192,7 +198,7 @@ def cli_track(frames, out_csv, pixel_size_um: float | None, fps: float | None, *
     fps : float or None
         Frames per second; None: times in frames (``lag_frame``, ``D_px2_frame`` ...).
     **opts
-        Linking/analysis options of :func:`scopeflow.track.link.track_pipeline`
+        Linking/analysis options of :func:`scopeflow.track.analysis.track_pipeline`
         (``search_range`` px (5), ``memory`` (3), ``adaptive_stop``, ``min_length`` (25),
         ``drift`` (True), ``max_lag`` (100), ``fit_lags`` (10)); every other option goes to
         :func:`locate_stack` (``model`` defaults to None, the matched filter).
@@ -208,7 +214,7 @@ def cli_track(frames, out_csv, pixel_size_um: float | None, fps: float | None, *
     from scopeflow.track.units import rename_units
 
     movie = read_frames(frames)
-    from scopeflow.track.link import require_msd_frames
+    from scopeflow.track.motion import require_msd_frames
 
     require_msd_frames(len(movie), frames if isinstance(frames, (str, Path)) else "movie")
     model = opts.pop("model", None)

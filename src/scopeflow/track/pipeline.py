@@ -257,7 +257,7 @@ def ingest_movie(
         Chunk edge (y, x) in pixels.
     min_frames : int
         Fewest frames accepted; the workflow passes
-        :data:`scopeflow.track.link.MIN_MSD_FRAMES`, as its movies go on to an MSD fit.
+        :data:`scopeflow.track.motion.MIN_MSD_FRAMES`, as its movies go on to an MSD fit.
 
     Returns
     -------
@@ -472,7 +472,7 @@ def track_movie(
 ) -> dict:
     """Link localisations into tracks and measure MSD and diffusion; write four tables.
 
-    The recipe of the trackpy walkthrough (:func:`scopeflow.track.link.track_pipeline`):
+    The recipe of the trackpy walkthrough (:func:`scopeflow.track.analysis.track_pipeline`):
     link (``search_range_px``, ``memory``, optional adaptive search) -> keep tracks of at
     least ``min_length`` frames -> subtract the ensemble drift (``drift``) -> ensemble and
     per-particle MSD up to ``max_lag`` frames -> ``MSD = 4 D τ + c`` on the first
@@ -493,7 +493,7 @@ def track_movie(
     dict
         The summary row.
     """
-    from scopeflow.track.link import track_pipeline
+    from scopeflow.track.analysis import track_pipeline
 
     t0 = time.perf_counter()
     prov = tables.read_provenance(locs_parquet)
@@ -502,7 +502,7 @@ def track_movie(
     if not ps or not fps:
         raise ScopeflowError(f"{locs_parquet}: no pixel size / fps in its provenance; rerun the "
                              "locate step (scopeflow.track.pipeline.locate_movie)")
-    from scopeflow.track.link import require_msd_frames
+    from scopeflow.track.motion import require_msd_frames
 
     require_msd_frames(movie.get("n_frames"), (prov.get("inputs") or [sample])[0])
     locs = tables.read_table(locs_parquet)
