@@ -141,7 +141,7 @@ def test_cli_locate_inputs(tmp_path):
 
 def test_cli_track_writes_outputs(tmp_path):
     movie, _ = simulate_movie(30, (64, 64), 10, 0.1, 0.1, 20, photons=1500, seed=6)
-    res = cli_track(movie, tmp_path / "t.csv", 0.1, 20.0, model=None, search_range=4,
+    res = cli_track(movie, tmp_path / "t.csv", 0.1, 20.0, model=None, search_range_px=4,
                     min_length=10)
     for suffix in ("t.csv", "t_msd.csv", "t_diffusion.csv", "t_summary.json"):
         assert (tmp_path / suffix).is_file()
@@ -178,7 +178,7 @@ def test_bulk_water_diffusion(shared):
     locs = locate_stack(frames)  # matched filter (fast); BeadNet: benchmarks/track_accuracy
     assert locs.attrs["polarity"] == -1.0  # dark beads found without inverting
     assert 450 <= locs.groupby("frame").size().median() <= 700  # walkthrough: ~580
-    res = track_pipeline(locs, BULK_MPP, BULK_FPS, search_range=5, memory=3, min_length=25)
+    res = track_pipeline(locs, BULK_MPP, BULK_FPS, search_range_px=5, memory=3, min_length=25)
     assert res["fit"].D_um2_s == pytest.approx(0.40, rel=0.10)
     assert res["summary"]["n_tracks"] >= 250
 
@@ -251,7 +251,7 @@ def test_track_pipeline_on_simulated_movie_known_D():
     movie, truth = simulate_movie(150, (128, 128), 40, D, px, fps, photons=1000, seed=3,
                                   enter_leave=True)
     locs = locate_stack(movie, sigma_px=1.5)
-    res = track_pipeline(locs, px, fps, search_range=4, memory=3, min_length=10,
+    res = track_pipeline(locs, px, fps, search_range_px=4, memory=3, min_length=10,
                          fit_lags="auto")
     lengths = filter_stubs(truth, 10).groupby("particle").size().to_numpy()
     se = msd_fit_error(lengths, D, 0.007, 1 / fps, res["fit"].n_lags)

@@ -19,7 +19,7 @@ templates
 detect, appearance, mass
     ``profile="auto"``: bead classes (polarity, size, profile) from the data, trackpy's mass.
 params
-    :class:`LocateParams`.
+    :class:`LocateParams`, :class:`LinkParams`: the options, one default each.
 _fast
     Compiled (numba) kernels of the localiser, numpy fallback.
 beadnet
@@ -59,9 +59,12 @@ from scopeflow.track.motion import (
     subtract_drift,
 )
 from scopeflow.track.locate import locate, locate_stack
+from scopeflow.track.params import LinkParams, LocateParams
 
 __all__ = [
     "DiffusionFit",
+    "LinkParams",
+    "LocateParams",
     "cli_locate",
     "cli_track",
     "compute_drift",
@@ -198,19 +201,17 @@ def cli_track(frames, out_csv, pixel_size_um: float | None, fps: float | None, *
     fps : float or None
         Frames per second; None: times in frames (``lag_frame``, ``D_px2_frame`` ...).
     **opts
-        Linking/analysis options of :func:`scopeflow.track.analysis.track_pipeline`
-        (``search_range`` px (5), ``memory`` (3), ``adaptive_stop``, ``min_length`` (25),
-        ``drift`` (True), ``max_lag`` (100), ``fit_lags`` (10)); every other option goes to
-        :func:`locate_stack` (``model`` defaults to None, the matched filter).
+        Fields of :class:`~scopeflow.track.params.LinkParams` (``search_range_px``,
+        ``memory``, ``adaptive_stop_px``, ``min_length``, ``drift``, ``max_lag``,
+        ``fit_lags``) go to :func:`scopeflow.track.analysis.track_pipeline`; every other
+        option goes to :func:`locate_stack` (``model`` defaults to None, the matched filter).
 
     Returns
     -------
     dict
         The :func:`track_pipeline` result plus ``locs``; ``summary`` is also written as JSON.
     """
-    link_keys = ("search_range", "memory", "adaptive_stop", "min_length", "drift", "max_lag",
-                 "fit_lags")
-    lopts = {k: opts.pop(k) for k in link_keys if k in opts}
+    lopts = {k: opts.pop(k) for k in LinkParams.CONFIG_KEYS if k in opts}
     from scopeflow.track.units import rename_units
 
     movie = read_frames(frames)

@@ -24,6 +24,7 @@ from scopeflow.track.motion import (
     msd_per_particle,
     subtract_drift,
 )
+from scopeflow.track.params import LinkParams
 
 __all__ = ["summarize_tracks", "track_pipeline"]
 
@@ -72,15 +73,10 @@ def track_pipeline(
     locs: pd.DataFrame,
     pixel_size_um: float,
     fps: float,
+    params: LinkParams | None = None,
     *,
-    search_range: float = 5.0,
-    memory: int = 3,
-    adaptive_stop: float | None = None,
-    min_length: int = 25,
-    drift: bool = True,
-    max_lag: int = 100,
-    fit_lags: int | str = 10,
     n_frames: int | None = None,
+    **changes,
 ) -> dict:
     """Link → filter stubs → drift → MSD → diffusion, the trackpy walkthrough recipe.
 
@@ -90,20 +86,15 @@ def track_pipeline(
         Localisations (``frame, y, x, ...`` px).
     pixel_size_um, fps : float
         Calibration.
-    search_range, memory, adaptive_stop
-        Linking (px, frames, px).
-    min_length : int
-        Keep tracks with at least this many frames (the walkthrough's 25).
-    drift : bool
-        Subtract the ensemble drift before the MSD (the MSD then undoes the variance the
-        subtraction removes, see :func:`ensemble_msd`).
-    max_lag : int
-        Largest MSD lag (frames).
-    fit_lags : int or "auto"
-        Lags used by :func:`fit_diffusion` ("auto": the number minimising the expected error
-        of D for the measured localisation error and track lengths).
+    params : LinkParams, optional
+        Linking (``search_range_px``, ``memory``, ``adaptive_stop_px``), stubs
+        (``min_length``, the walkthrough's 25), drift, MSD (``max_lag``) and fit
+        (``fit_lags``) options (:class:`~scopeflow.track.params.LinkParams`). None: the
+        defaults.
     n_frames : int, optional
         Frames in the movie (summary).
+    **changes
+        Fields of :class:`~scopeflow.track.params.LinkParams` to change, by name.
 
     Returns
     -------
@@ -113,8 +104,10 @@ def track_pipeline(
         ``ensemble`` (ensemble MSD), ``fit`` (DiffusionFit), ``diffusion`` (per particle),
         ``drift`` (per frame), ``summary`` (dict).
     """
-    t = link(locs, search_range, memory=memory, adaptive_stop=adaptive_stop)
-    t = filter_stubs(t, min_length)
+    p = (params or LinkParams()).with_changes(**changes)
+    drift, max_lag, fit_lags = p.drift, p.max_lag, p.fit_lags
+    t = link(locs, p.search_range_px, memory=p.memory, adaptive_stop_px=p.adaptive_stop_px)
+    t = filter_stubs(t, p.min_length)
     dr = compute_drift(t) if drift and len(t) else pd.DataFrame(
         {"frame": np.sort(t["frame"].unique()) if len(t) else [], "y": 0.0, "x": 0.0})
     corr = subtract_drift(t, dr) if len(t) else t.assign(drift_y_px=[], drift_x_px=[])

@@ -27,9 +27,9 @@ def _tp():
 
 def link(
     locs: pd.DataFrame,
-    search_range: float,
+    search_range_px: float,
     memory: int = 3,
-    adaptive_stop: float | None = None,
+    adaptive_stop_px: float | None = None,
     adaptive_step: float = 0.95,
     **kwargs,
 ) -> pd.DataFrame:
@@ -39,12 +39,13 @@ def link(
     ----------
     locs : pandas.DataFrame
         Localisations with columns ``frame, y, x`` (px) and any others (kept).
-    search_range : float
-        Largest displacement between linked frames (px).
+    search_range_px : float
+        Largest displacement between linked frames (px; trackpy's ``search_range``).
     memory : int
         Frames a particle may vanish and still keep its id.
-    adaptive_stop : float, optional
-        Smallest search range trackpy may shrink to when a subnetwork is too large (px).
+    adaptive_stop_px : float, optional
+        Smallest search range trackpy may shrink to when a subnetwork is too large (px;
+        trackpy's ``adaptive_stop``).
     adaptive_step : float
         Factor by which the search range shrinks in adaptive search.
     **kwargs
@@ -64,7 +65,7 @@ def link(
     df = locs.reset_index(drop=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t = tp.link(df, search_range, memory=memory, adaptive_stop=adaptive_stop,
+        t = tp.link(df, search_range_px, memory=memory, adaptive_stop=adaptive_stop_px,
                     adaptive_step=adaptive_step, pos_columns=["y", "x"], t_column="frame",
                     **kwargs)
     t = t.reset_index(drop=True)

@@ -58,32 +58,12 @@ def _resolve_model(model):
 def locate_stack(
     stack: np.ndarray | Iterable[np.ndarray],
     model=None,
+    params: LocateParams | None = None,
     *,
-    profile: str = "auto",
-    diameter_px: float | None = None,
-    minmass: float | None = None,
-    match_factor: float = 0.6,
-    classes: list | None = None,
-    sigma_px: float | None = None,
-    radius_px: int | None = None,
-    template: np.ndarray | None = None,
-    invert: bool | None = None,
-    snr_threshold: float = 5.0,
-    prob_threshold: float = 0.5,
-    min_distance: int | None = None,
-    upsample: int = 10,
-    refine: str = "mle",
-    gain: float = 1.0,
-    offset: float = 0.0,
-    read_noise: float = 0.0,
-    n_iter: int = 5,
-    ep_scale: str = "chi2",
-    pilot_frames: int = 50,
-    min_snr: float = 4.0,
-    neighbours: bool = True,
     progress: bool = False,
     first_frame: int = 0,
     workers: int | None = None,
+    **changes,
 ) -> pd.DataFrame:
     """Detect and localise beads in every frame of a movie.
 
@@ -95,69 +75,9 @@ def locate_stack(
         Candidate detector. None: matched filter with the bead template; "beadnet": the
         shipped U-Net bead-centre map (:class:`scopeflow.track.beadnet.BeadNet`); a path to
         other weights; or any callable mapping a frame to a probability map (y, x).
-    profile : {"auto", "gaussian", "template", "ring"}
-        Bead model. "auto" (default; matched filter only, see
-        :mod:`scopeflow.track.appearance`): the bead polarity, size(s) and radial profile
-        are estimated from the data, beads are detected at their own scale with
-        non-maximum suppression within a bead radius, placed with the data-derived
-        template (or the Gaussian fit when the beads are Gaussian spots) and candidates
-        whose profile does not match are dropped. With a network ``model`` "auto" means
-        "gaussian". "gaussian": pixel-integrated Gaussian, σ estimated
-        from the data unless ``sigma_px`` is given (fluorescent beads, dark blobs).
-        "template": template estimated from the data (any bead image, e.g. brightfield
-        rings). "ring": start the template estimation from the brightfield ring model.
-    diameter_px : float, optional
-        Approximate bead diameter (px), as trackpy's ``diameter`` ("auto" only): the size
-        is then searched between d/8 and d/2 (LoG σ) and the suppression radius is d/2.
-        Default: estimated from the data.
-    minmass : float, optional
-        "auto": drop beads whose trackpy ``mass`` (integrated band-passed brightness over a
-        disc of radius ``diameter // 2``, :func:`scopeflow.track.mass.bead_mass`; the
-        ``mass`` column, present only then) is at most this, as
-        ``trackpy.locate(minmass=...)``.
-    match_factor : float
-        "auto": drop candidates whose correlation with the fitted bead is below this
-        fraction of its expected value at their SNR (dirt, smudges); 0 disables.
-    classes : list of dict, optional
-        "auto": use these bead classes (``attrs["classes"]`` of an earlier call) instead of
-        estimating them, e.g. to hold a movie's bead model fixed across blocks.
-    sigma_px : float, optional
-        Bead σ (px). Default: estimated by a pilot pass (starting at 1.5 px).
-    radius_px : int, optional
-        Crop/template half-size (px). Default ``ceil(3.5 σ)`` (Gaussian) or ``ceil(4.5 σ)``.
-    template : ndarray (2r+1, 2r+1), optional
-        Use this template (implies ``profile="template"`` unless profile is "gaussian").
-    invert : bool, optional
-        Matched filter only: True for dark beads on a bright background, False for bright
-        beads; None = decide from the data. (Fits use signed amplitudes, so the raw data
-        are never inverted.)
-    snr_threshold : float
-        Matched-filter detection threshold (response / robust noise).
-    prob_threshold : float
-        Network detection threshold (probability).
-    min_distance : int, optional
-        Non-maximum-suppression radius (px); default ``max(2, round(1.5 σ))``.
-    upsample : int
-        Upsampling factor of the cross-correlation DFT.
-    refine : {"mle", "xcorr"}
-        "mle": Poisson maximum-likelihood refinement started at the cross-correlation peak
-        (default; reaches the CRLB); "xcorr": cross-correlation peak only.
-    gain, offset : float
-        Camera gain (ADU/photon) and offset (ADU); photons = (ADU - offset) / gain.
-    read_noise : float
-        Read noise (photons rms) in the noise model.
-    n_iter : int
-        Fisher-scoring iterations.
-    ep_scale : {"chi2", "none"}
-        Scale the CRLB-based ``ep_px`` by the fit's reduced chi-square (default).
-    pilot_frames : int
-        Frames used to estimate σ / the template (at most).
-    min_snr : float
-        Drop localisations whose fitted amplitude is below ``min_snr`` times its standard
-        error (Fisher information, χ²-scaled): removes noise candidates of the network.
-    neighbours : bool
-        Second pass for crowded beads: refit each bead with its fitted neighbours' models
-        added to the expected photons (instead of masking the pixels nearer a neighbour).
+    params : LocateParams, optional
+        The localiser's options (bead model, thresholds, camera, fit; see
+        :class:`~scopeflow.track.params.LocateParams`). None: the defaults.
     progress : bool
         Show a tqdm progress bar.
     first_frame : int
@@ -166,6 +86,9 @@ def locate_stack(
         Frames localised in parallel by a thread pool (matched filter; the compiled kernels
         release the GIL). None: the CPU cores available to the process. 1: one frame at a
         time. The result does not depend on it.
+    **changes
+        Fields of :class:`~scopeflow.track.params.LocateParams` to change, by name (e.g.
+        ``profile="gaussian"``, ``sigma_px=1.5``, ``diameter_px=11``).
 
     Returns
     -------
@@ -179,6 +102,14 @@ def locate_stack(
         one dict per bead class with its σ, radius, polarity, mode and template, and
         ``diameter_px``, twice the radius of the first class).
 
+    Raises
+    ------
+    TypeError
+        A change that is not a field of :class:`~scopeflow.track.params.LocateParams`.
+    ValueError
+        An unknown ``profile`` or ``refine``, ``diameter_px`` not above 1 px, or a stack that
+        is not (t, y, x) or (y, x).
+
     Notes
     -----
     Throughput: all candidates of a frame are cropped, cross-correlated and fitted by
@@ -186,20 +117,7 @@ def locate_stack(
     in parallel on ``workers`` threads. ``benchmarks/track_speed.py`` compares the frames/s
     with ``trackpy.locate`` on the same frames.
     """
-    p = LocateParams(
-        profile=profile, sigma_px=sigma_px, radius_px=radius_px, template=template,
-        invert=invert, snr_threshold=snr_threshold, prob_threshold=prob_threshold,
-        min_distance=min_distance, upsample=upsample, refine=refine, gain=gain, offset=offset,
-        read_noise=read_noise, n_iter=n_iter, ep_scale=ep_scale, pilot_frames=pilot_frames,
-        min_snr=min_snr, neighbours=neighbours,
-    )
-    if p.profile not in ("auto", "gaussian", "template", "ring"):
-        raise ValueError(f"profile must be 'auto', 'gaussian', 'template' or 'ring', got "
-                         f"{profile!r}")
-    if diameter_px is not None and not (float(diameter_px) > 1):
-        raise ValueError(f"diameter_px must be a number of pixels > 1, got {diameter_px!r}")
-    if p.refine not in ("mle", "xcorr"):
-        raise ValueError(f"refine must be 'mle' or 'xcorr', got {refine!r}")
+    p = (params or LocateParams()).with_changes(**changes)
     if isinstance(stack, np.ndarray):
         frames = stack[None] if stack.ndim == 2 else stack
         if frames.ndim != 3:
@@ -212,8 +130,7 @@ def locate_stack(
     if p.profile == "auto" and (net is not None or p.template is not None):
         p.profile = "gaussian"
     if p.profile == "auto" and n_frames:
-        return _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress,
-                            first_frame, workers, minmass, classes)
+        return _locate_auto(frames_list, n_frames, p, progress, first_frame, workers)
     if p.profile == "auto":
         p.profile = "gaussian"
     sigma0 = float(p.sigma_px) if p.sigma_px else 1.5
@@ -328,20 +245,18 @@ def _run_frames(one_frame, n_frames, workers, progress, parallel=True):
             pool.shutdown()
 
 
-def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, first_frame,
-                 workers, minmass=None, fixed=None) -> pd.DataFrame:
+def _locate_auto(frames_list, n_frames, p, progress, first_frame, workers) -> pd.DataFrame:
     """``profile="auto"`` (see :mod:`scopeflow.track.appearance`)."""
     from scopeflow.track.appearance import classes_to_records, locate_auto
 
     polarity = None if p.invert is None else (-1.0 if p.invert else 1.0)
     t0 = time.perf_counter()
     classes, one = locate_auto(frames_list, n_frames, p, lambda f: _to_photons(f, p),
-                               diameter_px=diameter_px, polarity=polarity,
-                               match_factor=match_factor, minmass=minmass, classes=fixed)
+                               diameter_px=p.diameter_px, polarity=polarity,
+                               match_factor=p.match_factor, minmass=p.minmass,
+                               classes=p.classes)
     if not classes:  # nothing blob-like in the pilot frames: the Gaussian path
-        q = LocateParams(**{**p.__dict__, "profile": "gaussian"})
-        return locate_stack(frames_list, None, **{k: v for k, v in q.__dict__.items()
-                                                  if k not in ("pilot_spots",)},
+        return locate_stack(frames_list, None, p.with_changes(profile="gaussian"),
                             progress=progress, first_frame=first_frame, workers=workers)
 
     def one_frame(i: int) -> dict[str, np.ndarray]:
@@ -350,7 +265,7 @@ def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, 
         return out
 
     parts = _run_frames(one_frame, n_frames, workers, progress)
-    cols = [*LOC_COLUMNS, "mass"] if minmass is not None else list(LOC_COLUMNS)
+    cols = [*LOC_COLUMNS, "mass"] if p.minmass is not None else list(LOC_COLUMNS)
     df = pd.DataFrame({c: np.concatenate([o[c] for o in parts]) for c in cols})
     first = classes[0]
     df.attrs.update(
@@ -364,7 +279,8 @@ def _locate_auto(frames_list, n_frames, p, diameter_px, match_factor, progress, 
     return df
 
 
-def locate(image: np.ndarray, model=None, **kwargs) -> pd.DataFrame:
+def locate(image: np.ndarray, model=None, params: LocateParams | None = None,
+           **kwargs) -> pd.DataFrame:
     """Detect and localise beads in one frame (see :func:`locate_stack` for options).
 
     Parameters
@@ -373,8 +289,11 @@ def locate(image: np.ndarray, model=None, **kwargs) -> pd.DataFrame:
         One frame.
     model : None, "beadnet", path, or callable
         Candidate detector.
+    params : LocateParams, optional
+        The localiser's options (None: the defaults).
     **kwargs
-        Options of :func:`locate_stack`.
+        Options of :func:`locate_stack` (``workers`` ...) and fields of
+        :class:`~scopeflow.track.params.LocateParams` to change.
 
     Returns
     -------
@@ -384,4 +303,4 @@ def locate(image: np.ndarray, model=None, **kwargs) -> pd.DataFrame:
     img = np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"locate expects a 2-D frame, got shape {img.shape}; use locate_stack")
-    return locate_stack(img[None], model, **kwargs)
+    return locate_stack(img[None], model, params, **kwargs)

@@ -29,6 +29,7 @@ import pandas as pd
 from scopeflow.discover import BEADS_MARKER, IMAGE_SUFFIXES, read_beads_marker
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import tables
+from scopeflow.track.params import LinkParams, LocateParams
 
 log = logging.getLogger("scopeflow")
 
@@ -357,15 +358,16 @@ def locate_movie(
     model: str | None = "none",
     threads: int = 1,
     block: int = 256,
+    params: LocateParams | None = None,
     provenance: Mapping | None = None,
-    **opts,
+    **changes,
 ) -> pd.DataFrame:
     """Detect and localise the beads of every frame of a movie store; write the table.
 
     Frames are processed in blocks of ``block`` frames (bounded memory). The bead model (σ or
     template, polarity) is estimated on the first block and then held fixed, so the result
     is the same as one :func:`~scopeflow.track.locate.locate_stack` call on the whole movie
-    whenever ``block`` ≥ ``pilot_frames``.
+    (blocks hold at least ``pilot_frames`` frames).
 
     Parameters
     ----------
@@ -383,16 +385,20 @@ def locate_movie(
         Threads: frames localised in parallel (matched filter), torch threads of BeadNet.
     block : int
         Frames per block.
+    params : LocateParams, optional
+        The localiser's options (:class:`~scopeflow.track.params.LocateParams`; None: the
+        defaults).
     provenance : mapping, optional
         Run provenance (scopeflow version, config hash ...) to extend.
-    **opts
-        Options of :func:`~scopeflow.track.locate.locate_stack` (``profile``, ``sigma_px``,
-        ``snr_threshold``, ``prob_threshold``, ``min_snr`` ...).
+    **changes
+        Fields of :class:`~scopeflow.track.params.LocateParams` to change, by name
+        (``profile``, ``sigma_px``, ``snr_threshold`` ...); None values keep the default.
     """
     from scopeflow.track.locate import locate_stack
 
     frames, attrs = read_movie(zarr_path)
-    opts = {k: v for k, v in opts.items() if v is not None}
+    p = (params or LocateParams()).with_changes(
+        **{k: v for k, v in changes.items() if v is not None})
     net = None
     if model not in (None, "none", "matched_filter"):
         from scopeflow.track.beadnet import BeadNet
@@ -400,24 +406,23 @@ def locate_movie(
         net = BeadNet.load(None if model in ("beadnet", "default", "shipped") else model,
                            threads=max(1, int(threads)))
     n = int(frames.shape[0])
-    block = max(int(block), int(opts.get("pilot_frames", 50)), 1)
+    block = max(int(block), int(p.pilot_frames), 1)
     parts, first_attrs = [], {}
     t0 = time.perf_counter()
     for start in range(0, n, block):
         chunk = np.asarray(frames[start:start + block])
-        locs = locate_stack(chunk, net, first_frame=start, workers=max(1, int(threads)), **opts)
+        locs = locate_stack(chunk, net, p, first_frame=start, workers=max(1, int(threads)))
         if start == 0 and str(locs.attrs.get("profile", "")).startswith("auto"):
             first_attrs = dict(locs.attrs)  # hold the bead classes of the first block fixed
-            opts["classes"] = first_attrs["classes"]
+            p = p.with_changes(classes=first_attrs["classes"])
         elif start == 0:  # hold the bead model of the first block fixed
             first_attrs = dict(locs.attrs)
-            opts["sigma_px"] = first_attrs["sigma_px"]
-            opts["radius_px"] = first_attrs["radius_px"]
+            fixed = {"sigma_px": first_attrs["sigma_px"], "radius_px": first_attrs["radius_px"]}
             if first_attrs["profile"] == "template":
-                opts["profile"] = "template"
-                opts["template"] = np.asarray(first_attrs["template"])
-            if net is None and opts.get("invert") is None:
-                opts["invert"] = bool(first_attrs["polarity"] < 0)
+                fixed.update(profile="template", template=np.asarray(first_attrs["template"]))
+            if net is None and p.invert is None:
+                fixed["invert"] = bool(first_attrs["polarity"] < 0)
+            p = p.with_changes(**fixed)
         parts.append(locs)
         log.info("locate: frames %d-%d of %d, %d beads/frame, %.1f s", start,
                  min(start + block, n) - 1, n, len(locs) // max(len(chunk), 1),
@@ -442,7 +447,7 @@ def locate_movie(
         "psf_sigma_px": first_attrs.get("sigma_px"),
         "radius_px": first_attrs.get("radius_px"),
         "polarity": first_attrs.get("polarity"),
-        "options": {k: v for k, v in opts.items() if k not in ("template", "classes")},
+        "options": p.record(),
         "bead_classes": [{k: v for k, v in c.items() if k != "template"}
                          for c in first_attrs.get("classes", [])],
         "seconds": round(time.perf_counter() - t0, 3),
@@ -461,14 +466,9 @@ def track_movie(
     out_sample: str | Path,
     *,
     sample: str,
-    search_range_px: float = 5.0,
-    memory: int = 3,
-    adaptive_stop_px: float | None = None,
-    min_length: int = 25,
-    drift: bool = True,
-    max_lag: int = 100,
-    fit_lags: int = 10,
+    params: LinkParams | None = None,
     provenance: Mapping | None = None,
+    **changes,
 ) -> dict:
     """Link localisations into tracks and measure MSD and diffusion; write four tables.
 
@@ -487,6 +487,13 @@ def track_movie(
         :data:`MSD_COLUMNS` and :data:`SAMPLE_COLUMNS`. The sample summary is written last.
     sample : str
         Sample name (first column of every table).
+    params : LinkParams, optional
+        Linking and MSD options (:class:`~scopeflow.track.params.LinkParams`; None: the
+        defaults).
+    provenance : mapping, optional
+        Run provenance (scopeflow version, config hash ...) to extend.
+    **changes
+        Fields of :class:`~scopeflow.track.params.LinkParams` to change, by name.
 
     Returns
     -------
@@ -507,14 +514,8 @@ def track_movie(
     require_msd_frames(movie.get("n_frames"), (prov.get("inputs") or [sample])[0])
     locs = tables.read_table(locs_parquet)
     locs = locs.drop(columns=["sample"]).rename(columns={"y_px": "y", "x_px": "x"})
-    params = {"search_range_px": search_range_px, "memory": memory,
-              "adaptive_stop_px": adaptive_stop_px, "min_length": min_length, "drift": drift,
-              "max_lag": max_lag, "fit_lags": fit_lags}
-    res = track_pipeline(
-        locs, float(ps), float(fps), search_range=search_range_px, memory=memory,
-        adaptive_stop=adaptive_stop_px, min_length=min_length, drift=drift, max_lag=max_lag,
-        fit_lags=fit_lags, n_frames=movie.get("n_frames"),
-    )
+    p = (params or LinkParams()).with_changes(**changes)
+    res = track_pipeline(locs, float(ps), float(fps), p, n_frames=movie.get("n_frames"))
     tr = res["tracks"].rename(columns={"y": "y_px", "x": "x_px"})
     tr.insert(0, "sample", sample)
     tr["t_s"] = tr["frame"].to_numpy(float) / float(fps)
@@ -542,11 +543,11 @@ def track_movie(
             row[c] = row[c].astype(np.float64)
     if res["summary"]["n_tracks"] == 0:
         log.warning("%s: no track of at least %d frames (movie has %s frames); lower "
-                    "track.min_length or check the localisations", sample, min_length,
+                    "track.min_length or check the localisations", sample, p.min_length,
                     movie.get("n_frames"))
     run = dict(provenance or {})
     prov = {**prov, **run, "models": {**prov.get("models", {}), **run.get("models", {})},
-            "track": params}
+            "track": p.record()}
     tables.write_table(tr, out_tracks, prov)
     tables.write_table(per, out_diffusion, prov)
     tables.write_table(ens, out_msd, prov)
