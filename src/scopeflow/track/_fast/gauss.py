@@ -159,6 +159,72 @@ def _normal_eq(d, wm, ext, th, s, r, rn2, ey, dey, ex, dex, info, grad):  # prag
 
 
 @njit(cache=True, nogil=True)
+def _linear_start(d, w_i, e_i, ey, ex, rn2, th):  # pragma: no cover - compiled
+    """Weighted linear least squares for (N, b) at fixed position: ``th[2], th[3]``.
+
+    ``e_i``: known expected photons subtracted from the data (zeros when there are none).
+    Returns the number of weighted pixels.
+    """
+    k = d.shape[0]
+    a11 = a12 = a22 = b1 = b2 = 0.0
+    npix = 0.0
+    for u in range(k):
+        for v in range(k):
+            wv = w_i[u, v] / (max(d[u, v], 1.0) + rn2)
+            g = ey[u] * ex[v]
+            dd = d[u, v] - e_i[u, v]
+            a11 += wv * g * g
+            a12 += wv * g
+            a22 += wv
+            b1 += wv * g * dd
+            b2 += wv * dd
+            npix += w_i[u, v]
+    det = a11 * a22 - a12 * a12
+    if not abs(det) > 1e-12:
+        det = 1e-12
+    th[2] = (a22 * b1 - a12 * b2) / det
+    th[3] = max((a11 * b2 - a12 * b1) / det, 1e-2)
+    return npix
+
+
+@njit(cache=True, nogil=True)
+def _fisher_step(info, grad, a, step, th, lim):  # pragma: no cover - compiled
+    """One damped Fisher-scoring update of ``th`` (position steps and positions clamped)."""
+    q = th.shape[0]
+    for p in range(q):
+        for j in range(q):
+            a[p, j] = info[p, j]
+        a[p, p] += info[p, p] * 1e-6 + 1e-12
+    _solve_sym(a, grad, step)
+    for p in range(2):
+        step[p] = min(max(step[p], -0.75), 0.75)
+    for p in range(q):
+        th[p] += step[p]
+    for p in range(2):
+        th[p] = min(max(th[p], -lim), lim)
+
+
+@njit(cache=True, nogil=True)
+def _crlb(info, a, grad, step, out_row, col):  # pragma: no cover - compiled
+    """Diagonal of the regularised inverse information for y, x, N into ``out_row[col:col+3]``."""
+    q = info.shape[0]
+    big = 0.0
+    for p in range(q):
+        for j in range(q):
+            big = max(big, abs(info[p, j]))
+    for p in range(q):
+        for j in range(q):
+            a[p, j] = info[p, j]
+        a[p, p] += 1e-12 * big + 1e-300
+    # diagonal of the inverse: solve a z = e_p for p = 0, 1, 2
+    for p in range(3):
+        for j in range(q):
+            grad[j] = 1.0 if j == p else 0.0
+        _solve_sym(a, grad, step)
+        out_row[col + p] = step[p]
+
+
+@njit(cache=True, nogil=True)
 def _fit_gaussian_fixed(crops, wm, ext, oy, ox, sig, rn2, n_iter, tol, out):  # pragma: no cover
     n, k, _ = crops.shape
     r = k // 2
@@ -180,41 +246,14 @@ def _fit_gaussian_fixed(crops, wm, ext, oy, ox, sig, rn2, n_iter, tol, out):  # 
         # weighted linear start for (N, b) at the xcorr position
         _erf_w(oy[i], s, r, ey, dey)
         _erf_w(ox[i], s, r, ex, dex)
-        a11 = a12 = a22 = b1 = b2 = 0.0
-        npix = 0.0
-        for u in range(k):
-            for v in range(k):
-                wv = w_i[u, v] / (max(d[u, v], 1.0) + rn2)
-                g = ey[u] * ex[v]
-                dd = d[u, v] - e_i[u, v]
-                a11 += wv * g * g
-                a12 += wv * g
-                a22 += wv
-                b1 += wv * g * dd
-                b2 += wv * dd
-                npix += w_i[u, v]
-        det = a11 * a22 - a12 * a12
-        if not abs(det) > 1e-12:
-            det = 1e-12
         th[0] = oy[i]
         th[1] = ox[i]
-        th[2] = (a22 * b1 - a12 * b2) / det
-        th[3] = max((a11 * b2 - a12 * b1) / det, 1e-2)
+        npix = _linear_start(d, w_i, e_i, ey, ex, rn2, th)
         converged = False
         chi = 0.0
         for _ in range(n_iter):
             chi = _normal_eq(d, w_i, e_i, th, s, r, rn2, ey, dey, ex, dex, info, grad)
-            for p in range(4):
-                for q in range(4):
-                    a[p, q] = info[p, q]
-                a[p, p] += info[p, p] * 1e-6 + 1e-12
-            _solve_sym(a, grad, step)
-            for p in range(2):
-                step[p] = min(max(step[p], -0.75), 0.75)
-            for p in range(4):
-                th[p] += step[p]
-            for p in range(2):
-                th[p] = min(max(th[p], -lim), lim)
+            _fisher_step(info, grad, a, step, th, lim)
             # converged: this step moved the position by < tol px (the next one would move
             # it by far less: Fisher scoring converges quadratically near the optimum)
             if abs(step[0]) < tol and abs(step[1]) < tol:
@@ -224,20 +263,7 @@ def _fit_gaussian_fixed(crops, wm, ext, oy, ox, sig, rn2, n_iter, tol, out):  # 
             chi = _normal_eq(d, w_i, e_i, th, s, r, rn2, ey, dey, ex, dex, info, grad)
         # (when converged, the information and χ² of the last iteration are used: they were
         # taken < tol px from the final position, a relative change of ~tol/σ ≤ 0.1 %)
-        big = 0.0
-        for p in range(4):
-            for q in range(4):
-                big = max(big, abs(info[p, q]))
-        for p in range(4):
-            for q in range(4):
-                a[p, q] = info[p, q]
-            a[p, p] += 1e-12 * big + 1e-300
-        # diagonal of the inverse: solve a z = e_p for p = 0, 1, 2
-        for p in range(3):
-            for q in range(4):
-                grad[q] = 1.0 if q == p else 0.0
-            _solve_sym(a, grad, step)
-            out[i, 4 + p] = step[p]
+        _crlb(info, a, grad, step, out[i], 4)
         out[i, 0] = th[0]
         out[i, 1] = th[1]
         out[i, 2] = th[2]
@@ -396,59 +422,22 @@ def _fit_gaussian_free(crops, wm, oy, ox, sig, rn2, n_iter, smin, smax, out):  #
     step = np.empty(5)
     th = np.empty(5)
     a = np.empty((5, 5))
+    zero = np.zeros((k, k))  # no known extra photons in the free-σ fit
     for i in range(n):
         d = crops[i]
         w_i = wm[i]
         _erf_w(oy[i], sig[i], r, ey, dey)
         _erf_w(ox[i], sig[i], r, ex, dex)
-        a11 = a12 = a22 = b1 = b2 = 0.0
-        npix = 0.0
-        for u in range(k):
-            for v in range(k):
-                wv = w_i[u, v] / (max(d[u, v], 1.0) + rn2)
-                g = ey[u] * ex[v]
-                a11 += wv * g * g
-                a12 += wv * g
-                a22 += wv
-                b1 += wv * g * d[u, v]
-                b2 += wv * d[u, v]
-                npix += w_i[u, v]
-        det = a11 * a22 - a12 * a12
-        if not abs(det) > 1e-12:
-            det = 1e-12
         th[0] = oy[i]
         th[1] = ox[i]
-        th[2] = (a22 * b1 - a12 * b2) / det
-        th[3] = max((a11 * b2 - a12 * b1) / det, 1e-2)
+        npix = _linear_start(d, w_i, zero, ey, ex, rn2, th)
         th[4] = sig[i]
         for _ in range(n_iter):
             _normal_eq5(d, w_i, th, r, rn2, ey, dey, dsy, ex, dex, dsx, info, grad)
-            for p in range(5):
-                for q in range(5):
-                    a[p, q] = info[p, q]
-                a[p, p] += info[p, p] * 1e-6 + 1e-12
-            _solve_sym(a, grad, step)
-            for p in range(2):
-                step[p] = min(max(step[p], -0.75), 0.75)
-            for p in range(5):
-                th[p] += step[p]
-            for p in range(2):
-                th[p] = min(max(th[p], -lim), lim)
+            _fisher_step(info, grad, a, step, th, lim)
             th[4] = min(max(th[4], smin), smax)
         chi = _normal_eq5(d, w_i, th, r, rn2, ey, dey, dsy, ex, dex, dsx, info, grad)
-        big = 0.0
-        for p in range(5):
-            for q in range(5):
-                big = max(big, abs(info[p, q]))
-        for p in range(5):
-            for q in range(5):
-                a[p, q] = info[p, q]
-            a[p, p] += 1e-12 * big + 1e-300
-        for p in range(3):
-            for q in range(5):
-                grad[q] = 1.0 if q == p else 0.0
-            _solve_sym(a, grad, step)
-            out[i, 5 + p] = step[p]
+        _crlb(info, a, grad, step, out[i], 5)
         for p in range(5):
             out[i, p] = th[p]
         out[i, 8] = chi / max(npix - 5.0, 1.0)
