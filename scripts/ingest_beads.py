@@ -14,7 +14,7 @@ def main(smk):
     from scopeflow.io.readiness import planned_input, verify_unchanged
     from scopeflow.provenance import make_provenance
     from scopeflow.track.motion import MIN_MSD_FRAMES
-    from scopeflow.track.pipeline import ingest_movie
+    from scopeflow.track.movie import ingest_movie
 
     p = smk.params
     s = smk.wildcards.sample

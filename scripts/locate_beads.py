@@ -11,7 +11,7 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     from scopeflow.provenance import make_provenance
     from scopeflow.track.params import LocateParams
-    from scopeflow.track.pipeline import locate_movie
+    from scopeflow.track.stages import locate_movie
 
     p = smk.params
     s = smk.wildcards.sample

@@ -11,7 +11,7 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     from scopeflow.provenance import make_provenance
     from scopeflow.track.params import LinkParams
-    from scopeflow.track.pipeline import track_movie
+    from scopeflow.track.stages import track_movie
 
     s = smk.wildcards.sample
     o = smk.output

@@ -160,7 +160,7 @@ def _cmd_locate(args: argparse.Namespace) -> int:
 
 def _cmd_track(args: argparse.Namespace) -> int:
     from scopeflow.track import cli_track
-    from scopeflow.track.pipeline import movie_calibration
+    from scopeflow.track.movie import movie_calibration
 
     from scopeflow.discover import read_beads_marker
 
