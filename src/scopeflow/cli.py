@@ -144,7 +144,7 @@ def _locate_opts(args: argparse.Namespace) -> dict:
 
 
 def _cmd_locate(args: argparse.Namespace) -> int:
-    from scopeflow.track import cli_locate
+    from scopeflow.track.stages import cli_locate
 
     t0 = time.perf_counter()
     locs = cli_locate(args.input, args.output, model=_bead_model(args), **_locate_opts(args))
@@ -159,7 +159,7 @@ def _cmd_locate(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from scopeflow.track import cli_track
+    from scopeflow.track.stages import cli_track
     from scopeflow.track.movie import movie_calibration
 
     from scopeflow.discover import read_beads_marker

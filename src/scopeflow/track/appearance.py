@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scopeflow.track import _fast
+import scopeflow.track._fast as _fast
 from scopeflow.track.fit import _erf_weights
 from scopeflow.track.frame import _Detector, _localize_frame, estimate_sigma
 from scopeflow.track.params import LocateParams

@@ -23,7 +23,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.special import erf
 
-from scopeflow.track import _fast
+import scopeflow.track._fast as _fast
 from scopeflow.track.refine import _centred_freqs
 
 __all__ = ["fit_gaussian", "fit_template"]

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from scopeflow.track import _fast
+import scopeflow.track._fast as _fast
 
 __all__ = ["extract_crops", "find_peaks", "matched_filter"]
 

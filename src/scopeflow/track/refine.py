@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from scopeflow.track import _fast
+import scopeflow.track._fast as _fast
 from scopeflow.track.peaks import _border_median
 
 __all__ = ["refine_xcorr"]
