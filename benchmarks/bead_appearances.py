@@ -175,7 +175,7 @@ def _trackpy_scan(movie, truth, diam, invert, n_frames):
 
 def appearance_section(n_frames: int) -> None:
     from scopeflow.simulate.bead_appearance import simulate_appearance_movie
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     print(f"\n## 2. Appearance classes ({n_frames} frames 256², 25 beads, steps 0.7 px; "
           "match ≤ r/4; trackpy diameter scanned, minmass tuned on the truth)")
@@ -207,7 +207,7 @@ def appearance_section(n_frames: int) -> None:
 
 def spots_section(n_spots: int) -> None:
     from scopeflow.simulate.beads import crlb_gaussian, simulate_spots
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     tp = _tp()
     print(f"\n## 3. Gaussian spots (σ 1.5 px, b 10, {n_spots} per N, one core)")
@@ -239,7 +239,7 @@ def spots_section(n_spots: int) -> None:
 def bulk_water_section() -> None:
     from scopeflow.track import read_frames
     from scopeflow.track.analysis import track_pipeline
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     path = SHARED / "trackpy_bulk_water" / "frames"
     print("\n## 4. trackpy_bulk_water vs trackpy's walkthrough recipe (same 30 frames)")

@@ -41,7 +41,7 @@ def _tp():
 
 def spots_section(n_spots: int) -> None:
     from scopeflow.simulate.beads import crlb_gaussian, simulate_spots
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     tp = _tp()
     print(f"\n## 1. Isolated spots: σ 1.5 px, b 10 photons/px, Poisson, {n_spots} spots per N")
@@ -109,7 +109,7 @@ def _trackpy_tuned(movie, truth, diameter, invert):
 
 def detection_section(n_frames: int) -> None:
     from scopeflow.simulate.beads import simulate_movie
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     print(f"\n## 2. Detection on simulated movies ({n_frames} frames 256², 100 beads each, "
           "match ≤ 2 px)")
@@ -157,7 +157,7 @@ def diffusion_section(n_frames: int, n_beads: int, model) -> None:
         msd_fit_error,
         subtract_drift,
     )
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     tp = _tp()
     D, px, fps, min_len, lags = 0.1, 0.1, 20.0, 10, "auto"
@@ -226,7 +226,7 @@ def diffusion_section(n_frames: int, n_beads: int, model) -> None:
 def bulk_water_section() -> None:
     from scopeflow.track import read_frames
     from scopeflow.track.analysis import track_pipeline
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     path = SHARED / "trackpy_bulk_water" / "frames"
     print("\n## 4. trackpy bulk_water (30 frames, 100/285 µm/px, 24 fps; expected A = 4D ≈ "

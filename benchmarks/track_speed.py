@@ -54,7 +54,7 @@ def bench_movie(name, frames, tp_kw, invert, reps, threads, python_engine=False)
     """Print the 1-core and whole-movie rows for one movie; return the key ratios."""
     import trackpy as tp
 
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     n = len(frames)
     t0 = time.perf_counter()
@@ -138,7 +138,7 @@ def bench_beadnet(frames, threads, t_tp, n_frames=6):
     import torch
 
     from scopeflow.track.beadnet import BeadNet, normalize_frame
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     net = BeadNet.load(threads=threads)
     frames = frames[:n_frames]

@@ -16,7 +16,7 @@ from scopeflow.simulate.bead_appearance import (
 )
 from scopeflow.track import read_frames
 from scopeflow.track.detect import estimate_bead_classes, nms_radius, pixel_noise
-from scopeflow.track.locate import locate_stack
+from scopeflow.track.localize import locate_stack
 from scopeflow.track.units import rename_units
 
 

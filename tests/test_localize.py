@@ -20,7 +20,7 @@ from scopeflow.track.motion import (
     subtract_drift,
 )
 from scopeflow.track.fit import fit_gaussian
-from scopeflow.track.locate import locate, locate_stack
+from scopeflow.track.localize import locate, locate_stack
 from scopeflow.track.peaks import extract_crops
 from scopeflow.track.refine import refine_xcorr
 from scopeflow.track.templates import gaussian_template
@@ -410,7 +410,7 @@ def test_upsampled_xcorr_matches_direct_dft():
 
 
 def test_frame_threads_give_identical_tables():
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     movie, _ = simulate_movie(6, (96, 96), 25, 0.3, 0.1, 10.0, photons=600, seed=5)
     one = locate_stack(movie, workers=1)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from scopeflow.cli import build_parser
-from scopeflow.track.locate import locate_stack
+from scopeflow.track.localize import locate_stack
 from scopeflow.track.params import LinkParams, LocateParams
 
 REPO = Path(__file__).resolve().parents[1]

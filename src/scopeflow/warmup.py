@@ -33,7 +33,7 @@ def _smear() -> None:
 
 def _beads() -> None:
     from scopeflow.simulate.beads import render_frame
-    from scopeflow.track.locate import locate
+    from scopeflow.track.localize import locate
 
     y, x = np.array([12.0, 30.0, 44.0]), np.array([14.0, 33.0, 20.0])
     img = render_frame((56, 56), y, x, np.full(3, 3000.0), sigma_px=1.6, background=20.0)

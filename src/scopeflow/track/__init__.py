@@ -12,7 +12,7 @@ movie, figures, demo
     figure; the simulated demo movie.
 params
     :class:`LocateParams`, :class:`LinkParams`: the options, one default each.
-locate
+localize
     The localiser's driver: :func:`locate`, :func:`locate_stack` (bead model from pilot
     frames, then every frame on a thread pool).
 frame
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from scopeflow.track.analysis import track_pipeline
 from scopeflow.track.link import filter_stubs
-from scopeflow.track.locate import locate, locate_stack
+from scopeflow.track.localize import locate, locate_stack
 from scopeflow.track.motion import (
     DiffusionFit,
     compute_drift,

@@ -324,7 +324,7 @@ def localize_frame_classes(
     of the class's reference amplitude ``ref_photons`` (the median of the pilot frame's
     beads; brightfield beads of one size have similar contrast, echoes of halos do not).
 
-    Returns the column arrays of :data:`~scopeflow.track.locate.LOC_COLUMNS` (no
+    Returns the column arrays of :data:`~scopeflow.track.localize.LOC_COLUMNS` (no
     ``frame``) plus ``cls`` (class index) and ``match`` (profile correlation / expected).
     """
     cols = ("y", "x", "photons", "background", "ep_px", "sigma_px", "score", "snr", "chi2")

@@ -432,7 +432,7 @@ def validate(model, n_frames: int = 24, seed: int = 12345) -> dict:
     contrast 0.2). 128² frames, 25 beads each, 2 px match radius.
     """
     from scopeflow.simulate.beads import simulate_movie
-    from scopeflow.track.locate import locate_stack
+    from scopeflow.track.localize import locate_stack
 
     settings = {
         "gauss_n200": dict(profile="gaussian", photons=200, background=10),
@@ -461,7 +461,7 @@ def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
     lines = [
         "# BeadNet: bead-centre probability map (M2U-Net, 1 → 1)",
         "",
-        "Purpose: candidate detection for `scopeflow.track.locate.locate_stack(model=\"beadnet\")`.",
+        "Purpose: candidate detection for `scopeflow.track.localize.locate_stack(model=\"beadnet\")`.",
         "The network outputs a per-pixel probability of a bead centre (target: Gaussian blobs of",
         "σ = 1 px, peak 1, at true centres); non-maximum suppression at 0.5 gives candidates and",
         "cross-correlation + maximum-likelihood fitting gives the subpixel positions.",

@@ -1,6 +1,6 @@
 """Parameter objects of the bead localiser and linker, with one default each.
 
-:class:`LocateParams` holds the options of :func:`scopeflow.track.locate.locate_stack` and
+:class:`LocateParams` holds the options of :func:`scopeflow.track.localize.locate_stack` and
 :class:`LinkParams` those of :func:`scopeflow.track.analysis.track_pipeline`. A field that
 is a ``track.*`` config key has the key's name and the default that
 ``workflow/schemas/config.schema.yaml`` states (a test keeps the two equal); the command
@@ -60,7 +60,7 @@ class _Params:
 
 @dataclass
 class LocateParams(_Params):
-    """Options of the bead localiser (:func:`scopeflow.track.locate.locate_stack`).
+    """Options of the bead localiser (:func:`scopeflow.track.localize.locate_stack`).
 
     Parameters
     ----------

@@ -28,7 +28,7 @@ from scopeflow.errors import ScopeflowError
 from scopeflow.io import tables
 from scopeflow.io.atomic import atomic_path, write_text
 from scopeflow.track.analysis import track_pipeline
-from scopeflow.track.locate import locate_stack
+from scopeflow.track.localize import locate_stack
 from scopeflow.track.motion import require_msd_frames
 from scopeflow.track.movie import _movie_record, read_frames, read_movie
 from scopeflow.track.params import LinkParams, LocateParams
@@ -92,7 +92,7 @@ def locate_movie(
 
     Frames are processed in blocks of ``block`` frames (bounded memory). The bead model (σ or
     template, polarity) is estimated on the first block and then held fixed, so the result
-    is the same as one :func:`~scopeflow.track.locate.locate_stack` call on the whole movie
+    is the same as one :func:`~scopeflow.track.localize.locate_stack` call on the whole movie
     (blocks hold at least ``pilot_frames`` frames).
 
     Parameters
@@ -290,7 +290,7 @@ def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
         origin at the centre of pixel (0, 0)). Parent folders are created; the file is
         written to a temporary name and renamed, so it never exists half-written.
     **opts
-        Options of :func:`scopeflow.track.locate.locate_stack`; ``model`` defaults to
+        Options of :func:`scopeflow.track.localize.locate_stack`; ``model`` defaults to
         None (the matched filter; ``model="beadnet"`` for the shipped network).
 
     Returns
