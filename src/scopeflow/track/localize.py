@@ -128,11 +128,11 @@ def locate_stack(
     n_frames = len(frames_list)
     net = _resolve_model(model)
     if p.profile == "auto" and (net is not None or p.template is not None):
-        p.profile = "gaussian"
+        p = p.with_changes(profile="gaussian")
     if p.profile == "auto" and n_frames:
         return _locate_auto(frames_list, n_frames, p, progress, first_frame, workers)
     if p.profile == "auto":
-        p.profile = "gaussian"
+        p = p.with_changes(profile="gaussian")
     sigma0 = float(p.sigma_px) if p.sigma_px else 1.5
     n_pilot = min(n_frames, max(p.pilot_frames, 1))
 

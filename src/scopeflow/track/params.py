@@ -14,7 +14,7 @@ Both are built from the config's ``track:`` mapping with ``from_config`` and cha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,7 +58,7 @@ class _Params:
                 if f.name not in ("template", "classes")}
 
 
-@dataclass
+@dataclass(frozen=True)
 class LocateParams(_Params):
     """Options of the bead localiser (:func:`scopeflow.track.localize.locate_stack`).
 
@@ -143,9 +143,9 @@ class LocateParams(_Params):
     prob_threshold: float = 0.5
     min_snr: float = 4.0
     match_factor: float = 0.6
-    classes: list | None = None
+    classes: list | None = field(default=None, compare=False)
     radius_px: int | None = None
-    template: np.ndarray | None = None
+    template: np.ndarray | None = field(default=None, compare=False)
     invert: bool | None = None
     min_distance: int | None = None
     upsample: int = 10
