@@ -125,7 +125,7 @@ def locate_movie(
         **{k: v for k, v in changes.items() if v is not None})
     net = None
     if model not in (None, "none", "matched_filter"):
-        from scopeflow.track.beadnet import BeadNet
+        from scopeflow.models.beadnet import BeadNet
 
         net = BeadNet.load(None if model in ("beadnet", "default", "shipped") else model,
                            threads=max(1, int(threads)))
