@@ -15,6 +15,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from scopeflow.track.params import LinkParams
+
 __all__ = ["filter_stubs", "link"]
 
 
@@ -28,7 +30,7 @@ def _tp():
 def link(
     locs: pd.DataFrame,
     search_range_px: float,
-    memory: int = 3,
+    memory: int = LinkParams.memory,
     adaptive_stop_px: float | None = None,
     adaptive_step: float = 0.95,
     **kwargs,
@@ -75,7 +77,7 @@ def link(
     return t.sort_values(["particle", "frame"], kind="stable", ignore_index=True)
 
 
-def filter_stubs(tracks: pd.DataFrame, threshold: int = 25) -> pd.DataFrame:
+def filter_stubs(tracks: pd.DataFrame, threshold: int = LinkParams.min_length) -> pd.DataFrame:
     """Keep trajectories present in at least ``threshold`` frames (``trackpy.filter_stubs``)."""
     if len(tracks) == 0:
         return tracks.copy()

@@ -40,6 +40,7 @@ import pandas as pd
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.track.link import _tp
+from scopeflow.track.params import LinkParams
 
 __all__ = [
     "MIN_MSD_FRAMES",
@@ -179,7 +180,7 @@ def _msd_sums(tracks: pd.DataFrame, max_lag: int, drift_subtracted: bool = False
 
 
 def msd_per_particle(
-    tracks: pd.DataFrame, pixel_size_um: float, fps: float, max_lag: int = 100,
+    tracks: pd.DataFrame, pixel_size_um: float, fps: float, max_lag: int = LinkParams.max_lag,
     *, drift_subtracted: bool = False,
 ) -> pd.DataFrame:
     """Mean squared displacement of each particle.
@@ -219,7 +220,7 @@ def msd_per_particle(
 
 
 def ensemble_msd(
-    tracks: pd.DataFrame, pixel_size_um: float, fps: float, max_lag: int = 100,
+    tracks: pd.DataFrame, pixel_size_um: float, fps: float, max_lag: int = LinkParams.max_lag,
     *, drift_subtracted: bool = False,
 ) -> pd.DataFrame:
     """Ensemble MSD: all displacements of all particles pooled.
@@ -299,7 +300,7 @@ def _wls_line(t: np.ndarray, y: np.ndarray, n: np.ndarray, intercept: bool):
 
 def fit_diffusion(
     msd: pd.DataFrame,
-    max_lag: int | str = 10,
+    max_lag: int | str = LinkParams.fit_lags,
     *,
     ndim: int = 2,
     intercept: bool = True,
@@ -477,7 +478,7 @@ def diffusion_per_particle(
     tracks: pd.DataFrame,
     pixel_size_um: float,
     fps: float,
-    max_lag: int = 10,
+    max_lag: int = LinkParams.fit_lags,
     *,
     intercept: bool = False,
     drift_subtracted: bool = False,
