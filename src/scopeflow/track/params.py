@@ -76,8 +76,13 @@ class LocateParams(_Params):
         searched between d/8 and d/2 (LoG σ) and the suppression radius is d/2. None:
         estimated from the data.
     minmass : float, optional
-        "auto": drop beads whose trackpy ``mass`` is at most this
-        (:func:`scopeflow.track.mass.bead_mass`; the ``mass`` column, present only then).
+        "auto": the features are those ``trackpy.locate(diameter, minmass=minmass)``
+        selects (:func:`scopeflow.track.mass.bandpass_features`: band-pass maxima at least
+        ``diameter + 1`` apart, not within ``diameter // 2`` of an edge, trackpy ``mass``
+        above ``minmass``; the ``mass`` column, present only then), each placed by the bead
+        fit where its amplitude SNR reaches :data:`scopeflow.track.appearance.FIT_SNR`, else
+        at its band-pass centroid. None: scopeflow's own detection (SNR threshold, one per
+        bead, profile check).
     sigma_px : float, optional
         Bead σ (px). None: estimated by a pilot pass (starting at 1.5 px).
     snr_threshold : float
