@@ -162,7 +162,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from scopeflow.track.stages import cli_track
     from scopeflow.track.movie import movie_calibration
 
-    from scopeflow.discover import read_beads_marker
+    from scopeflow.io.discover import read_beads_marker
 
     t0 = time.perf_counter()
     meta = read_beads_marker(args.input)  # scopeflow_beads.json beside the frames, if any

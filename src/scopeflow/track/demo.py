@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from scopeflow.discover import BEADS_MARKER
+from scopeflow.io.discover import BEADS_MARKER
 from scopeflow.io.atomic import replace, temp_path
 
 __all__ = ["make_demo_movie"]

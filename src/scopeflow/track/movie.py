@@ -4,8 +4,8 @@ A movie is a folder of frame images (natural name order: ``frame_2`` before ``fr
 a (multi-page) TIFF, or an array. :func:`iter_frames` reads it one frame at a time and
 :func:`read_frames` all at once (images through :mod:`scopeflow.io.images`: RGB frames give
 their green channel); :func:`movie_calibration` finds the pixel size and frame rate;
-:func:`ingest_movie` copies the frames into an OME-Zarr image (t, y, x) through
-:mod:`scopeflow.io.ome_zarr`'s movie writer, and :func:`read_movie` opens it.
+:func:`ingest_movie` copies the frames into an OME-Zarr image (t, y, x) through the one NGFF
+writer (:mod:`scopeflow.io.ngff_write`), and :func:`read_movie` opens it.
 
 Coordinates: (y, x) in pixels with the origin at the centre of pixel (0, 0) (as trackpy).
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scopeflow.discover import BEADS_MARKER, read_beads_marker
+from scopeflow.io.discover import BEADS_MARKER, read_beads_marker
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.atomic import replace, temp_path
 from scopeflow.io.images import IMAGE_SUFFIXES, read_image, read_stack, to_frames, to_plane
@@ -265,7 +265,7 @@ def ingest_movie(
     InputImageError
         Empty folder, unreadable frame, or frames of different size or type (naming the file).
     """
-    from scopeflow.io import ome_zarr
+    from scopeflow.io import ngff_write
 
     cal = movie_calibration(path, pixel_size_um, fps, default_pixel_size_um=default_pixel_size_um,
                             default_fps=default_fps)
@@ -282,7 +282,7 @@ def ingest_movie(
     for n, (src, frame) in enumerate(iter_frames(path)):
         if arr is None:
             first = (src, frame.shape, frame.dtype)
-            arr = ome_zarr.create_movie(tmp, (n_cap, *frame.shape), frame.dtype, chunk=chunk)
+            arr = ngff_write.create_movie(tmp, (n_cap, *frame.shape), frame.dtype, chunk=chunk)
             lo, hi = (float(v) for v in np.percentile(frame, [0.5, 99.5]))
         elif frame.shape != first[1]:
             raise InputImageError(
@@ -322,7 +322,7 @@ def ingest_movie(
         "source": str(path), "sources": sources,
         "axes": "tyx (origin at the centre of pixel (0, 0))",
     }
-    ome_zarr.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
+    ngff_write.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
                           window=(lo, hi), attrs=attrs)
     replace(tmp, out_zarr)
     log.info("%s: %d frames of %dx%d %s, %.4g µm/px (%s), %.4g fps (%s), %.1f s", path, n_frames,
