@@ -193,3 +193,21 @@ def test_demo_and_cli_write_squid_layouts(tmp_path):
                      "--nx", "1", "--nz", "2", "--size", "64"]) == 0
         acq = read_acquisition(out)
         assert acq.save_mode == mode and len(acq.fovs) == 3 * 2
+
+
+def test_objective_from_the_metadata_in_fov_and_sample_tables(acquisitions, tmp_path):
+    """The objective named in the metadata ("20x" for 0.333 um pixels) is a FOV and a sample
+    column; without it in the metadata the column is empty."""
+    root, sim, paths = acquisitions
+    out = _library_tables(paths["multipage"], tmp_path / "mp")
+    assert (out["fovs"]["objective"] == "20x").all()
+    assert (out["sample"]["objective"] == "20x").all()
+    bare = write_layout(tmp_path / "bare", sim, "zarr")
+    params = json.loads((bare / "acquisition parameters.json").read_text())
+    del params["objective"]
+    (bare / "acquisition parameters.json").write_text(json.dumps(params))
+    fovs = pl.ingest("smear_raw", bare, tmp_path / "b.tsv", tmp_path / "b.npz", flatfield=False)
+    assert (fovs["objective"] == "20x").all()  # Squid's acquisition_channels.yaml names it too
+    (bare / "acquisition_channels.yaml").unlink()
+    fovs = pl.ingest("smear_raw", bare, tmp_path / "c.tsv", tmp_path / "c.npz", flatfield=False)
+    assert (fovs["objective"] == "").all()

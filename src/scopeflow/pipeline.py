@@ -163,6 +163,8 @@ def ingest_rows(
 
         rows, chosen, lit = _raw_rows(acq, zstack, focus_metric, keep)
         acq.fovs = chosen
+        for row in rows:
+            row["objective"] = acq.objective
         shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
@@ -414,7 +416,7 @@ def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
 
 #: Columns of the FOV list that hold text (file names); the others are numbers.
 _TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence", "region", "z_selection",
-                 "z_focus_scores"}
+                 "z_focus_scores", "objective"}
 
 
 def _tsv_value(column: str, text: str):
@@ -588,7 +590,7 @@ def _read_fov_inputs(row: Mapping) -> tuple:
 
 #: FOV list columns copied into each FOV's store attributes and from there into the FOV table.
 RAW_ATTRS = ("t", "region", "i", "j", "k", "n_z", "z_selection", "z_focus_scores", "x_mm", "y_mm",
-             "z_um", "bit_depth")
+             "z_um", "bit_depth", "objective")
 
 
 def write_images(
@@ -807,7 +809,7 @@ def measure_store(
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("Int64")
     for col in ("x_mm", "y_mm", "z_um", "saturated_fraction_raw"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("float64")
-    for col in ("region", "z_selection", "z_focus_scores"):
+    for col in ("region", "z_selection", "z_focus_scores", "objective"):
         fov_table[col] = fov_table[col].fillna("").astype(str)
     prov = {"segmentation": {k: seg.get(k) for k in ("method", "chunk", "params", "model_sha256")}}
     tables.write_table(fov_table, out_fovs, prov)

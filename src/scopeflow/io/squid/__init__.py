@@ -42,7 +42,7 @@ from scopeflow.io.octopi import (
     pixel_size_from_params,
 )
 from scopeflow.io.octopi import read_acquisition as _read_individual
-from scopeflow.io.squid.meta import metadata_bit_depth, timepoint_dirs
+from scopeflow.io.squid.meta import metadata_bit_depth, objective_name, timepoint_dirs
 from scopeflow.io.squid.planes import PlaneRef, read_source
 
 __all__ = [
@@ -172,8 +172,8 @@ def read_acquisition(
     Returns
     -------
     Acquisition
-        With ``save_mode`` and ``bit_depth`` (camera pixel format from the metadata, or None)
-        set. The pixel size comes from ``acquisition parameters.json`` (objective, sensor pixel,
+        With ``save_mode``, ``bit_depth`` (camera pixel format from the metadata, or None) and
+        ``objective`` (its name from the metadata, "" when unknown) set. The pixel size comes from ``acquisition parameters.json`` (objective, sensor pixel,
         tube lens), else from the container's metadata (OME ``PhysicalSizeX``, Zarr
         ``_squid.pixel_size_um``).
 
@@ -217,6 +217,7 @@ def read_acquisition(
         acq.pixel_size_um = float(meta_ps)
     acq.save_mode = mode
     acq.bit_depth = metadata_bit_depth(path, acq.modes)
+    acq.objective = objective_name(path, acq.params)
     select_regions(acq, regions)
     if not acq.fovs:
         raise AcquisitionError(

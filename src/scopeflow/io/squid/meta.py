@@ -26,6 +26,7 @@ __all__ = [
     "bit_depth_from_pixel_format",
     "channel_suffix",
     "metadata_bit_depth",
+    "objective_name",
     "timepoint_dirs",
     "true_max",
 ]
@@ -79,6 +80,36 @@ def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = ()) -> int | None:
         if b:
             bits.append(b)
     return max(bits) if bits else None
+
+
+def objective_name(path: Path, params: Mapping | None = None) -> str:
+    """Name of the objective the acquisition was taken with (e.g. ``"20x"``), "" when unknown.
+
+    From ``acquisition parameters.json`` (``objective.name``, or the magnification as
+    ``"<m>x"``), else the top-level ``objective`` of ``acquisition_channels.yaml`` (Squid).
+    """
+    obj = (params or {}).get("objective")
+    if isinstance(obj, str) and obj.strip():
+        return obj.strip()
+    if isinstance(obj, Mapping):
+        name = str(obj.get("name") or "").strip()
+        if name:
+            return name
+        mag = obj.get("magnification")
+        if isinstance(mag, (int, float)) and mag > 0:
+            return f"{mag:g}x"
+    ypath = Path(path) / CHANNELS_YAML
+    if ypath.is_file():
+        try:
+            import yaml
+
+            doc = yaml.safe_load(ypath.read_text()) or {}
+        except Exception:  # noqa: BLE001 - optional metadata: unreadable = absent
+            doc = {}
+        name = doc.get("objective") if isinstance(doc, dict) else None
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return ""
 
 
 def true_max(dtype, bit_depth: int | None, sample_max: int, or_bits: int) -> int:
