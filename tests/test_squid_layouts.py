@@ -29,8 +29,8 @@ def acquisitions(tmp_path_factory):
     return root, sim, paths
 
 
-def _library_tables(acq: Path, res: Path) -> dict[str, pd.DataFrame]:
-    pl.ingest("smear_raw", acq, res / "fovs.tsv", res / "ff.npz")
+def _library_tables(acq: Path, res: Path, **ingest) -> dict[str, pd.DataFrame]:
+    pl.ingest("smear_raw", acq, res / "fovs.tsv", res / "ff.npz", **ingest)
     pl.create_store(res / "fovs.tsv", res / "s.ome.zarr")
     pl.write_images(res / "fovs.tsv", res / "ff.npz", res / "s.ome.zarr", res / "dpc.json")
     pl.segment_store(res / "s.ome.zarr", res / "seg.json", method="classical")
@@ -211,3 +211,28 @@ def test_objective_from_the_metadata_in_fov_and_sample_tables(acquisitions, tmp_
     (bare / "acquisition_channels.yaml").unlink()
     fovs = pl.ingest("smear_raw", bare, tmp_path / "c.tsv", tmp_path / "c.npz", flatfield=False)
     assert (fovs["objective"] == "").all()
+
+
+def test_fluorescence_channel_in_every_layout_gives_the_same_parasitemia(tmp_path):
+    """The 405 nm fluorescence channel is read from every layout (individual files and the
+    planes of multi-page TIFF, OME-TIFF and Zarr containers): identical spot and parasitemia
+    tables."""
+    from scopeflow.parasites.stage import parasites_sample
+
+    sim = simulate_squid_frames(regions=("A1", "B1"), n_fovs=2, nz=2, nt=1, shape=(128, 128), seed=8,
+                                bits=12, parasites_per_ul=1e6)
+    assert sum(sim["rings"].values()) > 0
+    out = {}
+    for lay in LAYOUTS:
+        acq = write_layout(tmp_path / lay, sim, lay)
+        res = tmp_path / f"res_{lay}"
+        tabs = _library_tables(acq, res, fluorescence_channel="Fluorescence_405_nm_Ex")
+        assert (tabs["fovs"]["bit_depth"] == 12).all()  # the MONO16 fluorescence channel does not count
+        parasites_sample(res / "s.ome.zarr", res / "cells.parquet", res / "fovs.tsv", res / "spots.parquet",
+                         res / "pfovs.parquet", res / "psample.parquet", sample="s")
+        out[lay] = {t: pd.read_parquet(res / f"{t}.parquet") for t in ("spots", "pfovs", "psample")}
+    ref = out["octopi"]
+    assert len(ref["spots"]) > 0 and ref["psample"]["status"].iloc[0] == "ok", ref["psample"].iloc[0].to_dict()
+    for lay in LAYOUTS[1:]:
+        for t in ref:
+            pd.testing.assert_frame_equal(ref[t], out[lay][t], obj=f"{lay} {t}")

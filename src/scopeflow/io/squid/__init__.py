@@ -216,7 +216,7 @@ def read_acquisition(
     if acq.pixel_size_um is None and meta_ps:
         acq.pixel_size_um = float(meta_ps)
     acq.save_mode = mode
-    acq.bit_depth = metadata_bit_depth(path, acq.modes)
+    acq.bit_depth = metadata_bit_depth(path, acq.modes, channels=(LEFT, RIGHT))
     acq.objective = objective_name(path, acq.params)
     select_regions(acq, regions)
     if not acq.fovs:

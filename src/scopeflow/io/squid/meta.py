@@ -57,11 +57,17 @@ def bit_depth_from_pixel_format(fmt: str | None) -> int | None:
     return bits if 1 <= bits <= 16 else None
 
 
-def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = ()) -> int | None:
+def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = (),
+                       channels: Iterable[str] | None = None) -> int | None:
     """Largest bit depth of the channels' camera pixel formats, from ``acquisition_channels.yaml``
     (``channels[].camera_settings.pixel_format``) or ``configurations.xml`` (``PixelFormat``);
-    None when neither says."""
-    bits: list[int] = []
+    None when neither says.
+
+    ``channels`` (file-name forms, e.g. the DPC halves) restricts it to those channels, so that
+    a fluorescence channel saved at another depth does not change the brightfield's saturation
+    level; when none of them is listed every channel counts.
+    """
+    found: list[tuple[str, int]] = []
     ypath = Path(path) / CHANNELS_YAML
     if ypath.is_file():
         try:
@@ -74,11 +80,13 @@ def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = ()) -> int | None:
             cam = ch.get("camera_settings") if isinstance(ch, dict) else None
             b = bit_depth_from_pixel_format(cam.get("pixel_format")) if isinstance(cam, dict) else None
             if b:
-                bits.append(b)
+                found.append((channel_suffix(ch.get("name", "")), b))
     for m in modes:
         b = bit_depth_from_pixel_format(m.get("PixelFormat"))
         if b:
-            bits.append(b)
+            found.append((channel_suffix(m.get("Name", "")), b))
+    wanted = set(channels or ())
+    bits = [b for name, b in found if name in wanted] or [b for _, b in found]
     return max(bits) if bits else None
 
 
