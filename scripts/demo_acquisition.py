@@ -24,7 +24,8 @@ def main(smk):
         from scopeflow.simulate.squid import simulate_squid_acquisition
 
         simulate_squid_acquisition(smk.output[0], p.layout, regions=list(p.regions), n_fovs=p.ny * p.nx,
-                                   nz=p.nz, nt=p.nt, shape=(p.size, p.size), seed=p.seed)
+                                   nz=p.nz, nt=p.nt, shape=(p.size, p.size), seed=p.seed,
+                                   parasites_per_ul=p.parasites_per_ul if p.parasites_per_ul > 0 else None)
     write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
 
 
