@@ -236,3 +236,30 @@ def test_fluorescence_channel_in_every_layout_gives_the_same_parasitemia(tmp_pat
     for lay in LAYOUTS[1:]:
         for t in ref:
             pd.testing.assert_frame_equal(ref[t], out[lay][t], obj=f"{lay} {t}")
+
+
+def test_zarr_that_never_completes_fails_alone_through_snakemake(tmp_path):
+    """readiness.stalled_s: a store whose writer stopped (no acquisition_complete, no change) and
+    an aborted one fail with one line naming their zarr.json; the good sample finishes."""
+    sim = simulate_squid_frames(regions=("A1",), n_fovs=1, nz=1, nt=1, shape=(128, 128), seed=2, bits=12)
+    root = tmp_path / "acq"
+    write_layout(root / "good", sim, "zarr")
+    for name, extra in (("stalled", {}), ("aborted", {"aborted": True})):
+        meta = write_layout(root / name, sim, "zarr") / "plate.ome.zarr" / "A" / "1" / "0" / "zarr.json"
+        doc = json.loads(meta.read_text())
+        doc["attributes"]["_squid"].update({"acquisition_complete": False, **extra})
+        meta.write_text(json.dumps(doc))
+    work = tmp_path / "work"
+    work.mkdir()
+    _write_config(work, input_dir=str(root), segment={"method": "classical"},
+                  readiness={"quiet_s": 0, "stalled_s": 0}, parasites={"enabled": False})
+    proc = snakemake(work, "--cores", "2", "--keep-going", check=False)
+    res = work / "results"
+    assert proc.returncode != 0
+    assert len(pd.read_parquet(res / "good" / "fovs.parquet")) == 1
+    for name, needle in (("stalled", "readiness.stalled_s"), ("aborted", "aborted")):
+        assert not (res / name / "cells.parquet").exists()
+        logs = list((res / name / "logs").glob("*.log"))
+        errors = [ln for log in logs for ln in log.read_text().splitlines() if " ERROR " in ln]
+        assert len(errors) == 1, errors
+        assert f"{name}/plate.ome.zarr/A/1/0/zarr.json" in errors[0] and needle in errors[0], errors[0]

@@ -106,6 +106,7 @@ def _inside(child, parent):
 RESULTS = _results_dir(config["results_dir"])
 DEMO = config["demo"]
 QUIET_S = config["readiness"]["quiet_s"]
+STALLED_S = config["readiness"]["stalled_s"]
 MAIN = workflow.is_main_process  # only the main process plans; cluster jobs read its manifests
 # Another run holds this folder's lock (Snakemake takes its own after planning): a manifest
 # rewritten now could be older than that run's outputs and its new files would be lost.
@@ -269,7 +270,11 @@ def _plan(sample):
         return "error"
     if sample in _demo_samples() + _demo_bead_samples() and not os.path.exists(row["path"]):
         return "demo"
-    verdict = readiness.check_ready(row["path"], QUIET_S)
+    verdict = readiness.check_ready(row["path"], QUIET_S, stalled_s=STALLED_S)
+    if verdict.how == "failed":  # never completes (aborted, writer stopped): the sample fails alone
+        if not OTHER_RUN:
+            readiness.write_if_changed(manifest_record(sample, error=verdict.reason), mpath)
+        return "error"
     if not verdict.ready:
         print(f"scopeflow: sample {sample} ({row['path']}) is not complete, skipped: {verdict.reason}; "
               "the next run picks it up", file=sys.stderr)

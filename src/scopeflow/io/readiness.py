@@ -68,9 +68,13 @@ class Readiness:
         One line saying why (shown when the sample is skipped).
     how : str
         What decided: ``"marker"`` (a completion marker of the layout), ``"quiet"`` (the
-        quiet period) or ``"missing"`` (the path does not exist). A marker check may answer
-        ``"unconfirmed"`` (marker present, the data disagree, e.g. fewer images than
-        ``coordinates.csv`` lists): :func:`check_ready` then waits for the quiet period.
+        quiet period), ``"missing"`` (the path does not exist) or ``"failed"`` (the
+        acquisition will never complete: aborted, or its writer stopped; ``reason`` is then
+        the sample's one-line error). A marker check may answer ``"unconfirmed"`` (marker
+        present, the data disagree, e.g. fewer images than ``coordinates.csv`` lists):
+        :func:`check_ready` then waits for the quiet period; or ``"pending"`` (the layout's
+        marker says not yet): :func:`check_ready` waits, and fails the acquisition once
+        nothing under it changed for ``stalled_s``.
     """
 
     ready: bool
@@ -197,7 +201,9 @@ def _is_array(meta_file: Path) -> bool:
 def _squid_zarr_complete(path: Path) -> Readiness | None:
     """Squid's Zarr saving mode: every store's ``_squid`` attributes say ``acquisition_complete``.
 
-    Applies when some ``zarr.json`` / ``.zattrs`` under ``path`` carries a ``_squid`` block.
+    Applies when some ``zarr.json`` / ``.zattrs`` under ``path`` carries a ``_squid`` block. A
+    store marked ``aborted`` fails at once (Squid never completes it); one merely not complete
+    is ``"pending"`` (see :func:`check_ready`'s ``stalled_s``).
     """
     if not path.is_dir():
         return None
@@ -214,13 +220,21 @@ def _squid_zarr_complete(path: Path) -> Readiness | None:
             # (a group with digit-named children, e.g. a plate well's FOVs, is walked on)
     if not blocks:
         return None
-    pending = [p for p, b in blocks if not b.get("acquisition_complete")]
+    pending = [(p, b) for p, b in blocks if b.get("acquisition_complete") is not True]
+    aborted = [p for p, b in pending if b.get("aborted") is True]
+    if aborted:
+        return Readiness(
+            False,
+            f"{aborted[0] / 'zarr.json'}: Squid marked this store aborted (_squid.aborted: true), "
+            "so it never completes; re-acquire, or remove the sample from the drop folder",
+            "failed",
+        )
     if pending:
         return Readiness(
             False,
-            f"{pending[0]}: acquisition_complete is not set yet in its _squid attributes "
-            f"({len(blocks) - len(pending)} of {len(blocks)} stores complete)",
-            "marker",
+            f"{pending[0][0] / 'zarr.json'}: acquisition_complete is not set yet in its _squid "
+            f"attributes ({len(blocks) - len(pending)} of {len(blocks)} stores complete)",
+            "pending",
         )
     return Readiness(True, f"acquisition_complete in every Squid store ({len(blocks)})", "marker")
 
@@ -251,7 +265,8 @@ def newest_change(path: str | Path) -> float:
     return newest
 
 
-def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = None) -> Readiness:
+def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = None,
+                stalled_s: float | None = None) -> Readiness:
     """Whether the acquisition (or image file/folder) at ``path`` is complete.
 
     Parameters
@@ -263,6 +278,13 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
         completion marker is taken as complete.
     now : float, optional
         Current time (s since the epoch); default :func:`time.time`.
+    stalled_s : float, optional
+        An acquisition whose own marker says "not complete" (a Squid Zarr store without
+        ``acquisition_complete``) and under which nothing changed for this long is failed
+        (``how="failed"``, naming the store's ``zarr.json``): its writer stopped (crash, power
+        cut) and it will never complete. The wait is at least twice the acquisition's
+        time-lapse interval ``dt(s)`` (nothing is written between time points). None: wait
+        for ever.
 
     Returns
     -------
@@ -276,6 +298,8 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
         verdict = check(p)
         if verdict is None:
             continue
+        if verdict.how == "pending":
+            return _pending(p, verdict, now, stalled_s)
         if verdict.how != "unconfirmed":
             return verdict
         # a marker whose data disagree: wait for the quiet period, then trust the marker
@@ -291,6 +315,33 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
         f"last change {max(age, 0):.0f} s ago and no completion marker; taken as complete after "
         f"{quiet_s:g} s without changes (readiness.quiet_s)",
         "quiet",
+    )
+
+
+def _time_lapse_s(path: Path) -> float:
+    """The acquisition's time-lapse interval ``dt(s)`` when it has several time points, else 0."""
+    try:
+        params = json.loads((path / _PARAMS_FILE).read_text(encoding="utf-8"))
+        return float(params.get("dt(s)") or 0) if int(params.get("Nt") or 1) > 1 else 0.0
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+def _pending(path: Path, verdict: Readiness, now: float, stalled_s: float | None) -> Readiness:
+    """A marker saying "not yet": wait, or fail when nothing changed for ``stalled_s``."""
+    if stalled_s is None:
+        return Readiness(False, verdict.reason, "marker")
+    limit = max(float(stalled_s), 2.0 * _time_lapse_s(path))
+    age = now - newest_change(path)
+    if age < limit:
+        return Readiness(False, f"{verdict.reason}; an error if nothing changes for {limit:g} s "
+                                "(readiness.stalled_s)", "marker")
+    return Readiness(
+        False,
+        f"{verdict.reason.split(';')[0].split(' (')[0]} and nothing under the acquisition changed "
+        f"for {age:.0f} s (readiness.stalled_s {limit:g} s): Squid stopped writing it (crash or "
+        "abort); re-acquire, or remove the sample from the drop folder",
+        "failed",
     )
 
 
