@@ -9,7 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.io.readiness import file_manifest, write_if_changed
+    from scopeflow.io.readiness import file_manifest, timepoint_records, timepoint_units, write_if_changed
 
     p = smk.params
     if p.layout == "octopi":  # the legacy Octopi grid, one time point, 8-bit BMP
@@ -26,7 +26,12 @@ def main(smk):
         simulate_squid_acquisition(smk.output[0], p.layout, regions=list(p.regions), n_fovs=p.ny * p.nx,
                                    nz=p.nz, nt=p.nt, shape=(p.size, p.size), seed=p.seed,
                                    parasites_per_ul=p.parasites_per_ul if p.parasites_per_ul > 0 else None)
-    write_if_changed(dict(p.record, files=file_manifest(smk.output[0])), smk.output.manifest)
+    files = file_manifest(smk.output[0])
+    record = dict(p.record, files=files, timepoints=timepoint_units(files))
+    write_if_changed(record, smk.output.manifest)
+    per_tp = timepoint_records(record)
+    for dest in smk.output.timepoints:  # ingest/<tp>/inputs.json
+        write_if_changed(per_tp[Path(dest).parent.name], dest)
 
 
 run(main, snakemake)  # noqa: F821

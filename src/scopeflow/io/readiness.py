@@ -15,6 +15,11 @@ here, without reading pixels:
    it changes, so a changed file set (FOVs added to a processed acquisition) reruns exactly
    that sample, and the ingest job processes the files listed there and no others
    (:func:`verify_files`).
+3. **Which time points?** An acquisition saved in time-point folders (``{t}/``) is processed
+   time point by time point: :func:`complete_timepoints` finds the leading time points that
+   are complete while later ones are still being acquired, :func:`timepoint_records` splits a
+   manifest into one per time point (its own folder's files and those outside every time-point
+   folder). A new time point then adds its own jobs and leaves the finished ones alone.
 
 Kept light (standard library only): Snakemake imports it when it builds the workflow.
 """
@@ -31,16 +36,22 @@ from pathlib import Path
 from scopeflow.errors import ScopeflowError
 
 __all__ = [
+    "ALL_TIMEPOINTS",
     "DONE_FILE",
     "IGNORED_NAMES",
     "Readiness",
     "check_ready",
+    "complete_timepoints",
     "file_manifest",
     "newest_change",
     "planned_input",
+    "planned_timepoint",
     "read_manifest",
     "read_manifest_or_none",
     "register_marker_check",
+    "select_timepoints",
+    "timepoint_records",
+    "timepoint_units",
     "verify_unchanged",
     "verify_files",
     "write_if_changed",
@@ -54,6 +65,8 @@ DONE_FILES = (DONE_FILE, ".done")
 #: Files that never count as acquisition content (markers and operating-system clutter).
 IGNORED_NAMES = frozenset({*DONE_FILES, "Thumbs.db", "desktop.ini"})
 _PARAMS_FILE = "acquisition parameters.json"
+#: The unit of an input not split into time-point folders (DPC images, a folder without ``{t}/``).
+ALL_TIMEPOINTS = "all"
 
 
 @dataclass(frozen=True)
@@ -345,6 +358,91 @@ def _pending(path: Path, verdict: Readiness, now: float, stalled_s: float | None
     )
 
 
+def complete_timepoints(path: str | Path) -> list[str]:
+    """The leading time points of an acquisition that are complete while it is not.
+
+    For the layouts with one folder per time point holding that time point's images (Octopi /
+    Squid individual images, Squid multi-page TIFF): ``0/``, ``1/``, ... up to the first one
+    without Octopi's ``done`` (or Squid's ``.done``), or whose ``coordinates.csv`` lists more
+    FOVs than have images (individual images: still being copied). Empty for other layouts
+    (a container holds every time point: it is complete when the acquisition is) and when
+    nothing is complete.
+
+    Returns
+    -------
+    list of str
+        Time-point folder names, in order.
+    """
+    from scopeflow.errors import ScopeflowError as _Err
+    from scopeflow.io.squid import detect_save_mode
+
+    p = Path(path)
+    if not p.is_dir() or not (p / _PARAMS_FILE).is_file():
+        return []
+    try:
+        mode = detect_save_mode(p)
+    except _Err:
+        return []
+    if mode not in ("INDIVIDUAL_IMAGES", "MULTI_PAGE_TIFF"):
+        return []
+    tdirs = sorted((q for q in p.iterdir() if q.is_dir() and q.name.isdigit()), key=lambda q: int(q.name))
+    done = []
+    for t in tdirs:
+        if not any((t / name).is_file() for name in DONE_FILES):
+            break
+        if mode == "INDIVIDUAL_IMAGES" and _fewer_images_than_listed(p, [t]):
+            break
+        done.append(t.name)
+    return done
+
+
+def _tdir(name: str) -> str | None:
+    """The time-point folder a manifest name lies in (``"0/a.bmp"`` -> ``"0"``), else None."""
+    head, sep, _ = name.partition("/")
+    return head if sep and head.isdigit() else None
+
+
+def timepoint_units(files: Iterable[Iterable]) -> list[str]:
+    """Time-point folders holding files of a manifest, sorted by t; ``["all"]`` when none."""
+    units = {_tdir(f[0]) for f in files} - {None}
+    return sorted(units, key=int) or [ALL_TIMEPOINTS]
+
+
+def select_timepoints(files: Iterable[Iterable], units: Iterable[str]) -> list[list]:
+    """The files outside every time-point folder and those of the time points ``units``."""
+    keep = set(units)
+    return [list(f) for f in files if _tdir(f[0]) is None or _tdir(f[0]) in keep]
+
+
+def timepoint_records(record: Mapping) -> dict[str, dict]:
+    """Split a sample's manifest record into one record per time point.
+
+    Parameters
+    ----------
+    record : mapping
+        ``{"sample", "kind", "path", "files", "timepoints"}`` (``timepoints`` as
+        :func:`timepoint_units` gives; missing = ``["all"]``), or an error record
+        (``{"sample", "path", "error"}``).
+
+    Returns
+    -------
+    dict
+        Time point name -> record with the files of that time point (see
+        :func:`select_timepoints`) and ``timepoint`` (int, or None for ``"all"``: every
+        FOV). An error record gives ``{"all": record}``: the ingest job stops with its error.
+    """
+    if "files" not in record:
+        return {ALL_TIMEPOINTS: dict(record)}
+    out = {}
+    base = {k: v for k, v in record.items() if k != "timepoints"}
+    for unit in record.get("timepoints") or [ALL_TIMEPOINTS]:
+        if unit == ALL_TIMEPOINTS:
+            out[unit] = dict(base, timepoint=None)
+        else:
+            out[unit] = dict(base, files=select_timepoints(record["files"], [unit]), timepoint=int(unit))
+    return out
+
+
 def file_manifest(path: str | Path) -> list[list]:
     """The files of an acquisition: ``[relative name, size (bytes), mtime (ns)]``, sorted.
 
@@ -442,6 +540,12 @@ def verify_files(path: str | Path, files: Iterable[Iterable]) -> set[Path]:
             )
         out.add(f)
     return out
+
+
+def planned_timepoint(manifest: str | Path) -> int | None:
+    """The time point a time-point manifest (:func:`timepoint_records`) is for; None = all."""
+    t = read_manifest(manifest).get("timepoint")
+    return None if t is None else int(t)
 
 
 def planned_input(manifest: str | Path) -> tuple[str, list[list]]:

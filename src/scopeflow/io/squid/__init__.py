@@ -151,6 +151,7 @@ def read_acquisition(
     wavelength_um: float = DEFAULT_WAVELENGTH_UM,
     na: float | None = None,
     regions: Sequence[str] | None = None,
+    timepoints: Sequence[int] | None = None,
 ) -> Acquisition:
     """Parse an Octopi/Squid acquisition folder in any save mode (metadata only; no pixels).
 
@@ -168,6 +169,9 @@ def read_acquisition(
         Objective NA; overrides the metadata.
     regions : sequence of str, optional
         Keep only these regions (wells / named regions); default all.
+    timepoints : sequence of int, optional
+        Keep only these time points; default all. The multi-page TIFF stacks of the other
+        time points are not opened (a time point still being written does not matter).
 
     Returns
     -------
@@ -187,7 +191,7 @@ def read_acquisition(
     mode = detect_save_mode(path)
     if mode == "INDIVIDUAL_IMAGES":
         # without a region selection the legacy reader names the missing file itself
-        acq = _read_individual(path, pixel_size_um, () if regions else required_channels,
+        acq = _read_individual(path, pixel_size_um, () if regions or timepoints is not None else required_channels,
                                wavelength_um=wavelength_um, na=na)
         meta_ps = None
     else:
@@ -196,7 +200,7 @@ def read_acquisition(
         params = load_params(path)
         modes = _read_modes(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else []
         if mode == "MULTI_PAGE_TIFF":
-            fovs, info = multipage.read_fovs(path), {"pixel_size_um": None, "channels": []}
+            fovs, info = multipage.read_fovs(path, timepoints), {"pixel_size_um": None, "channels": []}
         elif mode == "OME_TIFF":
             fovs, info = ome_tiff.read_fovs(path)
         else:
@@ -219,6 +223,8 @@ def read_acquisition(
     acq.bit_depth = metadata_bit_depth(path, acq.modes, channels=(LEFT, RIGHT))
     acq.objective = objective_name(path, acq.params)
     select_regions(acq, regions)
+    if timepoints is not None:
+        acq.fovs = [f for f in acq.fovs if f.t in set(timepoints)]
     if not acq.fovs:
         raise AcquisitionError(
             f"{path}: no FOV in this acquisition; copy the complete acquisition folder"
