@@ -30,8 +30,10 @@ def main(smk):
     record = dict(p.record, files=files, timepoints=timepoint_units(files))
     write_if_changed(record, smk.output.manifest)
     per_tp = timepoint_records(record)
-    for dest in smk.output.timepoints:  # ingest/<tp>/inputs.json
-        write_if_changed(per_tp[Path(dest).parent.name], dest)
+    first = next(iter(per_tp))
+    for dest in smk.output.timepoints:  # ingest/inputs.json (first time point), ingest.<t>/inputs.json
+        folder = Path(dest).parent.name
+        write_if_changed(per_tp[first if folder == "ingest" else folder.split(".", 1)[1]], dest)
 
 
 run(main, snakemake)  # noqa: F821

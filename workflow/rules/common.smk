@@ -263,10 +263,18 @@ def manifest_record(sample, files=None, error=None):
     return record
 
 
-def timepoint_manifest(sample, unit):
+def _tp(unit, first):
+    """The {tp} wildcard of a time point: "" for the sample's first (single-time-point samples
+    keep ingest/, logs/ingest.log), ".<t>" for the later ones (ingest.1/, logs/ingest.1.log)."""
+    return "" if unit == first else f".{unit}"
+
+
+def timepoint_manifest(sample, unit, first=None):
     """The manifest of one time point of a smear sample (readiness.timepoint_records): the
-    input of that time point's ingest job."""
-    return f"{RESULTS}/{sample}/ingest/{unit}/inputs.json"
+    input of that time point's ingest job. ``first``: the sample's first time point (default:
+    from its planned manifest)."""
+    first = timepoints(sample)[0] if first is None else first
+    return f"{RESULTS}/{sample}/ingest{_tp(unit, first)}/inputs.json"
 
 
 def _write_manifests(sample, record, mpath):
@@ -274,8 +282,10 @@ def _write_manifests(sample, record, mpath):
     sample's changed."""
     changed = readiness.write_if_changed(record, mpath)
     if SAMPLES.loc[sample]["kind"] not in BEAD_KINDS:
-        for unit, rec in readiness.timepoint_records(record).items():
-            readiness.write_if_changed(rec, timepoint_manifest(sample, unit))
+        per_tp = readiness.timepoint_records(record)
+        first = next(iter(per_tp))
+        for unit, rec in per_tp.items():
+            readiness.write_if_changed(rec, timepoint_manifest(sample, unit, first))
     return changed
 
 
@@ -368,7 +378,7 @@ wildcard_constraints:
     sample=_one_of(list(SAMPLES["sample"])),
     demo_sample="demo_smear_[0-9]+",
     shard="[0-9]+",
-    tp="[0-9]+|all",
+    tp=r"|\.[0-9]+",  # "" = the first time point, ".1", ".2" ... the later ones
 
 
 FOVS_PER_JOB = config["sharding"]["fovs_per_job"]
@@ -441,8 +451,14 @@ def shard_unit(wildcards):
 
 
 def ingest_out(sample, unit, name):
-    """An output of a time point's ingest job (ingest.smk)."""
-    return f"{RESULTS}/{sample}/ingest/{unit}/{name}"
+    """An output of a time point's ingest job (ingest.smk): ingest/<name> for the first time
+    point, ingest.<t>/<name> for the others."""
+    return f"{RESULTS}/{sample}/ingest{_tp(unit, timepoints(sample)[0])}/{name}"
+
+
+def unit_of(wildcards):
+    """The time point of an ingest job, from its {tp} wildcard."""
+    return timepoints(wildcards.sample)[0] if not wildcards.tp else wildcards.tp[1:]
 
 
 def sample_fovs(sample):
@@ -453,7 +469,8 @@ def sample_fovs(sample):
 def previous_timepoint_fovs(wildcards):
     """The FOV list of the time point before this one (none for the first)."""
     units = timepoints(wildcards.sample)
-    k = units.index(wildcards.tp) if wildcards.tp in units else 0
+    unit = unit_of(wildcards)
+    k = units.index(unit) if unit in units else 0
     return [ingest_out(wildcards.sample, units[k - 1], "fovs.tsv")] if k > 0 else []
 
 
