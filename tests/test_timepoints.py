@@ -106,3 +106,34 @@ def test_tables_equal_a_run_on_the_complete_acquisition(runs):
         pd.testing.assert_frame_equal(got, want, obj=t)
     fovs = pd.read_parquet(runs["res"] / "fovs.parquet")
     assert len(fovs) == 8 and sorted(set(fovs["t"])) == [0, 1]
+
+
+@pytest.mark.parametrize("layout, expect", [
+    ("octopi", ["0"]), ("individual", ["0"]), ("multipage", ["0"]), ("ome_tiff", []), ("zarr", []),
+])
+def test_complete_timepoints_per_layout(tmp_path, layout, expect):
+    """The leading time points with their done file, in the layouts with one folder per time
+    point; containers (every time point in one file) only complete as a whole."""
+    sim = simulate_squid_frames(regions=("A1",), n_fovs=1, nz=1, nt=3, shape=(64, 64), seed=1)
+    acq = write_layout(tmp_path / layout, sim, layout)
+    if layout in ("octopi", "individual", "zarr"):  # a marker decides (the others: the quiet period)
+        assert readiness.check_ready(acq, quiet_s=1e9).ready
+    for f in (acq / "1").glob("*done"):
+        f.unlink()
+    (acq / ".done").unlink(missing_ok=True)
+    if layout in ("ome_tiff", "zarr"):  # still being written: not complete, nothing of it is
+        (acq / ("ome_tiff" if layout == "ome_tiff" else "plate.ome.zarr")).touch()
+    assert readiness.complete_timepoints(acq) == expect
+    if layout in ("octopi", "individual"):  # done copied before the images: not complete
+        for f in (acq / "0").glob("*.tiff"):  # coordinates.csv lists a FOV without images
+            f.unlink()
+        assert readiness.complete_timepoints(acq) == []
+    files = readiness.file_manifest(acq)
+    units = readiness.timepoint_units(files)
+    assert units == ["0", "1", "2"]
+    per_tp = readiness.timepoint_records({"sample": "s", "kind": "smear_raw", "path": str(acq),
+                                          "files": files, "timepoints": units})
+    assert [r["timepoint"] for r in per_tp.values()] == [0, 1, 2]
+    outside = [f for f in files if not f[0].split("/")[0].isdigit()]
+    for t, rec in per_tp.items():
+        assert sorted(rec["files"]) == sorted(outside + [f for f in files if f[0].startswith(f"{t}/")])
