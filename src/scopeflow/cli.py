@@ -211,6 +211,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
 def _cmd_parasites(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from scopeflow.io.atomic import atomic_path
     from scopeflow.parasites.classifier import check_crops, load_parasite_model, score_crops
 
     path = Path(args.crops)
@@ -228,14 +229,11 @@ def _cmd_parasites(args: argparse.Namespace) -> int:
     model, _ = load_parasite_model(args.weights)
     res = score_crops(crops, model=model)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w") as fh:
+    with atomic_path(out) as tmp, open(tmp, "w") as fh:
         fh.write("index,p_parasite,is_parasite,ood\n")
         for i, (p, c, o) in enumerate(zip(res["p_parasite"], res["is_parasite"], res["ood"],
                                           strict=True)):
             fh.write(f"{i},{p:.6f},{int(c)},{int(o)}\n")
-    tmp.replace(out)
     print(f"{path}: {len(crops)} crops, {int(res['is_parasite'].sum())} called parasite "
           f"(threshold {float(model.threshold):.4f}), {int(res['ood'].sum())} flagged OOD -> {out}")
     return 0

@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 from scopeflow.errors import InputImageError, ScopeflowError
+from scopeflow.io.images import IMAGE_SUFFIXES
 from scopeflow.io.ngff_image import is_ngff, list_images
 
 SMEAR_KINDS = ("smear_raw", "smear_dpc")
 BEAD_KINDS = ("beads",)
 KINDS = SMEAR_KINDS + BEAD_KINDS
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 #: A folder holding this file is a bead movie (kind ``beads``); its JSON may give
 #: ``pixel_size_um`` and ``fps`` (the bead demo writes it, users may add it by hand).
 BEADS_MARKER = "scopeflow_beads.json"

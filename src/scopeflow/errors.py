@@ -9,6 +9,10 @@ class InputImageError(ScopeflowError):
     """An input image is missing, unreadable or inconsistent."""
 
 
+class ImageNotFoundError(InputImageError, FileNotFoundError):
+    """An input image file does not exist (also a :class:`FileNotFoundError`)."""
+
+
 def os_error_line(exc: OSError) -> str:
     """One line for an operating-system error: the path, what failed, and what to do.
 

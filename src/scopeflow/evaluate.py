@@ -14,10 +14,10 @@ over combined ids), so scoring 5000 cells on a 2048² image takes well under a s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 from scipy import ndimage as ndi
+
+from scopeflow.io.images import read_image
 
 __all__ = [
     "AP_THRESHOLDS",
@@ -26,7 +26,6 @@ __all__ = [
     "evaluate_paths",
     "match_instances",
     "overlap_table",
-    "read_image",
     "to_instances",
 ]
 
@@ -301,56 +300,19 @@ def evaluate(pred, ref) -> dict[str, float]:
     }
 
 
-def read_image(path) -> np.ndarray:
-    """Read a 2-D image (PNG/BMP/JPEG via imageio, TIFF via tifffile).
-
-    Parameters
-    ----------
-    path : str or Path
-        Image file. RGB(A) images must have identical colour channels (e.g. label PNGs
-        saved as grey RGB); the first channel is returned.
-
-    Returns
-    -------
-    np.ndarray, shape (y, x)
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    if path.suffix.lower() in {".tif", ".tiff"}:
-        import tifffile
-
-        arr = tifffile.imread(path)
-    else:
-        import imageio.v3 as iio
-
-        arr = iio.imread(path)
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        rgb = arr[..., :3]
-        grey = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
-        if not grey:
-            raise ValueError(
-                f"{path}: colour image with differing channels; expected a grey label/mask image"
-            )
-        arr = rgb[..., 0]
-    arr = np.squeeze(arr)
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D image, got shape {arr.shape}")
-    return arr
-
-
 def evaluate_paths(pred_path, ref_path) -> dict[str, float]:
     """Score a segmentation file against a reference file.
 
     Parameters
     ----------
     pred_path, ref_path : str or Path
-        Label images or binary masks readable by :func:`read_image` (PNG, TIFF, ...).
+        Label images or binary masks (PNG, TIFF, ...), read as stored by
+        :func:`scopeflow.io.images.read_image` with the ``"grey"`` colour rule: RGB(A) images
+        must have identical channels (labels saved as grey RGB).
 
     Returns
     -------
     dict
         The scores of :func:`evaluate`.
     """
-    return evaluate(read_image(pred_path), read_image(ref_path))
+    return evaluate(read_image(pred_path, "grey", unit=False), read_image(ref_path, "grey", unit=False))

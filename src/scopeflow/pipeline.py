@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from scopeflow.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.errors import InputImageError, ScopeflowError
+from scopeflow.io.atomic import atomic_path, write_text
 from scopeflow.io.images import read_gray
 
 if TYPE_CHECKING:  # a job imports only what its stage uses (start-up time)
@@ -32,11 +32,7 @@ RIGHT = "BF_LED_matrix_right_half"
 
 
 def _atomic_json(obj: Mapping, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def ingest(kind: str, path: str | Path, out_fovs: str | Path, out_flatfield: str | Path,
@@ -248,13 +244,9 @@ def ingest_rows(
         row["wavelength_um"] = float(wavelength_um)
     if previous_fovs is not None:
         rows = read_fov_table(previous_fovs) + rows
-    Path(out_fovs).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(out_fovs) + ".tmp")
-    _write_fov_table(rows, tmp)
-    tmp_ff = Path(str(out_flatfield) + ".tmp.npz")
-    np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
-    os.replace(tmp_ff, out_flatfield)
-    os.replace(tmp, out_fovs)
+    with atomic_path(out_fovs) as tmp, atomic_path(out_flatfield) as tmp_ff:
+        _write_fov_table(rows, tmp)
+        np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
     log.info("%s: %d FOVs, pixel size %.4f um", path, len(rows), ps)
     return rows
 
@@ -577,15 +569,12 @@ OVERLAP_MAX_PIXELS = 16 * 2**20
 def _read_plane(path: str | Path) -> np.ndarray:
     """A 2-D image as stored (RGB: green), like :func:`~scopeflow.io.images.read_gray` unscaled;
     a plane reference (``<container>::<kind>:<indices>``) reads that plane of its container."""
-    from scopeflow.io.images import read_raw
+    from scopeflow.io.images import read_image
     from scopeflow.io.squid.planes import SEP, read_source
 
     if SEP in str(path):
         return read_source(path)
-    arr = read_raw(path)
-    if arr.ndim == 3:
-        arr = arr[..., 1] if arr.shape[-1] >= 3 else arr[..., 0]
-    return arr
+    return read_image(path, "green", unit=False)
 
 
 def _read_fov_inputs(row: Mapping) -> tuple:

@@ -21,12 +21,13 @@ Layout:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from scopeflow.io.atomic import atomic_path
 
 SPATIAL_COLUMNS = ("x_um", "y_um")
 
@@ -130,9 +131,7 @@ def write_cells_h5ad(cells: pd.DataFrame, path: str | Path, provenance: Mapping 
         raise ValueError(f"{path}: the cell table lacks column(s) {missing}")
     cells = cells.reset_index(drop=True)
     index = [f"{f}:{c}" for f, c in zip(cells["fov"], cells["cell_id"])]
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         _attrs(f, "anndata", "0.1.0")
         _dataframe(f, "obs", cells, index)
         _dataframe(f, "var", pd.DataFrame(), [])
@@ -147,5 +146,4 @@ def write_cells_h5ad(cells: pd.DataFrame, path: str | Path, provenance: Mapping 
         ds = f["uns"].create_dataset("scopeflow_json", data=json.dumps(prov, sort_keys=True, default=str),
                                      dtype=h5py.string_dtype("utf-8"))
         _attrs(ds, "string")
-    os.replace(tmp, path)
     return path

@@ -31,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import InputImageError
-from scopeflow.io.images import green_plane
-from scopeflow.io.images import to_unit_float as to_float01
+from scopeflow.io.images import read_image
 
 __all__ = [
     "CONFIG_FILE",
@@ -50,7 +49,6 @@ __all__ = [
     "na_from_params",
     "pixel_size_from_params",
     "read_acquisition",
-    "to_float01",
     "write_acquisition",
 ]
 
@@ -525,19 +523,6 @@ def _channel_words(channel: str) -> str:
 # --------------------------------------------------------------------------- pixels
 
 
-def _read_image_file(path) -> np.ndarray:
-    if not isinstance(path, Path):  # a plane inside a container (Squid stack / OME-TIFF / Zarr)
-        return path.read()
-    ext = path.suffix.lower()
-    if ext in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path, key=0)
-    import imageio.v3 as iio
-
-    return iio.imread(path)
-
-
 def load_channel(fov: FOV, channel: str) -> np.ndarray:
     """Load one channel of a FOV as a 2-D float32 image in [0, 1].
 
@@ -565,15 +550,8 @@ def load_channel(fov: FOV, channel: str) -> np.ndarray:
             f"{fov.expected_file(channel)}: missing {channel} image for FOV "
             f"{fov.i}_{fov.j}_{fov.k}; re-export the acquisition with this channel"
         )
-    try:
-        arr = _read_image_file(path if hasattr(path, "read") else Path(path))
-    except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad file
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AcquisitionError(
-            f"{path}: cannot read image ({type(exc).__name__}: {msg}); the file is truncated "
-            "or corrupt, re-copy it from the microscope or remove this FOV"
-        ) from None
-    return to_float01(green_plane(arr, str(path), AcquisitionError))
+    return read_image(path, "green", page=0, error=AcquisitionError,
+                      todo="re-copy it from the microscope or remove this FOV")
 
 
 def load_pair(fov: FOV, left: str = LEFT, right: str = RIGHT) -> tuple[np.ndarray, np.ndarray]:

@@ -591,14 +591,13 @@ def mark_complete(path: str | Path, flag: str | Path, summary: Mapping | None = 
     workflow rule declares the flag, not the store, as its output.
     """
     import json
-    import os
+
+    from scopeflow.io.atomic import write_text
 
     path, flag = Path(path), Path(flag)
     root = zarr.open_group(str(path), mode="r")
     info = store_complete(path) if LAYOUT_ATTR in root.attrs or "OME" in root else {
         "ngff_version": root.attrs.get("ome", {}).get("version")}
     record = {"store": path.name, **info, **dict(summary or {})}
-    tmp = flag.with_name(flag.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, flag)
+    write_text(flag, json.dumps(record, indent=2, sort_keys=True, default=str))
     return record

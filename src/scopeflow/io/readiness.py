@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.io.atomic import write_text
 
 __all__ = [
     "ALL_TIMEPOINTS",
@@ -481,10 +482,7 @@ def write_if_changed(record: Mapping, dest: str | Path) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, dest)
+    write_text(dest, text, unique=True)  # several watchers may write it at once
     return True
 
 

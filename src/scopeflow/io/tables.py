@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from scopeflow.io.atomic import atomic_path
 
 
 def write_table(df: pd.DataFrame, parquet_path: str | Path, provenance: Mapping | None = None) -> None:
@@ -22,18 +23,15 @@ def write_table(df: pd.DataFrame, parquet_path: str | Path, provenance: Mapping 
     numbers without ``.0``), booleans as ``True`` / ``False``, missing values empty.
     """
     parquet_path = Path(parquet_path)
-    parquet_path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"scopeflow"] = json.dumps(dict(provenance or {}), sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata(meta)
     csv_path = parquet_path.with_suffix(".csv")
-    tmp_pq = parquet_path.with_name(parquet_path.name + ".tmp")
-    tmp_csv = csv_path.with_name(csv_path.name + ".tmp")
-    pq.write_table(table, tmp_pq)
-    _write_csv(table, tmp_csv)
-    os.replace(tmp_csv, csv_path)
-    os.replace(tmp_pq, parquet_path)
+    with atomic_path(parquet_path) as tmp_pq, atomic_path(csv_path) as tmp_csv:
+        pq.write_table(table, tmp_pq)
+        _write_csv(table, tmp_csv)
+    # the CSV is renamed into place first, the Parquet file (the workflow's output) last
 
 
 def _write_csv(table: pa.Table, path: Path) -> None:

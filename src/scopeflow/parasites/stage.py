@@ -16,7 +16,6 @@ null, except ``n_rbc_counted``).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from scopeflow.errors import InputImageError
+from scopeflow.io.atomic import atomic_path
 from scopeflow.io.fluorescence import DEFAULT_CHANNEL, read_fluorescence
 
 log = logging.getLogger(__name__)
@@ -226,10 +226,8 @@ def parasites_sample(
                    "threshold": np.float64(thr)}
         sha = file_sha256(Path(p["weights"] or DEFAULT_WEIGHTS))
     if out_gallery is not None:
-        Path(out_gallery).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(out_gallery) + ".tmp.npz")
-        np.savez_compressed(tmp, **gallery)
-        os.replace(tmp, out_gallery)
+        with atomic_path(out_gallery) as tmp:
+            np.savez_compressed(tmp, **gallery)
     from scopeflow.io.tables import write_table
 
     prov = {**dict(provenance or {}), "parasite_model_sha256": sha}

@@ -19,7 +19,6 @@ The ONNX path does not import torch: :class:`OnnxRunner` needs only ONNX Runtime
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.io.atomic import atomic_path
 
 if TYPE_CHECKING:  # torch is imported where it is used: the ONNX path runs without it
     import torch
@@ -233,19 +233,18 @@ def export_onnx(net: M2UNet, out: str | Path, source_sha256: str, meta: dict | N
     out = Path(out)
     model = InferenceM2UNet(net.eval().cpu()).float()
     example = torch.zeros(1, int(net.in_channels), 4 * STRIDE, 4 * STRIDE)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.onnx.export(
-        model, (example,), str(tmp), input_names=["x"], output_names=["logits"],
-        dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
-        opset_version=OPSET, dynamo=False,
-    )
-    proto = onnx.load(str(tmp))
-    values = {SOURCE_KEY: source_sha256, "scopeflow.precision": "fp32"}
-    if meta is not None:
-        values[META_KEY] = json.dumps(meta, sort_keys=True)
-    _set_metadata(proto, values)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        torch.onnx.export(
+            model, (example,), str(tmp), input_names=["x"], output_names=["logits"],
+            dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
+            opset_version=OPSET, dynamo=False,
+        )
+        proto = onnx.load(str(tmp))
+        values = {SOURCE_KEY: source_sha256, "scopeflow.precision": "fp32"}
+        if meta is not None:
+            values[META_KEY] = json.dumps(meta, sort_keys=True)
+        _set_metadata(proto, values)
+        onnx.save(proto, str(tmp))
     return out
 
 
@@ -308,23 +307,21 @@ def quantize_int8(
             return next(self._it, None)
 
     pre = out.with_name(out.name + ".pre.onnx")
-    tmp = out.with_name(out.name + ".tmp")
     try:
-        quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
-        quantize_static(
-            str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
-            nodes_to_exclude=list(exclude),
-        )
-        source = {p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}
-        proto = onnx.load(str(tmp))
-        values = {SOURCE_KEY: source.get(SOURCE_KEY, ""), "scopeflow.precision": "int8"}
-        if META_KEY in source:
-            values[META_KEY] = source[META_KEY]
-        _set_metadata(proto, values)
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre), str(tmp), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                nodes_to_exclude=list(exclude),
+            )
+            source = {p.key: p.value for p in onnx.load(str(fp32_onnx)).metadata_props}
+            proto = onnx.load(str(tmp))
+            values = {SOURCE_KEY: source.get(SOURCE_KEY, ""), "scopeflow.precision": "int8"}
+            if META_KEY in source:
+                values[META_KEY] = source[META_KEY]
+            _set_metadata(proto, values)
+            onnx.save(proto, str(tmp))
     finally:
-        for p in (pre, tmp):
-            p.unlink(missing_ok=True)
+        pre.unlink(missing_ok=True)
     return out

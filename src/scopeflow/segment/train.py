@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.io import images
 from scopeflow.segment.m2unet import M2UNet
 from scopeflow.segment.unet import UNetPredictor, decode_maps, file_sha256, write_card_sha256
 
@@ -52,7 +53,6 @@ __all__ = [
 ]
 
 _CROSS = ndi.generate_binary_structure(2, 1)
-_IMAGE_EXT = {".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"}
 _STEM_SUFFIXES = (
     "_dpc", "_cp_masks", "_masks", "_mask", "_labels", "_label", "_seg", "_gt", "_img", "_image",
 )
@@ -63,18 +63,13 @@ ORIENT = ("dihedral", "dpc_x", "dpc_y", "none")
 
 # ----------------------------------------------------------------------------- I/O
 def read_image(path: str | Path) -> np.ndarray:
-    """Read a DPC image as float32 in [0, 1], shape (y, x).
+    """Read a training DPC image as float32 (y, x) in [0, 1].
 
-    uint8 is divided by 255, uint16 by 65535, floats are kept; an RGB(A) image
-    becomes the mean of its colour channels (Octopi PNGs repeat the DPC 3×).
+    :func:`scopeflow.io.images.read_image` with the ``"mean"`` colour rule: an RGB(A) image
+    becomes the mean of its colour channels (Octopi PNGs repeat the DPC 3x); uint8 / 255,
+    uint16 / 65535, floats kept.
     """
-    arr = _imread(path)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype, 1.0)
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        return (arr[..., :3].astype(np.float32).mean(-1) / scale).astype(np.float32)
-    if arr.ndim != 2:
-        raise ScopeflowError(f"image {path} is not 2-D (shape {arr.shape})")
-    return (arr.astype(np.float32) / scale).astype(np.float32)
+    return images.read_image(path, "mean")
 
 
 def read_instances(path: str | Path) -> np.ndarray:
@@ -83,29 +78,12 @@ def read_instances(path: str | Path) -> np.ndarray:
     A binary mask (one positive value, e.g. 0/255) becomes its 4-connected
     components; a label image keeps its ids.
     """
-    arr = _imread(path)
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    if arr.ndim != 2:
-        raise ScopeflowError(f"mask {path} is not 2-D (shape {arr.shape})")
+    arr = images.read_image(path, "first", unit=False)
     pos = arr[arr > 0]
     if pos.size and pos.min() == pos.max():
         lab, _ = ndi.label(arr > 0, structure=_CROSS)
         return lab.astype(np.int32)
     return arr.astype(np.int32)
-
-
-def _imread(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise ScopeflowError(f"file not found: {path}")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(path))
-    import imageio.v3 as iio
-
-    return np.asarray(iio.imread(path))
 
 
 def _key(path: Path) -> str:
@@ -127,7 +105,7 @@ def _expand(items: str | Path | Sequence[str | Path]) -> list[Path]:
     for it in items:
         p = Path(it)
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in _IMAGE_EXT)
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in images.IMAGE_SUFFIXES)
         elif p.is_file():
             out.append(p)
         else:

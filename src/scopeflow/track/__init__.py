@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from scopeflow.errors import InputImageError
+from scopeflow.io.atomic import atomic_path, write_text
 from scopeflow.track.link import (
     DiffusionFit,
     compute_drift,
@@ -56,14 +57,6 @@ __all__ = [
 ]
 
 
-def _green(arr: np.ndarray) -> np.ndarray:
-    if arr.ndim >= 3 and arr.shape[-1] in (3, 4):
-        return arr[..., 1]
-    if arr.ndim >= 3 and arr.shape[-1] == 2:  # grey + alpha
-        return arr[..., 0]
-    return arr
-
-
 def read_frames(path_or_stack) -> np.ndarray:
     """Read a movie as raw frames (t, y, x), keeping the stored dtype.
 
@@ -84,15 +77,10 @@ def read_frames(path_or_stack) -> np.ndarray:
     InputImageError
         Missing path, empty folder, unreadable or non-2-D images (naming the file).
     """
-    if isinstance(path_or_stack, np.ndarray):
-        arr = path_or_stack
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
-            arr = arr[..., 1]
-        elif arr.ndim == 4:
-            arr = _green(arr)
-        return arr[None] if arr.ndim == 2 else arr
-    from scopeflow.io.images import IMAGE_SUFFIXES, read_raw
+    from scopeflow.io.images import IMAGE_SUFFIXES, read_image, read_stack, to_frames
 
+    if isinstance(path_or_stack, np.ndarray):
+        return to_frames(path_or_stack)
     path = Path(path_or_stack)
     if path.is_dir():
         from scopeflow.track.pipeline import _natural_key  # frame_2 before frame_10
@@ -102,7 +90,7 @@ def read_frames(path_or_stack) -> np.ndarray:
         if not files:
             raise InputImageError(f"{path}: no frame images ({', '.join(IMAGE_SUFFIXES)}) in "
                                   "this folder; point to the folder that holds the frames")
-        frames = [_green(read_raw(f)) for f in files]
+        frames = [read_image(f, unit=False) for f in files]
         shapes = {f.shape for f in frames}
         if len(shapes) != 1:
             raise InputImageError(f"{path}: frames have different shapes {sorted(shapes)}; "
@@ -111,24 +99,8 @@ def read_frames(path_or_stack) -> np.ndarray:
     if not path.is_file():
         raise InputImageError(f"{path}: movie not found; give a frame folder, a TIFF or an image")
     if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        try:
-            arr = tifffile.imread(path)
-        except Exception as exc:  # noqa: BLE001
-            raise InputImageError(f"{path}: cannot read TIFF ({type(exc).__name__}); "
-                                  "re-export it") from exc
-        arr = np.asarray(arr)
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            arr = arr[..., 1]  # one RGB(A) page
-        elif arr.ndim == 4:
-            arr = _green(arr)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise InputImageError(f"{path}: expected frames (t, y, x), got shape {arr.shape}")
-        return arr
-    return _green(read_raw(path))[None]
+        return read_stack(path)
+    return read_image(path, unit=False)[None]
 
 
 def cli_locate(path_or_stack, out_csv, **opts) -> pd.DataFrame:
@@ -214,16 +186,11 @@ def cli_track(frames, out_csv, pixel_size_um: float | None, fps: float | None, *
                    bead_diameter_px=locs.attrs.get("diameter_px"),
                    bead_classes=[{k: v for k, v in c.items() if k != "template"}
                                  for c in locs.attrs.get("classes", [])])
-    tmp = Path(f"{stem}_summary.json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
-    tmp.replace(f"{stem}_summary.json")
+    write_text(f"{stem}_summary.json", json.dumps(summary, indent=2, default=float))
     _write_csv(res["tracks"], out_csv)  # last: its presence means everything was written
     return res
 
 
 def _write_csv(df: pd.DataFrame, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import time
@@ -26,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scopeflow.discover import BEADS_MARKER, IMAGE_SUFFIXES, read_beads_marker
+from scopeflow.discover import BEADS_MARKER, read_beads_marker
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import tables
+from scopeflow.io.atomic import atomic_path, replace, temp_path
+from scopeflow.io.images import IMAGE_SUFFIXES, read_image, to_plane
 
 log = logging.getLogger("scopeflow")
 
@@ -97,18 +98,8 @@ def frame_files(path: str | Path) -> list[Path]:
 
 
 def _plane(arr: np.ndarray, source: Path) -> np.ndarray:
-    """One 2-D frame: RGB/RGBA -> green, grey+alpha -> grey."""
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (2, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # planar RGB
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        arr = arr[..., 1]
-    elif arr.ndim == 3 and arr.shape[-1] == 2:
-        arr = arr[..., 0]
-    if arr.ndim != 2 or arr.size == 0:
-        raise InputImageError(f"{source}: expected 2-D frames (grey or RGB), got shape "
-                              f"{arr.shape}; export a single-channel time series")
-    return arr
+    """One 2-D frame: RGB/RGBA -> green, grey+alpha -> grey (:func:`scopeflow.io.images.to_plane`)."""
+    return to_plane(arr, "green", str(source), todo="export a single-channel time series")
 
 
 def iter_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
@@ -132,8 +123,6 @@ def iter_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     InputImageError
         Unreadable or non-2-D frames, naming the file.
     """
-    from scopeflow.io.images import read_raw
-
     for f in frame_files(path):
         if f.suffix.lower() in (".tif", ".tiff"):
             import tifffile
@@ -159,7 +148,7 @@ def iter_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
                     "or not an image: re-copy or re-export it"
                 ) from exc
         else:
-            yield str(f), _plane(read_raw(f), f)
+            yield str(f), read_image(f, "green", unit=False, todo="export a single-channel time series")
 
 
 def movie_calibration(
@@ -212,12 +201,6 @@ def movie_calibration(
         out[key] = value
         out[f"{key}_from"] = origin
     return out
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        shutil.rmtree(final) if final.is_dir() else final.unlink()
-    os.replace(tmp, final)
 
 
 def ingest_movie(
@@ -276,7 +259,7 @@ def ingest_movie(
                             default_fps=default_fps)
     out_zarr = Path(out_zarr)
     out_zarr.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_zarr.with_name(out_zarr.name + ".tmp")
+    tmp = temp_path(out_zarr)
     if tmp.exists():
         shutil.rmtree(tmp)
     t0 = time.perf_counter()
@@ -329,7 +312,7 @@ def ingest_movie(
     }
     ome_zarr.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
                           window=(lo, hi), attrs=attrs)
-    _replace_dir(tmp, out_zarr)
+    replace(tmp, out_zarr)
     log.info("%s: %d frames of %dx%d %s, %.4g µm/px (%s), %.4g fps (%s), %.1f s", path, n_frames,
              first[1][0], first[1][1], first[2], ps, cal["pixel_size_um_from"], f, cal["fps_from"],
              time.perf_counter() - t0)
@@ -622,12 +605,9 @@ def tracks_figure(
                  f"{int(s['n_tracks'])} tracks, D = {s['D_um2_s']:.4g} µm²/s "
                  f"({s['detector']})")
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, out_png)
 
 
 def make_demo_movie(
@@ -661,7 +641,7 @@ def make_demo_movie(
     movie, truth = simulate_movie(n_frames, (size, size), n_beads, D_um2_s, pixel_size_um, fps,
                                   sigma_px=1.5, photons=(500.0, 3000.0), background=20.0,
                                   seed=seed)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = temp_path(out)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -674,5 +654,5 @@ def make_demo_movie(
                            "make_demo_movie); truth.csv holds the true positions (px)",
             "simulation": params}
     (tmp / BEADS_MARKER).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    _replace_dir(tmp, out)
+    replace(tmp, out)
     return out

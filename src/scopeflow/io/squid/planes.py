@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import InputImageError
-from scopeflow.io.images import green_plane
+from scopeflow.io.images import decode, to_plane
 
 __all__ = ["SEP", "KINDS", "PlaneRef", "is_plane_ref", "parse_source", "read_source"]
 
@@ -158,14 +158,8 @@ def read_source(source: str | Path | PlaneRef, *, colour: bool = False) -> np.nd
         if isinstance(src, PlaneRef):
             with quiet_tifffile():
                 arr = _read_ref(src)
-        elif path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path, key=0)
         else:
-            import imageio.v3 as iio
-
-            arr = iio.imread(path)
+            arr = decode(path, page=0)
     except InputImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - every decoder failure means a bad file
@@ -174,4 +168,7 @@ def read_source(source: str | Path | PlaneRef, *, colour: bool = False) -> np.nd
             f"{src}: cannot read image ({type(exc).__name__}: {msg}); the file is truncated "
             "or corrupt, re-copy it from the microscope"
         ) from None
-    return green_plane(arr, str(src))
+    if colour:
+        return np.asarray(arr)
+    return to_plane(arr, "green", str(src), todo="re-export the acquisition as one grey/RGB image "
+                    "per FOV and channel")
