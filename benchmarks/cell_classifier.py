@@ -3,7 +3,7 @@
 Held-back images (never used in training): real ``dpc_1024_00`` and ``dpc_2048_01`` (U-Net
 cells labelled by matching the reference masks, plus corrupted contours of their good cells)
 and 12 simulated 384² smears with seeds 5000–5011 (6 in focus, 6 defocused by 6–30 µm).
-See :mod:`scopeflow.qc.train_quality` for how labels are made.
+See :mod:`scopeflow.qc.quality_labels` for how labels are made.
 
 Prints the label mix, balanced accuracy (threshold 0.5) and ROC AUC overall and per subset,
 and the fraction of each kind of cell called good.
@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from scopeflow.qc.cell_classifier import predict_crops
-from scopeflow.qc.train_quality import balanced_accuracy, build_examples, roc_auc
+from scopeflow.qc.quality_labels import build_examples
+from scopeflow.qc.train_quality import balanced_accuracy, roc_auc
 
 
 def _scores(y, p) -> dict:

@@ -59,8 +59,10 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from scopeflow.evaluate import evaluate
-from scopeflow.segment.train import read_image, read_instances, train
-from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor
+from scopeflow.segment.train import train
+from scopeflow.segment.train_data import read_image, read_instances
+from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS
+from scopeflow.segment.unet import UNetPredictor
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", HERE.parent.parent / "shared" / "data"))

@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from scopeflow.io.images import read_gray
-    from scopeflow.segment.m2unet import InferenceM2UNet
-    from scopeflow.segment.runtime import onnx_path
-    from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor
+    from scopeflow.models.m2unet import InferenceM2UNet
+    from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, onnx_path
+    from scopeflow.segment.unet import UNetPredictor
 
     torch.set_num_threads(args.threads)
     shared = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))

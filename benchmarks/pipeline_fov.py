@@ -106,7 +106,8 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path, n_floor: in
 
     from scopeflow.io import ome_zarr
     from scopeflow.pipeline import read_fov_table
-    from scopeflow.segment.unet import UNetPredictor, _pad16
+    from scopeflow.models.m2unet_files import pad_to_stride as _pad16
+    from scopeflow.segment.unet import UNetPredictor
 
     rows = read_fov_table(fovs_tsv)
     store = results / sample / f"{sample}.ome.zarr"

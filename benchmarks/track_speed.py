@@ -137,7 +137,7 @@ def bench_beadnet(frames, threads, t_tp, n_frames=6):
     """BeadNet forward variants and the whole BeadNet path on the first frames."""
     import torch
 
-    from scopeflow.track.beadnet import BeadNet, normalize_frame
+    from scopeflow.models.beadnet import BeadNet, normalize_frame
     from scopeflow.track.localize import locate_stack
 
     net = BeadNet.load(threads=threads)

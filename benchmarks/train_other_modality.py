@@ -21,7 +21,7 @@ Datasets (``../shared/data``, see each folder's SOURCE.md):
 
 Both modalities are orientation-free, so ``--orient dihedral``; bacteria are
 ≈ 10 px wide, so their contour ring is 1 px (nuclei: 2 px). Predictions are
-decoded with :func:`scopeflow.segment.unet.decode_maps` defaults (``t_body`` 0.5)
+decoded with :func:`scopeflow.segment.decode.decode_maps` defaults (``t_body`` 0.5)
 without the RBC size limit (bacteria reach 156 px).
 
 For context the script also prints a generic classical baseline written here
@@ -54,9 +54,11 @@ import torch
 from scipy import ndimage as ndi
 
 from scopeflow.evaluate import evaluate
-from scopeflow.segment.m2unet import M2UNet
-from scopeflow.segment.train import read_image, read_instances, train
-from scopeflow.segment.unet import decode_maps, load_weights
+from scopeflow.models.m2unet import M2UNet
+from scopeflow.segment.train import train
+from scopeflow.segment.train_data import read_image, read_instances
+from scopeflow.models.m2unet_files import load_weights
+from scopeflow.segment.decode import decode_maps
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", HERE.parent.parent / "shared" / "data"))

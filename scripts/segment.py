@@ -12,16 +12,15 @@ def main(smk):
     import json
 
     from scopeflow.pipeline import segment_store
+    from scopeflow.segment.params import SegmentParams
 
     p = smk.params
     fovs = json.loads(Path(smk.input.record).read_text())["fovs"]
-    kwargs = {}
-    if p.method == "unet":
-        kwargs = {"device": p.device, "threads": smk.threads, "backend": p.backend,
-                  "precision": p.precision}
+    params = SegmentParams(method=p.method, chunk=p.chunk, threads=smk.threads, device=p.device,
+                           backend=p.backend, precision=p.precision)
     segment_store(
-        p.zarr, smk.output.record, fovs=fovs, method=p.method, chunk=p.chunk,
-        predictor_kwargs=kwargs, threads=smk.threads,
+        p.zarr, smk.output.record, fovs=fovs, method=params.method, chunk=params.chunk,
+        predictor_kwargs=params.predictor_kwargs(), threads=params.threads,
     )
 
 

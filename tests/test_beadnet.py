@@ -7,14 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from scopeflow.track.beadnet import (
-    BeadNet,
-    WeightsError,
-    default_weights,
-    normalize_frame,
-    train_beadnet,
-    write_model_card,
-)
+from scopeflow.models.beadnet import BeadNet, default_weights, normalize_frame
+from scopeflow.models.weights import WeightsError
+from scopeflow.track.beadnet import train_beadnet, write_model_card
 
 
 def test_shipped_weights_load_with_sha256():

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from scopeflow.models.weights import WeightsError
 from scopeflow.qc.cell_classifier import (
     DEFAULT_WEIGHTS,
     cell_centroids,
@@ -15,16 +16,14 @@ from scopeflow.qc.cell_classifier import (
     predict_crops,
     predict_good,
 )
-from scopeflow.qc.train_quality import (
+from scopeflow.qc.quality_labels import (
     CORRUPTIONS,
-    balanced_accuracy,
     classify_predictions,
     corrupt_cell,
     real_examples,
-    roc_auc,
     sim_examples,
 )
-from scopeflow.segment.unet import WeightsError
+from scopeflow.qc.train_quality import balanced_accuracy, roc_auc
 
 
 def _disk(shape, cy, cx, r):
@@ -139,7 +138,7 @@ def test_weights_checked(tmp_path):
 def test_heldout_balanced_accuracy(shared, torch_one_thread):
     """Shipped weights on images never used in training: dpc_1024_00 (U-Net cells vs the
     reference + corrupted contours) and 4 held-back simulated smears (2 in focus, 2 defocused)."""
-    from scopeflow.segment.train import read_image
+    from scopeflow.segment.train_data import read_image
     from scopeflow.segment.unet import UNetPredictor
 
     pred = UNetPredictor(device="cpu", threads=1)
@@ -155,7 +154,7 @@ def test_heldout_balanced_accuracy(shared, torch_one_thread):
     assert balanced_accuracy(y, p) >= 0.9
     assert roc_auc(y, p) >= 0.95
     # the public API on the real image agrees with the crop path
-    from scopeflow.qc.train_quality import _segment
+    from scopeflow.qc.quality_labels import _segment
 
     dpc = read_image(img)
     lab = _segment(dpc, pred)

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from scopeflow.models.weights import WeightsError
 from scopeflow.qc.defocus import (
     DEFAULT_WEIGHTS,
     defocus_patch_predictions,
@@ -15,7 +16,6 @@ from scopeflow.qc.defocus import (
     load_defocus_model,
     simulate_defocus_views,
 )
-from scopeflow.segment.unet import WeightsError
 
 
 def test_image_patches():

@@ -8,18 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from scopeflow.models.m2unet import M2UNet, count_parameters
+from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, load_weights
+from scopeflow.models.weights import WeightsError, write_card_sha256
+from scopeflow.provenance import file_sha256
 from scopeflow.segment.base import Predictor
-from scopeflow.segment.m2unet import M2UNet, count_parameters
-from scopeflow.segment.unet import (
-    DEFAULT_WEIGHTS,
-    UNetPredictor,
-    WeightsError,
-    _probabilities,
-    decode_maps,
-    file_sha256,
-    load_weights,
-    write_card_sha256,
-)
+from scopeflow.segment.decode import decode_maps
+from scopeflow.segment.unet import UNetPredictor, _probabilities
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

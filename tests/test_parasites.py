@@ -226,8 +226,8 @@ def test_acquisition_without_channel_lists_no_files(tmp_path):
 
 
 def test_shipped_classifier_is_checked_and_separates_shared_crops(shared, tmp_path, torch_one_thread):
+    from scopeflow.models.weights import WeightsError
     from scopeflow.parasites.classifier import DEFAULT_WEIGHTS, score_crops
-    from scopeflow.segment.unet import WeightsError
 
     d = shared / "octopi_malaria_spots"
     pos = np.load(d / "conformal_set_pos.npy")[::8]

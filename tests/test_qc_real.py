@@ -27,7 +27,7 @@ def scored_cells():
     from scopeflow.qc.usefulness import best_iou, flag_sample
     from scopeflow.segment import make_predictor
     from scopeflow.segment.chunked import segment_image
-    from scopeflow.segment.unet import DEFAULT_WEIGHTS
+    from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS
 
     repo = Path(__file__).resolve().parents[1]
     data = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", repo.parent / "shared" / "data"))

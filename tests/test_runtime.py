@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from scopeflow.errors import ScopeflowError
-from scopeflow.segment.m2unet import InferenceM2UNet, M2UNet
+from scopeflow.models.m2unet import InferenceM2UNet, M2UNet
+from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, onnx_path, pad_to_stride as _pad16
+from scopeflow.models.runtime import OnnxRunner, TorchRunner, export_onnx, quantize_int8
+from scopeflow.models.torch_check import TorchReference
+from scopeflow.models.weights import WeightsError, card_sha256
+from scopeflow.provenance import file_sha256
 from scopeflow.segment.chunked import segment_image
-from scopeflow.segment.runtime import OnnxRunner, TorchRunner, export_onnx, onnx_path, quantize_int8
-from scopeflow.segment.torch_check import TorchReference
-from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor, WeightsError, _pad16, card_sha256, file_sha256
+from scopeflow.segment.unet import UNetPredictor
 
 pytest.importorskip("onnxruntime")
 
@@ -156,7 +159,7 @@ def test_int8_and_onnx_labels_agree_with_fp32_on_real_data(shared, torch_one_thr
 def test_max_cross_equals_grey_dilation():
     from scipy import ndimage as ndi
 
-    from scopeflow.segment.unet import _max_cross
+    from scopeflow.segment.decode import _max_cross
 
     a = np.random.default_rng(0).integers(0, 50, size=(37, 41)).astype(np.int32)
     cross = ndi.generate_binary_structure(2, 1)
@@ -257,7 +260,8 @@ def test_shipped_reference_logits_are_torch_on_their_tile(torch_one_thread):
     """The shipped check file: torch's logits of the trained weights on its tile, checked at load."""
     import torch
 
-    from scopeflow.segment.unet import load_check_tile, load_weights, network_from_weights
+    from scopeflow.models.m2unet import network_from_weights
+    from scopeflow.models.m2unet_files import load_check_tile, load_weights
 
     loaded = load_weights(DEFAULT_WEIGHTS)
     check = load_check_tile(DEFAULT_WEIGHTS, loaded["sha256"])

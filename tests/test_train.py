@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from scopeflow.errors import ScopeflowError
-from scopeflow.segment.train import make_target, pair_images_masks, train, train_main
-from scopeflow.segment.unet import UNetPredictor, load_weights
+from scopeflow.models.m2unet_files import load_weights
+from scopeflow.segment.train import train, train_main
+from scopeflow.segment.train_data import make_target, pair_images_masks
+from scopeflow.segment.unet import UNetPredictor
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from scopeflow.segment.train import (
-    ORIENT,
-    _parser,
-    _Pool,
-    pair_images_masks,
-    read_instances,
-    train,
-)
+from scopeflow.segment.train import ORIENT, _parser, train
+from scopeflow.segment.train_data import CropPool as _Pool
+from scopeflow.segment.train_data import pair_images_masks, read_instances
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from scopeflow.segment import unet_kernels as kernels
-from scopeflow.segment.unet import _decode_masks_reference, decode_maps
+from scopeflow.segment.decode import _decode_masks_reference, decode_maps
 
 pytestmark = pytest.mark.skipif(not kernels.HAVE_NUMBA, reason="numba not available")
 

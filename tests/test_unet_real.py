@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from scopeflow.segment.unet import DEFAULT_WEIGHTS, UNetPredictor
+from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS
+from scopeflow.segment.unet import UNetPredictor
 
 from scopeflow.evaluate import evaluate as _evaluate
 

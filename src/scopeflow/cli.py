@@ -68,7 +68,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from scopeflow.segment.export import export_models
+    from scopeflow.models.export import export_models
 
     for path, sha in export_models(args.weights, args.calibrate, int8=not args.no_int8).items():
         print(f"`{path.name}` sha256: {sha}   ({path})")
@@ -127,7 +127,7 @@ def _bead_model(args: argparse.Namespace):
     """None (matched filter) or the shipped BeadNet with the requested torch threads."""
     if args.model == "none":
         return None
-    from scopeflow.track.beadnet import BeadNet
+    from scopeflow.models.beadnet import BeadNet
 
     return BeadNet.load(args.weights, threads=args.threads)
 

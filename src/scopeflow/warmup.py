@@ -21,7 +21,7 @@ __all__ = ["warm_up"]
 
 def _smear() -> None:
     from scopeflow import measure
-    from scopeflow.segment import unet_kernels
+    import scopeflow.segment.unet_kernels as unet_kernels
 
     unet_kernels.warm_up()
     labels = np.zeros((12, 12), np.uint32)

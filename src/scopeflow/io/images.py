@@ -298,6 +298,34 @@ def read_gray(path: str | Path) -> np.ndarray:
     return read_image(path, "green")
 
 
+def image_files(items) -> list[Path]:
+    """Image files named by a path or a sequence of paths; a folder gives its images, sorted.
+
+    Parameters
+    ----------
+    items : str, Path or sequence of them
+        Files (taken as they are) and folders (their files with an :data:`IMAGE_SUFFIXES`
+        suffix, sorted by name; not recursive).
+
+    Raises
+    ------
+    ImageNotFoundError
+        A path that is neither a file nor a folder (one line naming it).
+    """
+    if isinstance(items, (str, Path)):
+        items = [items]
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ImageNotFoundError(f"no such image file or folder: {p}")
+    return out
+
+
 def read_labels(path: str | Path) -> np.ndarray:
     """Read a label or mask image as an integer (y, x) array (RGB masks: first channel)."""
     return read_image(path, "first", unit=False)

@@ -161,7 +161,7 @@ def parasites_sample(
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS, parasitemia_tables
 
     from scopeflow.parasites.classifier import DEFAULT_WEIGHTS
-    from scopeflow.segment.unet import file_sha256
+    from scopeflow.provenance import file_sha256
 
     p = {**STAGE_DEFAULTS, **dict(params or {})}
     sha = None

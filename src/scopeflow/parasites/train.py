@@ -4,7 +4,7 @@ Data: ``octopi_malaria_spots`` (``conformal_set_pos.npy`` = parasites, ``conform
 negatives, each (N, 4, 31, 31) uint8; ``ood_images.npy`` unlabelled out-of-distribution crops
 used only for the rejection test).
 
-Recipe (one member): :class:`~scopeflow.parasites.classifier.ParasiteNet`, binary cross-entropy,
+Recipe (one member): :class:`~scopeflow.models.parasite_net.ParasiteNet`, binary cross-entropy,
 AdamW, one-cycle learning rate, augmentation by a random flip/90° rotation, a random shift of up to
 ±2 px (edge pixels repeated), intensity jitter (fluorescence gain ×exp(N(0, 0.25)) shared by
 R, G, B plus ×exp(N(0, 0.05)) per channel; DPC contrast about 0.5 × U(0.8, 1.25)) and Gaussian
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,17 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from scopeflow.parasites.classifier import (
-    ParasiteEnsemble,
-    ParasiteNet,
-    dihedral,
-    mahalanobis_min,
-    score_crops,
-    to_float,
-)
+from scopeflow.models.parasite_net import ParasiteEnsemble, ParasiteNet, dihedral
+from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
+from scopeflow.parasites.classifier import score_crops, to_float
 
 __all__ = [
-    "DATA",
     "augment",
     "bag",
     "choose_threshold",
@@ -60,13 +53,10 @@ __all__ = [
     "train_parasites_main",
 ]
 
-#: Shared data root: env ``SCOPEFLOW_SHARED_DATA``, else ``<repo>/../shared/data``.
-DATA = Path(os.environ.get("SCOPEFLOW_SHARED_DATA",
-                           Path(__file__).resolve().parents[3].parent / "shared" / "data"))
 SPOTS = "octopi_malaria_spots"
 
 
-def load_spots(data: str | Path = DATA) -> dict[str, np.ndarray]:
+def load_spots(data: str | Path = SHARED_DATA) -> dict[str, np.ndarray]:
     """Labelled and OOD crops of ``octopi_malaria_spots``.
 
     Parameters
@@ -146,23 +136,16 @@ def train_member(
     xf = to_float(x)
     yt = torch.from_numpy(np.asarray(y, np.float32))
     n = len(xf)
-    steps = epochs * int(np.ceil(n / batch_size))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    loss_fn = nn.BCEWithLogitsLoss()
-    net.train()
+    opt, sched = make_optimizer(net.parameters(), lr, steps=epochs * int(np.ceil(n / batch_size)),
+                                weight_decay=weight_decay, pct_start=0.15)
+    bce = nn.BCEWithLogitsLoss()
+
+    def loss_fn(net: ParasiteNet, idx: np.ndarray) -> torch.Tensor:
+        return bce(net(augment(xf[idx], rng)), yt[idx])
+
     for _ in range(epochs):
-        order = rng.permutation(n)
-        for s in range(0, n, batch_size):
-            idx = order[s : s + batch_size]
-            if idx.size < 2:  # batch norm needs 2 samples
-                continue
-            xb = augment(xf[idx], rng)
-            loss = loss_fn(net(xb), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+        # batch norm needs 2 samples: a last batch of 1 is skipped
+        run_steps(net, opt, sched, minibatches(rng.permutation(n), batch_size, min_size=2), loss_fn)
     return net.eval()
 
 
@@ -388,7 +371,7 @@ def train_parasites(data: str | Path, out: str | Path, *, folds: int = 5, n_memb
     dict
         ``out``, ``sha256``, ``metrics`` (from :func:`summarize_cv`), ``seconds``.
     """
-    from scopeflow.qc.train_quality import save_weights
+    from scopeflow.models.weights import save_weights
 
     t0 = time.perf_counter()
     d = load_spots(data)
@@ -433,7 +416,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Cross-validate and train the parasite CNN ensemble on the octopi_malaria_spots "
                     "crops; write weights (+ sha256 line of the model card) and a metrics JSON.")
     p.add_argument("--out", required=True, help="output weights (.pt); its .md card gets the sha256")
-    p.add_argument("--data", default=str(DATA), help=f"shared data root (default {DATA})")
+    p.add_argument("--data", default=str(SHARED_DATA), help=f"shared data root (default {SHARED_DATA})")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--members", type=int, default=1,
                    help="networks per fold (default 1); the shipped bag has folds x members")

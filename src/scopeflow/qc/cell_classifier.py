@@ -13,74 +13,39 @@ much too small or too large). The shipped model ``models/rbc_quality.pt`` and ho
 trained and validated are described in its model card ``models/rbc_quality.md``; the
 training code is :mod:`scopeflow.qc.train_quality`.
 
-Weights are a ``torch.save``'d dict ``{"state_dict": ..., "meta": {...}}`` read with
+The network is :class:`scopeflow.models.quality.QualityNet`; its weights are a
+``torch.save``'d dict ``{"state_dict": ..., "meta": {...}}`` read with
 ``torch.load(weights_only=True)`` after checking their sha256 against the model card
-(:func:`load_checked`, the contract of :func:`scopeflow.segment.unet.load_weights`, which
-is specific to the M2U-Net state dict).
+(:func:`scopeflow.models.weights.load_network`).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from scopeflow.segment.unet import WeightsError, verify_sha256
+from scopeflow.models.quality import QualityNet
+from scopeflow.models.weights import MODELS_DIR, cached_network
 
 __all__ = [
     "CROP_PX",
     "DEFAULT_WEIGHTS",
-    "QualityNet",
     "cell_centroids",
     "cell_crops",
-    "load_checked",
-    "load_model",
     "load_quality_model",
     "predict_crops",
     "predict_good",
 ]
 
 #: The shipped model (see its model card ``rbc_quality.md``).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "rbc_quality.pt"
+DEFAULT_WEIGHTS = MODELS_DIR / "rbc_quality.pt"
 
 #: Edge of the square crop (pixels at ~0.33 µm/px: 16 µm, ≈1.8 median RBC diameters).
 CROP_PX = 48
 
 _STD_FLOOR = 1e-3  # DPC units; a constant crop z-scores to 0 instead of dividing by 0
-
-
-class QualityNet(nn.Module):
-    """Small ConvNet: 4 conv blocks (3×3 conv, batch norm, ReLU), 3 max-pools, global
-    average + max pooling and a linear layer giving one logit (good vs bad).
-
-    Parameters
-    ----------
-    in_channels : int
-        Input channels (2: z-scored DPC, own-cell mask).
-    widths : tuple of int
-        Channels of the four conv blocks.
-    """
-
-    def __init__(self, in_channels: int = 2, widths: tuple[int, ...] = (16, 32, 48, 64)) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for i, w in enumerate(widths):
-            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2))
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(2 * c, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (N,) for crops of shape (N, C, H, W)."""
-        f = self.features(x)
-        f = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.head(f)[:, 0]
 
 
 def cell_centroids(labels: np.ndarray, cell_ids: np.ndarray) -> np.ndarray:
@@ -183,77 +148,6 @@ def cell_crops(
     return crops, found
 
 
-def load_checked(path: str | Path) -> dict:
-    """Load a small-model weights file after checking its sha256 against its model card.
-
-    The same contract as :func:`scopeflow.segment.unet.load_weights` (which is specific to
-    the M2U-Net state dict): the card ``path.with_suffix(".md")`` must carry a
-    ``sha256: <hex>`` line equal to the file's digest, and the file is read with
-    ``torch.load(weights_only=True)``.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``.pt`` file holding ``{"state_dict": ..., "meta": {...}}``.
-
-    Returns
-    -------
-    dict
-        ``{"state_dict": ..., "meta": dict}``.
-
-    Raises
-    ------
-    scopeflow.segment.unet.WeightsError
-        Missing file or card, no sha256 line, digest mismatch, unreadable or malformed file.
-    """
-    path = Path(path)
-    verify_sha256(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise WeightsError(f"cannot read weights file {path}: {exc}".splitlines()[0]) from exc
-    if not (isinstance(obj, dict) and "state_dict" in obj and "meta" in obj):
-        raise WeightsError(f"weights file {path} does not hold {{'state_dict', 'meta'}}")
-    return {"state_dict": obj["state_dict"], "meta": dict(obj["meta"])}
-
-
-def load_model(path: str | Path, kind: str, make_net) -> tuple[nn.Module, dict]:
-    """Load a checked small-model weights file into the network ``make_net(meta)`` builds.
-
-    Parameters
-    ----------
-    path : str or Path
-        Weights file (see :func:`load_checked`).
-    kind : str
-        Required ``meta["kind"]`` (``"rbc_quality"``, ``"defocus"``).
-    make_net : callable
-        ``make_net(meta) -> nn.Module`` with the architecture the metadata describe.
-
-    Returns
-    -------
-    (nn.Module, dict)
-        The network in eval mode and its metadata.
-    """
-    loaded = load_checked(path)
-    meta = loaded["meta"]
-    if meta.get("kind") != kind:
-        raise WeightsError(f"weights file {path} is not a {kind} model (meta kind {meta.get('kind')!r})")
-    net = make_net(meta)
-    try:
-        net.load_state_dict(loaded["state_dict"])
-    except RuntimeError as exc:
-        msg = f"weights file {path} does not fit {type(net).__name__}: {exc}".splitlines()[0]
-        raise WeightsError(msg) from exc
-    return net.eval(), meta
-
-
-@lru_cache(maxsize=4)
-def _cached_model(path: str, mtime_ns: int, size: int) -> tuple[QualityNet, dict]:
-    del mtime_ns, size  # part of the cache key only: a replaced file is reloaded
-    return load_model(path, "rbc_quality", lambda meta: QualityNet(
-        int(meta["in_channels"]), tuple(int(w) for w in meta["widths"])))
-
-
 def load_quality_model(weights: str | Path | None = None) -> tuple[QualityNet, dict]:
     """Load (and cache) the cell-quality network after checking its sha256.
 
@@ -271,14 +165,11 @@ def load_quality_model(weights: str | Path | None = None) -> tuple[QualityNet, d
 
     Raises
     ------
-    scopeflow.segment.unet.WeightsError
+    scopeflow.models.weights.WeightsError
         Missing file or card, sha256 mismatch, or not an rbc_quality model.
     """
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    st = path.stat()
-    return _cached_model(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return cached_network(path, "rbc_quality", QualityNet.from_meta)
 
 
 def predict_good(

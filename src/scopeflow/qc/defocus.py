@@ -26,21 +26,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from scopeflow.qc.cell_classifier import QualityNet, load_model
-from scopeflow.segment.unet import WeightsError
+from scopeflow.models.quality import DefocusNet
+from scopeflow.models.weights import MODELS_DIR, cached_network
 
 __all__ = [
     "DEFAULT_WEIGHTS",
     "PATCH_PX",
     "PIXEL_SIZE_UM",
-    "DefocusNet",
     "defocus_patch_predictions",
     "defocus_score",
     "image_patches",
@@ -51,26 +49,11 @@ __all__ = [
 ]
 
 #: The shipped model (see its model card ``defocus.md``).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "defocus.pt"
+DEFAULT_WEIGHTS = MODELS_DIR / "defocus.pt"
 #: Patch edge (px) and the pixel size (µm) the model was trained at.
 PATCH_PX = 64
 PIXEL_SIZE_UM = 0.333
 _STD_FLOOR = 1e-6
-
-
-class DefocusNet(QualityNet):
-    """Small CNN: the :class:`~scopeflow.qc.cell_classifier.QualityNet` architecture on one
-    channel (4 conv blocks: 3×3 conv, batch norm, ReLU, max-pool after the first 3; global
-    average + max pooling; one linear output), here predicting ``log1p(|Δz| / µm)``.
-
-    Parameters
-    ----------
-    widths : tuple of int
-        Channels of the conv blocks.
-    """
-
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 48, 64)) -> None:
-        super().__init__(1, widths)
 
 
 def _zscore(p: np.ndarray) -> np.ndarray:
@@ -133,12 +116,6 @@ def image_patches(
     return np.stack([_zscore(pats[k]) for k in order])[:, None]
 
 
-@lru_cache(maxsize=4)
-def _cached_model(path: str, mtime_ns: int, size: int) -> tuple[DefocusNet, dict]:
-    del mtime_ns, size  # part of the cache key only: a replaced file is reloaded
-    return load_model(path, "defocus", lambda meta: DefocusNet(tuple(int(w) for w in meta["widths"])))
-
-
 def load_defocus_model(weights: str | Path | None = None) -> tuple[DefocusNet, dict]:
     """Load (and cache) the defocus network after checking its sha256 against its card.
 
@@ -155,14 +132,11 @@ def load_defocus_model(weights: str | Path | None = None) -> tuple[DefocusNet, d
 
     Raises
     ------
-    scopeflow.segment.unet.WeightsError
+    scopeflow.models.weights.WeightsError
         Missing file or card, sha256 mismatch, or not a defocus model.
     """
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    st = path.stat()
-    return _cached_model(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    return cached_network(path, "defocus", DefocusNet.from_meta)
 
 
 def _resample(image: np.ndarray, pixel_size_um: float | None, target: float) -> np.ndarray:
@@ -300,14 +274,15 @@ def train_defocus(
     command: str = "",
     verbose: bool = True,
 ) -> dict:
-    """Train :class:`DefocusNet` (MSE on ``log1p(|Δz|)``) and save ``{"state_dict", "meta"}``.
+    """Train :class:`~scopeflow.models.quality.DefocusNet` (MSE on ``log1p(|Δz|)``) and save ``{"state_dict", "meta"}``.
 
     Augmentation: y-flips, x-flips (with the sign of DPC patches inverted; brightfield is
     symmetric) and 90° rotations of brightfield patches only (DPC has a direction). AdamW
-    (weight decay 1e-4), one-cycle learning rate. The ``sha256:`` line of the model card beside
-    ``out`` is updated.
+    (weight decay 1e-4), one-cycle learning rate (:mod:`scopeflow.models.training`). The
+    ``sha256:`` line of the model card beside ``out`` is updated.
     """
-    from scopeflow.qc.train_quality import save_weights
+    from scopeflow.models.training import make_optimizer, minibatches, run_steps
+    from scopeflow.models.weights import save_weights
 
     torch.manual_seed(seed)
     torch.set_num_threads(int(threads))
@@ -317,33 +292,27 @@ def train_defocus(
     is_dpc = torch.from_numpy(np.asarray(data["modality"]) == "dpc")
     n = len(t)
     net = DefocusNet(tuple(widths))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * -(-n // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    opt, sched = make_optimizer(net.parameters(), lr, steps=epochs * -(-n // batch_size))
     history = []
     t0 = time.perf_counter()
+
+    def loss_fn(net: DefocusNet, idx: torch.Tensor) -> torch.Tensor:
+        xb = x[idx].clone()
+        m = len(idx)
+        fy = torch.rand(m, generator=gen) < 0.5
+        xb[fy] = xb[fy].flip(2)
+        fx = torch.rand(m, generator=gen) < 0.5
+        xb[fx] = xb[fx].flip(3)
+        neg = fx & is_dpc[idx]
+        xb[neg] = -xb[neg]
+        rot = (torch.rand(m, generator=gen) < 0.5) & ~is_dpc[idx]
+        xb[rot] = xb[rot].transpose(2, 3)
+        return torch.nn.functional.mse_loss(net(xb), t[idx])
+
     for ep in range(epochs):
-        net.train()
-        perm = torch.randperm(n, generator=gen)
-        tot = 0.0
-        for s in range(0, n, batch_size):
-            idx = perm[s : s + batch_size]
-            xb = x[idx].clone()
-            m = len(idx)
-            fy = torch.rand(m, generator=gen) < 0.5
-            xb[fy] = xb[fy].flip(2)
-            fx = torch.rand(m, generator=gen) < 0.5
-            xb[fx] = xb[fx].flip(3)
-            neg = fx & is_dpc[idx]
-            xb[neg] = -xb[neg]
-            rot = (torch.rand(m, generator=gen) < 0.5) & ~is_dpc[idx]
-            xb[rot] = xb[rot].transpose(2, 3)
-            loss = torch.nn.functional.mse_loss(net(xb), t[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss.detach()) * m
+        idx_batches = list(minibatches(torch.randperm(n, generator=gen), batch_size))
+        losses = run_steps(net, opt, sched, idx_batches, loss_fn)
+        tot = sum(loss * len(idx) for loss, idx in zip(losses, idx_batches, strict=True))
         history.append({"epoch": ep + 1, "loss": tot / n, "seconds": time.perf_counter() - t0})
         if verbose:
             print(f"  epoch {ep + 1}/{epochs}: mse(log1p) {tot / n:.4f} "

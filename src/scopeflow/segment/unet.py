@@ -9,8 +9,8 @@ chunking:
 * ``predict(tile)`` returns per-pixel class probabilities (C, h, w): for the
   3-class head background / cell body / cell contour (softmax), for the 1-class
   head the foreground probability (sigmoid);
-* ``decode(maps)`` turns the maps into instances: seeds are connected components
-  of the cell-body map, grown a few pixels into the foreground.
+* ``decode(maps)`` turns the maps into instances (:func:`scopeflow.segment.decode.decode_maps`):
+  seeds are connected components of the cell-body map, grown a few pixels into the foreground.
 
 Weights are a ``torch.save``'d dict ``{"state_dict": ..., "meta": {...}}`` read
 with ``torch.load(weights_only=True)``; the file's sha256 must match the
@@ -18,12 +18,11 @@ with ``torch.load(weights_only=True)``; the file's sha256 must match the
 
 With the ONNX back end torch is not imported at all: the weights' metadata comes from
 the ONNX file, and the torch logits for the load-time check come from a child process
-(:mod:`scopeflow.segment.torch_check`; ``import torch`` alone takes ~2 s).
+(:mod:`scopeflow.models.torch_check`; ``import torch`` alone takes ~2 s).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,369 +31,24 @@ from typing import Any
 import numpy as np
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.models.m2unet_files import (DEFAULT_WEIGHTS, STRIDE, load_check_tile, load_weights, onnx_path,
+                                           pad_to_stride)
+from scopeflow.models.runtime import BACKENDS, PRECISIONS, OnnxRunner, TorchRunner, import_onnxruntime
+from scopeflow.models.torch_check import TorchReference
+from scopeflow.models.weights import WeightsError, verify_sha256
 from scopeflow.provenance import file_sha256
-from scopeflow.segment.runtime import BACKENDS, PRECISIONS, STRIDE, OnnxRunner, TorchRunner, onnx_path
-from scopeflow.segment.torch_check import TorchReference
+from scopeflow.segment.decode import decode_maps
 
-__all__ = [
-    "DEFAULT_WEIGHTS",
-    "UNetPredictor",
-    "WeightsError",
-    "decode_maps",
-    "check_tile_path",
-    "file_sha256",
-    "load_check_tile",
-    "load_weights",
-    "verify_sha256",
-    "write_card_sha256",
-]
+__all__ = ["UNetPredictor"]
 
-#: The shipped model (trained on Octopi DPC RBC data, see its model card).
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "m2unet_rbc_dpc.pt"
-
-_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # 4-connectivity
 _MAX_BATCH_PX = 4 * 1024 * 1024
-_SHA_RE = re.compile(r"^\s*[-*]?\s*`?sha256`?\s*:\s*`?([0-9a-fA-F]{64})`?\s*$", re.MULTILINE)
-
-
-class WeightsError(ScopeflowError):
-    """A weights file is missing, corrupted or does not match its model card."""
-
-
-def card_sha256(card: str | Path, name: str | None = None) -> str | None:
-    """Return a sha256 recorded in a model card, or None if it has none.
-
-    Parameters
-    ----------
-    card : str or Path
-        Markdown model card.
-    name : str, optional
-        A file name: the value of a ``<name> sha256: <hex>`` line (names may be in
-        backticks), for files shipped beside the weights (ONNX exports). None: the
-        first line that is only ``sha256: <hex>`` (the ``.pt`` weights).
-    """
-    text = Path(card).read_text(encoding="utf-8")
-    if name is None:
-        m = _SHA_RE.search(text)
-    else:
-        pat = rf"`?{re.escape(name)}`?\s+sha256\s*:\s*`?([0-9a-fA-F]{{64}})`?"
-        m = re.search(pat, text)
-    return m.group(1).lower() if m else None
-
-
-def write_card_sha256(weights: str | Path, sha256: str, new_card: str) -> None:
-    """Record a weights file's sha256 in its model card (``weights`` with suffix ``.md``).
-
-    The card's ``sha256: <hex>`` line is replaced, or appended when it has none. Without a
-    card, one is written: a ``# <stem>`` title, ``new_card`` (Markdown) and the line.
-    """
-    weights = Path(weights)
-    card = weights.with_suffix(".md")
-    line = f"sha256: {sha256}"
-    if card.is_file():
-        text = card.read_text(encoding="utf-8")
-        # only within the line: ``\s`` would also take the blank lines around it
-        new, n = re.subn(r"(?m)^[ \t]*sha256:[ \t]*[0-9a-fA-F]*[ \t]*$", line, text)
-        card.write_text(new if n else text.rstrip("\n") + "\n\n" + line + "\n", encoding="utf-8")
-    else:
-        card.write_text(f"# {weights.stem}\n\n{new_card}\n\n{line}\n", encoding="utf-8")
-
-
-def verify_sha256(path: str | Path, card: str | Path | None = None, what: str = "weights file") -> str:
-    """Check a model file's sha256 against its model card; return the digest.
-
-    Parameters
-    ----------
-    path : str or Path
-        The file (``.pt`` weights, or a file shipped beside them such as an ONNX export).
-    card : str or Path, optional
-        The model card; default ``path.with_suffix(".md")``, whose ``sha256: <hex>`` line
-        is the weights' digest. With an explicit card, the ``<file name> sha256: <hex>``
-        line of ``path``'s name is used (see :func:`card_sha256`).
-    what : str
-        How the one-line error names the file.
-
-    Raises
-    ------
-    WeightsError
-        Missing file or card, no sha256 line, or a digest mismatch.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{what} not found: {path}")
-    name = None if card is None else path.name
-    card = Path(card) if card is not None else path.with_suffix(".md")
-    if not card.is_file():
-        raise WeightsError(f"no model card {card} for {what} {path} (needs a 'sha256: <hex>' line)")
-    expected = card_sha256(card, name)
-    if expected is None:
-        line = f"'{name} sha256: <hex>'" if name else "'sha256: <hex>'"
-        raise WeightsError(f"model card {card} has no {line} line for {what} {path}")
-    got = file_sha256(path)
-    if got != expected:
-        raise WeightsError(
-            f"sha256 mismatch for {what} {path}: got {got}, model card {card.name} "
-            f"says {expected} (corrupted or replaced file)"
-        )
-    return got
-
-
-def check_tile_path(weights: str | Path) -> Path:
-    """The reference-logits file of a weights file: ``<name>.check.npz`` beside it."""
-    weights = Path(weights)
-    return weights.with_name(weights.stem + ".check.npz")
-
-
-def load_check_tile(weights: str | Path, weights_sha256: str) -> dict[str, np.ndarray] | None:
-    """The shipped reference tile and torch logits of a weights file, or None without them.
-
-    The file (:func:`check_tile_path`, written by
-    :func:`scopeflow.segment.export.write_check_tile`) holds ``tile`` (float32
-    (1, 1, h, w), z-scored), ``logits`` (float32 (1, C, h, w): the trained torch network's on
-    that tile) and ``source_sha256`` (the weights they came from). Its sha256 must match the
-    ``<file name> sha256:`` line of the model card, and ``source_sha256`` the weights';
-    otherwise a one-line :class:`WeightsError`. None when there is no such file, or no line
-    for it in the card (weights made without one: the check then runs torch in a child).
-    """
-    path = check_tile_path(weights)
-    card = Path(weights).with_suffix(".md")
-    if not path.is_file() or not card.is_file() or card_sha256(card, path.name) is None:
-        return None
-    verify_sha256(path, card, what="reference logits")
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
-    if str(data.get("source_sha256")) != weights_sha256:
-        raise WeightsError(
-            f"reference logits {path} were made from other weights (sha256 {data.get('source_sha256')}); "
-            "re-export them with `scopeflow export-onnx`"
-        )
-    return data
-
-
-def load_weights(path: str | Path, verify: bool = True) -> dict[str, Any]:
-    """Load a weights file after checking its sha256 against the model card.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``.pt`` file holding ``{"state_dict": ..., "meta": {...}}`` (a bare state
-        dict is accepted too; then the head is inferred from its shape).
-    verify : bool, default True
-        Check the file's sha256 against the ``sha256:`` line of the model card
-        ``path.with_suffix(".md")``.
-
-    Returns
-    -------
-    dict
-        ``{"state_dict": OrderedDict, "meta": dict, "sha256": str or None}`` (the digest when verified).
-
-    Raises
-    ------
-    WeightsError
-        One-line message naming the file: missing file or card, no sha256 line,
-        digest mismatch, or an unreadable file.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    digest = verify_sha256(path) if verify else None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise WeightsError(f"cannot read weights file {path}: {exc}".splitlines()[0]) from exc
-    if isinstance(obj, dict) and "state_dict" in obj:
-        sd, meta = obj["state_dict"], dict(obj.get("meta", {}))
-    elif isinstance(obj, dict):
-        sd, meta = obj, {}
-    else:
-        raise WeightsError(f"weights file {path} does not hold a state dict")
-    if "head.weight" not in sd:
-        raise WeightsError(f"weights file {path} is not an M2U-Net state dict (no 'head.weight')")
-    meta.setdefault("out_channels", int(sd["head.weight"].shape[0]))
-    meta.setdefault("in_channels", int(sd["encoder.0.0.weight"].shape[1]))
-    meta.setdefault("head", "3class" if meta["out_channels"] == 3 else "1class")
-    meta.setdefault("normalization", "zscore_fov")
-    return {"state_dict": sd, "meta": meta, "sha256": digest}
-
-
-def network_from_weights(loaded: dict[str, Any]):
-    """The :class:`~scopeflow.segment.m2unet.M2UNet` of a :func:`load_weights` result, eval mode, CPU."""
-    from scopeflow.segment.m2unet import M2UNet
-
-    meta = loaded["meta"]
-    net = M2UNet(int(meta["in_channels"]), int(meta["out_channels"]))
-    net.load_state_dict(loaded["state_dict"])
-    return net.eval()
-
-
-def _max_cross(a: np.ndarray) -> np.ndarray:
-    """Maximum over each pixel and its 4 neighbours (outside the array counts as 0).
-
-    Equal to ``ndi.grey_dilation(a, footprint=cross, mode="constant", cval=0)`` for
-    non-negative ``a``, about 10x faster.
-    """
-    out = a.copy()
-    np.maximum(out[1:], a[:-1], out=out[1:])
-    np.maximum(out[:-1], a[1:], out=out[:-1])
-    np.maximum(out[:, 1:], a[:, :-1], out=out[:, 1:])
-    np.maximum(out[:, :-1], a[:, 1:], out=out[:, :-1])
-    return out
-
-
-def _grow(labels: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
-    """Grow labels by 4-connected steps into ``allowed`` pixels.
-
-    A pixel reached by several labels in the same step takes the largest id.
-    Ids from :func:`scipy.ndimage.label` follow the raster order of each
-    component's first pixel, which a translation does not change, so the result
-    does not depend on the tile a seed was decoded in.
-    """
-    lab = labels.copy()
-    for _ in range(int(steps)):
-        free = allowed & (lab == 0)
-        if not free.any():
-            break
-        np.copyto(lab, _max_cross(lab), where=free)  # free pixels take the largest neighbour id
-    return lab
-
-
-def decode_maps(
-    maps: np.ndarray,
-    *,
-    t_body: float = 0.5,
-    t_fg: float = 0.5,
-    min_seed_area: int = 20,
-    grow: int = 4,
-    erode: int = 4,
-    orphan_area: int = 150,
-    min_area: int = 0,
-    max_extent: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Turn probability maps into ``(labels, seeds)``.
-
-    Parameters
-    ----------
-    maps : np.ndarray, shape (C, h, w)
-        C = 3: probabilities of background, cell body, cell contour. C = 1:
-        foreground probability.
-    t_body : float, default 0.5
-        Seeds = 4-connected components of ``p_body > t_body`` (3-class head). For the
-        1-class head the body is the foreground eroded by ``erode`` pixels.
-    t_fg : float, default 0.5
-        Foreground = ``p_body + p_contour > t_fg`` (3 classes) or ``p > t_fg`` (1).
-    min_seed_area : int, default 20
-        Seeds smaller than this (pixels) are dropped.
-    grow : int, default 4
-        Seeds grow this many 4-connected steps into the foreground; this is how far
-        an instance extends beyond its seed.
-    erode : int, default 4
-        1-class head only: erosion (4-connected steps) of the foreground that makes
-        the seeds, so narrow bridges between touching cells are cut (4 scored best
-        of 0–6 on dpc_1024_00 for a 1-class model).
-    orphan_area : int, default 150
-        Foreground components (4-connected) left without a seed become instances of
-        their own (seed = the component) if at least this large. 0 disables this.
-    min_area : int, default 0
-        Instances smaller than this (pixels, after growing) are dropped.
-    max_extent : int or None
-        Instances whose bounding box is larger than this on either side are
-        dropped (the ``object_size`` contract of the chunked machinery).
-
-    Returns
-    -------
-    labels, seeds : np.ndarray of int32, shape (h, w)
-        Instances (0 = background) and, with the same ids, their seeds.
-    """
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3 or maps.shape[0] not in (1, 3):
-        raise ValueError(f"maps must have shape (1|3, h, w), got {maps.shape}")
-    from scopeflow.segment import unet_kernels as kernels
-
-    if maps.shape[0] == 3:
-        fg = (maps[1] + maps[2]) > t_fg
-        body = maps[1] > t_body
-    else:
-        fg = maps[0] > t_fg
-        if not erode:
-            body = fg
-        elif kernels.HAVE_NUMBA:
-            body = kernels.erode4(fg, int(erode))
-        else:
-            from scipy import ndimage as ndi
-
-            body = ndi.binary_erosion(fg, structure=_CROSS, iterations=int(erode))
-    args = (int(min_seed_area), int(grow), int(orphan_area), int(min_area),
-            -1 if max_extent is None else int(max_extent))
-    if kernels.HAVE_NUMBA:
-        return kernels.decode_masks(fg, body, *args)
-    return _decode_masks_reference(fg, body, *args)
-
-
-def _decode_masks_reference(
-    fg: np.ndarray, body: np.ndarray, min_seed_area: int, grow: int, orphan_area: int,
-    min_area: int, max_extent: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """scipy version of :func:`scopeflow.segment.unet_kernels.decode_masks` (same result)."""
-    from scipy import ndimage as ndi
-
-    seeds, n = ndi.label(body, structure=_CROSS)
-    if n:
-        area = np.bincount(seeds.ravel(), minlength=n + 1)
-        keep = area >= min_seed_area
-        keep[0] = False
-        seeds = np.where(keep[seeds], seeds, 0)
-    labels = _grow(seeds, fg, grow)
-    if orphan_area > 0:
-        rest, m = ndi.label(fg & (labels == 0), structure=_CROSS)
-        if m:
-            area = np.bincount(rest.ravel(), minlength=m + 1)
-            big = area >= orphan_area
-            big[0] = False
-            if big.any():
-                top = int(labels.max())
-                orphan = np.where(big[rest], rest + top, 0)
-                labels = np.where(orphan > 0, orphan, labels)
-                seeds = np.where(orphan > 0, orphan, seeds)
-    if (max_extent >= 0 or min_area > 0) and labels.any():
-        drop = []
-        if min_area > 0:
-            area = np.bincount(labels.ravel())
-            drop += np.flatnonzero((area > 0) & (area < min_area)).tolist()
-        if max_extent >= 0:
-            for i, sl in enumerate(ndi.find_objects(labels), start=1):
-                if sl is None:
-                    continue
-                if sl[0].stop - sl[0].start > max_extent or sl[1].stop - sl[1].start > max_extent:
-                    drop.append(i)
-        drop = [i for i in drop if i > 0]
-        if drop:
-            bad = np.isin(labels, drop)
-            labels[bad] = 0
-            seeds[np.isin(seeds, drop)] = 0
-    seeds = np.where(labels == seeds, seeds, 0)
-    return labels.astype(np.int32), seeds.astype(np.int32)
 
 
 def _load_kernels() -> None:
     """Load the compiled kernels (numba's cache) ahead of their first use."""
-    from scopeflow.segment import unet_kernels
+    import scopeflow.segment.unet_kernels as unet_kernels
 
     unet_kernels.warm_up()
-
-
-def _pad16(a: np.ndarray) -> np.ndarray:
-    """Pad a 2-D array at the bottom and right to multiples of 16, as :class:`M2UNet` does.
-
-    Reflect padding, or edge replication when a side is too short to reflect.
-    """
-    h, w = a.shape
-    ph, pw = (-h) % STRIDE, (-w) % STRIDE
-    if not (ph or pw):
-        return a
-    mode = "reflect" if (ph < h and pw < w) else "edge"
-    return np.pad(a, ((0, ph), (0, pw)), mode=mode)
 
 
 def _resolve_device(device: str, backend: str) -> str:
@@ -404,9 +58,7 @@ def _resolve_device(device: str, backend: str) -> str:
     if device != "auto":
         return str(device)
     if backend == "onnx":
-        from scopeflow.segment.runtime import _import_onnxruntime
-
-        return "cuda" if "CUDAExecutionProvider" in _import_onnxruntime().get_available_providers() else "cpu"
+        return "cuda" if "CUDAExecutionProvider" in import_onnxruntime().get_available_providers() else "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -474,7 +126,7 @@ class UNetPredictor:
     verify : bool, default True
         Check the weights' sha256 against the model card.
     backend : {"torch", "onnx"}, default "torch"
-        Inference engine (:mod:`scopeflow.segment.runtime`). ``onnx`` runs the ONNX
+        Inference engine (:mod:`scopeflow.models.runtime`). ``onnx`` runs the ONNX
         export shipped beside the weights with ONNX Runtime (its sha256 checked
         against the model card); on first use it is compared with torch on a
         256² tile of the image (fp32: max |logit difference| <= 1e-4).
@@ -608,6 +260,8 @@ class UNetPredictor:
             if self._net is None:
                 import torch
 
+                from scopeflow.models.m2unet import network_from_weights
+
                 loaded = load_weights(self.weights, verify=False)
                 if self.threads is not None:
                     torch.set_num_threads(int(self.threads))
@@ -616,7 +270,7 @@ class UNetPredictor:
 
     @property
     def net(self):
-        """The trained :class:`~scopeflow.segment.m2unet.M2UNet` (eval mode, CPU; loaded on first use)."""
+        """The trained :class:`~scopeflow.models.m2unet.M2UNet` (eval mode, CPU; loaded on first use)."""
         return self._load()[0]
 
     # -- protocol ---------------------------------------------------------------
@@ -752,7 +406,7 @@ class UNetPredictor:
         z *= np.float32(1.0 / self.std)
         if not np.isfinite(z).all():
             np.nan_to_num(z, copy=False, nan=0.0)
-        return _pad16(z)
+        return pad_to_stride(z)
 
     def _check_tile(self, image: np.ndarray, side: int = 256) -> np.ndarray:
         """The central ``side``² tile of the image (on the 16-px grid), normalized, (1, 1, h, w)."""
@@ -766,7 +420,7 @@ class UNetPredictor:
 
         fp32 must match within 1e-4 (max abs logit difference); INT8 and fp16 must give
         the same class on at least 97 % of the tile's pixels. With the ONNX back end the
-        torch logits come from the :class:`~scopeflow.segment.torch_check.TorchReference`
+        torch logits come from the :class:`~scopeflow.models.torch_check.TorchReference`
         child process started with the predictor.
         """
         if self._reference is not None:

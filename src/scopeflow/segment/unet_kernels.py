@@ -1,7 +1,7 @@
 """Compiled (numba) kernels of the U-Net predictor: probability maps to instances.
 
 :func:`decode_masks` gives exactly what the scipy code of
-:func:`scopeflow.segment.unet.decode_maps` gives (kept there as the reference and the
+:func:`scopeflow.segment.decode.decode_maps` gives (kept there as the reference and the
 fallback without numba; the tests compare the two), about 5x faster and without holding
 the GIL, so the chunks of a field of view decode in parallel threads:
 

@@ -1,80 +1,41 @@
-"""BeadNet: an M2U-Net that maps a frame to a bead-centre probability map.
+"""BeadNet training on simulated movies, and point-detection scores.
 
-The network (:class:`scopeflow.segment.m2unet.M2UNet`, 1 input and 1 output channel) is
-trained on simulated movies only (:mod:`scopeflow.simulate.beads`): fluorescent Gaussian
-beads (bright), dark Gaussian blobs on a bright background, and brightfield rings (dark
-core, bright ring), with varied size, photons, background, read noise, density and
+The network (:class:`scopeflow.models.beadnet.BeadNet`: an M2U-Net, 1 input and 1 output
+channel) is trained on simulated movies only (:mod:`scopeflow.simulate.beads`): fluorescent
+Gaussian beads (bright), dark Gaussian blobs on a bright background, and brightfield rings
+(dark core, bright ring), with varied size, photons, background, read noise, density and
 illumination tilt. Its target is a small Gaussian blob (σ = 1 px, peak 1) at every true
 bead centre, so non-maximum suppression of the output gives one candidate per bead,
 whatever the bead looks like. Subpixel positions come from
-:mod:`scopeflow.track.localize` (cross-correlation + MLE), not from the network.
+:mod:`scopeflow.track.localize` (cross-correlation + MLE), not from the network; the
+trained model is validated through that localiser (:func:`validate`).
 
-Input normalisation (:func:`normalize_frame`): subtract a smooth background (Gaussian,
-σ = 8 px), divide by the robust noise (MAD), compress with ``asinh(z / 3)``.
-
-Shipped weights: ``scopeflow/models/beadnet.pt`` with the model card ``beadnet.md``,
-loaded with ``torch.load(weights_only=True)`` after checking the card's ``sha256:`` line.
+Command: ``python -m scopeflow.track.beadnet`` (writes the weights and their model card).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
-from scopeflow.errors import ScopeflowError
+from scopeflow.models.beadnet import BeadNet, default_weights, normalize_frame
+from scopeflow.models.training import make_optimizer, run_steps
+from scopeflow.models.weights import save_weights, write_card_sha256
 from scopeflow.provenance import file_sha256
 
 __all__ = [
-    "BeadNet",
-    "WeightsError",
-    "normalize_frame",
     "simulate_training_batch",
     "train_beadnet",
     "evaluate_detection",
     "match_points",
-    "default_weights",
+    "validate",
     "write_model_card",
 ]
 
-_SHA_RE = re.compile(r"^\s*[-*]?\s*`?sha256`?\s*:\s*`?([0-9a-fA-F]{64})`?\s*$", re.MULTILINE)
 TARGET_SIGMA = 1.0
-
-
-class WeightsError(ScopeflowError):
-    """Weights file missing, unreadable or not matching its model card's sha256."""
-
-
-def default_weights() -> Path:
-    """Path of the shipped weights ``scopeflow/models/beadnet.pt``."""
-    return Path(__file__).resolve().parents[1] / "models" / "beadnet.pt"
-
-
-def normalize_frame(image: np.ndarray) -> np.ndarray:
-    """Network input: background-subtracted, noise-scaled, asinh-compressed float32 frame.
-
-    Parameters
-    ----------
-    image : ndarray (y, x)
-        Raw frame (any real dtype, any intensity scale).
-
-    Returns
-    -------
-    ndarray (y, x) float32
-        ``asinh(z / 3)`` with ``z = (image - gaussian(image, 8 px)) / (1.4826 MAD)``.
-    """
-    img = np.asarray(image, dtype=np.float32)
-    bg = ndimage.gaussian_filter(img, 8.0, mode="reflect", truncate=3.0)
-    hp = img - bg
-    sub = hp[::2, ::2].ravel()
-    med = float(np.median(sub))
-    mad = float(np.median(np.abs(sub - med)))
-    noise = 1.4826 * mad if mad > 0 else float(sub.std() or 1.0)
-    return np.arcsinh((hp - med) / (3.0 * noise)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- training data
@@ -206,116 +167,6 @@ def evaluate_detection(pred_by_frame, truth_by_frame, max_dist: float = 2.0) -> 
     }
 
 
-# --------------------------------------------------------------------------- predictor
-class BeadNet:
-    """Bead-centre probability map predictor (callable: frame -> map).
-
-    Parameters
-    ----------
-    net : torch.nn.Module
-        An :class:`~scopeflow.segment.m2unet.M2UNet` (1 → 1) in eval mode.
-    threads : int, optional
-        torch intra-op threads during prediction (default: leave as is).
-    weights : str, optional
-        Path of the weights (recorded in provenance).
-    sha256 : str, optional
-        Their sha256.
-
-    Examples
-    --------
-    >>> net = BeadNet.load()                       # doctest: +SKIP
-    >>> prob = net(frame)                          # (y, x) float32 in [0, 1]
-    """
-
-    name = "beadnet"
-
-    def __init__(self, net, threads: int | None = None, weights: str | None = None,
-                 sha256: str | None = None) -> None:
-        self.net = net.eval()
-        self.threads = threads
-        self.weights = weights
-        self.sha256 = sha256
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, *, verify: bool = True,
-             threads: int | None = None) -> BeadNet:
-        """Load weights after checking their sha256 against the model card.
-
-        Parameters
-        ----------
-        path : str or Path, optional
-            Weights file; its model card is the same path with suffix ``.md`` and must hold a
-            ``sha256: <hex>`` line. Default: the shipped ``beadnet.pt``.
-        verify : bool
-            Check the sha256 (default True).
-        threads : int, optional
-            torch threads used by prediction.
-
-        Raises
-        ------
-        WeightsError
-            Missing weights or card, no sha256 line, mismatch (corrupted or replaced file),
-            or a file torch cannot load with ``weights_only=True``.
-        """
-        import torch
-
-        from scopeflow.segment.m2unet import M2UNet
-
-        path = Path(path) if path is not None else default_weights()
-        if not path.is_file():
-            raise WeightsError(f"{path}: BeadNet weights not found; reinstall scopeflow or "
-                               "train with scopeflow.track.beadnet.train_beadnet")
-        digest = file_sha256(path)
-        if verify:
-            card = path.with_suffix(".md")
-            if not card.is_file():
-                raise WeightsError(f"{card}: model card for {path.name} not found (needs a "
-                                   "'sha256: <hex>' line)")
-            m = _SHA_RE.search(card.read_text(encoding="utf-8"))
-            if not m:
-                raise WeightsError(f"{card}: no 'sha256: <hex>' line for {path.name}")
-            if m.group(1).lower() != digest:
-                raise WeightsError(
-                    f"{path}: sha256 {digest} does not match {card.name} ({m.group(1)}); the "
-                    "weights are corrupted or replaced: reinstall or retrain and update the card"
-                )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{path}: cannot load weights ({type(exc).__name__}: {exc})") \
-                from exc
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        net = M2UNet(1, 1)
-        try:
-            net.load_state_dict(state)
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{path}: not BeadNet (M2UNet 1→1) weights: {exc}") from exc
-        return cls(net, threads=threads, weights=str(path), sha256=digest)
-
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Bead-centre probability map (y, x) float32 in [0, 1] for a raw frame."""
-        import torch
-
-        x = normalize_frame(image)
-        old = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        try:
-            with torch.inference_mode():
-                t = torch.from_numpy(x)[None, None]
-                out = torch.sigmoid(self.net(t))[0, 0].numpy()
-        finally:
-            if self.threads:
-                torch.set_num_threads(old)
-        return out.astype(np.float32)
-
-    __call__ = predict
-
-    def __repr__(self) -> str:
-        return f"BeadNet(weights={self.weights!r}, sha256={self.sha256[:12] if self.sha256 else None})"
-
-
 # --------------------------------------------------------------------------- training
 def train_beadnet(
     out: str | Path,
@@ -343,7 +194,8 @@ def train_beadnet(
     crop : int
         Crop side (px, multiple of 16).
     lr : float
-        Peak AdamW learning rate (one-cycle: linear warm-up 5 %, cosine decay).
+        Peak AdamW learning rate (linear warm-up over 5 % of the steps, cosine decay to 0:
+        :func:`scopeflow.models.training.warmup_cosine`).
     seed : int
         Seed of numpy's and torch's generators (deterministic for a given thread count).
     threads : int, optional
@@ -369,7 +221,7 @@ def train_beadnet(
     import torch
     import torch.nn.functional as F
 
-    from scopeflow.segment.m2unet import M2UNet
+    from scopeflow.models.m2unet import M2UNet
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -378,44 +230,40 @@ def train_beadnet(
     net = M2UNet(1, 1)
     with torch.no_grad():  # start with a low prior: most pixels are background
         net.head.bias.fill_(-4.0)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    warm = max(1, int(0.05 * steps))
+    opt, sched = make_optimizer(net.parameters(), lr, steps=steps, schedule="cosine",
+                                warmup=max(1, int(0.05 * steps)))
 
-    def lr_at(i):
-        if i < warm:
-            return lr * (i + 1) / warm
-        return lr * 0.5 * (1 + math.cos(math.pi * (i - warm) / max(1, steps - warm)))
+    def batches():
+        for _ in range(steps):
+            xb, tb = simulate_training_batch(rng, batch_size, crop)
+            yield torch.from_numpy(xb), torch.from_numpy(tb)
 
-    it = range(steps)
+    def loss_fn(net: M2UNet, batch) -> torch.Tensor:
+        x, t = batch
+        return F.binary_cross_entropy_with_logits(net(x), t, weight=1.0 + pos_weight * t)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(it, desc="train beadnet", unit="step")
-        it = bar
-    t0 = time.perf_counter()
+        bar = tqdm(total=steps, desc="train beadnet", unit="step")
     ema = None
-    net.train()
-    for i in it:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(i)
-        xb, tb = simulate_training_batch(rng, batch_size, crop)
-        x = torch.from_numpy(xb)
-        t = torch.from_numpy(tb)
-        logits = net(x)
-        loss = F.binary_cross_entropy_with_logits(logits, t, weight=1.0 + pos_weight * t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        if bar is not None and i % 10 == 0:
-            bar.set_postfix(loss=f"{ema:.4f}")
+
+    def on_step(loss: float, running: float) -> None:
+        nonlocal ema
+        ema = running
+        if bar is not None:
+            if bar.n % 10 == 0:
+                bar.set_postfix(loss=f"{ema:.4f}")
+            bar.update(1)
+
+    t0 = time.perf_counter()
+    run_steps(net, opt, sched, batches(), loss_fn, on_step=on_step, ema_decay=0.98)
+    if bar is not None:
+        bar.close()
     seconds = time.perf_counter() - t0
     net.eval()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    torch.save(state, out)
+    save_weights(net, None, out, "BeadNet weights (see `python -m scopeflow.track.beadnet --help`).")
     metrics = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
                "threads": threads, "seconds": round(seconds, 1), "final_loss": ema}
     metrics["pos_weight"] = pos_weight
@@ -456,8 +304,6 @@ def validate(model, n_frames: int = 24, seed: int = 12345) -> dict:
 def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
     """Write ``<weights>.md`` (data, recipe, command, metrics, ``sha256:`` line)."""
     weights = Path(weights)
-    card = weights.with_suffix(".md")
-    digest = file_sha256(weights)
     lines = [
         "# BeadNet: bead-centre probability map (M2U-Net, 1 → 1)",
         "",
@@ -476,7 +322,7 @@ def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
         "Input: `normalize_frame` = asinh(z/3), z = (frame − Gaussian(8 px)) / (1.4826·MAD).",
         "",
         "## Recipe",
-        "M2U-Net (`scopeflow.segment.m2unet.M2UNet(1, 1)`, head bias initialised to −4), BCE with",
+        "M2U-Net (`scopeflow.models.m2unet.M2UNet(1, 1)`, head bias initialised to −4), BCE with",
         f"logits on the soft target weighted 1 + {metrics.get('pos_weight')} × target,",
         f"AdamW (weight decay 1e-4), peak lr {metrics.get('lr')}, 5 % warm-up + cosine decay,",
         f"{metrics.get('steps')} steps × batch {metrics.get('batch_size')} × "
@@ -504,12 +350,8 @@ def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
         "## Limits",
         "Trained on simulations only; frames whose beads are much larger than σ ≈ 3 px (≈ 15 px",
         "across) or touching in clusters are outside the training distribution.",
-        "",
-        f"sha256: {digest}",
-        "",
     ]
-    card.write_text("\n".join(lines), encoding="utf-8")
-    return card
+    return write_card_sha256(weights, file_sha256(weights), "\n".join(lines), overwrite=True)
 
 
 def _main(argv=None) -> int:

@@ -1203,7 +1203,7 @@ def _resolve_model(model):
     if model is None:
         return None
     if isinstance(model, str):
-        from scopeflow.track.beadnet import BeadNet
+        from scopeflow.models.beadnet import BeadNet
 
         return BeadNet.load() if model in ("beadnet", "default", "shipped") else BeadNet.load(model)
     return model
@@ -1247,7 +1247,7 @@ def locate_stack(
         Raw frames (counts/ADU; any real dtype). Use the green channel of RGB frames.
     model : None, "beadnet", path, or callable
         Candidate detector. None: matched filter with the bead template; "beadnet": the
-        shipped U-Net bead-centre map (:class:`scopeflow.track.beadnet.BeadNet`); a path to
+        shipped U-Net bead-centre map (:class:`scopeflow.models.beadnet.BeadNet`); a path to
         other weights; or any callable mapping a frame to a probability map (y, x).
     profile : {"auto", "gaussian", "template", "ring"}
         Bead model. "auto" (default; matched filter only, see

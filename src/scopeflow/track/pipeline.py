@@ -378,7 +378,7 @@ def locate_movie(
     opts = {k: v for k, v in opts.items() if v is not None}
     net = None
     if model not in (None, "none", "matched_filter"):
-        from scopeflow.track.beadnet import BeadNet
+        from scopeflow.models.beadnet import BeadNet
 
         net = BeadNet.load(None if model in ("beadnet", "default", "shipped") else model,
                            threads=max(1, int(threads)))

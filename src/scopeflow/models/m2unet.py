@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scopeflow.segment.runtime import STRIDE
+from scopeflow.models.m2unet_files import STRIDE
 
-__all__ = ["InferenceM2UNet", "InvertedResidual", "M2UNet", "count_parameters"]
+__all__ = ["InferenceM2UNet", "InvertedResidual", "M2UNet", "count_parameters", "network_from_weights"]
 
 #: MobileNetV2 inverted-residual settings (t, c, n, s) of encoder layers 1–13.
 _ENCODER_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
@@ -346,3 +346,11 @@ class InferenceM2UNet(nn.Module):
         for dec, skip in zip(self.decoders, (c3, c2, c1, x)):
             a = dec(a, skip)
         return a
+
+
+def network_from_weights(loaded: dict) -> M2UNet:
+    """The :class:`M2UNet` of a :func:`scopeflow.models.m2unet_files.load_weights` result, eval mode, CPU."""
+    meta = loaded["meta"]
+    net = M2UNet(int(meta["in_channels"]), int(meta["out_channels"]))
+    net.load_state_dict(loaded["state_dict"])
+    return net.eval()

@@ -2,10 +2,10 @@
 
 Every back end maps a float32 batch ``(N, 1, H, W)`` whose H and W are multiples of
 16 (:data:`STRIDE`) to float32 logits ``(N, C, H, W)``. They
-all run :class:`~scopeflow.segment.m2unet.InferenceM2UNet`, the trained network with
+all run :class:`~scopeflow.models.m2unet.InferenceM2UNet`, the trained network with
 its batch norms folded and its decoder reordered (project to the hidden channels,
 then upsample by a constant factor 2): the same logits as the trained
-:class:`~scopeflow.segment.m2unet.M2UNet` up to float rounding, and an ONNX graph
+:class:`~scopeflow.models.m2unet.M2UNet` up to float rounding, and an ONNX graph
 whose ``Resize`` nodes have static scales.
 
 ONNX files ship beside the ``.pt`` weights (``<stem>.onnx``, ``<stem>.int8.onnx``);
@@ -27,26 +27,24 @@ import numpy as np
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.io.atomic import atomic_path
+from scopeflow.models.m2unet_files import STRIDE, onnx_path
+from scopeflow.models.weights import WeightsError, verify_sha256
 
 if TYPE_CHECKING:  # torch is imported where it is used: the ONNX path runs without it
     import torch
 
-    from scopeflow.segment.m2unet import M2UNet
+    from scopeflow.models.m2unet import M2UNet
 
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
-    "STRIDE",
     "OnnxRunner",
     "TorchRunner",
     "export_onnx",
-    "onnx_path",
+    "import_onnxruntime",
     "quantize_int8",
 ]
 
-#: Down-sampling factor of the M2U-Net: every back end takes inputs whose height and
-#: width are multiples of it.
-STRIDE = 16
 #: Inference back ends.
 BACKENDS = ("torch", "onnx")
 #: Numerical precisions: fp32 (both back ends), int8 (onnx, CPU), fp16 (torch on CUDA).
@@ -58,20 +56,6 @@ SOURCE_KEY = "scopeflow.source_sha256"
 META_KEY = "scopeflow.meta"
 #: ONNX opset of the exported graphs.
 OPSET = 17
-
-
-def onnx_path(weights: str | Path, precision: str = "fp32") -> Path:
-    """The ONNX file that ships beside a ``.pt`` weights file.
-
-    ``m2unet_rbc_dpc.pt`` → ``m2unet_rbc_dpc.onnx`` (fp32) or
-    ``m2unet_rbc_dpc.int8.onnx`` (INT8).
-    """
-    weights = Path(weights)
-    if precision == "fp32":
-        return weights.with_suffix(".onnx")
-    if precision == "int8":
-        return weights.with_suffix(".int8.onnx")
-    raise ValueError(f"no ONNX file for precision {precision!r} (fp32 or int8)")
 
 
 class TorchRunner:
@@ -92,7 +76,7 @@ class TorchRunner:
     def __init__(self, net: M2UNet, device: torch.device, precision: str = "fp32") -> None:
         import torch
 
-        from scopeflow.segment.m2unet import InferenceM2UNet
+        from scopeflow.models.m2unet import InferenceM2UNet
 
         if precision not in ("fp32", "fp16"):
             raise ScopeflowError(
@@ -150,9 +134,7 @@ class OnnxRunner:
         threads: int | None = None,
         device: str = "cpu",
     ) -> None:
-        from scopeflow.segment.unet import WeightsError, verify_sha256
-
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime()
         path = Path(path)
         if not path.is_file():
             raise WeightsError(
@@ -193,7 +175,8 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: x})[0]
 
 
-def _import_onnxruntime():
+def import_onnxruntime():
+    """The onnxruntime module, or a one-line error saying how to install it."""
     try:
         import onnxruntime
     except ImportError as exc:  # pragma: no cover - onnxruntime is a dependency
@@ -228,7 +211,7 @@ def export_onnx(net: M2UNet, out: str | Path, source_sha256: str, meta: dict | N
     import onnx
     import torch
 
-    from scopeflow.segment.m2unet import InferenceM2UNet
+    from scopeflow.models.m2unet import InferenceM2UNet
 
     out = Path(out)
     model = InferenceM2UNet(net.eval().cpu()).float()

@@ -1,7 +1,7 @@
 """Make the ONNX files that ship beside U-Net weights (``scopeflow export-onnx``).
 
 The fp32 export and the INT8 model calibrated on real DPC tiles are written beside the
-``.pt`` file (:func:`scopeflow.segment.runtime.onnx_path`); their sha256 lines go into
+``.pt`` file (:func:`scopeflow.models.m2unet_files.onnx_path`); their sha256 lines go into
 the model card.
 """
 
@@ -13,25 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from scopeflow.errors import ScopeflowError
+from scopeflow.io.images import image_files
 from scopeflow.provenance import file_sha256
-from scopeflow.segment.runtime import STRIDE, export_onnx, onnx_path, quantize_int8
+from scopeflow.models.m2unet_files import DEFAULT_WEIGHTS, STRIDE, check_tile_path, load_weights, onnx_path, pad_to_stride
+from scopeflow.models.runtime import export_onnx, quantize_int8
 
 __all__ = ["calibration_tiles", "export_models"]
-
-_IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp"}
-
-
-def _image_files(paths: Sequence[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise ScopeflowError(f"calibration image {p} does not exist")
-    return files
-
 
 def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: int = 4) -> Iterator[np.ndarray]:
     """Yield network inputs (1, 1, h, w) from DPC images, normalized as the predictor does.
@@ -51,14 +38,13 @@ def calibration_tiles(paths: Sequence[str | Path], tile: int = 512, per_image: i
         z-scored with the whole image's mean and std (``normalization: zscore_fov``).
     """
     from scopeflow.io.images import read_gray
-    from scopeflow.segment.unet import _pad16
 
-    for path in _image_files(paths):
+    for path in image_files(paths):
         img = read_gray(path).astype(np.float64)
         z = ((img - img.mean()) / max(img.std(), 1e-6)).astype(np.float32)
         h, w = z.shape
         if h <= tile or w <= tile:
-            yield _pad16(z)[None, None]
+            yield pad_to_stride(z)[None, None]
             continue
         ys = [0, (h - tile) // STRIDE * STRIDE]
         xs = [0, (w - tile) // STRIDE * STRIDE]
@@ -72,10 +58,10 @@ def write_check_tile(weights: str | Path | None, image: str | Path | np.ndarray,
 
     The tile is the central ``side``² crop (on the 16-px grid) of ``image`` (a DPC image
     in [0, 1], or its file), z-scored with the whole image's mean and std as the predictor
-    does. The ``.npz`` (:func:`scopeflow.segment.unet.check_tile_path`: ``tile``,
+    does. The ``.npz`` (:func:`scopeflow.models.m2unet_files.check_tile_path`: ``tile``,
     ``logits``, ``source_sha256``) lets the ONNX back end be checked against the trained
     network at load time without importing torch
-    (:func:`scopeflow.segment.unet.load_check_tile`); its sha256 goes into the model card.
+    (:func:`scopeflow.models.m2unet_files.load_check_tile`); its sha256 goes into the model card.
 
     Returns
     -------
@@ -85,8 +71,7 @@ def write_check_tile(weights: str | Path | None, image: str | Path | np.ndarray,
     import torch
 
     from scopeflow.io.images import read_gray
-    from scopeflow.segment.unet import (DEFAULT_WEIGHTS, check_tile_path, load_weights,
-                                        network_from_weights)
+    from scopeflow.models.m2unet import network_from_weights
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     loaded = load_weights(weights)
@@ -128,13 +113,13 @@ def export_models(
         ``{path: sha256}`` of the files written (with calibration images also the
         reference logits of :func:`write_check_tile`, on the first image).
     """
-    from scopeflow.segment.unet import DEFAULT_WEIGHTS, load_weights, network_from_weights
+    from scopeflow.models.m2unet import network_from_weights
 
     weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     loaded = load_weights(weights)
     fp32 = export_onnx(network_from_weights(loaded), onnx_path(weights, "fp32"), loaded["sha256"], loaded["meta"])
     written = {fp32: file_sha256(fp32)}
-    images = _image_files(calibrate) if calibrate else []
+    images = image_files(calibrate) if calibrate else []
     if images:  # torch's logits on a tile of the first image: the ONNX check needs no torch then
         check = write_check_tile(weights, images[0])
         written[check] = file_sha256(check)

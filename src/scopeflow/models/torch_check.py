@@ -13,7 +13,7 @@ written: a child blocked on the full pipe stayed alive until the check and then 
 also leaves without that teardown. For a 4096² image on 2 cores it is done before
 inference is half over, and the check waits for nothing.
 
-Protocol of the child (``python -m scopeflow.segment.torch_check WEIGHTS SHA256``):
+Protocol of the child (``python -m scopeflow.models.torch_check WEIGHTS SHA256``):
 it loads the weights (checking their sha256 against the model card and ``SHA256``;
 ``-`` skips the check),
 reads one ``.npy`` array (float32, (N, 1, H, W), H and W multiples of 16) from stdin,
@@ -54,7 +54,7 @@ class TorchReference:
     def __init__(self, weights: str | Path, sha256: str | None) -> None:
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: the child never blocks on it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scopeflow.segment.torch_check", str(weights), sha256 or "-"],
+            [sys.executable, "-m", "scopeflow.models.torch_check", str(weights), sha256 or "-"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         self._writer: threading.Thread | None = None
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        from scopeflow.segment.unet import load_weights, network_from_weights
+        from scopeflow.models.m2unet import network_from_weights
+        from scopeflow.models.m2unet_files import load_weights
 
         torch.set_num_threads(1)
         loaded = load_weights(weights, verify=sha256 != "-")
