@@ -16,6 +16,12 @@ Prints
    (batch(11, invert, minmass 20)): % of its features matched within 1 px, % extra; all
    features and the walkthrough's well-formed ones (mass > 50, size < 2.6, ecc < 0.3);
    ensemble D vs Stokes–Einstein (A = 4D ≈ 1.66 µm²/s, D ≈ 0.415).
+5. Speed on one core (``workers=1``) beside trackpy.locate (its default numba engine), on
+   trackpy_bulk_water (``locate(f, 11, invert=True, minmass=20)``) and a simulated movie of
+   Gaussian spots (30 frames 512², 400 beads σ 1.5 px, ``locate(f, 9, minmass=60)``):
+   per frame with the bead model held fixed (the two tools alternated frame by frame, medians)
+   and the whole movie as a user runs it (bead model estimated in the run), wall and CPU
+   (process) time; ratio = trackpy's time / scopeflow's (> 1: scopeflow faster).
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bead_appearances.py [--quick] [--only ...]``.
 """
@@ -173,7 +179,8 @@ def _trackpy_scan(movie, truth, diam, invert, n_frames):
     return rows
 
 
-def appearance_section(n_frames: int) -> None:
+def appearance_section(n_frames: int, with_trackpy: bool = True,
+                       with_beadnet: bool = False) -> None:
     from scopeflow.simulate.bead_appearance import simulate_appearance_movie
     from scopeflow.track.localize import locate_stack
 
@@ -193,6 +200,16 @@ def appearance_section(n_frames: int) -> None:
         what = "+".join(f"{c['mode'][:4]} r{c['radius_px']:.0f}" for c in cls)
         print(f"{label:<34} | {'scopeflow auto (' + what + ')':<32} {100 * sc['one']:7.1f}% "
               f"{sc['f1']:6.3f} {unb:9.1f} {sc['rmse']:8.4f} {dt:6.1f}")
+        if with_beadnet:  # the shipped U-Net as candidate detector (profile gaussian)
+            t0 = time.perf_counter()
+            lb = locate_stack(movie, model="beadnet", workers=1)
+            dt = time.perf_counter() - t0
+            sb = score_frames(lb, truth, n_frames)
+            ub = unbroken_tracks(lb, truth, sb["pairs"], 4.0)
+            print(f"{'':<34} | {'scopeflow BeadNet':<32} {100 * sb['one']:7.1f}% "
+                  f"{sb['f1']:6.3f} {ub:9.1f} {sb['rmse']:8.4f} {dt:6.1f}")
+        if not with_trackpy:
+            continue
         invert = kind in ("brightfield_dark", "absorbing")
         rows = _trackpy_scan(movie, truth, diam, invert, n_frames)
         bf = max(rows, key=lambda r: (r["f1"], -r["rmse"]))
@@ -276,22 +293,88 @@ def bulk_water_section() -> None:
               f"{dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {dt:5.1f}")
 
 
+def _timed(fn):
+    a, b = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - a, time.process_time() - b
+
+
+def speed_section(reps: int) -> None:
+    from scopeflow.simulate.beads import simulate_movie
+    from scopeflow.track import read_frames
+    from scopeflow.track.localize import locate_stack
+
+    tp = _tp()
+    print("\n## 5. Speed, one core (workers=1), trackpy.locate in the same run")
+    movies = []
+    path = SHARED / "trackpy_bulk_water" / "frames"
+    if path.is_dir():
+        movies.append(("bulk_water", read_frames(path), dict(diameter=11, invert=True,
+                                                             minmass=20),
+                       [("default (nothing given)", {}),
+                        ("--diameter 11 --minmass 20", dict(diameter_px=11, minmass=20))]))
+    else:
+        print(f"bulk_water skipped: {path} not found (set SCOPEFLOW_SHARED_DATA)")
+    sim, _ = simulate_movie(30, (512, 512), 400, 0.4, 0.1, 10.0, photons=1000.0, seed=3,
+                            enter_leave=False)
+    movies.append(("Gaussian spots", sim, dict(diameter=9, minmass=60),
+                   [("default (nothing given)", {})]))
+    print(f"{'movie':<15} {'scopeflow':<28} {'row':<22} {'ms/frame':>9} {'CPU ms':>7} "
+          f"{'tp ms':>7} {'tp CPU':>7} {'ratio':>6} {'CPU ratio':>9}")
+    for name, frames, tp_kw, variants in movies:
+        n = len(frames)
+        tp.locate(frames[0], **tp_kw)  # warm-up (numba JIT)
+        for label, kw in variants:
+            plan = locate_stack(frames[:6], workers=1, **kw)
+            fixed = dict(kw, classes=plan.attrs["classes"])
+            locate_stack(frames[:2], workers=1, **fixed)  # warm-up
+            w_tp, c_tp, w_sf, c_sf = [], [], [], []
+            for i in range(n):  # per frame, alternated
+                w, c = _timed(lambda i=i: tp.locate(frames[i], **tp_kw))
+                w_tp.append(w)
+                c_tp.append(c)
+                w, c = _timed(lambda i=i: locate_stack(frames[i:i + 1], workers=1, **fixed))
+                w_sf.append(w)
+                c_sf.append(c)
+            rows = [("per frame, model fixed", np.median(w_sf), np.median(c_sf),
+                     np.median(w_tp), np.median(c_tp))]
+            W = [[], [], [], []]
+            for _ in range(reps):  # whole movie as a user runs it, alternated
+                w, c = _timed(lambda: [tp.locate(f, **tp_kw) for f in frames])
+                W[0].append(w / n)
+                W[1].append(c / n)
+                w, c = _timed(lambda kw=kw: locate_stack(frames, workers=1, **kw))
+                W[2].append(w / n)
+                W[3].append(c / n)
+            rows.append(("whole movie (+ model)", np.median(W[2]), np.median(W[3]),
+                         np.median(W[0]), np.median(W[1])))
+            for row, ws, cs, wt, ct in rows:
+                print(f"{name:<15} {label:<28} {row:<22} {1e3 * ws:9.1f} {1e3 * cs:7.1f} "
+                      f"{1e3 * wt:7.1f} {1e3 * ct:7.1f} {wt / ws:6.2f} {ct / cs:9.2f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer frames/spots (smoke run)")
-    ap.add_argument("--only", choices=["realism", "appearance", "spots", "bulk_water"],
+    ap.add_argument("--only", choices=["realism", "appearance", "spots", "bulk_water", "speed"],
                     action="append", help="run only these sections (repeatable)")
+    ap.add_argument("--no-trackpy-scan", action="store_true",
+                    help="appearance section: scopeflow rows only (skip trackpy's diameter scan)")
+    ap.add_argument("--beadnet", action="store_true",
+                    help="appearance section: also the BeadNet detector (track.model: beadnet)")
     args = ap.parse_args(argv)
-    sections = args.only or ["realism", "appearance", "spots", "bulk_water"]
+    sections = args.only or ["realism", "appearance", "spots", "bulk_water", "speed"]
     t0 = time.perf_counter()
     if "realism" in sections:
         realism_section()
     if "appearance" in sections:
-        appearance_section(10 if args.quick else 30)
+        appearance_section(10 if args.quick else 30, not args.no_trackpy_scan, args.beadnet)
     if "spots" in sections:
         spots_section(100 if args.quick else 500)
     if "bulk_water" in sections:
         bulk_water_section()
+    if "speed" in sections:
+        speed_section(1 if args.quick else 3)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -173,6 +173,35 @@ def test_ep_px_is_honest_on_template_beads():
     assert 1 / 1.5 < rmse / ep < 1.5
 
 
+def test_minmass_features_are_trackpys_features():
+    """diameter + minmass select the features trackpy.locate selects (same frame, no shared
+    data needed): dark beads of several contrasts, some closer than diameter + 1, some at the
+    edge, on a noisy 8-bit background."""
+    import trackpy as tp
+
+    from scopeflow.track.mass import bandpass_features
+
+    tp.quiet()
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:200, 0:240]
+    img = np.full((200, 240), 150.0)
+    pts = rng.uniform([2, 2], [198, 238], (70, 2))
+    for (y, x), a in zip(pts, rng.uniform(3, 40, len(pts)), strict=True):
+        img -= a * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.8**2))
+    frame = np.clip(img + rng.normal(0, 1.5, img.shape), 0, 255).astype(np.uint8)
+    ref = tp.locate(frame, 11, invert=True, minmass=20)
+    ours = bandpass_features(frame, 11, 20, invert=True)
+    assert len(ours["y"]) == len(ref) > 30
+    d, j = cKDTree(np.stack([ours["y"], ours["x"]], 1)).query(ref[["y", "x"]].to_numpy())
+    assert d.max() < 1e-6
+    np.testing.assert_allclose(ours["mass"][j], ref["mass"].to_numpy(), rtol=1e-6)
+    # through locate_stack: the same features, placed by the fit, with their mass
+    locs = locate_stack(frame, diameter_px=11, minmass=20, workers=1)
+    d, _ = cKDTree(locs[["y", "x"]].to_numpy()).query(ref[["y", "x"]].to_numpy())
+    assert len(locs) == len(ref) and np.mean(d <= 1) >= 0.97
+    assert (locs["mass"] > 20).all()
+
+
 # ----------------------------------------------------------------------------- units
 def test_rename_units_without_calibration():
     df = pd.DataFrame({"lag": [1], "lag_s": [1.0], "msd_um2": [0.1], "y_um": [1.0],
@@ -201,6 +230,29 @@ def test_bead_mass_matches_trackpy(shared):
     ratio = m / f["mass"].to_numpy()
     assert np.median(ratio) == pytest.approx(1.0, abs=0.02)
     assert np.mean(np.abs(ratio - 1) < 0.05) > 0.9
+
+
+def test_bulk_water_agrees_with_trackpy_walkthrough(shared):
+    """trackpy's walkthrough recipe (diameter 11, invert, minmass 20) on the real movie: the
+    same options given to scopeflow find the same features (>= 97 % of trackpy's within
+    1 px, <= 3 % extra)."""
+    import trackpy as tp
+
+    path = shared / "trackpy_bulk_water" / "frames"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    tp.quiet()
+    frames = read_frames(path)[:8]
+    ref = tp.batch(list(frames), 11, invert=True, minmass=20, processes=1)
+    locs = locate_stack(frames, diameter_px=11, minmass=20, workers=1)
+    matched = extra = 0
+    for i in range(len(frames)):
+        a = ref.loc[ref.frame == i, ["y", "x"]].to_numpy()
+        b = locs.loc[locs.frame == i, ["y", "x"]].to_numpy()
+        matched += int((cKDTree(b).query(a)[0] <= 1).sum())
+        extra += int((cKDTree(a).query(b)[0] > 1).sum())
+    assert matched / len(ref) >= 0.97
+    assert extra / len(ref) <= 0.03
 
 
 def test_simulated_beads_match_real_radial_profiles(shared):

@@ -255,8 +255,9 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                    help="approximate bead diameter in px, as trackpy's diameter (default: "
                         "estimated from the data)")
     g.add_argument("--minmass", type=float, default=None,
-                   help="drop beads with trackpy mass (band-passed brightness) <= this, as "
-                        "trackpy.locate(minmass=...) (default: none)")
+                   help="select features as trackpy.locate(diameter, minmass=...) does "
+                        "(band-pass maxima, mass > this), placed by scopeflow's fit "
+                        "(default: scopeflow's own detection)")
     g.add_argument("--invert", choices=["dark", "bright"], default=None,
                    help="bead centres darker or brighter than the background (default: "
                         "from the data)")

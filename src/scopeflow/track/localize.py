@@ -1265,10 +1265,13 @@ def locate_stack(
         is then searched between d/8 and d/2 (LoG σ) and the suppression radius is d/2.
         Default: estimated from the data.
     minmass : float, optional
-        "auto": drop beads whose trackpy ``mass`` (integrated band-passed brightness over a
-        disc of radius ``diameter // 2``, :func:`scopeflow.track.mass.bead_mass`; the
-        ``mass`` column, present only then) is at most this, as
-        ``trackpy.locate(minmass=...)``.
+        "auto": the features are those ``trackpy.locate(diameter, minmass=minmass)``
+        selects (:func:`scopeflow.track.mass.bandpass_features`: band-pass maxima at least
+        ``diameter + 1`` apart, not within ``diameter // 2`` of an edge, trackpy ``mass``
+        above ``minmass``; the ``mass`` column, present only then), each placed by the bead
+        fit where its amplitude SNR reaches
+        :data:`scopeflow.track.appearance.FIT_SNR`, else at its band-pass centroid.
+        None: scopeflow's own detection (SNR threshold, one per bead, profile check).
     match_factor : float
         "auto": drop candidates whose correlation with the fitted bead is below this
         fraction of its expected value at their SNR (dirt, smudges); 0 disables.
