@@ -24,7 +24,8 @@ import torch
 
 from scopeflow.qc.cell_classifier import predict_crops
 from scopeflow.qc.quality_labels import build_examples
-from scopeflow.qc.train_quality import balanced_accuracy, roc_auc
+from scopeflow.models.training import roc_auc
+from scopeflow.qc.train_quality import balanced_accuracy
 
 
 def _scores(y, p) -> dict:

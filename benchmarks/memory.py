@@ -56,7 +56,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 
 
 def make_case(root: Path, n_fovs: int, size: int, source: np.ndarray) -> Path:
-    from scopeflow.io.octopi import write_acquisition
+    from scopeflow.io.octopi_write import write_acquisition
 
     d = root / f"{n_fovs}x{size}"
     reps = -(-size // source.shape[0])

@@ -63,14 +63,14 @@ def ome_zarr_py_writer():
     import zarr
     from ome_zarr.writer import write_multiscale, write_multiscale_labels
 
-    from scopeflow.io.ome_zarr import _downsample_mean, _levels_for
+    from scopeflow.io.ngff_write import downsample_mean, levels_for
 
     def write(store: Path, dpc, phase, labels):
         stack = np.stack([dpc, phase])
-        n = _levels_for(stack.shape[1:])
+        n = levels_for(stack.shape[1:])
         levels = [stack]
         for _ in range(1, n):
-            levels.append(_downsample_mean(levels[-1]))
+            levels.append(downsample_mean(levels[-1]))
         root = zarr.open_group(str(store), mode="w")
         axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space", "unit": "micrometer"},
                 {"name": "x", "type": "space", "unit": "micrometer"}]

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from scopeflow.models.training import roc_auc
 from scopeflow.models.weights import WeightsError
 from scopeflow.qc.cell_classifier import (
     DEFAULT_WEIGHTS,
@@ -23,7 +24,7 @@ from scopeflow.qc.quality_labels import (
     real_examples,
     sim_examples,
 )
-from scopeflow.qc.train_quality import balanced_accuracy, roc_auc
+from scopeflow.qc.train_quality import balanced_accuracy
 
 
 def _disk(shape, cy, cx, r):

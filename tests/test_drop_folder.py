@@ -198,7 +198,7 @@ def test_manifest_is_rewritten_only_when_the_file_set_changes(tmp_path):
 
 def test_ingest_processes_exactly_the_planned_fovs(tmp_path):
     """A copy landing between planning and ingest: the store's series list is the planned FOVs."""
-    from scopeflow.discover import count_fovs
+    from scopeflow.io.discover import count_fovs
     from scopeflow.pipeline import create_store, ingest
     from scopeflow.simulate import simulate_acquisition
 

@@ -122,3 +122,42 @@ def test_write_text_and_folders(tmp_path):
         (tmp / "zarr.json").write_text(content)
         replace(tmp, store)  # an existing folder is replaced
     assert (store / "zarr.json").read_text() == "new" and not temp_path(store).exists()
+
+
+def test_io_is_a_leaf_without_cycles_or_long_modules():
+    """io/ imports only itself and scopeflow.errors (lazy imports included), no io module is on
+    an import cycle, and none is over 600 lines."""
+    import ast
+    from pathlib import Path
+
+    io_dir = Path(__file__).resolve().parents[1] / "src" / "scopeflow" / "io"
+    mods = {}
+    for path in io_dir.rglob("*.py"):
+        parts = list(path.relative_to(io_dir.parents[1]).with_suffix("").parts)
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in mods.items():
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 600, path
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for t in targets:
+                if t.startswith("scopeflow"):
+                    assert t.startswith(("scopeflow.io", "scopeflow.errors")), f"{name} imports {t}"
+                    if t in mods and t != name:
+                        deps.add(t)
+        graph[name] = deps
+
+    def reaches(start, goal, seen):
+        for d in graph[start]:
+            if d == goal or (d not in seen and (seen.add(d) or reaches(d, goal, seen))):
+                return True
+        return False
+
+    on_cycle = sorted(m for m in graph if reaches(m, m, set()))
+    assert not on_cycle, on_cycle

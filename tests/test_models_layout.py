@@ -21,7 +21,7 @@ from scopeflow.models.weights import (
     save_weights,
     verify_sha256,
 )
-from scopeflow.segment.params import SEGMENT_DEFAULTS, SegmentParams
+from scopeflow.segment.params import CHOICES, SEGMENT_DEFAULTS, SegmentParams
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "scopeflow"
@@ -168,8 +168,12 @@ def test_segment_defaults_match_schema_config_and_cli():
     assert yaml.safe_load((REPO / "config.yaml").read_text())["segment"] == SEGMENT_DEFAULTS
     for key, spec in props.items():
         if "enum" in spec:
-            assert set(spec["enum"]) == set(__import__("scopeflow.segment.params", fromlist=["CHOICES"])
-                                             .CHOICES[key])
+            assert set(spec["enum"]) == set(CHOICES[key])
+    # scopeflow segment: the same names and defaults
+    from scopeflow.cli import build_parser
+
+    args = build_parser().parse_args(["segment", "in.png", "-o", "out.tif"])
+    assert {k: getattr(args, k) for k in SEGMENT_DEFAULTS} == SEGMENT_DEFAULTS
 
 
 def test_segment_params_from_config_and_errors():
@@ -185,3 +189,48 @@ def test_segment_params_from_config_and_errors():
         SegmentParams.from_config({"backend": "tensorrt"})
     with pytest.raises(ScopeflowError, match="segment.chunk"):
         SegmentParams.from_config({"chunk": 100})
+
+
+def test_training_helpers(tmp_path):
+    import numpy as np
+
+    from scopeflow.models.training import cached_arrays, minibatches, warmup_cosine
+
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(100, 100, 10, floor=0.01) == pytest.approx(0.01)
+    assert [list(b) for b in minibatches(list(range(7)), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [list(b) for b in minibatches(list(range(7)), 3, min_size=2)] == [[0, 1, 2], [3, 4, 5]]
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"x": np.arange(4), "y": np.ones(4)}
+
+    cache = tmp_path / "c" / "data.npz"
+    first = cached_arrays(cache, ("x", "y"), build)
+    again = cached_arrays(cache, ("x", "y"), build)
+    assert len(calls) == 1 and cache.is_file()
+    assert np.array_equal(first["x"], again["x"]) and np.array_equal(first["y"], again["y"])
+    cached_arrays(None, ("x",), build)
+    assert len(calls) == 2
+
+
+def test_run_steps_lowers_a_loss():
+    torch = pytest.importorskip("torch")
+    from scopeflow.models.training import make_optimizer, run_steps
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    opt, sched = make_optimizer(net.parameters(), 0.05, steps=200, schedule="cosine", warmup=10)
+    seen = []
+    losses = run_steps(net, opt, sched, (None for _ in range(200)),
+                       lambda net, _: torch.nn.functional.mse_loss(net(x)[:, 0], y),
+                       on_step=lambda loss, ema: seen.append(ema))
+    assert len(losses) == len(seen) == 200 and losses[-1] < 0.01 * losses[0]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="schedule"):
+        make_optimizer(net.parameters(), 0.1, steps=10, schedule="step")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from scopeflow import pipeline
-from scopeflow.io import ome_zarr
+from scopeflow.io import ngff_write, ome_zarr
 from scopeflow.io.ngff_validate import foreign_files, validate_store
 
 PS = 0.4  # µm / px
@@ -82,9 +82,9 @@ def test_validators_reject_what_the_old_writer_wrote(tmp_path):
 
 def test_movie_store_validates(tmp_path):
     path = tmp_path / "m.ome.zarr"
-    arr = ome_zarr.create_movie(path, (3, 40, 50), "uint16", chunk=32)
+    arr = ngff_write.create_movie(path, (3, 40, 50), "uint16", chunk=32)
     arr[...] = np.arange(3 * 40 * 50, dtype=np.uint16).reshape(3, 40, 50)
-    ome_zarr.finish_movie(path, name="m", fps=20.0, pixel_size_um=0.3, window=(0, 100), attrs={"n_frames": 3})
+    ngff_write.finish_movie(path, name="m", fps=20.0, pixel_size_um=0.3, window=(0, 100), attrs={"n_frames": 3})
     reports = validate_store(path)
     assert len(reports) == 1 and reports[0].ok, reports
     import zarr
@@ -172,7 +172,7 @@ def write_foreign_v04(path, img, pixel_size_um, channel_label=None):
 
 
 def test_smear_dpc_sample_may_be_a_foreign_ngff_04_image(tmp_path):
-    from scopeflow.discover import detect_kind
+    from scopeflow.io.discover import detect_kind
 
     img = (np.random.default_rng(2).random((200, 260)) * 255).astype(np.uint8)
     inputs = tmp_path / "inputs"

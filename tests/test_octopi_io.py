@@ -7,18 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from scopeflow.io.octopi import (
+from scopeflow.io.octopi import load_channel, load_pair, read_acquisition
+from scopeflow.io.octopi_meta import (
     LEFT,
     PARAMS_FILE,
     RIGHT,
     AcquisitionError,
-    load_channel,
-    load_pair,
     na_from_params,
     pixel_size_from_params,
-    read_acquisition,
-    write_acquisition,
 )
+from scopeflow.io.octopi_write import write_acquisition
 
 
 def _frames(ny=2, nx=2, shape=(48, 64), seed=0):

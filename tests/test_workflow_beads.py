@@ -15,7 +15,7 @@ import pytest
 import tifffile
 import yaml
 
-from scopeflow.discover import BEADS_MARKER, detect_kind
+from scopeflow.io.discover import BEADS_MARKER, detect_kind
 from scopeflow.io.tables import read_provenance
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,9 +27,7 @@ from pathlib import Path
 
 from scopeflow import __version__
 from scopeflow.errors import ScopeflowError
-
-DEFAULT_METHOD = "unet"
-DEFAULT_BACKEND = "onnx"
+from scopeflow.segment.params import CHOICES, SEGMENT_DEFAULTS
 
 
 def _chunk(text: str) -> int:
@@ -166,7 +164,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from scopeflow.track import cli_track
     from scopeflow.track.pipeline import movie_calibration
 
-    from scopeflow.discover import read_beads_marker
+    from scopeflow.io.discover import read_beads_marker
 
     t0 = time.perf_counter()
     meta = read_beads_marker(args.input)  # scopeflow_beads.json beside the frames, if any
@@ -282,17 +280,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment one DPC image into a uint32 label TIFF")
     p.add_argument("image", help="DPC image (PNG/TIFF/BMP; 8/16-bit or float, 0.5 = no gradient)")
     p.add_argument("-o", "--output", required=True, help="output label TIFF (uint32)")
-    p.add_argument("--method", choices=["classical", "unet"], default=DEFAULT_METHOD)
-    p.add_argument("--chunk", type=_chunk, default=1024,
-                   help="chunk edge in px, multiple of 16; 0 = whole image (default 1024)")
+    seg = SEGMENT_DEFAULTS  # the config's segment.* defaults, same names
+    p.add_argument("--method", choices=CHOICES["method"], default=seg["method"],
+                   help=f"per-tile predictor (default {seg['method']})")
+    p.add_argument("--chunk", type=_chunk, default=seg["chunk"],
+                   help=f"chunk edge in px, multiple of 16; 0 = whole image (default {seg['chunk']})")
     p.add_argument("--pixel-size", type=float, default=0.333, help="pixel size in um (default 0.333)")
-    p.add_argument("--threads", type=int, default=2, help="threads (default 2)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="U-Net device")
+    p.add_argument("--threads", type=int, default=seg["threads"], help=f"threads (default {seg['threads']})")
+    p.add_argument("--device", choices=CHOICES["device"], default=seg["device"],
+                   help=f"U-Net device (default {seg['device']})")
     p.add_argument("--weights", help="U-Net weights (.pt with a model card beside it); default: shipped")
-    p.add_argument("--backend", choices=["torch", "onnx"], default=DEFAULT_BACKEND,
-                   help=f"U-Net inference engine (default {DEFAULT_BACKEND})")
-    p.add_argument("--precision", choices=["fp32", "int8", "fp16"], default="fp32",
-                   help="U-Net precision: int8 needs --backend onnx, fp16 a CUDA device (default fp32)")
+    p.add_argument("--backend", choices=CHOICES["backend"], default=seg["backend"],
+                   help=f"U-Net inference engine (default {seg['backend']})")
+    p.add_argument("--precision", choices=CHOICES["precision"], default=seg["precision"],
+                   help="U-Net precision: int8 needs --backend onnx, fp16 a CUDA device "
+                        f"(default {seg['precision']})")
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser(

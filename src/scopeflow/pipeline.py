@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scopeflow.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.atomic import atomic_path, write_text
+from scopeflow.io.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.io.images import read_gray
 
 if TYPE_CHECKING:  # a job imports only what its stage uses (start-up time)
@@ -370,7 +370,7 @@ def _raw_rows(acq, zstack: str | int, focus_metric: str, keep=None) -> tuple[lis
 
 def _planned_fovs(acq, path: Path, files, planned: set[Path]) -> list:
     """The acquisition's FOVs with images in the manifest; each must have left and right there."""
-    from scopeflow.discover import manifest_fovs
+    from scopeflow.io.discover import manifest_fovs
 
     fovs = manifest_fovs(acq.fovs, path, files)
     late = len(acq.fovs) - len(fovs)

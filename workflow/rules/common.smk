@@ -9,15 +9,15 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from scopeflow.discover import (
+from scopeflow.errors import ScopeflowError
+from scopeflow.io import readiness
+from scopeflow.io.discover import (
     BEAD_KINDS,
     count_fovs,
     detect_kind,
     safe_sample_name,
     valid_sample_name,
 )
-from scopeflow.errors import ScopeflowError
-from scopeflow.io import readiness
 from scopeflow.io.sample_sheet import read_sample_sheet
 
 

@@ -1,9 +1,7 @@
 """Per-sample OME-Zarr (NGFF 0.5, Zarr v3): an NGFF plate with one multiscale image per FOV.
 
-Every NGFF group is described with the models of ``yaozarrs`` (a maintained NGFF library),
-which validate the metadata as it is built, and every image or label group is created by
-``yaozarrs.write.v05.prepare_image``: Zarr v3 arrays whose ``dimension_names`` match the
-axes, as NGFF 0.5 requires. Pixels are written with zarr-python (zstd level 0).
+Every group is written by the one NGFF writer, :mod:`scopeflow.io.ngff_write` (``yaozarrs``
+models, Zarr v3 arrays, zstd level 0), which also writes the bead movies.
 
 Layout of ``<sample>.ome.zarr`` (an NGFF plate, so viewers open the whole slide from the
 root; the wells are the slide's stage grid)::
@@ -37,105 +35,19 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-NGFF_VERSION = "0.5"
+from scopeflow.io.ngff_write import (
+    NGFF_VERSION,
+    downsample_mean,
+    level_shapes,
+    levels_for,
+    multiscale_model,
+    ome_dict,
+    omero_model,
+    create_group,
+)
+
 #: Root attribute holding the FOV name -> group path index of a sample store.
 LAYOUT_ATTR = "scopeflow_layout"
-#: Display colour of a channel in the ``omero`` metadata (hex RGB); others get white.
-CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF", "fluorescence_r": "FF0000",
-                  "fluorescence_g": "00FF00", "fluorescence_b": "0000FF"}
-
-
-# ----------------------------------------------------------------- arrays and metadata
-
-
-def _create_array(path, shape, dtype, chunks, *, shards=None, dimension_names=None, overwrite=False,
-                  compression=None):
-    """Array factory handed to ``yaozarrs``: zarr-python, zstd level 0, fill value 0."""
-    from zarr.codecs import BytesCodec, ZstdCodec
-
-    return zarr.create_array(
-        str(path), shape=shape, chunks=chunks, shards=shards, dtype=dtype, fill_value=0,
-        dimension_names=dimension_names, zarr_format=3, overwrite=overwrite,
-        serializer=BytesCodec(endian="little"), compressors=(ZstdCodec(level=0, checksum=False),),
-    )
-
-
-def _prepare(dest: Path, model, shapes: Sequence[tuple], dtype, chunks: tuple, extra: Mapping | None):
-    """Create an NGFF image / label group and its empty level arrays (replacing any old one)."""
-    from yaozarrs.write.v05 import prepare_image
-
-    if dest.exists() and not (dest / "zarr.json").exists():
-        shutil.rmtree(dest)  # a half-created group from an interrupted job
-    _, arrays = prepare_image(dest, model, [(tuple(s), dtype) for s in shapes],
-                              extra_attributes=dict(extra) if extra else None, chunks=chunks,
-                              writer=_create_array, overwrite=True)
-    return arrays
-
-
-def _levels_for(shape: Sequence[int], min_size: int = 256, max_levels: int = 4) -> int:
-    """Number of pyramid levels so the smallest level is still >= ``min_size`` px."""
-    n = 1
-    size = min(shape)
-    while n < max_levels and size // 2 >= min_size:
-        size //= 2
-        n += 1
-    return n
-
-
-def _downsample_mean(img: np.ndarray) -> np.ndarray:
-    """2x block-mean of the last two axes (odd edges dropped)."""
-    h, w = img.shape[-2] // 2 * 2, img.shape[-1] // 2 * 2
-    v = img[..., :h, :w].astype(np.float32)
-    return 0.25 * (v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2])
-
-
-def _level_shapes(shape: Sequence[int], n_levels: int) -> list[tuple]:
-    """Shapes of the pyramid levels (leading axes kept, y and x halved, odd edges dropped)."""
-    out = [tuple(shape)]
-    for _ in range(1, n_levels):
-        *lead, h, w = out[-1]
-        out.append((*lead, h // 2, w // 2))
-    return out
-
-
-def _multiscale(name: str, n_levels: int, pixel_size_um: float, kind: str):
-    from yaozarrs import v05
-
-    datasets = [
-        v05.Dataset(path=str(level), coordinateTransformations=[
-            v05.ScaleTransformation(scale=[1.0, pixel_size_um * 2**level, pixel_size_um * 2**level])])
-        for level in range(n_levels)
-    ]
-    axes = [v05.ChannelAxis(name="c", type="channel"),
-            v05.SpaceAxis(name="y", type="space", unit="micrometer"),
-            v05.SpaceAxis(name="x", type="space", unit="micrometer")]
-    return v05.Multiscale(name=name, axes=axes, datasets=datasets,
-                          type="mean" if kind == "image" else "nearest")
-
-
-def _omero(names: Sequence[str], images: Sequence[np.ndarray], colors: Mapping[str, str] | None):
-    """``omero`` display metadata: a 0.5–99.5 % window per channel, exact min and max.
-
-    The percentiles are taken on a regular subsample of at most ~1 Mpx (every ``s``-th pixel
-    in y and x): a display window, computed in a tenth of the time of the full image's.
-    """
-    from yaozarrs import v05
-
-    colors = {**CHANNEL_COLORS, **dict(colors or {})}
-    channels = []
-    for n, img in zip(names, images):
-        step = max(1, math.ceil(math.sqrt(img.size / 1e6)))
-        lo, hi = (float(v) for v in np.percentile(img[::step, ::step], [0.5, 99.5]))
-        channels.append(v05.OmeroChannel(
-            label=n, color=colors.get(n, "FFFFFF"), active=True,
-            window=v05.OmeroWindow(start=lo, end=hi, min=float(img.min()), max=float(img.max()))))
-    grey = all(colors.get(n, "FFFFFF") == "FFFFFF" for n in names)
-    return v05.Omero(channels=channels,
-                     rdefs=v05.OmeroRenderingDefs(model="greyscale" if grey else "color"))
-
-
-def _ome(model) -> dict:
-    return model.model_dump(mode="json", exclude_none=True, by_alias=True)
 
 
 # ----------------------------------------------------------------- the sample store
@@ -272,7 +184,7 @@ def create_sample_store(
         field_count=max(len(f) for f in wells.values()),
     ))
     fovs = {fov: f"{_row_name(r)}/{c + 1}/{f}" for fov, (r, c, f) in layout.items()}
-    ome = _ome(plate)
+    ome = ome_dict(plate)
     # ome-zarr-models (strict) still expects the 0.4-style version inside "plate" too
     ome["plate"]["version"] = NGFF_VERSION
     attrs = {"ome": ome, "scopeflow": dict(provenance), LAYOUT_ATTR: {"fovs": fovs}}
@@ -288,10 +200,10 @@ def create_sample_store(
         model = v05.Well(well=v05.WellDef(images=[v05.FieldOfView(path=f) for f in wells[(r, c)]]))
         where = path / _row_name(r) / str(c + 1)
         if kept is not None and (where / "zarr.json").is_file():
-            _replace_attrs(where, {"ome": _ome(model)})
+            _replace_attrs(where, {"ome": ome_dict(model)})
             continue
         well = root.require_group(_row_name(r)).create_group(str(c + 1))
-        well.attrs.update({"ome": _ome(model)})
+        well.attrs.update({"ome": ome_dict(model)})
     return path
 
 
@@ -352,24 +264,25 @@ def write_image(
     attrs : mapping, optional
         Extra per-FOV attributes (stage position, source files ...) stored under ``scopeflow``.
     colors : mapping of str to str, optional
-        Display colour (hex RGB) per channel name; default :data:`CHANNEL_COLORS`, else white.
+        Display colour (hex RGB) per channel name; default
+        :data:`scopeflow.io.ngff_write.CHANNEL_COLORS`, else white.
     """
     from yaozarrs import v05
 
     names = list(channels)
     stack = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names])
     dest = Path(path) / fov_path(path, fov)
-    n_levels = _levels_for(stack.shape[1:])
-    image = v05.Image(multiscales=[_multiscale(fov, n_levels, pixel_size_um, "image")],
-                      omero=_omero(names, stack, colors))
+    n_levels = levels_for(stack.shape[1:])
+    image = v05.Image(multiscales=[multiscale_model(fov, n_levels, pixel_size_um, "image")],
+                      omero=omero_model(names, stack, colors))
     extra = {"scopeflow": {"channels": names, "pixel_size_um": pixel_size_um, **dict(attrs or {})}}
     c = min(chunk, stack.shape[1]), min(chunk, stack.shape[2])
-    arrays = _prepare(dest, image, _level_shapes(stack.shape, n_levels), "float32", (1, *c), extra)
+    arrays = create_group(dest, image, level_shapes(stack.shape, n_levels), "float32", (1, *c), extra)
     level = stack
     for i in range(n_levels):
         arrays[str(i)][...] = level
         if i + 1 < n_levels:
-            level = _downsample_mean(level)
+            level = downsample_mean(level)
 
 
 def _image_group(path: str | Path, fov: str, mode: str = "r") -> zarr.Group:
@@ -398,7 +311,7 @@ def labels_array(
     existing = labels_group.attrs.get("ome", {}).get("labels", [])
     if name not in existing:
         labels_group.attrs.update(
-            {"ome": _ome(v05.LabelsGroup(labels=sorted(set(existing) | {name})))})
+            {"ome": ome_dict(v05.LabelsGroup(labels=sorted(set(existing) | {name})))})
     shape = image["0"].shape[1:]
     dest = image_dir / "labels" / name
     if (dest / "0" / "zarr.json").exists():
@@ -409,10 +322,10 @@ def labels_array(
             return group["0"]
     ps = float(image.attrs["scopeflow"]["pixel_size_um"])
     n_levels = len(image.attrs["ome"]["multiscales"][0]["datasets"])
-    label = v05.LabelImage(multiscales=[_multiscale(name, n_levels, ps, "label")],
+    label = v05.LabelImage(multiscales=[multiscale_model(name, n_levels, ps, "label")],
                            image_label=v05.ImageLabel(source=v05.LabelSource(image="../../")))
     c = min(chunk, shape[0]), min(chunk, shape[1])
-    arrays = _prepare(dest, label, _level_shapes((1, *shape), n_levels), "uint32", (1, *c),
+    arrays = create_group(dest, label, level_shapes((1, *shape), n_levels), "uint32", (1, *c),
                       {"scopeflow": dict(attrs)} if attrs is not None else None)
     return arrays["0"]
 
@@ -519,68 +432,6 @@ def store_complete(path: str | Path) -> dict:
                     raise ValueError(f"{path}: labels/{name} of FOV {fov!r} lacks levels {missing}")
             n_labels += 1
     return {"fovs": len(index), "labels": n_labels, "ngff_version": NGFF_VERSION}
-
-
-# ----------------------------------------------------------------- movies (t, y, x)
-
-
-def create_movie(
-    path: str | Path, shape: tuple[int, int, int], dtype, *, chunk: int = 1024,
-) -> zarr.Array:
-    """Create (overwrite) a single-image movie store and return its level-0 array (t, y, x).
-
-    The array may be resized along ``t`` while frames arrive; :func:`finish_movie` writes
-    the NGFF metadata (time and pixel calibration) once the frames are in.
-    """
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    model = _movie_model("movie", 1.0, 1.0)
-    c = (1, min(chunk, shape[1]), min(chunk, shape[2]))
-    return _prepare(path, model, [shape], dtype, c, None)["0"]
-
-
-def _movie_model(name: str, frame_interval_s: float, pixel_size_um: float, omero=None):
-    from yaozarrs import v05
-
-    axes = [v05.TimeAxis(name="t", type="time", unit="second"),
-            v05.SpaceAxis(name="y", type="space", unit="micrometer"),
-            v05.SpaceAxis(name="x", type="space", unit="micrometer")]
-    ds = v05.Dataset(path="0", coordinateTransformations=[
-        v05.ScaleTransformation(scale=[frame_interval_s, pixel_size_um, pixel_size_um])])
-    return v05.Image(multiscales=[v05.Multiscale(name=name, axes=axes, datasets=[ds])], omero=omero)
-
-
-def finish_movie(
-    path: str | Path, *, name: str, fps: float, pixel_size_um: float, window: tuple[float, float],
-    attrs: Mapping | None = None,
-) -> None:
-    """Write a movie store's NGFF metadata: axes t (s), y, x (µm), one ``frames`` channel.
-
-    Parameters
-    ----------
-    path : str or Path
-        Store made by :func:`create_movie`, frames written.
-    name : str
-        Image name.
-    fps : float
-        Frames per second (the ``t`` scale is ``1 / fps`` s).
-    pixel_size_um : float
-        Pixel size at the sample (µm).
-    window : (float, float)
-        Display window (e.g. the first frame's 0.5–99.5 % percentiles).
-    attrs : mapping, optional
-        Stored under ``scopeflow``.
-    """
-    from yaozarrs import v05
-
-    lo, hi = (float(v) for v in window)
-    omero = v05.Omero(channels=[v05.OmeroChannel(label="frames", color="FFFFFF", active=True,
-                                                 window=v05.OmeroWindow(start=lo, end=hi, min=lo, max=hi))],
-                      rdefs=v05.OmeroRenderingDefs(model="greyscale"))
-    root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    root.attrs.update({"ome": _ome(_movie_model(name, 1.0 / fps, pixel_size_um, omero)),
-                       "scopeflow": dict(attrs or {})})
 
 
 def mark_complete(path: str | Path, flag: str | Path, summary: Mapping | None = None) -> dict:

@@ -5,7 +5,8 @@ live in this folder beside the code; nothing is downloaded at run time.
 
 - :mod:`~scopeflow.models.weights`: the one weights error, sha256/model-card check, loader
   and writer (every ``.pt`` goes through them);
-- :mod:`~scopeflow.models.training`: the one optimisation loop (AdamW, learning-rate schedules);
+- :mod:`~scopeflow.models.training`: the one optimisation loop (AdamW, learning-rate schedules,
+  steps) of every trainer, their training-data root and cache, and the ROC AUC they report;
 - :mod:`~scopeflow.models.m2unet`: the M2U-Net architecture (cell segmenter and BeadNet);
   :mod:`~scopeflow.models.m2unet_files`: its files without torch (stride, ONNX exports,
   reference logits); :mod:`~scopeflow.models.runtime`: its inference back ends (torch, ONNX

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SCHEDULES", "SHARED_DATA", "make_optimizer", "minibatches", "run_steps", "warmup_cosine"]
+__all__ = ["SCHEDULES", "SHARED_DATA", "cached_arrays", "make_optimizer", "minibatches", "roc_auc",
+           "run_steps", "warmup_cosine"]
 
 #: Learning-rate schedules of :func:`make_optimizer`.
 SCHEDULES = ("onecycle", "cosine")
@@ -166,3 +167,59 @@ def run_steps(
         if on_step is not None:
             on_step(value, ema)
     return losses
+
+
+def cached_arrays(cache: str | Path | None, keys: Sequence[str],
+                  build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Training arrays from an ``.npz`` cache, or built (and cached) when it does not exist yet.
+
+    Parameters
+    ----------
+    cache : str, Path or None
+        The ``.npz`` file (None: always build, nothing written).
+    keys : sequence of str
+        Arrays read from an existing cache.
+    build : callable
+        ``build() -> {key: array}``: makes the arrays (simulation, segmentation) when the cache
+        does not exist; they are then written to it.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+    """
+    path = Path(cache) if cache else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            data = {k: z[k] for k in keys}
+        print(f"loaded {len(data[keys[0]])} training examples from {path}")
+        return data
+    data = build()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **data)
+    return data
+
+
+def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve of a binary classifier's scores (Mann–Whitney U).
+
+    Parameters
+    ----------
+    y_true : numpy.ndarray
+        Labels (truthy = positive).
+    score : numpy.ndarray
+        Scores, higher = more positive; ties count one half (average ranks).
+
+    Returns
+    -------
+    float
+        AUC in [0, 1]; NaN when one class is absent.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y_true).astype(bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(np.asarray(score, np.float64))
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from scopeflow.models.parasite_net import ParasiteEnsemble, ParasiteNet, dihedral
+from scopeflow.models import training
 from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
 from scopeflow.parasites.classifier import score_crops, to_float
 
@@ -189,25 +190,9 @@ def train_ensemble(x: np.ndarray, y: np.ndarray, *, n_members: int = 3, seed: in
 
 
 def roc_auc(score: np.ndarray, y: np.ndarray) -> float:
-    """ROC AUC (Mann–Whitney, ties count one half) of ``score`` for labels ``y`` (1 = positive)."""
-    s = np.asarray(score, np.float64)
-    y = np.asarray(y).astype(bool)
-    pos, neg = s[y], s[~y]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    allv = np.concatenate([pos, neg])
-    order = np.argsort(allv, kind="mergesort")
-    ranks = np.empty(allv.size)
-    sv = allv[order]
-    # average ranks of ties
-    i = 0
-    while i < sv.size:
-        j = i
-        while j + 1 < sv.size and sv[j + 1] == sv[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+    """ROC AUC (Mann–Whitney, ties count one half) of ``score`` for labels ``y`` (1 = positive);
+    NaN without positives or negatives (:func:`scopeflow.models.training.roc_auc`)."""
+    return training.roc_auc(y, score)
 
 
 def choose_threshold(neg_scores: np.ndarray, specificity: float = 0.99) -> float:

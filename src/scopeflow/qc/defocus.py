@@ -346,17 +346,13 @@ def train_defocus_main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(int(args.threads))
-    cache = Path(args.cache) if args.cache else None
-    if cache is not None and cache.is_file():
-        with np.load(cache) as z:
-            data = {k: z[k] for k in ("x", "dz", "modality")}
-        print(f"loaded {len(data['dz'])} patches from {cache}")
-    else:
+    from scopeflow.models.training import cached_arrays
+
+    def simulate() -> dict[str, np.ndarray]:
         print(f"simulating {args.n_fov} fields ...", flush=True)
-        data = _training_set(args.n_fov, args.seed)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, **data)
+        return _training_set(args.n_fov, args.seed)
+
+    data = cached_arrays(args.cache, ("x", "dz", "modality"), simulate)
     print(f"training patches: {len(data['dz'])}")
     cmd = "scopeflow train-defocus " + " ".join(sys.argv[2:] if argv is None else argv)
     res = train_defocus(data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

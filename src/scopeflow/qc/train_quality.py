@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from scopeflow.models.quality import QualityNet
-from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
+from scopeflow.models.training import SHARED_DATA, cached_arrays, make_optimizer, minibatches, run_steps
 from scopeflow.models.weights import save_weights
 from scopeflow.qc.quality_labels import build_examples
 
-__all__ = ["balanced_accuracy", "roc_auc", "train_quality", "train_quality_main"]
+__all__ = ["balanced_accuracy", "train_quality", "train_quality_main"]
 
 
 # ------------------------------------------------------------------------ metrics
@@ -31,17 +31,6 @@ def balanced_accuracy(y_true: np.ndarray, p_good: np.ndarray, threshold: float =
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(p_good) >= threshold
     return 0.5 * (np.mean(pred[y]) + np.mean(~pred[~y]))
-
-
-def roc_auc(y_true: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U with average ranks for ties)."""
-    y = np.asarray(y_true).astype(bool)
-    s = np.asarray(score, np.float64)
-    from scipy.stats import rankdata
-
-    r = rankdata(s)
-    n1, n0 = y.sum(), (~y).sum()
-    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 # ------------------------------------------------------------------------ training
@@ -162,17 +151,12 @@ def train_quality_main(argv: list[str] | None = None) -> int:
     """``scopeflow train-quality``: build the training crops and train; prints a summary."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(int(args.threads))
-    cache = Path(args.cache) if args.cache else None
-    if cache is not None and cache.is_file():
-        with np.load(cache) as z:
-            data = {k: z[k] for k in ("x", "y", "kind", "source")}
-        print(f"loaded {len(data['y'])} crops from {cache}")
-    else:
+
+    def build() -> dict[str, np.ndarray]:
         print("building training crops ...", flush=True)
-        data = build_examples("train", data=Path(args.data), seed=args.seed)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, **data)
+        return build_examples("train", data=Path(args.data), seed=args.seed)
+
+    data = cached_arrays(args.cache, ("x", "y", "kind", "source"), build)
     kinds, counts = np.unique(data["kind"], return_counts=True)
     print("training crops:", json.dumps(dict(zip(kinds.tolist(), counts.tolist(), strict=True))))
     cmd = "scopeflow train-quality " + " ".join(sys.argv[2:] if argv is None else argv)

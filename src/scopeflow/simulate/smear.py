@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import scipy.fft as sfft
 
-from scopeflow.io.octopi import LEFT, RIGHT, write_acquisition
+from scopeflow.io.octopi_meta import LEFT, RIGHT
+from scopeflow.io.octopi_write import write_acquisition
 
 __all__ = [
     "EVANS_FUNG_UM",

@@ -20,15 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scopeflow.io.octopi import (
-    CONFIG_FILE,
-    COORDS_FILE,
-    LEFT,
-    PARAMS_FILE,
-    TUBE_LENS_MM,
-    _choose_objective,
-    _configurations_xml,
-)
+from scopeflow.io.octopi_meta import CONFIG_FILE, COORDS_FILE, LEFT, PARAMS_FILE, TUBE_LENS_MM
+from scopeflow.io.octopi_write import _choose_objective, _configurations_xml
 from scopeflow.simulate.smear import DEFAULTS, _vignetting, camera, image_halves, rbc_phantom
 
 __all__ = ["LAYOUTS", "simulate_squid_acquisition", "simulate_squid_frames", "write_layout"]

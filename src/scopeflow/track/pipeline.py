@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scopeflow.discover import BEADS_MARKER, read_beads_marker
 from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io import tables
 from scopeflow.io.atomic import atomic_path, replace, temp_path
+from scopeflow.io.discover import BEADS_MARKER, read_beads_marker
 from scopeflow.io.images import IMAGE_SUFFIXES, read_image, to_plane
 
 log = logging.getLogger("scopeflow")
@@ -253,7 +253,7 @@ def ingest_movie(
     InputImageError
         Empty folder, unreadable frame, or frames of different size or type (naming the file).
     """
-    from scopeflow.io import ome_zarr
+    from scopeflow.io import ngff_write
 
     cal = movie_calibration(path, pixel_size_um, fps, default_pixel_size_um=default_pixel_size_um,
                             default_fps=default_fps)
@@ -270,7 +270,7 @@ def ingest_movie(
     for n, (src, frame) in enumerate(iter_frames(path)):
         if arr is None:
             first = (src, frame.shape, frame.dtype)
-            arr = ome_zarr.create_movie(tmp, (n_cap, *frame.shape), frame.dtype, chunk=chunk)
+            arr = ngff_write.create_movie(tmp, (n_cap, *frame.shape), frame.dtype, chunk=chunk)
             lo, hi = (float(v) for v in np.percentile(frame, [0.5, 99.5]))
         elif frame.shape != first[1]:
             raise InputImageError(
@@ -310,7 +310,7 @@ def ingest_movie(
         "source": str(path), "sources": sources,
         "axes": "tyx (origin at the centre of pixel (0, 0))",
     }
-    ome_zarr.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
+    ngff_write.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
                           window=(lo, hi), attrs=attrs)
     replace(tmp, out_zarr)
     log.info("%s: %d frames of %dx%d %s, %.4g µm/px (%s), %.4g fps (%s), %.1f s", path, n_frames,
