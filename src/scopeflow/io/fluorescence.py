@@ -27,7 +27,8 @@ def read_fluorescence(path: str | Path, shape: tuple[int, int] | None = None) ->
     ----------
     path : str or Path
         Image file (BMP, PNG, TIFF): (y, x) mono, (y, x, 3) RGB or (y, x, 4) RGBA (alpha
-        dropped); uint8 or uint16.
+        dropped); uint8 or uint16. Or one plane of a Squid container (multi-page TIFF,
+        OME-TIFF, Zarr), as a :class:`~scopeflow.io.squid.planes.PlaneRef` or its string form.
     shape : (int, int), optional
         Expected (y, x) shape (that of the FOV's brightfield frames).
 
@@ -42,7 +43,9 @@ def read_fluorescence(path: str | Path, shape: tuple[int, int] | None = None) ->
         Unreadable file, not a mono/RGB image, a float image, or a shape different from
         ``shape`` (one line naming the file).
     """
-    arr = read_raw(path)
+    from scopeflow.io.squid.planes import is_plane_ref, read_source
+
+    arr = read_source(path, colour=True) if is_plane_ref(path) else read_raw(path)
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[..., :3]
     elif arr.ndim == 3 and arr.shape[2] == 1:
