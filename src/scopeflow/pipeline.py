@@ -60,6 +60,8 @@ def ingest_rows(
     regions: Sequence[str] | None = None,
     zstack: str | int = "best_focus",
     focus_metric: str = "laplacian_var",
+    timepoints: Sequence[int] | None = None,
+    previous_fovs: str | Path | None = None,
 ) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -106,6 +108,12 @@ def ingest_rows(
         scores are recorded in the rows (``n_z``, ``z_selection``, ``z_focus_scores``).
     focus_metric : str
         Focus metric of ``best_focus`` (the ``qc.focus_metric``).
+    timepoints : sequence of int, optional
+        Only the FOVs of these time points (``smear_raw``; the workflow ingests each time point
+        of an acquisition as it completes); the flatfields are estimated from them. Default all.
+    previous_fovs : path, optional
+        The FOV list of the time points ingested before: ``out_fovs`` lists its rows, then
+        these (so the last time point's list is the sample's).
 
     Returns
     -------
@@ -132,10 +140,11 @@ def ingest_rows(
     planned = None if files is None else verify_files(path, files)
     if kind == "smear_raw":
         if planned is None:
-            acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions)
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions,
+                                   timepoints=timepoints)
         else:
             acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=(),
-                                   regions=regions)
+                                   regions=regions, timepoints=timepoints)
             acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
         zstack = parse_zstack(zstack)
@@ -159,6 +168,8 @@ def ingest_rows(
 
         rows, chosen, lit = _raw_rows(acq, zstack, focus_metric, keep)
         acq.fovs = chosen
+        for row in rows:
+            row["objective"] = acq.objective
         shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
@@ -234,6 +245,8 @@ def ingest_rows(
         row["pixel_size_um"] = float(ps)
         row["na"] = float(na_used) if na_used else np.nan
         row["wavelength_um"] = float(wavelength_um)
+    if previous_fovs is not None:
+        rows = read_fov_table(previous_fovs) + rows
     with atomic_path(out_fovs) as tmp, atomic_path(out_flatfield) as tmp_ff:
         _write_fov_table(rows, tmp)
         np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images
@@ -409,7 +422,7 @@ def _write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
 
 #: Columns of the FOV list that hold text (file names); the others are numbers.
 _TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence", "region", "z_selection",
-                 "z_focus_scores"}
+                 "z_focus_scores", "objective"}
 
 
 def _tsv_value(column: str, text: str):
@@ -436,21 +449,24 @@ def read_fov_table(fovs_tsv: str | Path) -> list[dict]:
         return [{k: _tsv_value(k, v) for k, v in row.items()} for row in csv.DictReader(fh, delimiter="\t")]
 
 
-def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
-    """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
-    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
+def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int, timepoint: int | None = None) -> list[str]:
+    """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs (of
+    time point ``timepoint`` only, when given)."""
+    names = [r["fov"] for r in read_fov_table(fovs_tsv) if timepoint is None or r["t"] == timepoint]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]
 
 
 def create_store(
     fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None, *,
-    record: str | Path | None = None,
+    record: str | Path | None = None, extend: bool = False,
 ) -> dict:
     """Create the sample's empty OME-Zarr plate: one well per stage-grid position.
 
     Octopi FOVs are placed by their grid indices (row ``i``, column ``j``); FOVs without
     them (DPC files) fill a near-square grid in name order (:func:`ome_zarr.plate_layout`).
     ``record`` (JSON: the store and each FOV's group path), when given, is written last.
+    ``extend``: keep the FOVs already stored (a time point added to a processed acquisition,
+    see :func:`scopeflow.io.ome_zarr.create_sample_store`).
     """
     from scopeflow.io import ome_zarr
 
@@ -460,7 +476,7 @@ def create_store(
     positions = None
     if all(isinstance(v, (int, float)) and np.isfinite(v) for pair in ij for v in pair):
         positions = {n: (int(i), int(j)) for n, (i, j) in zip(names, ij)}
-    ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions)
+    ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions, extend=extend)
     info = {"store": str(out_zarr), "fovs": {n: ome_zarr.fov_path(out_zarr, n) for n in names}}
     if record is not None:
         _atomic_json(info, record)
@@ -580,7 +596,7 @@ def _read_fov_inputs(row: Mapping) -> tuple:
 
 #: FOV list columns copied into each FOV's store attributes and from there into the FOV table.
 RAW_ATTRS = ("t", "region", "i", "j", "k", "n_z", "z_selection", "z_focus_scores", "x_mm", "y_mm",
-             "z_um", "bit_depth")
+             "z_um", "bit_depth", "objective")
 
 
 def write_images(
@@ -800,7 +816,7 @@ def measure_store(
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("Int64")
     for col in ("x_mm", "y_mm", "z_um", "saturated_fraction_raw"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("float64")
-    for col in ("region", "z_selection", "z_focus_scores"):
+    for col in ("region", "z_selection", "z_focus_scores", "objective"):
         fov_table[col] = fov_table[col].fillna("").astype(str)
     prov = {"segmentation": {k: seg.get(k) for k in ("method", "chunk", "params", "model_sha256")}}
     tables.write_table(fov_table, out_fovs, prov)

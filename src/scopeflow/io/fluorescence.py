@@ -17,10 +17,20 @@ import numpy as np
 from scopeflow.errors import InputImageError
 from scopeflow.io.images import read_raw, to_unit_float
 
-__all__ = ["DEFAULT_CHANNEL", "check_fluorescence", "fluorescence_max_value", "read_fluorescence"]
+__all__ = ["DEFAULT_CHANNEL", "check_fluorescence", "fluorescence_max_value", "read_fluorescence",
+           "read_fluorescence_raw"]
 
 #: File-name suffix of the 405 nm-excited fluorescence channel (spaces → ``_``).
 DEFAULT_CHANNEL = "Fluorescence_405_nm_Ex"
+
+
+def read_fluorescence_raw(path) -> np.ndarray:
+    """A fluorescence frame as stored: an image file, or one plane of a Squid container
+    (multi-page TIFF, OME-TIFF, Zarr) given as a :class:`~scopeflow.io.squid.planes.PlaneRef`
+    or its string form."""
+    from scopeflow.io.squid.planes import is_plane_ref, read_source
+
+    return read_source(path, colour=True) if is_plane_ref(path) else read_raw(path)
 
 
 def check_fluorescence(arr: np.ndarray, path: str | Path,
@@ -92,7 +102,8 @@ def read_fluorescence(path: str | Path, shape: tuple[int, int] | None = None,
     ----------
     path : str or Path
         Image file (BMP, PNG, TIFF): (y, x) mono, (y, x, 3) RGB or (y, x, 4) RGBA (alpha
-        dropped); uint8 or uint16.
+        dropped); uint8 or uint16. Or one plane of a Squid container (see
+        :func:`read_fluorescence_raw`).
     shape : (int, int), optional
         Expected (y, x) shape (that of the FOV's brightfield frames).
     max_value : float, optional
@@ -110,7 +121,7 @@ def read_fluorescence(path: str | Path, shape: tuple[int, int] | None = None,
         Unreadable file, not a mono/RGB image, a float image, or a shape different from
         ``shape`` (one line naming the file).
     """
-    arr = check_fluorescence(read_raw(path), path, shape)
+    arr = check_fluorescence(read_fluorescence_raw(path), path, shape)
     if max_value is not None and np.isfinite(max_value) and max_value > 0:
         f = np.minimum(arr.astype(np.float32) / np.float32(max_value), np.float32(1.0))
     else:

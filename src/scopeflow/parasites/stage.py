@@ -99,8 +99,11 @@ def scan_fluorescence(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
         Some FOVs have the channel and others do not (names the first missing file), or a
         frame is unreadable / not mono or RGB / of another size / of another dtype.
     """
-    from scopeflow.io.fluorescence import check_fluorescence, fluorescence_max_value
-    from scopeflow.io.images import read_raw
+    from scopeflow.io.fluorescence import (
+        check_fluorescence,
+        fluorescence_max_value,
+        read_fluorescence_raw,
+    )
 
     have = [f.files.get(channel) for f in fovs]
     if not any(have):
@@ -115,7 +118,7 @@ def scan_fluorescence(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
 
     def frames():
         for p in have:
-            a = check_fluorescence(read_raw(p), p, shape)
+            a = check_fluorescence(read_fluorescence_raw(p), p, shape)
             first = dtypes.setdefault("dtype", (a.dtype, p))
             if a.dtype != first[0]:
                 raise InputImageError(f"{p}: fluorescence frame is {a.dtype} but {first[1]} is "
