@@ -255,7 +255,7 @@ def spots_section(n_spots: int) -> None:
 
 def bulk_water_section() -> None:
     from scopeflow.track import read_frames
-    from scopeflow.track.link import track_pipeline
+    from scopeflow.track.analysis import track_pipeline
     from scopeflow.track.localize import locate_stack
 
     path = SHARED / "trackpy_bulk_water" / "frames"
@@ -272,7 +272,7 @@ def bulk_water_section() -> None:
     print(f"{'scopeflow options':<34} {'feat/frame':>10} {'matched ≤1px':>12} {'extra':>7} "
           f"{'matched (well-formed)':>21} {'D µm²/s':>8} {'vs S-E':>7} {'s':>5}")
     for label, kw in (("default (nothing given)", {}),
-                      ("--diameter 11 --minmass 20", dict(diameter_px=11, minmass=20))):
+                      ("--diameter-px 11 --minmass 20", dict(diameter_px=11, minmass=20))):
         t0 = time.perf_counter()
         locs = locate_stack(frames, workers=1, **kw)
         dt = time.perf_counter() - t0
@@ -286,7 +286,7 @@ def bulk_water_section() -> None:
             d, _ = cKDTree(b).query(a[["y", "x"]].to_numpy())
             m += int((d <= 1).sum())
             m_good += int((d[gate[a.index].to_numpy()] <= 1).sum())
-        res = track_pipeline(locs, 100 / 285, 24.0, search_range=5, memory=3, min_length=25)
+        res = track_pipeline(locs, 100 / 285, 24.0, search_range_px=5, memory=3, min_length=25)
         dd = res["fit"].D_um2_s
         print(f"{label:<34} {n_sf / len(frames):10.1f} {100 * m / len(f):11.1f}% "
               f"{100 * (n_sf - m) / len(f):6.1f}% {100 * m_good / max(gate.sum(), 1):20.1f}% "
@@ -312,7 +312,7 @@ def speed_section(reps: int) -> None:
         movies.append(("bulk_water", read_frames(path), dict(diameter=11, invert=True,
                                                              minmass=20),
                        [("default (nothing given)", {}),
-                        ("--diameter 11 --minmass 20", dict(diameter_px=11, minmass=20))]))
+                        ("--diameter-px 11 --minmass 20", dict(diameter_px=11, minmass=20))]))
     else:
         print(f"bulk_water skipped: {path} not found (set SCOPEFLOW_SHARED_DATA)")
     sim, _ = simulate_movie(30, (512, 512), 400, 0.4, 0.1, 10.0, photons=1000.0, seed=3,

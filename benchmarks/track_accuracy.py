@@ -147,16 +147,15 @@ def detection_section(n_frames: int) -> None:
 
 def diffusion_section(n_frames: int, n_beads: int, model) -> None:
     from scopeflow.simulate.beads import simulate_movie
-    from scopeflow.track.link import (
-        compare_tracks,
+    from scopeflow.track.analysis import track_pipeline
+    from scopeflow.track.compare import compare_tracks
+    from scopeflow.track.link import filter_stubs, link
+    from scopeflow.track.motion import (
         compute_drift,
         ensemble_msd,
-        filter_stubs,
         fit_diffusion,
-        link,
         msd_fit_error,
         subtract_drift,
-        track_pipeline,
     )
     from scopeflow.track.localize import locate_stack
 
@@ -189,15 +188,15 @@ def diffusion_section(n_frames: int, n_beads: int, model) -> None:
     q0 = {"fragments_per_track": 1.0, "broken": 0, "merged": 0}
     row("truth positions (same fit)", true_fit, q0, q0)
     locs = locate_stack(movie, model)
-    res = track_pipeline(locs, px, fps, search_range=4, memory=3, min_length=min_len,
+    res = track_pipeline(locs, px, fps, search_range_px=4, memory=3, min_length=min_len,
                          fit_lags=lags)
     q_all = compare_tracks(link(locs, 4, memory=3), truth)
     row(f"scopeflow ({'matched filter' if model is None else model}) + MLE", res["fit"],
         q_all, compare_tracks(res["tracks"], truth))
-    t_nodrift = track_pipeline(locs, px, fps, search_range=4, memory=3, min_length=min_len,
+    t_nodrift = track_pipeline(locs, px, fps, search_range_px=4, memory=3, min_length=min_len,
                                fit_lags=lags, drift=False)
     row("  same, no drift subtraction", t_nodrift["fit"], q_all, q_all)
-    legacy = track_pipeline(locs, px, fps, search_range=4, memory=3, min_length=min_len,
+    legacy = track_pipeline(locs, px, fps, search_range_px=4, memory=3, min_length=min_len,
                             fit_lags=10)
     row("  same, 10 fitted lags", legacy["fit"], q_all, q_all)
     feats = tp.batch(list(movie), 9, minmass=0, processes=1)
@@ -226,7 +225,7 @@ def diffusion_section(n_frames: int, n_beads: int, model) -> None:
 
 def bulk_water_section() -> None:
     from scopeflow.track import read_frames
-    from scopeflow.track.link import track_pipeline
+    from scopeflow.track.analysis import track_pipeline
     from scopeflow.track.localize import locate_stack
 
     path = SHARED / "trackpy_bulk_water" / "frames"
@@ -254,7 +253,7 @@ def bulk_water_section() -> None:
     for model, label in (("beadnet", "scopeflow BeadNet + xcorr/MLE"),
                          (None, "scopeflow matched filter + xcorr/MLE")):
         locs = locate_stack(frames, model)
-        res = track_pipeline(locs, mpp, fps, search_range=5, memory=3, min_length=25)
+        res = track_pipeline(locs, mpp, fps, search_range_px=5, memory=3, min_length=25)
         fit = res["fit"]
         print(f"{label + ' (linear, 10 lags)':<40} {len(locs) / len(frames):10.1f} "
               f"{res['summary']['n_tracks']:>7} {fit.D_um2_s:8.4f} {4 * fit.D_um2_s:7.3f} "

@@ -9,7 +9,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
-    from scopeflow.track.pipeline import tracks_figure
+    from scopeflow.track.figures import tracks_figure
 
     i = smk.input
     tracks_figure(smk.params.zarr, i.tracks, i.msd, i.diffusion, i.sample, smk.output[0],

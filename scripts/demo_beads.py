@@ -10,7 +10,7 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.io.readiness import file_manifest, write_if_changed
-    from scopeflow.track.pipeline import make_demo_movie
+    from scopeflow.track.demo import make_demo_movie
 
     p = smk.params
     make_demo_movie(

@@ -12,7 +12,7 @@ def main(smk):
     from scopeflow.smear import shard_fovs, write_images
 
     p = smk.params
-    fovs = shard_fovs(smk.input.fovs, int(smk.wildcards.shard), p.fovs_per_job)
+    fovs = shard_fovs(smk.input.fovs, p.chunk, p.fovs_per_job, timepoint=p.timepoint)
     write_images(
         smk.input.fovs, smk.input.flatfield, p.zarr, smk.output.record, fovs=fovs,
         phase=p.phase, phase_reg=p.phase_reg, na_illum=p.na_illum, threads=smk.threads,

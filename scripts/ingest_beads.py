@@ -13,8 +13,8 @@ def main(smk):
     from scopeflow.io.ome_zarr import mark_complete
     from scopeflow.io.readiness import planned_input, verify_unchanged
     from scopeflow.provenance import make_provenance
-    from scopeflow.track.link import MIN_MSD_FRAMES
-    from scopeflow.track.pipeline import ingest_movie
+    from scopeflow.track.motion import MIN_MSD_FRAMES
+    from scopeflow.track.movie import ingest_movie
 
     p = smk.params
     s = smk.wildcards.sample

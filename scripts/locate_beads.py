@@ -10,16 +10,15 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.provenance import make_provenance
-    from scopeflow.track.pipeline import locate_movie
+    from scopeflow.track.params import LocateParams
+    from scopeflow.track.stages import locate_movie
 
     p = smk.params
     s = smk.wildcards.sample
     locate_movie(
         p.zarr, smk.output.locs, sample=s, model=p.model, threads=smk.threads,
+        params=LocateParams.from_config(dict(p.items())),  # the rule's track.* params
         provenance=make_provenance(smk.config, inputs=[p.zarr], sample=s),
-        profile=p.profile, diameter_px=p.diameter_px, minmass=p.minmass,
-        sigma_px=p.sigma_px, snr_threshold=p.snr_threshold,
-        prob_threshold=p.prob_threshold, min_snr=p.min_snr,
     )
 
 

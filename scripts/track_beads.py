@@ -10,15 +10,14 @@ from scopeflow._snakemake import run  # noqa: E402
 
 def main(smk):
     from scopeflow.provenance import make_provenance
-    from scopeflow.track.pipeline import track_movie
+    from scopeflow.track.params import LinkParams
+    from scopeflow.track.stages import track_movie
 
-    p = smk.params
     s = smk.wildcards.sample
     o = smk.output
     track_movie(
         smk.input.locs, o.tracks, o.diffusion, o.msd, o.sample, sample=s,
-        search_range_px=p.search_range_px, memory=p.memory, adaptive_stop_px=p.adaptive_stop_px,
-        min_length=p.min_length, drift=p.drift, max_lag=p.max_lag, fit_lags=p.fit_lags,
+        params=LinkParams.from_config(dict(smk.params.items())),  # the rule's track.* params
         provenance=make_provenance(smk.config, inputs=[smk.input.locs], sample=s),
     )
 

@@ -148,6 +148,32 @@ def test_squid_zarr_acquisition_complete(tmp_path):
     assert verdict.ready and verdict.how == "marker"
 
 
+def test_squid_zarr_that_never_completes_fails_naming_its_store(tmp_path):
+    """A store without acquisition_complete waits while it changes; unchanged for stalled_s
+    (at least twice the time-lapse interval) it fails with one line naming its zarr.json; a
+    store Squid marked aborted fails at once."""
+    exp = tmp_path / "exp"
+    store = exp / "zarr" / "manual" / "fov_0.ome.zarr"
+    store.mkdir(parents=True)
+    meta = {"zarr_format": 3, "node_type": "group", "attributes": {"_squid": {"acquisition_complete": False}}}
+    (store / "zarr.json").write_text(json.dumps(meta))
+    now = readiness.newest_change(exp)
+    waiting = readiness.check_ready(exp, quiet_s=0, stalled_s=100, now=now + 50)
+    assert not waiting.ready and waiting.how == "marker"
+    failed = readiness.check_ready(exp, quiet_s=0, stalled_s=100, now=now + 101)
+    assert not failed.ready and failed.how == "failed" and "\n" not in failed.reason
+    assert f"{store / 'zarr.json'}:" in failed.reason and "stalled_s" in failed.reason
+    assert readiness.check_ready(exp, quiet_s=0, now=now + 1e6).how == "marker"  # None: wait for ever
+    (exp / "acquisition parameters.json").write_text(json.dumps({"Nt": 3, "dt(s)": 600}))
+    now = readiness.newest_change(exp)
+    assert readiness.check_ready(exp, quiet_s=0, stalled_s=100, now=now + 1000).how == "marker"
+    assert readiness.check_ready(exp, quiet_s=0, stalled_s=100, now=now + 1201).how == "failed"
+    meta["attributes"]["_squid"]["aborted"] = True
+    (store / "zarr.json").write_text(json.dumps(meta))
+    aborted = readiness.check_ready(exp, quiet_s=0, stalled_s=None)
+    assert aborted.how == "failed" and f"{store / 'zarr.json'}:" in aborted.reason and "aborted" in aborted.reason
+
+
 def test_manifest_is_rewritten_only_when_the_file_set_changes(tmp_path):
     acq = tmp_path / "acq"
     (acq / "0").mkdir(parents=True)

@@ -9,25 +9,21 @@ import pytest
 from scopeflow.simulate.beads import crlb_gaussian, render_frame, simulate_movie, simulate_spots
 from scopeflow.track import cli_locate, cli_track, read_frames
 from scopeflow.track.beadnet import evaluate_detection, match_points
-from scopeflow.track.link import (
-    compare_tracks,
+from scopeflow.track.analysis import track_pipeline
+from scopeflow.track.compare import compare_tracks
+from scopeflow.track.link import filter_stubs, link
+from scopeflow.track.motion import (
     compute_drift,
     ensemble_msd,
-    filter_stubs,
     fit_diffusion,
-    link,
     msd_per_particle,
     subtract_drift,
-    track_pipeline,
 )
-from scopeflow.track.localize import (
-    extract_crops,
-    fit_gaussian,
-    gaussian_template,
-    locate,
-    locate_stack,
-    refine_xcorr,
-)
+from scopeflow.track.fit import fit_gaussian
+from scopeflow.track.localize import locate, locate_stack
+from scopeflow.track.peaks import extract_crops
+from scopeflow.track.refine import refine_xcorr
+from scopeflow.track.templates import gaussian_template
 
 BULK_MPP, BULK_FPS = 100 / 285, 24.0
 
@@ -145,7 +141,7 @@ def test_cli_locate_inputs(tmp_path):
 
 def test_cli_track_writes_outputs(tmp_path):
     movie, _ = simulate_movie(30, (64, 64), 10, 0.1, 0.1, 20, photons=1500, seed=6)
-    res = cli_track(movie, tmp_path / "t.csv", 0.1, 20.0, model=None, search_range=4,
+    res = cli_track(movie, tmp_path / "t.csv", 0.1, 20.0, model=None, search_range_px=4,
                     min_length=10)
     for suffix in ("t.csv", "t_msd.csv", "t_diffusion.csv", "t_summary.json"):
         assert (tmp_path / suffix).is_file()
@@ -182,7 +178,7 @@ def test_bulk_water_diffusion(shared):
     locs = locate_stack(frames)  # matched filter (fast); BeadNet: benchmarks/track_accuracy
     assert locs.attrs["polarity"] == -1.0  # dark beads found without inverting
     assert 450 <= locs.groupby("frame").size().median() <= 700  # walkthrough: ~580
-    res = track_pipeline(locs, BULK_MPP, BULK_FPS, search_range=5, memory=3, min_length=25)
+    res = track_pipeline(locs, BULK_MPP, BULK_FPS, search_range_px=5, memory=3, min_length=25)
     assert res["fit"].D_um2_s == pytest.approx(0.40, rel=0.10)
     assert res["summary"]["n_tracks"] >= 250
 
@@ -249,13 +245,13 @@ def test_link_recovers_ids_and_drift_subtraction():
 def test_track_pipeline_on_simulated_movie_known_D():
     """Full chain: simulated movie → locate → link → drift → MSD → D within 3.5 expected
     standard errors (exact s.e. of this movie's size, ≈ 2 %) of the truth."""
-    from scopeflow.track.link import msd_fit_error
+    from scopeflow.track.motion import msd_fit_error
 
     D, px, fps = 0.1, 0.1, 20.0
     movie, truth = simulate_movie(150, (128, 128), 40, D, px, fps, photons=1000, seed=3,
                                   enter_leave=True)
     locs = locate_stack(movie, sigma_px=1.5)
-    res = track_pipeline(locs, px, fps, search_range=4, memory=3, min_length=10,
+    res = track_pipeline(locs, px, fps, search_range_px=4, memory=3, min_length=10,
                          fit_lags="auto")
     lengths = filter_stubs(truth, 10).groupby("particle").size().to_numpy()
     se = msd_fit_error(lengths, D, 0.007, 1 / fps, res["fit"].n_lags)
@@ -286,7 +282,7 @@ def _brownian(n, length, D, px, fps, sig_px, rng):
 def test_msd_fit_error_matches_simulation_and_drift_correction_is_unbiased():
     """The exact s.e. of D agrees with 150 simulated ensembles; drift subtraction on 8 beads
     biases D by −1/8 unless the MSD undoes it."""
-    from scopeflow.track.link import msd_fit_error, optimal_fit_lags
+    from scopeflow.track.motion import msd_fit_error, optimal_fit_lags
 
     rng = np.random.default_rng(5)
     D, px, fps, sig = 0.1, 0.1, 20.0, 0.3
@@ -315,68 +311,71 @@ def test_compiled_kernels_match_numpy_code():
     """numba fit / peaks / filter give the numpy code's numbers (fit stopped at 1e-3 px)."""
     from scipy import ndimage
 
-    import scopeflow.track.localize as L
     from scopeflow.track import _fast
+    from scopeflow.track import fit as F
+    from scopeflow.track import peaks as P
+    from scopeflow.track import refine as R
+    from scopeflow.track import templates as T
 
     if not _fast.HAVE_NUMBA:
         pytest.skip("numba not installed")
     movie, _ = simulate_movie(1, (96, 96), 30, 0.0, 0.1, 10.0, photons=400, seed=1,
                               enter_leave=False)
     img = movie[0].astype(float)
-    z = L._gaussian_response(img, 1.5)
-    cand = L.find_peaks(z, 5.0, 2)
+    z = P._gaussian_response(img, 1.5)
+    cand = P.find_peaks(z, 5.0, 2)
     mx = ndimage.maximum_filter(z, 5, mode="nearest")
     ref = np.argwhere((z == mx) & (z > 5.0))
     assert len(cand) > 15 and {tuple(p) for p in cand} == {tuple(p) for p in ref}
-    g, size = L._gauss_box_kernels(1.5)
+    g, size = P._gauss_box_kernels(1.5)
     c1, u1 = ndimage.correlate1d, ndimage.uniform_filter1d
     im32 = img.astype(np.float32)
     slow = c1(c1(im32, g, 0, mode="constant"), g, 1, mode="constant") - u1(
         u1(im32, size, 0, mode="constant"), size, 1, mode="constant")
     assert np.allclose(_fast.gauss_minus_box(im32, g), slow, atol=1e-4)
-    crops, valid = L.extract_crops(img, cand, 6)
-    oy, ox, _ = L.refine_xcorr(crops, valid, L.gaussian_template(1.5, 6))
+    crops, valid = P.extract_crops(img, cand, 6)
+    oy, ox, _ = R.refine_xcorr(crops, valid, T.gaussian_template(1.5, 6))
     ext = np.abs(np.random.default_rng(0).normal(0, 2, crops.shape))
     for extra in (None, ext):
-        fast = L.fit_gaussian(crops, valid, oy, ox, 1.5, n_iter=8, read_noise=1.0, extra=extra)
-        L._FAST_FIT = False
+        fast = F.fit_gaussian(crops, valid, oy, ox, 1.5, n_iter=8, read_noise=1.0, extra=extra)
+        F._FAST_FIT = False
         try:
-            slow = L.fit_gaussian(crops, valid, oy, ox, 1.5, n_iter=8, read_noise=1.0,
+            slow = F.fit_gaussian(crops, valid, oy, ox, 1.5, n_iter=8, read_noise=1.0,
                                   extra=extra)
         finally:
-            L._FAST_FIT = True
+            F._FAST_FIT = True
         assert np.array_equal(fast["ok"], slow["ok"])
         assert np.max(np.abs(fast["dy"] - slow["dy"])) < 2e-3
         assert np.max(np.abs(fast["dx"] - slow["dx"])) < 2e-3
         assert np.allclose(fast["photons"], slow["photons"], rtol=1e-3)
         assert np.allclose(fast["var_x"], slow["var_x"], rtol=1e-2)
     # free σ (the pilot's fit): the compiled kernel runs the same iterations
-    fast = L.fit_gaussian(crops, valid, oy, ox, 1.2, fit_sigma=True, n_iter=7, read_noise=1.0)
-    L._FAST_FIT = False
+    fast = F.fit_gaussian(crops, valid, oy, ox, 1.2, fit_sigma=True, n_iter=7, read_noise=1.0)
+    F._FAST_FIT = False
     try:
-        slow = L.fit_gaussian(crops, valid, oy, ox, 1.2, fit_sigma=True, n_iter=7,
+        slow = F.fit_gaussian(crops, valid, oy, ox, 1.2, fit_sigma=True, n_iter=7,
                               read_noise=1.0)
     finally:
-        L._FAST_FIT = True
+        F._FAST_FIT = True
     assert np.array_equal(fast["ok"], slow["ok"])
     for key in ("dy", "dx", "photons", "background", "sigma", "var_x", "var_y", "chi2"):
         assert np.allclose(fast[key], slow[key], rtol=1e-8, atol=1e-10), key
     pos = cand + np.stack([oy, ox], 1)
-    keep = L._neighbour_mask(cand, pos, 6, pos)
+    keep = F._neighbour_mask(cand, pos, 6, pos)
     edge = np.concatenate([cand, [[0, 0], [2, 95], [95, 40]]])  # crops cut by the frame edge
     amp = np.linspace(300, 900, len(pos))
-    fast_out = (L.extract_crops(img, edge, 6), L._border_median(*L.extract_crops(img, edge, 6)),
-                [L.refine_xcorr(*L.extract_crops(img, edge, 6), t, 10)
-                 for t in (L.gaussian_template(1.5, 6), -L.ring_template(1.5, 6))],
-                L._neighbour_models(cand, pos, amp, 6, "gaussian", 1.5, None))
+    fast_out = (P.extract_crops(img, edge, 6), P._border_median(*P.extract_crops(img, edge, 6)),
+                [R.refine_xcorr(*P.extract_crops(img, edge, 6), t, 10)
+                 for t in (T.gaussian_template(1.5, 6), -T.ring_template(1.5, 6))],
+                F._neighbour_models(cand, pos, amp, 6, "gaussian", 1.5, None))
     _fast.HAVE_NUMBA = False
     try:
-        keep_np = L._neighbour_mask(cand, pos, 6, pos)
-        slow_out = (L.extract_crops(img, edge, 6),
-                    L._border_median(*L.extract_crops(img, edge, 6)),
-                    [L.refine_xcorr(*L.extract_crops(img, edge, 6), t, 10)
-                     for t in (L.gaussian_template(1.5, 6), -L.ring_template(1.5, 6))],
-                    L._neighbour_models(cand, pos, amp, 6, "gaussian", 1.5, None))
+        keep_np = F._neighbour_mask(cand, pos, 6, pos)
+        slow_out = (P.extract_crops(img, edge, 6),
+                    P._border_median(*P.extract_crops(img, edge, 6)),
+                    [R.refine_xcorr(*P.extract_crops(img, edge, 6), t, 10)
+                     for t in (T.gaussian_template(1.5, 6), -T.ring_template(1.5, 6))],
+                    F._neighbour_models(cand, pos, amp, 6, "gaussian", 1.5, None))
     finally:
         _fast.HAVE_NUMBA = True
     assert np.array_equal(keep, keep_np)
@@ -389,13 +388,14 @@ def test_compiled_kernels_match_numpy_code():
 
 def test_upsampled_xcorr_matches_direct_dft():
     """The low-rank xcorr tables give the upsampled DFT correlation computed directly."""
-    import scopeflow.track.localize as L
+    from scopeflow.track import refine as R
+    from scopeflow.track import templates as T
 
     rng = np.random.default_rng(4)
     k, up = 13, 10
-    for t in (L.gaussian_template(1.4, k // 2), L.ring_template(1.4, k // 2), rng.random((k, k))):
+    for t in (T.gaussian_template(1.4, k // 2), T.ring_template(1.4, k // 2), rng.random((k, k))):
         t = t - t.mean()
-        tshift, amap, bmap, grid = L._xcorr_tables(t.tobytes(), k, up)
+        tshift, amap, bmap, grid = R._xcorr_tables(t.tobytes(), k, up)
         d = rng.normal(size=(k, k))
         f = np.fft.fftfreq(k) * k
         D, T = np.fft.fft2(d), np.fft.fft2(t)

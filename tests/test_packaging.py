@@ -55,7 +55,7 @@ def test_every_rule_has_a_log():
 
 def test_readme_documents_every_table_column():
     from scopeflow.smear import measure
-    from scopeflow.track import pipeline as track
+    from scopeflow.track import stages as track
 
     readme = (REPO / "README.md").read_text()
     for columns in (measure.CELL_COLUMNS, measure.FOV_COLUMNS, measure.SAMPLE_COLUMNS,

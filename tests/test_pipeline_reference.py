@@ -28,9 +28,9 @@ _spec.loader.exec_module(ref_mod)
 PHASE_COLUMNS = ("mean_phase_rad", "phase_integral_rad_um2")
 
 
-# FOV columns added after the reference was recorded (issue 18: time point, region, z choice,
+# FOV columns added after the reference was recorded (issue 18: time point, region, z choice, objective,
 # camera bit depth and saturation); the reference's columns keep their order and values
-ADDED_FOV_COLUMNS = ("t", "region", "n_z", "z_selection", "z_focus_scores", "bit_depth",
+ADDED_FOV_COLUMNS = ("t", "region", "n_z", "z_selection", "z_focus_scores", "bit_depth", "objective",
                      "saturated_fraction_raw")
 
 

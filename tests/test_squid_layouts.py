@@ -29,8 +29,8 @@ def acquisitions(tmp_path_factory):
     return root, sim, paths
 
 
-def _library_tables(acq: Path, res: Path) -> dict[str, pd.DataFrame]:
-    pl.ingest("smear_raw", acq, res / "fovs.tsv", res / "ff.npz")
+def _library_tables(acq: Path, res: Path, **ingest) -> dict[str, pd.DataFrame]:
+    pl.ingest("smear_raw", acq, res / "fovs.tsv", res / "ff.npz", **ingest)
     pl.create_store(res / "fovs.tsv", res / "s.ome.zarr")
     pl.write_images(res / "fovs.tsv", res / "ff.npz", res / "s.ome.zarr", res / "dpc.json")
     pl.segment_store(res / "s.ome.zarr", res / "seg.json", method="classical")
@@ -193,3 +193,73 @@ def test_demo_and_cli_write_squid_layouts(tmp_path):
                      "--nx", "1", "--nz", "2", "--size", "64"]) == 0
         acq = read_acquisition(out)
         assert acq.save_mode == mode and len(acq.fovs) == 3 * 2
+
+
+def test_objective_from_the_metadata_in_fov_and_sample_tables(acquisitions, tmp_path):
+    """The objective named in the metadata ("20x" for 0.333 um pixels) is a FOV and a sample
+    column; without it in the metadata the column is empty."""
+    root, sim, paths = acquisitions
+    out = _library_tables(paths["multipage"], tmp_path / "mp")
+    assert (out["fovs"]["objective"] == "20x").all()
+    assert (out["sample"]["objective"] == "20x").all()
+    bare = write_layout(tmp_path / "bare", sim, "zarr")
+    params = json.loads((bare / "acquisition parameters.json").read_text())
+    del params["objective"]
+    (bare / "acquisition parameters.json").write_text(json.dumps(params))
+    fovs = pl.ingest("smear_raw", bare, tmp_path / "b.tsv", tmp_path / "b.npz", flatfield=False)
+    assert (fovs["objective"] == "20x").all()  # Squid's acquisition_channels.yaml names it too
+    (bare / "acquisition_channels.yaml").unlink()
+    fovs = pl.ingest("smear_raw", bare, tmp_path / "c.tsv", tmp_path / "c.npz", flatfield=False)
+    assert (fovs["objective"] == "").all()
+
+
+def test_fluorescence_channel_in_every_layout_gives_the_same_parasitemia(tmp_path):
+    """The 405 nm fluorescence channel is read from every layout (individual files and the
+    planes of multi-page TIFF, OME-TIFF and Zarr containers): identical spot and parasitemia
+    tables."""
+    from scopeflow.parasites.stage import parasites_sample
+
+    sim = simulate_squid_frames(regions=("A1", "B1"), n_fovs=2, nz=2, nt=1, shape=(128, 128), seed=8,
+                                bits=12, parasites_per_ul=1e6)
+    assert sum(sim["rings"].values()) > 0
+    out = {}
+    for lay in LAYOUTS:
+        acq = write_layout(tmp_path / lay, sim, lay)
+        res = tmp_path / f"res_{lay}"
+        tabs = _library_tables(acq, res, fluorescence_channel="Fluorescence_405_nm_Ex")
+        assert (tabs["fovs"]["bit_depth"] == 12).all()  # the MONO16 fluorescence channel does not count
+        parasites_sample(res / "s.ome.zarr", res / "cells.parquet", res / "fovs.tsv", res / "spots.parquet",
+                         res / "pfovs.parquet", res / "psample.parquet", sample="s")
+        out[lay] = {t: pd.read_parquet(res / f"{t}.parquet") for t in ("spots", "pfovs", "psample")}
+    ref = out["octopi"]
+    assert len(ref["spots"]) > 0 and ref["psample"]["status"].iloc[0] == "ok", ref["psample"].iloc[0].to_dict()
+    for lay in LAYOUTS[1:]:
+        for t in ref:
+            pd.testing.assert_frame_equal(ref[t], out[lay][t], obj=f"{lay} {t}")
+
+
+def test_zarr_that_never_completes_fails_alone_through_snakemake(tmp_path):
+    """readiness.stalled_s: a store whose writer stopped (no acquisition_complete, no change) and
+    an aborted one fail with one line naming their zarr.json; the good sample finishes."""
+    sim = simulate_squid_frames(regions=("A1",), n_fovs=1, nz=1, nt=1, shape=(128, 128), seed=2, bits=12)
+    root = tmp_path / "acq"
+    write_layout(root / "good", sim, "zarr")
+    for name, extra in (("stalled", {}), ("aborted", {"aborted": True})):
+        meta = write_layout(root / name, sim, "zarr") / "plate.ome.zarr" / "A" / "1" / "0" / "zarr.json"
+        doc = json.loads(meta.read_text())
+        doc["attributes"]["_squid"].update({"acquisition_complete": False, **extra})
+        meta.write_text(json.dumps(doc))
+    work = tmp_path / "work"
+    work.mkdir()
+    _write_config(work, input_dir=str(root), segment={"method": "classical"},
+                  readiness={"quiet_s": 0, "stalled_s": 0}, parasites={"enabled": False})
+    proc = snakemake(work, "--cores", "2", "--keep-going", check=False)
+    res = work / "results"
+    assert proc.returncode != 0
+    assert len(pd.read_parquet(res / "good" / "fovs.parquet")) == 1
+    for name, needle in (("stalled", "readiness.stalled_s"), ("aborted", "aborted")):
+        assert not (res / name / "cells.parquet").exists()
+        logs = list((res / name / "logs").glob("*.log"))
+        errors = [ln for log in logs for ln in log.read_text().splitlines() if " ERROR " in ln]
+        assert len(errors) == 1, errors
+        assert f"{name}/plate.ome.zarr/A/1/0/zarr.json" in errors[0] and needle in errors[0], errors[0]

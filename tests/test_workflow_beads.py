@@ -200,7 +200,7 @@ def test_linking_parameter_reruns_tracking_not_localisation(bead_demo):
 
 def test_bead_tables_are_reproducible(bead_demo, tmp_path):
     """The library functions called again on the workflow's store give identical tables."""
-    from scopeflow.track.pipeline import locate_movie, track_movie
+    from scopeflow.track.stages import locate_movie, track_movie
 
     res = bead_demo / "results" / "demo_beads"
     t = yaml.safe_load((bead_demo / "config.yaml").read_text())["track"]
@@ -326,7 +326,7 @@ def test_frames_in_natural_order_and_rgb_gives_green(tmp_path):
     import imageio.v3 as iio
 
     from scopeflow.track import read_frames
-    from scopeflow.track.pipeline import frame_files, ingest_movie, read_movie
+    from scopeflow.track.movie import frame_files, ingest_movie, read_movie
 
     for t in (0, 1, 2, 10):
         rgba = np.zeros((8, 9, 4), np.uint8)

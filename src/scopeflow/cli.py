@@ -14,6 +14,7 @@ track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summ
 warmup    compile the numba kernels into numba's cache once per installation
 parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
 train-parasites  cross-validate and train the malaria parasite CNN ensemble
+fit-parasite-ood  fit the parasite classifier's out-of-distribution reference (cross-validated threshold)
 """
 
 from __future__ import annotations
@@ -131,22 +132,18 @@ def _bead_model(args: argparse.Namespace):
 
 
 def _locate_opts(args: argparse.Namespace) -> dict:
-    opts = {"profile": args.profile, "snr_threshold": args.snr_threshold,
-            "prob_threshold": args.prob_threshold, "min_snr": args.min_snr,
-            "workers": args.threads}
-    if args.sigma is not None:
-        opts["sigma_px"] = args.sigma
-    if args.diameter is not None:
-        opts["diameter_px"] = args.diameter
-    if args.minmass is not None:
-        opts["minmass"] = args.minmass
+    """Localiser options: the track.* config keys under their own names, plus invert/workers."""
+    from scopeflow.track.params import LocateParams
+
+    opts = {k: getattr(args, k) for k in LocateParams.CONFIG_KEYS}
+    opts["workers"] = args.threads
     if args.invert is not None:
         opts["invert"] = args.invert == "dark"
     return opts
 
 
 def _cmd_locate(args: argparse.Namespace) -> int:
-    from scopeflow.track import cli_locate
+    from scopeflow.track.stages import cli_locate
 
     t0 = time.perf_counter()
     locs = cli_locate(args.input, args.output, model=_bead_model(args), **_locate_opts(args))
@@ -161,8 +158,8 @@ def _cmd_locate(args: argparse.Namespace) -> int:
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    from scopeflow.track import cli_track
-    from scopeflow.track.pipeline import movie_calibration
+    from scopeflow.track.stages import cli_track
+    from scopeflow.track.movie import movie_calibration
 
     from scopeflow.io.discover import read_beads_marker
 
@@ -181,10 +178,10 @@ def _cmd_track(args: argparse.Namespace) -> int:
                             fps if fps is not None else 1.0)
     cal = {"pixel_size_um": None if px is None else cal["pixel_size_um"],
            "fps": None if fps is None else cal["fps"]}
+    from scopeflow.track.params import LinkParams
+
     opts = _locate_opts(args)
-    opts.update(search_range=args.search_range, memory=args.memory,
-                adaptive_stop=args.adaptive_stop, min_length=args.min_length,
-                drift=not args.no_drift, max_lag=args.max_lag, fit_lags=args.fit_lags)
+    opts.update({k: getattr(args, k) for k in LinkParams.CONFIG_KEYS})
     res = cli_track(args.input, args.output, cal["pixel_size_um"], cal["fps"],
                     model=_bead_model(args), **opts)
     s = res["summary"]
@@ -210,7 +207,8 @@ def _cmd_parasites(args: argparse.Namespace) -> int:
     import numpy as np
 
     from scopeflow.io.atomic import atomic_path
-    from scopeflow.parasites.classifier import check_crops, load_parasite_model, score_crops
+    from scopeflow.parasites.classifier import check_crops, load_parasite_model
+    from scopeflow.parasites.ood import score_spots
 
     path = Path(args.crops)
     try:
@@ -225,7 +223,7 @@ def _cmd_parasites(args: argparse.Namespace) -> int:
         raise ScopeflowError(f"{path}: crops are {crops.dtype}; expected uint8 (0-255) as Octopi "
                              "writes them")
     model, _ = load_parasite_model(args.weights)
-    res = score_crops(crops, model=model)
+    res = score_spots(crops, model=model, weights=args.weights)
     out = Path(args.output)
     with atomic_path(out) as tmp, open(tmp, "w") as fh:
         fh.write("index,p_parasite,is_parasite,ood\n")
@@ -238,35 +236,40 @@ def _cmd_parasites(args: argparse.Namespace) -> int:
 
 
 def _add_locate_args(p: argparse.ArgumentParser) -> None:
+    """Localiser options: one flag per track.* config key (same name, default from LocateParams)."""
+    from scopeflow.track.params import LocateParams
+
+    d = LocateParams()
     g = p.add_argument_group("localisation")
     g.add_argument("--model", choices=["none", "beadnet"], default="none",
                    help="candidate detector: none = matched filter (default; faster than "
                         "trackpy.locate), beadnet = shipped U-Net bead map (8-20x slower)")
     g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
     g.add_argument("--profile", choices=["auto", "gaussian", "template", "ring"],
-                   default="auto",
-                   help="bead model (default auto: bead size, polarity and radial profile "
-                        "estimated from the data, one detection per bead, data template or "
-                        "Gaussian fit; gaussian = Gaussian spots of --sigma; template = "
+                   default=d.profile,
+                   help="bead model (default %(default)s; auto: bead size, polarity and radial "
+                        "profile estimated from the data, one detection per bead, data template "
+                        "or Gaussian fit; gaussian = Gaussian spots of --sigma-px; template = "
                         "averaged from the data; ring = brightfield ring start)")
-    g.add_argument("--diameter", type=float, default=None, metavar="PX",
+    g.add_argument("--diameter-px", type=float, default=d.diameter_px, metavar="PX",
                    help="approximate bead diameter in px, as trackpy's diameter (default: "
                         "estimated from the data)")
-    g.add_argument("--minmass", type=float, default=None,
+    g.add_argument("--minmass", type=float, default=d.minmass,
                    help="select features as trackpy.locate(diameter, minmass=...) does "
                         "(band-pass maxima, mass > this), placed by scopeflow's fit "
                         "(default: scopeflow's own detection)")
     g.add_argument("--invert", choices=["dark", "bright"], default=None,
                    help="bead centres darker or brighter than the background (default: "
                         "from the data)")
-    g.add_argument("--sigma", type=float, default=None,
+    g.add_argument("--sigma-px", type=float, default=d.sigma_px, metavar="PX",
                    help="bead sigma in px (default: estimated from the data)")
-    g.add_argument("--snr-threshold", type=float, default=5.0,
-                   help="matched-filter detection threshold in noise units (default 5)")
-    g.add_argument("--prob-threshold", type=float, default=0.5,
-                   help="BeadNet detection probability threshold (default 0.5)")
-    g.add_argument("--min-snr", type=float, default=4.0,
-                   help="drop fits with amplitude below this many standard errors (default 4)")
+    g.add_argument("--snr-threshold", type=float, default=d.snr_threshold,
+                   help="matched-filter detection threshold in noise units (default %(default)s)")
+    g.add_argument("--prob-threshold", type=float, default=d.prob_threshold,
+                   help="BeadNet detection probability threshold (default %(default)s)")
+    g.add_argument("--min-snr", type=float, default=d.min_snr,
+                   help="drop fits with amplitude below this many standard errors "
+                        "(default %(default)s)")
     g.add_argument("--threads", type=int, default=None,
                    help="threads: frames in parallel (matched filter) or torch threads of "
                         "BeadNet (default: all available cores)")
@@ -368,20 +371,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=None, metavar="F",
                    help="frames per second (default: from scopeflow_beads.json; none: "
                         "times in frames)")
+    from scopeflow.track.params import LinkParams
+
+    d = LinkParams()  # one flag per track.* config key, same name and default
     g = p.add_argument_group("linking and MSD")
-    g.add_argument("--search-range", type=float, default=5.0, metavar="PX",
-                   help="largest displacement between linked frames in px (default 5)")
-    g.add_argument("--memory", type=int, default=3,
-                   help="frames a bead may vanish and keep its track (default 3)")
-    g.add_argument("--adaptive-stop", type=float, default=None, metavar="PX",
+    g.add_argument("--search-range-px", type=float, default=d.search_range_px, metavar="PX",
+                   help="largest displacement between linked frames in px (default %(default)s)")
+    g.add_argument("--memory", type=int, default=d.memory,
+                   help="frames a bead may vanish and keep its track (default %(default)s)")
+    g.add_argument("--adaptive-stop-px", type=float, default=d.adaptive_stop_px, metavar="PX",
                    help="adaptive search lower bound in px for dense samples (default off)")
-    g.add_argument("--min-length", type=int, default=25,
-                   help="keep tracks of at least this many frames (default 25)")
-    g.add_argument("--no-drift", action="store_true", help="do not subtract the ensemble drift")
-    g.add_argument("--max-lag", type=int, default=100,
-                   help="largest MSD lag in frames (default 100)")
-    g.add_argument("--fit-lags", type=int, default=10,
-                   help="lags fitted with MSD = 4 D tau + c (default 10)")
+    g.add_argument("--min-length", type=int, default=d.min_length,
+                   help="keep tracks of at least this many frames (default %(default)s)")
+    g.add_argument("--no-drift", dest="drift", action="store_false", default=d.drift,
+                   help="do not subtract the ensemble drift (config track.drift: false)")
+    g.add_argument("--max-lag", type=int, default=d.max_lag,
+                   help="largest MSD lag in frames (default %(default)s)")
+    g.add_argument("--fit-lags", type=int, default=d.fit_lags,
+                   help="lags fitted with MSD = 4 D tau + c (default %(default)s)")
     _add_locate_args(p)
     p.set_defaults(func=_cmd_track)
 
@@ -390,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score an (N, 4, 31, 31) uint8 array of spot crops (fluorescence R, G, B + "
                     "DPC, Octopi's layout) and write one CSV row per crop, in order: index, "
                     "p_parasite (calibrated), is_parasite (0/1 at the shipped operating "
-                    "threshold), ood (0/1: far from both training classes).")
+                    "threshold), ood (0/1: unlike every training crop, k-NN in the network's features; "
+                    "see the model card).")
     p.add_argument("crops", metavar="CROPS.npy", help="uint8 array (N, 4, 31, 31)")
     p.add_argument("-o", "--output", required=True, metavar="SCORES.csv", help="output CSV")
     p.add_argument("--weights", default=None,
@@ -405,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ("train-parasites", "the malaria parasite CNN ensemble")):
         p = sub.add_parser(name, help=f"train {what} (see `scopeflow {name} -h`)", add_help=False)
         p.set_defaults(func=None)
+    p = sub.add_parser("fit-parasite-ood", add_help=False,
+                       help="fit the parasite classifier's out-of-distribution reference "
+                            "(see `scopeflow fit-parasite-ood -h`)")
+    p.set_defaults(func=None)
     return parser
 
 
@@ -426,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         from scopeflow.parasites.train import train_parasites_main
 
         return train_parasites_main(argv[1:]) or 0
+    if argv and argv[0] == "fit-parasite-ood":
+        from scopeflow.parasites.ood import fit_ood_main
+
+        return fit_ood_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -1,4 +1,5 @@
 # Discovery, validation and path helpers shared by every stage. No rules here.
+import functools
 import os
 import re
 import sys
@@ -106,6 +107,7 @@ def _inside(child, parent):
 RESULTS = _results_dir(config["results_dir"])
 DEMO = config["demo"]
 QUIET_S = config["readiness"]["quiet_s"]
+STALLED_S = config["readiness"]["stalled_s"]
 MAIN = workflow.is_main_process  # only the main process plans; cluster jobs read its manifests
 # Another run holds this folder's lock (Snakemake takes its own after planning): a manifest
 # rewritten now could be older than that run's outputs and its new files would be lost.
@@ -249,44 +251,87 @@ def manifest_path(sample):
 
 
 def manifest_record(sample, files=None, error=None):
-    """What the manifest of a sample holds (the demo rules write the same record)."""
+    """What the manifest of a sample holds (the demo rules write the same record): for a smear
+    sample also its time points (readiness.timepoint_units; "all" = not split)."""
     row = SAMPLES.loc[sample]
     if error is not None:
         return {"sample": sample, "path": row["path"], "error": error}
-    return {"sample": sample, "kind": row["kind"], "path": row["path"], "files": files}
+    record = {"sample": sample, "kind": row["kind"], "path": row["path"], "files": files}
+    if row["kind"] not in BEAD_KINDS:
+        split = row["kind"] == "smear_raw" and files is not None
+        record["timepoints"] = readiness.timepoint_units(files) if split else [readiness.ALL_TIMEPOINTS]
+    return record
+
+
+def _tp(unit, first):
+    """The {tp} wildcard of a time point: "" for the sample's first (single-time-point samples
+    keep ingest/, logs/ingest.log), ".<t>" for the later ones (ingest.1/, logs/ingest.1.log)."""
+    return "" if unit == first else f".{unit}"
+
+
+def timepoint_manifest(sample, unit, first=None):
+    """The manifest of one time point of a smear sample (readiness.timepoint_records): the
+    input of that time point's ingest job. ``first``: the sample's first time point (default:
+    from its planned manifest)."""
+    first = timepoints(sample)[0] if first is None else first
+    return f"{RESULTS}/{sample}/ingest{_tp(unit, first)}/inputs.json"
+
+
+def _write_manifests(sample, record, mpath):
+    """Write the sample's manifest and, for a smear sample, one per time point; True if the
+    sample's changed."""
+    changed = readiness.write_if_changed(record, mpath)
+    if SAMPLES.loc[sample]["kind"] not in BEAD_KINDS:
+        per_tp = readiness.timepoint_records(record)
+        first = next(iter(per_tp))
+        for unit, rec in per_tp.items():
+            readiness.write_if_changed(rec, timepoint_manifest(sample, unit, first))
+    return changed
 
 
 def _plan(sample):
     """State of a sample: 'ready' (manifest current), 'error' (fails alone), 'demo' (made by
-    a rule), 'waiting' (incomplete, skipped). Writes the manifest when it changed."""
+    a rule), 'waiting' (incomplete, skipped). Writes the manifest when it changed. An
+    acquisition whose first time points are complete while later ones are still acquired is
+    'ready' with those time points only (the next run adds the others' jobs)."""
     row = SAMPLES.loc[sample]
     mpath = manifest_path(sample)
     if not MAIN:  # a cluster job: the main process has planned
         return "ready" if os.path.exists(mpath) else "demo"
     if row["error"] is not None:
         if not OTHER_RUN:
-            readiness.write_if_changed(manifest_record(sample, error=row["error"]), mpath)
+            _write_manifests(sample, manifest_record(sample, error=row["error"]), mpath)
         return "error"
     if sample in _demo_samples() + _demo_bead_samples() and not os.path.exists(row["path"]):
         return "demo"
-    verdict = readiness.check_ready(row["path"], QUIET_S)
+    verdict = readiness.check_ready(row["path"], QUIET_S, stalled_s=STALLED_S)
+    if verdict.how == "failed":  # never completes (aborted, writer stopped): the sample fails alone
+        if not OTHER_RUN:
+            _write_manifests(sample, manifest_record(sample, error=verdict.reason), mpath)
+        return "error"
+    units = None
     if not verdict.ready:
-        print(f"scopeflow: sample {sample} ({row['path']}) is not complete, skipped: {verdict.reason}; "
-              "the next run picks it up", file=sys.stderr)
-        return "waiting"
+        units = readiness.complete_timepoints(row["path"]) if row["kind"] == "smear_raw" else []
+        if not units:
+            print(f"scopeflow: sample {sample} ({row['path']}) is not complete, skipped: {verdict.reason}; "
+                  "the next run picks it up", file=sys.stderr)
+            return "waiting"
+        print(f"scopeflow: sample {sample}: time point(s) {', '.join(units)} complete, processed; the "
+              f"others wait ({verdict.reason})", file=sys.stderr)
     try:
         files = readiness.file_manifest(row["path"])
     except OSError as exc:
-        readiness.write_if_changed(
-            manifest_record(sample, error=f"{exc.filename or row['path']}: cannot list the files "
-                                          f"({exc.strerror}); check the permissions"), mpath)
+        error = f"{exc.filename or row['path']}: cannot list the files ({exc.strerror}); check the permissions"
+        _write_manifests(sample, manifest_record(sample, error=error), mpath)
         return "error"
+    if units is not None:
+        files = readiness.select_timepoints(files, units)
     record = manifest_record(sample, files=files)
     if OTHER_RUN and readiness.read_manifest_or_none(mpath) != record:
         print(f"scopeflow: sample {sample}: new or changed files wait, another snakemake run holds "
               "the lock of this folder (if none runs: snakemake --unlock)", file=sys.stderr)
         return "waiting"
-    if readiness.write_if_changed(record, mpath):
+    if _write_manifests(sample, record, mpath):
         print(f"scopeflow: sample {sample}: new or changed input files, (re)processed", file=sys.stderr)
     return "ready"
 
@@ -333,6 +378,7 @@ wildcard_constraints:
     sample=_one_of(list(SAMPLES["sample"])),
     demo_sample="demo_smear_[0-9]+",
     shard="[0-9]+",
+    tp=r"|\.[0-9]+",  # "" = the first time point, ".1", ".2" ... the later ones
 
 
 FOVS_PER_JOB = config["sharding"]["fovs_per_job"]
@@ -346,23 +392,91 @@ def sample_regions(sample):
     return [r for r in re.split(r"[,;\s]+", str(value).strip()) if r]
 
 
-def n_shards(sample):
-    """Jobs a sample's FOVs are split into, planned from its manifest (the ingest job processes
-    exactly the FOVs listed there, so the plan and the images stored always agree)."""
+DEMO_TIMEPOINTS = ["0"] if DEMO["layout"] == "octopi" else [str(t) for t in range(DEMO["nt"])]
+
+
+@functools.cache
+def timepoints(sample):
+    """The time points of a smear sample, each ingested by its own job (in order: each job's FOV
+    list starts with the previous one's), from its manifest; the demo's from the config."""
+    record = readiness.read_manifest_or_none(manifest_path(sample))
+    if record is None and sample in _demo_samples():
+        return list(DEMO_TIMEPOINTS)
+    if record is None or "files" not in record:
+        return [readiness.ALL_TIMEPOINTS]  # an error (its ingest job says it) or not planned
+    return list(record.get("timepoints") or [readiness.ALL_TIMEPOINTS])
+
+
+def last_timepoint(sample):
+    return timepoints(sample)[-1]
+
+
+def _unit_fovs(sample, unit):
+    """FOVs of one time point, planned from its manifest (the ingest job processes exactly the
+    FOVs listed there, so the plan and the images stored always agree)."""
     row = SAMPLES.loc[sample]
-    mpath = manifest_path(sample)
-    if os.path.exists(mpath):
-        record = readiness.read_manifest(mpath)
-        n = (count_fovs(row["kind"], row["path"], files=record.get("files"),
-                        regions=sample_regions(sample), zstack=config["zstack"])
-             if "files" in record else 1)
-    elif sample in _demo_samples():
+    record = readiness.read_manifest_or_none(timepoint_manifest(sample, unit))
+    if record is not None and "files" in record:
+        t = record.get("timepoint")
+        return count_fovs(row["kind"], row["path"], files=record["files"], regions=sample_regions(sample),
+                          zstack=config["zstack"], timepoint=t)
+    if sample in _demo_samples():
         n = DEMO["ny"] * DEMO["nx"]
-        if DEMO["layout"] != "octopi":  # Squid layouts: every region and time point
-            n *= len(DEMO["regions"]) * DEMO["nt"] * (DEMO["nz"] if str(config["zstack"]) == "all" else 1)
-    else:
-        n = 1
-    return max(1, -(-n // FOVS_PER_JOB))
+        if DEMO["layout"] != "octopi":  # Squid layouts: every region (one time point per unit)
+            n *= len(DEMO["regions"]) * (DEMO["nz"] if str(config["zstack"]) == "all" else 1)
+        return n
+    return 1
+
+
+@functools.cache
+def shard_plan(sample):
+    """(time point, shard within it) of each of the sample's shards 0, 1, ...: the shards of
+    each time point follow those of the previous one, so a new time point adds shards and
+    leaves the numbers (and outputs) of the finished ones alone."""
+    plan = []
+    for unit in timepoints(sample):
+        n = max(1, -(-_unit_fovs(sample, unit) // FOVS_PER_JOB))
+        plan += [(unit, k) for k in range(n)]
+    return plan
+
+
+def n_shards(sample):
+    """Jobs a sample's FOVs are split into (see shard_plan)."""
+    return len(shard_plan(sample))
+
+
+def shard_unit(wildcards):
+    """(time point, shard within it) of a shard job."""
+    return shard_plan(wildcards.sample)[int(wildcards.shard)]
+
+
+def ingest_out(sample, unit, name):
+    """An output of a time point's ingest job (ingest.smk): ingest/<name> for the first time
+    point, ingest.<t>/<name> for the others."""
+    return f"{RESULTS}/{sample}/ingest{_tp(unit, timepoints(sample)[0])}/{name}"
+
+
+def unit_of(wildcards):
+    """The time point of an ingest job, from its {tp} wildcard."""
+    return timepoints(wildcards.sample)[0] if not wildcards.tp else wildcards.tp[1:]
+
+
+def sample_fovs(sample):
+    """The sample's FOV list: that of its last time point's ingest job (it lists them all)."""
+    return ingest_out(sample, last_timepoint(sample), "fovs.tsv")
+
+
+def previous_timepoint_fovs(wildcards):
+    """The FOV list of the time point before this one (none for the first)."""
+    units = timepoints(wildcards.sample)
+    unit = unit_of(wildcards)
+    k = units.index(unit) if unit in units else 0
+    return [ingest_out(wildcards.sample, units[k - 1], "fovs.tsv")] if k > 0 else []
+
+
+def sample_store_record(sample):
+    """The record of the sample's store with every time point's FOVs (the last ingest job's)."""
+    return ingest_out(sample, last_timepoint(sample), "store.json")
 
 
 def shard_out(name):

@@ -1,8 +1,12 @@
 # Ingest: make the demo acquisitions when missing; validate a sample's input, list its FOVs,
-# estimate per-channel flatfields and create the sample's (empty) OME-Zarr plate. The store is
-# not a Snakemake output (a directory() output would get a .snakemake_timestamp inside it):
-# ingest/store.json records its creation, and <sample>.ome.zarr.done (rule finish_store)
-# marks it complete once every FOV's image and labels are in.
+# estimate per-channel flatfields and create the sample's (empty) OME-Zarr plate. One job per
+# time point (the acquisition's {t}/ folders; inputs not split by time point are one), run in
+# order: each lists the previous one's FOVs and its own, and adds its FOVs to the store,
+# so a time point that completes later adds its own jobs and leaves the finished ones alone.
+# The store is not a Snakemake output (a directory() output would get a .snakemake_timestamp
+# inside it): ingest/store.json (first time point), ingest.<t>/store.json (time point t)
+# record each step, and <sample>.ome.zarr.done (rule
+# finish_store) marks it complete once every FOV's image and labels are in.
 
 from scopeflow.resources import fov_pixels, stage_mem_mb
 
@@ -11,6 +15,7 @@ rule demo_acquisition:
     output:
         directory(f"{os.path.normpath(DEMO['dir'])}/{{demo_sample}}"),
         manifest=manifest_path("{demo_sample}"),  # what planning writes for an existing folder
+        timepoints=[timepoint_manifest("{demo_sample}", u, DEMO_TIMEPOINTS[0]) for u in DEMO_TIMEPOINTS],
     params:
         record=lambda wc: manifest_record(wc.demo_sample, files=[]),
         ny=DEMO["ny"],
@@ -33,11 +38,12 @@ rule demo_acquisition:
 
 rule ingest:
     input:
-        manifest=sample_input,
+        manifest=out("{sample}", "ingest{tp}/inputs.json"),
+        previous=previous_timepoint_fovs,
     output:
-        fovs=out("{sample}", "ingest/fovs.tsv"),
-        flatfield=out("{sample}", "ingest/flatfield.npz"),
-        store=out("{sample}", "ingest/store.json"),
+        fovs=out("{sample}", "ingest{tp}/fovs.tsv"),
+        flatfield=out("{sample}", "ingest{tp}/flatfield.npz"),
+        store=out("{sample}", "ingest{tp}/store.json"),
     wildcard_constraints:
         sample=SMEAR_RE,  # bead samples have their own <sample>.ome.zarr rule (track.smk)
     params:
@@ -58,9 +64,9 @@ rule ingest:
         mem_mb=lambda wc: stage_mem_mb("ingest", fov_pixels(sample_row(wc)["path"])),
         runtime=30,  # wall-clock limit (minutes)
     log:
-        log_path("ingest"),
+        f"{RESULTS}/{{sample}}/logs/ingest{{tp}}.log",
     benchmark:
-        bench_path("ingest")
+        f"{RESULTS}/{{sample}}/benchmarks/ingest{{tp}}.tsv"
     conda:
         "../../envs/scopeflow.yaml"
     script:

@@ -18,7 +18,7 @@ rule measure:
         focus_metrics=list(dict.fromkeys([config["qc"]["focus_metric"], *config["qc"]["extra_focus_metrics"]])),
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
-        mem_mb=lambda wc: stage_mem_mb("measure", fov_pixels(out(wc.sample, "ingest/fovs.tsv"))),
+        mem_mb=lambda wc: stage_mem_mb("measure", fov_pixels(sample_fovs(wc.sample))),
         runtime=60,  # wall-clock limit (minutes)
     log:
         shard_log("measure"),

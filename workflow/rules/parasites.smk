@@ -7,7 +7,7 @@
 rule parasites:
     input:
         cells=rules.merge_tables.output.cells,
-        fovs=rules.ingest.output.fovs,
+        fovs=lambda wc: sample_fovs(wc.sample),  # every time point's FOVs
     output:
         spots=out("{sample}", "spots.parquet"),
         fovs=out("{sample}", "parasitemia_fovs.parquet"),

@@ -39,7 +39,7 @@ rule qc_report:
         sample=SMEAR_RE,
     resources:
         # peak memory (MB): one FOV's DPC and labels at a time (scopeflow.resources)
-        mem_mb=lambda wc: stage_mem_mb("report", fov_pixels(out(wc.sample, "ingest/fovs.tsv"))),
+        mem_mb=lambda wc: stage_mem_mb("report", fov_pixels(sample_fovs(wc.sample))),
         runtime=10,  # wall-clock limit (minutes)
     log:
         log_path("qc_report"),

@@ -20,7 +20,7 @@ rule segment:
     threads: config["segment"]["threads"]
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
-        mem_mb=lambda wc: stage_mem_mb("segment", fov_pixels(out(wc.sample, "ingest/fovs.tsv"))),
+        mem_mb=lambda wc: stage_mem_mb("segment", fov_pixels(sample_fovs(wc.sample))),
         runtime=120,  # wall-clock limit (minutes)
         gpu=1 if config["segment"]["device"] == "cuda" else 0,  # SLURM: --gpus for the U-Net
     log:
@@ -37,7 +37,7 @@ rule segment:
 # completion flag <sample>.ome.zarr.done beside the store (never inside it).
 rule finish_store:
     input:
-        store=rules.ingest.output.store,
+        store=lambda wc: sample_store_record(wc.sample),
         records=lambda wc: shard_files(wc.sample, "segmentation.json"),
     output:
         done=out("{sample}", "{sample}.ome.zarr.done"),

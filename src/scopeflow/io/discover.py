@@ -154,7 +154,8 @@ def manifest_fovs(acq_fovs, base: str | Path, files) -> list:
     return [fov for fov in acq_fovs if any(listed(p) for p in fov.files.values())]
 
 
-def count_fovs(kind: str, path: str | Path, files=None, regions=None, zstack="best_focus") -> int:
+def count_fovs(kind: str, path: str | Path, files=None, regions=None, zstack="best_focus",
+               timepoint: int | None = None) -> int:
     """Number of FOVs of a sample from its file names and headers alone (no pixels read); 1 if
     unreadable.
 
@@ -162,13 +163,14 @@ def count_fovs(kind: str, path: str | Path, files=None, regions=None, zstack="be
     ``files`` (a manifest's file list, see :mod:`scopeflow.io.readiness`), only the FOVs with
     an image in that list count, as the ingest job processes exactly those. ``regions`` and
     ``zstack`` are the sample's region selection and the z-stack choice (one FOV per stack of z
-    planes unless ``zstack`` is ``"all"``).
+    planes unless ``zstack`` is ``"all"``). ``timepoint``: count only that time point's FOVs.
     """
     from scopeflow.io.squid import read_acquisition
 
     try:
         if kind == "smear_raw":
-            fovs = read_acquisition(path, required_channels=(), regions=regions).fovs
+            fovs = read_acquisition(path, required_channels=(), regions=regions,
+                                    timepoints=None if timepoint is None else [timepoint]).fovs
             if files is not None:
                 fovs = manifest_fovs(fovs, path, files)
             if str(zstack) != "all":

@@ -117,6 +117,8 @@ class Acquisition:
         Squid save mode that wrote the folder (see :mod:`scopeflow.io.squid`).
     bit_depth : int or None
         Camera bit depth from the channels' pixel format (None when the metadata do not say).
+    objective : str
+        Objective name from the metadata (e.g. ``"20x"``; "" when unknown).
     """
 
     path: Path
@@ -129,6 +131,7 @@ class Acquisition:
     modes: list[dict] = field(default_factory=list)
     save_mode: str = "INDIVIDUAL_IMAGES"
     bit_depth: int | None = None
+    objective: str = ""
 
     def fov(self, name: str) -> FOV:
         """Return the FOV called ``name`` (see :attr:`FOV.name`)."""

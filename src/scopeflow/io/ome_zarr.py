@@ -65,6 +65,7 @@ def _row_name(index: int) -> str:
 
 def plate_layout(
     fov_names: Sequence[str], positions: Mapping[str, tuple[int, int]] | None = None,
+    keep: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> dict[str, tuple[int, int, int]]:
     """Place FOVs on the plate grid: FOV name -> (row index, column index, field index).
 
@@ -76,18 +77,56 @@ def plate_layout(
         FOV name -> (row, column) grid index, e.g. the Octopi ``(i, j)``; FOVs sharing a
         position become fields 0, 1, ... of that well. Without it (or when a FOV lacks one),
         FOVs fill a near-square grid row by row in name order, one per well.
+    keep : mapping, optional
+        Places of FOVs already in the store (with ``positions``): they keep them, the others
+        become the next fields of their wells.
     """
     names = list(fov_names)
     if positions and all(n in positions for n in names) and all(
             min(positions[n]) >= 0 for n in names):
-        out, fields = {}, {}
+        out, fields = dict(keep or {}), {}
+        for r, c, f in out.values():
+            fields[(r, c)] = max(fields.get((r, c), 0), f + 1)
         for n in names:
+            if n in out:
+                continue
             r, c = (int(v) for v in positions[n])
             out[n] = (r, c, fields.get((r, c), 0))
             fields[(r, c)] = out[n][2] + 1
-        return out
+        return {n: out[n] for n in names}
     ncols = max(1, math.ceil(math.sqrt(len(names))))
     return {n: (k // ncols, k % ncols, 0) for k, n in enumerate(names)}
+
+
+def _kept_layout(path: Path, names: Sequence[str]) -> dict[str, tuple[int, int, int]] | None:
+    """Places of the FOVs of an existing store, None when there is none or one is not in ``names``."""
+    if not (path / "zarr.json").is_file():
+        return None
+    try:
+        index = _layout(zarr.open_group(str(path), mode="r"))
+    except (KeyError, ValueError, OSError):
+        return None
+    out = {}
+    for fov, where in index.items():
+        row, col, field = where.split("/")
+        r = 0
+        for ch in row:
+            r = r * 26 + ord(ch) - 64
+        out[fov] = (r - 1, int(col) - 1, int(field))
+    return out if set(out) <= set(names) else None
+
+
+def _replace_attrs(group: Path, attrs: Mapping) -> None:
+    """Replace attributes in a group's ``zarr.json`` atomically (readers see old or new)."""
+    import json
+    import os
+
+    meta = group / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"] = {**doc.get("attributes", {}), **attrs}
+    tmp = meta.with_name(f".zarr.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, meta)
 
 
 def create_sample_store(
@@ -97,6 +136,7 @@ def create_sample_store(
     *,
     positions: Mapping[str, tuple[int, int]] | None = None,
     name: str | None = None,
+    extend: bool = False,
 ) -> Path:
     """Create (overwrite) the per-sample store: the plate, its rows and wells, the FOV index.
 
@@ -116,13 +156,20 @@ def create_sample_store(
         FOV name -> (row, column) stage-grid index (see :func:`plate_layout`).
     name : str, optional
         Plate name (default: the store name without ``.ome.zarr``).
+    extend : bool
+        Keep the store's FOVs (groups, images, labels, places) and add the new ones of
+        ``fov_names`` (a later time point), replacing the plate and well metadata atomically
+        so that jobs reading the store meanwhile see the old or the new index. A new store
+        when there is none, or when one of its FOVs is not in ``fov_names`` or a FOV has no
+        grid position.
     """
     from yaozarrs import v05
 
     path = Path(path)
     if not fov_names:
         raise ValueError(f"{path}: a sample store needs at least one FOV")
-    layout = plate_layout(fov_names, positions)
+    kept = _kept_layout(path, fov_names) if extend and positions else None
+    layout = plate_layout(fov_names, positions, keep=kept)
     n_rows = 1 + max(r for r, _, _ in layout.values())
     n_cols = 1 + max(c for _, c, _ in layout.values())
     wells: dict[tuple[int, int], list[str]] = {}
@@ -137,18 +184,25 @@ def create_sample_store(
         field_count=max(len(f) for f in wells.values()),
     ))
     fovs = {fov: f"{_row_name(r)}/{c + 1}/{f}" for fov, (r, c, f) in layout.items()}
-    if path.exists():
-        shutil.rmtree(path)
-    root = zarr.open_group(str(path), mode="w", zarr_format=3)
     ome = ome_dict(plate)
     # ome-zarr-models (strict) still expects the 0.4-style version inside "plate" too
     ome["plate"]["version"] = NGFF_VERSION
-    root.attrs.update({"ome": ome, "scopeflow": dict(provenance),
-                       LAYOUT_ATTR: {"fovs": fovs}})
+    attrs = {"ome": ome, "scopeflow": dict(provenance), LAYOUT_ATTR: {"fovs": fovs}}
+    if kept is None:
+        if path.exists():
+            shutil.rmtree(path)
+        root = zarr.open_group(str(path), mode="w", zarr_format=3)
+        root.attrs.update(attrs)
+    else:
+        _replace_attrs(path, attrs)
+        root = zarr.open_group(str(path), mode="r+")
     for r, c in sorted(wells):
-        row = root.require_group(_row_name(r))
-        well = row.create_group(str(c + 1))
         model = v05.Well(well=v05.WellDef(images=[v05.FieldOfView(path=f) for f in wells[(r, c)]]))
+        where = path / _row_name(r) / str(c + 1)
+        if kept is not None and (where / "zarr.json").is_file():
+            _replace_attrs(where, {"ome": ome_dict(model)})
+            continue
+        well = root.require_group(_row_name(r)).create_group(str(c + 1))
         well.attrs.update({"ome": ome_dict(model)})
     return path
 

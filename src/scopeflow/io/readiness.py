@@ -15,6 +15,11 @@ here, without reading pixels:
    it changes, so a changed file set (FOVs added to a processed acquisition) reruns exactly
    that sample, and the ingest job processes the files listed there and no others
    (:func:`verify_files`).
+3. **Which time points?** An acquisition saved in time-point folders (``{t}/``) is processed
+   time point by time point: :func:`complete_timepoints` finds the leading time points that
+   are complete while later ones are still being acquired, :func:`timepoint_records` splits a
+   manifest into one per time point (its own folder's files and those outside every time-point
+   folder). A new time point then adds its own jobs and leaves the finished ones alone.
 
 Kept light (standard library only): Snakemake imports it when it builds the workflow.
 """
@@ -32,16 +37,22 @@ from scopeflow.errors import ScopeflowError
 from scopeflow.io.atomic import write_text
 
 __all__ = [
+    "ALL_TIMEPOINTS",
     "DONE_FILE",
     "IGNORED_NAMES",
     "Readiness",
     "check_ready",
+    "complete_timepoints",
     "file_manifest",
     "newest_change",
     "planned_input",
+    "planned_timepoint",
     "read_manifest",
     "read_manifest_or_none",
     "register_marker_check",
+    "select_timepoints",
+    "timepoint_records",
+    "timepoint_units",
     "verify_unchanged",
     "verify_files",
     "write_if_changed",
@@ -55,6 +66,8 @@ DONE_FILES = (DONE_FILE, ".done")
 #: Files that never count as acquisition content (markers and operating-system clutter).
 IGNORED_NAMES = frozenset({*DONE_FILES, "Thumbs.db", "desktop.ini"})
 _PARAMS_FILE = "acquisition parameters.json"
+#: The unit of an input not split into time-point folders (DPC images, a folder without ``{t}/``).
+ALL_TIMEPOINTS = "all"
 
 
 @dataclass(frozen=True)
@@ -69,9 +82,13 @@ class Readiness:
         One line saying why (shown when the sample is skipped).
     how : str
         What decided: ``"marker"`` (a completion marker of the layout), ``"quiet"`` (the
-        quiet period) or ``"missing"`` (the path does not exist). A marker check may answer
-        ``"unconfirmed"`` (marker present, the data disagree, e.g. fewer images than
-        ``coordinates.csv`` lists): :func:`check_ready` then waits for the quiet period.
+        quiet period), ``"missing"`` (the path does not exist) or ``"failed"`` (the
+        acquisition will never complete: aborted, or its writer stopped; ``reason`` is then
+        the sample's one-line error). A marker check may answer ``"unconfirmed"`` (marker
+        present, the data disagree, e.g. fewer images than ``coordinates.csv`` lists):
+        :func:`check_ready` then waits for the quiet period; or ``"pending"`` (the layout's
+        marker says not yet): :func:`check_ready` waits, and fails the acquisition once
+        nothing under it changed for ``stalled_s``.
     """
 
     ready: bool
@@ -198,7 +215,9 @@ def _is_array(meta_file: Path) -> bool:
 def _squid_zarr_complete(path: Path) -> Readiness | None:
     """Squid's Zarr saving mode: every store's ``_squid`` attributes say ``acquisition_complete``.
 
-    Applies when some ``zarr.json`` / ``.zattrs`` under ``path`` carries a ``_squid`` block.
+    Applies when some ``zarr.json`` / ``.zattrs`` under ``path`` carries a ``_squid`` block. A
+    store marked ``aborted`` fails at once (Squid never completes it); one merely not complete
+    is ``"pending"`` (see :func:`check_ready`'s ``stalled_s``).
     """
     if not path.is_dir():
         return None
@@ -215,13 +234,21 @@ def _squid_zarr_complete(path: Path) -> Readiness | None:
             # (a group with digit-named children, e.g. a plate well's FOVs, is walked on)
     if not blocks:
         return None
-    pending = [p for p, b in blocks if not b.get("acquisition_complete")]
+    pending = [(p, b) for p, b in blocks if b.get("acquisition_complete") is not True]
+    aborted = [p for p, b in pending if b.get("aborted") is True]
+    if aborted:
+        return Readiness(
+            False,
+            f"{aborted[0] / 'zarr.json'}: Squid marked this store aborted (_squid.aborted: true), "
+            "so it never completes; re-acquire, or remove the sample from the drop folder",
+            "failed",
+        )
     if pending:
         return Readiness(
             False,
-            f"{pending[0]}: acquisition_complete is not set yet in its _squid attributes "
-            f"({len(blocks) - len(pending)} of {len(blocks)} stores complete)",
-            "marker",
+            f"{pending[0][0] / 'zarr.json'}: acquisition_complete is not set yet in its _squid "
+            f"attributes ({len(blocks) - len(pending)} of {len(blocks)} stores complete)",
+            "pending",
         )
     return Readiness(True, f"acquisition_complete in every Squid store ({len(blocks)})", "marker")
 
@@ -252,7 +279,8 @@ def newest_change(path: str | Path) -> float:
     return newest
 
 
-def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = None) -> Readiness:
+def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = None,
+                stalled_s: float | None = None) -> Readiness:
     """Whether the acquisition (or image file/folder) at ``path`` is complete.
 
     Parameters
@@ -264,6 +292,13 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
         completion marker is taken as complete.
     now : float, optional
         Current time (s since the epoch); default :func:`time.time`.
+    stalled_s : float, optional
+        An acquisition whose own marker says "not complete" (a Squid Zarr store without
+        ``acquisition_complete``) and under which nothing changed for this long is failed
+        (``how="failed"``, naming the store's ``zarr.json``): its writer stopped (crash, power
+        cut) and it will never complete. The wait is at least twice the acquisition's
+        time-lapse interval ``dt(s)`` (nothing is written between time points). None: wait
+        for ever.
 
     Returns
     -------
@@ -277,6 +312,8 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
         verdict = check(p)
         if verdict is None:
             continue
+        if verdict.how == "pending":
+            return _pending(p, verdict, now, stalled_s)
         if verdict.how != "unconfirmed":
             return verdict
         # a marker whose data disagree: wait for the quiet period, then trust the marker
@@ -293,6 +330,118 @@ def check_ready(path: str | Path, quiet_s: float = 60.0, *, now: float | None = 
         f"{quiet_s:g} s without changes (readiness.quiet_s)",
         "quiet",
     )
+
+
+def _time_lapse_s(path: Path) -> float:
+    """The acquisition's time-lapse interval ``dt(s)`` when it has several time points, else 0."""
+    try:
+        params = json.loads((path / _PARAMS_FILE).read_text(encoding="utf-8"))
+        return float(params.get("dt(s)") or 0) if int(params.get("Nt") or 1) > 1 else 0.0
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
+
+
+def _pending(path: Path, verdict: Readiness, now: float, stalled_s: float | None) -> Readiness:
+    """A marker saying "not yet": wait, or fail when nothing changed for ``stalled_s``."""
+    if stalled_s is None:
+        return Readiness(False, verdict.reason, "marker")
+    limit = max(float(stalled_s), 2.0 * _time_lapse_s(path))
+    age = now - newest_change(path)
+    if age < limit:
+        return Readiness(False, f"{verdict.reason}; an error if nothing changes for {limit:g} s "
+                                "(readiness.stalled_s)", "marker")
+    return Readiness(
+        False,
+        f"{verdict.reason.split(';')[0].split(' (')[0]} and nothing under the acquisition changed "
+        f"for {age:.0f} s (readiness.stalled_s {limit:g} s): Squid stopped writing it (crash or "
+        "abort); re-acquire, or remove the sample from the drop folder",
+        "failed",
+    )
+
+
+def complete_timepoints(path: str | Path) -> list[str]:
+    """The leading time points of an acquisition that are complete while it is not.
+
+    For the layouts with one folder per time point holding that time point's images (Octopi /
+    Squid individual images, Squid multi-page TIFF): ``0/``, ``1/``, ... up to the first one
+    without Octopi's ``done`` (or Squid's ``.done``), or whose ``coordinates.csv`` lists more
+    FOVs than have images (individual images: still being copied). Empty for other layouts
+    (a container holds every time point: it is complete when the acquisition is) and when
+    nothing is complete.
+
+    Returns
+    -------
+    list of str
+        Time-point folder names, in order.
+    """
+    from scopeflow.errors import ScopeflowError as _Err
+    from scopeflow.io.squid import detect_save_mode
+
+    p = Path(path)
+    if not p.is_dir() or not (p / _PARAMS_FILE).is_file():
+        return []
+    try:
+        mode = detect_save_mode(p)
+    except _Err:
+        return []
+    if mode not in ("INDIVIDUAL_IMAGES", "MULTI_PAGE_TIFF"):
+        return []
+    tdirs = sorted((q for q in p.iterdir() if q.is_dir() and q.name.isdigit()), key=lambda q: int(q.name))
+    done = []
+    for t in tdirs:
+        if not any((t / name).is_file() for name in DONE_FILES):
+            break
+        if mode == "INDIVIDUAL_IMAGES" and _fewer_images_than_listed(p, [t]):
+            break
+        done.append(t.name)
+    return done
+
+
+def _tdir(name: str) -> str | None:
+    """The time-point folder a manifest name lies in (``"0/a.bmp"`` -> ``"0"``), else None."""
+    head, sep, _ = name.partition("/")
+    return head if sep and head.isdigit() else None
+
+
+def timepoint_units(files: Iterable[Iterable]) -> list[str]:
+    """Time-point folders holding files of a manifest, sorted by t; ``["all"]`` when none."""
+    units = {_tdir(f[0]) for f in files} - {None}
+    return sorted(units, key=int) or [ALL_TIMEPOINTS]
+
+
+def select_timepoints(files: Iterable[Iterable], units: Iterable[str]) -> list[list]:
+    """The files outside every time-point folder and those of the time points ``units``."""
+    keep = set(units)
+    return [list(f) for f in files if _tdir(f[0]) is None or _tdir(f[0]) in keep]
+
+
+def timepoint_records(record: Mapping) -> dict[str, dict]:
+    """Split a sample's manifest record into one record per time point.
+
+    Parameters
+    ----------
+    record : mapping
+        ``{"sample", "kind", "path", "files", "timepoints"}`` (``timepoints`` as
+        :func:`timepoint_units` gives; missing = ``["all"]``), or an error record
+        (``{"sample", "path", "error"}``).
+
+    Returns
+    -------
+    dict
+        Time point name -> record with the files of that time point (see
+        :func:`select_timepoints`) and ``timepoint`` (int, or None for ``"all"``: every
+        FOV). An error record gives ``{"all": record}``: the ingest job stops with its error.
+    """
+    if "files" not in record:
+        return {ALL_TIMEPOINTS: dict(record)}
+    out = {}
+    base = {k: v for k, v in record.items() if k != "timepoints"}
+    for unit in record.get("timepoints") or [ALL_TIMEPOINTS]:
+        if unit == ALL_TIMEPOINTS:
+            out[unit] = dict(base, timepoint=None)
+        else:
+            out[unit] = dict(base, files=select_timepoints(record["files"], [unit]), timepoint=int(unit))
+    return out
 
 
 def file_manifest(path: str | Path) -> list[list]:
@@ -389,6 +538,12 @@ def verify_files(path: str | Path, files: Iterable[Iterable]) -> set[Path]:
             )
         out.add(f)
     return out
+
+
+def planned_timepoint(manifest: str | Path) -> int | None:
+    """The time point a time-point manifest (:func:`timepoint_records`) is for; None = all."""
+    t = read_manifest(manifest).get("timepoint")
+    return None if t is None else int(t)
 
 
 def planned_input(manifest: str | Path) -> tuple[str, list[list]]:

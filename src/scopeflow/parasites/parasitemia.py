@@ -3,9 +3,11 @@
 Definitions (per FOV and per sample):
 
 - ``n_rbc_counted``: red cells that pass QC (``qc_pass`` of the cell table): the denominator.
-- ``n_parasites``: spots called parasite that lie in a QC-passing red cell (numerator and
-  denominator count the same cells); ``n_parasites_all`` also counts parasite calls outside
-  counted cells (free parasites, rejected cells), reported but not used.
+- ``n_parasites``: spots called parasite that lie in a QC-passing red cell and are not flagged
+  out of distribution (``ood``, :mod:`scopeflow.parasites.ood`: the classifier's probability
+  means nothing there) (numerator and denominator count the same cells); ``n_parasites_all``
+  also counts parasite calls outside counted cells (free parasites, rejected cells) and
+  ``n_parasites_ood`` the parasite calls flagged ``ood`` (anywhere), both reported, not used.
 - ``n_infected_rbc``: counted cells with at least one parasite call.
 - ``parasites_per_ul = (n_parasites − fp_per_rbc·n_rbc) / sensitivity · rbc_per_ul / n_rbc``,
   floored at 0. With the defaults (``sensitivity`` 1, ``fp_per_5e6_rbc`` 0) this is Octopi's
@@ -150,8 +152,9 @@ def parasitemia_row(spots: pd.DataFrame, cells: pd.DataFrame, params: Mapping | 
     Parameters
     ----------
     spots : pandas.DataFrame
-        Candidates with ``is_parasite`` (bool) and ``cell_id`` (0 = outside cells); if a
-        ``fov`` column is present, cells are matched on (``fov``, ``cell_id``).
+        Candidates with ``is_parasite`` (bool), ``cell_id`` (0 = outside cells) and optionally
+        ``ood`` (bool; flagged calls are not counted); if a ``fov`` column is present, cells
+        are matched on (``fov``, ``cell_id``).
     cells : pandas.DataFrame
         Cell table with ``cell_id`` and ``qc_pass`` (and ``fov`` when spots have it).
     params : mapping, optional
@@ -160,7 +163,7 @@ def parasitemia_row(spots: pd.DataFrame, cells: pd.DataFrame, params: Mapping | 
     Returns
     -------
     dict
-        ``n_rbc_counted, n_spots, n_parasites_all, n_parasites, n_infected_rbc,
+        ``n_rbc_counted, n_spots, n_parasites_all, n_parasites_ood, n_parasites, n_infected_rbc,
         parasites_per_ul, parasites_per_ul_low, parasites_per_ul_high, percent_parasitized,
         percent_parasitized_low, percent_parasitized_high, hyperparasitaemia,
         parasites_detected``.
@@ -169,7 +172,9 @@ def parasitemia_row(spots: pd.DataFrame, cells: pd.DataFrame, params: Mapping | 
     keys = ["fov", "cell_id"] if "fov" in spots.columns and "fov" in cells.columns else ["cell_id"]
     counted = cells.loc[cells["qc_pass"].astype(bool), keys].drop_duplicates()
     n_rbc = int(len(counted))
-    pos = spots[spots["is_parasite"].astype(bool) & (spots["cell_id"] > 0)]
+    call = spots["is_parasite"].astype(bool)
+    ood = spots["ood"].astype(bool) if "ood" in spots.columns else pd.Series(False, spots.index)
+    pos = spots[call & ~ood & (spots["cell_id"] > 0)]
     in_counted = pos.merge(counted, on=keys, how="inner")
     k = int(len(in_counted))
     n_inf = int(len(in_counted[keys].drop_duplicates()))
@@ -185,6 +190,7 @@ def parasitemia_row(spots: pd.DataFrame, cells: pd.DataFrame, params: Mapping | 
         "n_rbc_counted": n_rbc,
         "n_spots": int(len(spots)),
         "n_parasites_all": int(spots["is_parasite"].astype(bool).sum()),
+        "n_parasites_ood": int((call & ood).sum()),
         "n_parasites": k,
         "n_infected_rbc": n_inf,
         "parasites_per_ul": float(est),

@@ -5,10 +5,18 @@ the fluorescence frame of each FOV is listed in the FOV table's ``fluorescence``
 written into the FOV's OME-Zarr image as channels ``fluorescence_r``, ``fluorescence_g``,
 ``fluorescence_b`` (float32 in [0, 1]; a mono frame gives three equal planes).
 
-Stage (:func:`parasites_sample`): per FOV, spots (:func:`scopeflow.parasites.detect.detect_spots`)
-→ 31×31 crops of fluorescence + DPC → the shipped classifier → ``spots.parquet``; then
+The frames are divided by the camera's true full scale (the ``fluorescence_max`` column: 255 for
+8-bit, 4095 for a 12-bit camera in 16-bit files, from the acquisition metadata or the data, see
+:func:`scan_fluorescence`), so a 12-bit acquisition looks like an 8-bit one.
+
+Stage (:func:`parasites_sample`): the sample's fluorescence flatfield
+(:func:`fluorescence_flatfield`, ``parasites.flatfield``) divides every frame; then per FOV, spots
+(:func:`scopeflow.parasites.detect.detect_spots`)
+→ 31×31 crops of fluorescence + DPC → the shipped classifier and its out-of-distribution flag
+(:func:`scopeflow.parasites.ood.score_spots`) → ``spots.parquet``; then
 :func:`scopeflow.parasites.parasitemia.parasitemia_tables` over the QC-passing cells of the
-sample's cell table. A sample without fluorescence frames gets empty spot/FOV tables and a
+sample's cell table (parasite calls flagged ``ood`` are not counted). A sample without
+fluorescence frames gets empty spot/FOV tables and a
 one-row sample table with ``status`` = ``"skipped: ..."`` saying why (its counts and flags
 null, except ``n_rbc_counted``).
 """
@@ -16,7 +24,7 @@ null, except ``n_rbc_counted``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +42,9 @@ __all__ = [
     "STAGE_DEFAULTS",
     "fluorescence_channels",
     "fluorescence_files",
+    "fluorescence_flatfield",
     "parasites_sample",
+    "scan_fluorescence",
 ]
 
 #: OME-Zarr channel names of the fluorescence planes.
@@ -43,21 +53,24 @@ FLUORESCENCE_CHANNELS = ("fluorescence_r", "fluorescence_g", "fluorescence_b")
 #: Columns of ``spots.parquet``.
 SPOT_COLUMNS = ["sample", "fov", "spot_id", "y", "x", "intensity", "response", "r", "g", "b",
                 "peak_raw", "saturated", "cell_id", "cell_qc_pass", "p_parasite", "is_parasite",
-                "ood"]
+                "ood", "ood_score"]
 
 #: Defaults of the ``parasites`` config keys used by the stage.
 STAGE_DEFAULTS = {
     "channel": DEFAULT_CHANNEL,
+    "flatfield": True,
     "spot_threshold": 0.02,
     "background_um": 5.7,
     "weights": None,
     "max_spots_per_fov": 20000,
+    "downsample": 1,
 }
 
 
-def fluorescence_files(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
-                       shape: tuple[int, int] | None = None) -> list[str]:
-    """The fluorescence file of each FOV ("" for all when the acquisition has none).
+def scan_fluorescence(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
+                      shape: tuple[int, int] | None = None,
+                      bit_depth: int | None = None) -> tuple[list[str], int | None]:
+    """The fluorescence file of each FOV and the frames' true full scale.
 
     Every frame is read once, so a wrong one stops ingest with one line naming it.
 
@@ -69,31 +82,118 @@ def fluorescence_files(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
         Channel file-name suffix.
     shape : (int, int), optional
         The brightfield frame shape every fluorescence frame must have.
+    bit_depth : int, optional
+        Camera bit depth from the acquisition metadata
+        (:func:`scopeflow.io.fluorescence.fluorescence_max_value`).
+
+    Returns
+    -------
+    (files, max_value)
+        ``files``: one path per FOV ("" for all when the acquisition has none);
+        ``max_value``: the value of a saturated pixel (255; 4095 for 12-bit frames in
+        16-bit files ...), None without frames.
 
     Raises
     ------
     scopeflow.errors.InputImageError
         Some FOVs have the channel and others do not (names the first missing file), or a
-        frame is unreadable / not mono or RGB / of another size.
+        frame is unreadable / not mono or RGB / of another size / of another dtype.
     """
+    from scopeflow.io.fluorescence import (
+        check_fluorescence,
+        fluorescence_max_value,
+        read_fluorescence_raw,
+    )
+
     have = [f.files.get(channel) for f in fovs]
     if not any(have):
-        return [""] * len(fovs)
+        return [""] * len(fovs), None
     for f, p in zip(fovs, have, strict=True):
         if p is None:
             n = sum(p is not None for p in have)
             raise InputImageError(
                 f"{f.expected_file(channel)}: missing {channel} image ({n} of {len(fovs)} FOVs "
                 "have one); copy it, or remove this FOV so that every FOV has the channel")
-    for p in have:
-        read_fluorescence(p, shape)
-    return [str(p) for p in have]
+    dtypes: dict = {}
+
+    def frames():
+        for p in have:
+            a = check_fluorescence(read_fluorescence_raw(p), p, shape)
+            first = dtypes.setdefault("dtype", (a.dtype, p))
+            if a.dtype != first[0]:
+                raise InputImageError(f"{p}: fluorescence frame is {a.dtype} but {first[1]} is "
+                                      f"{first[0]}; every frame of an acquisition must come from "
+                                      "the same camera setting")
+            yield a
+
+    top = fluorescence_max_value(frames(), bit_depth)
+    return [str(p) for p in have], top
 
 
-def fluorescence_channels(path: str | Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The fluorescence planes of one frame as OME-Zarr channels (float32 (y, x) each)."""
-    f = read_fluorescence(path, shape)
+def fluorescence_files(fovs: Sequence, channel: str = DEFAULT_CHANNEL,
+                       shape: tuple[int, int] | None = None) -> list[str]:
+    """The fluorescence file of each FOV ("" for all when the acquisition has none); see
+    :func:`scan_fluorescence` (which also returns the frames' full scale)."""
+    return scan_fluorescence(fovs, channel, shape)[0]
+
+
+def fluorescence_channels(path: str | Path, shape: tuple[int, int],
+                          max_value: float | None = None) -> dict[str, np.ndarray]:
+    """The fluorescence planes of one frame as OME-Zarr channels (float32 (y, x) each), divided
+    by the camera's full scale ``max_value`` (None/NaN: the container's)."""
+    f = read_fluorescence(path, shape, max_value)
     return {name: f[..., n] for n, name in enumerate(FLUORESCENCE_CHANNELS)}
+
+
+def fluorescence_flatfield(frames: Iterable[np.ndarray], opening_px: int = 1) -> np.ndarray:
+    """Flatfield (y, x, 3), mean 1 per plane, of a sample's fluorescence frames.
+
+    Per colour plane: the frame's background (grey opening with a square of ``opening_px``,
+    the spot detector's top-hat element, so parasites, nuclei and debris do not brighten the
+    flatfield), then :func:`scopeflow.smear.flatfield.estimate_flatfield`'s recipe (block mean to
+    ≈ 128 px, median over the FOVs, Gaussian smoothing of 1/16 of the larger side, bilinear
+    back to full size, mean 1): the excitation and collection fall-off that Octopi removes
+    from the fluorescence before spot detection. A plane without signal (all 0) gets a
+    flatfield of 1.
+
+    Parameters
+    ----------
+    frames : iterable of numpy.ndarray
+        float (y, x, 3) frames of one sample (all the same shape); a generator is fine (only
+        binned copies are kept).
+    opening_px : int
+        Edge (px) of the opening's square; 1 = no opening.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (y, x, 3).
+    """
+    from scipy import ndimage as ndi
+
+    from scopeflow import normalize
+
+    binned: list[list[np.ndarray]] = [[], [], []]
+    shape, factor = None, None
+    size = max(int(opening_px), 1)
+    for f in frames:
+        a = np.asarray(f, np.float32)
+        if shape is None:
+            shape = a.shape[:2]
+            factor = normalize.flatfield_bin_factor(shape)
+        for c in range(3):
+            plane = ndi.grey_opening(a[..., c], size=(size, size)) if size > 1 else a[..., c]
+            binned[c].append(normalize.bin_image(plane, factor))
+    if shape is None:
+        raise ValueError("fluorescence_flatfield: no frames")
+    out = np.ones((*shape, 3), np.float32)
+    for c in range(3):
+        try:
+            out[..., c] = normalize.expand_flatfield(
+                normalize.coarse_flatfield(binned[c], shape, factor), shape, factor)
+        except ValueError:  # no signal in this plane: leave it uncorrected
+            log.warning("fluorescence plane %s has no signal: no flatfield", "RGB"[c])
+    return out
 
 
 def _skipped(sample: str, reason: str, n_rbc: int) -> pd.DataFrame:
@@ -156,8 +256,9 @@ def parasites_sample(
         The per-sample table.
     """
     from scopeflow.io import ome_zarr
-    from scopeflow.parasites.classifier import load_parasite_model, score_crops
+    from scopeflow.parasites.classifier import load_parasite_model
     from scopeflow.parasites.detect import crop_spots, detect_spots
+    from scopeflow.parasites.ood import load_ood_reference, score_spots
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS, parasitemia_tables
 
     from scopeflow.parasites.classifier import DEFAULT_WEIGHTS
@@ -171,7 +272,7 @@ def parasites_sample(
            and fovs["fluorescence"].map(lambda v: isinstance(v, str) and bool(v)).all())
     empty_spots = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
         SPOT_COLUMNS, ["str", "str", "int64", "int64", "int64", *["float64"] * 6, "bool",
-                       "int64", "bool", "float64", "bool", "bool"], strict=True)})
+                       "int64", "bool", "float64", "bool", "bool", "float64"], strict=True)})
     gallery = {"crops": np.zeros((0, 4, 31, 31), np.uint8), "p": np.zeros(0),
                "kind": np.zeros(0, "U8"), "threshold": np.float64(np.nan)}
     if not has:
@@ -182,36 +283,51 @@ def parasites_sample(
         spots = empty_spots
     else:
         model, meta = load_parasite_model(p["weights"])
+        reference = load_ood_reference(p["weights"])
         qc = cells.set_index(["fov", "cell_id"])["qc_pass"]
         tables, keep_crops, keep_p = [], [], []
+
+        def frame(fov):
+            return np.stack([np.asarray(ome_zarr.read_channel(zarr_path, fov, c))
+                             for c in FLUORESCENCE_CHANNELS], axis=-1)
+
+        ff = None
+        if p["flatfield"]:
+            size = int(round(float(p["background_um"]) / float(fovs["pixel_size_um"].iloc[0]))) | 1
+            ff = fluorescence_flatfield((frame(f) for f in fovs["fov"]), size)
         for row in fovs.to_dict("records"):
             fov = row["fov"]
             ps = float(row["pixel_size_um"])
-            fl = np.stack([np.asarray(ome_zarr.read_channel(zarr_path, fov, c))
-                           for c in FLUORESCENCE_CHANNELS], axis=-1)
+            fl = frame(fov)
+            if ff is not None:
+                fl = fl / ff
             dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
             labels = ome_zarr.read_labels(zarr_path, fov)
             sp = detect_spots(fl, ps, labels=labels, threshold=float(p["spot_threshold"]),
-                              background_um=float(p["background_um"]))
+                              background_um=float(p["background_um"]),
+                              downsample=int(p["downsample"]))
             if len(sp) > int(p["max_spots_per_fov"]):
                 raise InputImageError(
                     f"{row['fluorescence']}: {len(sp)} spot candidates (> parasites."
                     f"max_spots_per_fov {p['max_spots_per_fov']}); is this the right channel, "
                     "or raise parasites.spot_threshold")
             crops = crop_spots(fl, dpc, sp["y"].to_numpy(), sp["x"].to_numpy())
-            sc = score_crops(crops, model=model)
+            sc = score_spots(crops, model=model, reference=reference)
             sp.insert(0, "spot_id", np.arange(len(sp), dtype=np.int64))
             sp.insert(0, "fov", fov)
             sp.insert(0, "sample", sample)
             sp["p_parasite"] = sc["p_parasite"]
             sp["is_parasite"] = sc["is_parasite"]
             sp["ood"] = sc["ood"]
+            sp["ood_score"] = sc["ood_score"]
             key = pd.MultiIndex.from_arrays([sp["fov"], sp["cell_id"]])
             sp["cell_qc_pass"] = qc.reindex(key).fillna(False).astype(bool).to_numpy()
             tables.append(sp[SPOT_COLUMNS])
             keep_crops.append(crops)
             keep_p.append(sc["p_parasite"])
-            log.info("%s: %d candidates, %d parasite calls", fov, len(sp), int(sc["is_parasite"].sum()))
+            log.info("%s: %d candidates, %d parasite calls (%d of them out of distribution)",
+                     fov, len(sp), int(sc["is_parasite"].sum()),
+                     int((sc["is_parasite"] & sc["ood"]).sum()))
         spots = pd.concat(tables, ignore_index=True) if tables else empty_spots
         per_fov, per_sample = parasitemia_tables(spots, cells, sample, p)
         thr = float(model.threshold)

@@ -391,6 +391,9 @@ def train_parasites(data: str | Path, out: str | Path, *, folds: int = 5, n_memb
         "cv": metrics,
     }
     sha = save_weights(ens, meta, out)
+    from scopeflow.parasites.ood import fit_ood_reference, save_ood_reference
+
+    save_ood_reference(fit_ood_reference(ens, meta, x, y, fold=cv["fold"])[0], out)
     return {"out": str(out), "sha256": sha, "metrics": metrics,
             "seconds": time.perf_counter() - t0, "cv": cv}
 

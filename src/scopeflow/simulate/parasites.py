@@ -22,7 +22,8 @@ the camera's full scale, colour = (R, G, B) planes of the colour camera:
 - **stain speckle** (``speckle``, ``speckle_per_rbc``): point-like dots σ 0.15 µm (before the
   PSF), amplitude U(0.2, 1.0), bluish-white colour (0.7, 0.8, 1.0), anywhere (also on cells);
 - **optics and camera**: Gaussian PSF σ = 0.21·λ/NA (λ 0.46 µm), radial vignetting, Poisson
-  photon noise (``full_well`` electrons at full scale) and 8-bit quantisation per plane.
+  photon noise (``full_well`` electrons at full scale) and quantisation per plane (``bits``,
+  default 8; 12-bit frames are uint16 with the values in the low bits).
 
 Conventions: arrays (y, x); positions in pixels, origin at the centre of pixel (0, 0).
 """
@@ -85,8 +86,9 @@ def simulate_fluorescence(
     na: float = 0.4,
     full_well: float = 4000.0,
     vignetting: float = 0.2,
+    bits: int = 8,
 ) -> dict:
-    """Fluorescence frame (uint8 RGB) of one FOV with parasites and confounders, and its truth.
+    """Fluorescence frame (RGB) of one FOV with parasites and confounders, and its truth.
 
     Parameters
     ----------
@@ -109,11 +111,15 @@ def simulate_fluorescence(
         Electrons at full scale (shot noise).
     vignetting : float
         Corner falloff of the excitation.
+    bits : int
+        Camera bit depth: full scale ``2**bits − 1``; 8 gives uint8, more give uint16 with
+        the values in the low bits (12-bit: 0–4095). The same seed gives the same scene at
+        every depth (only the quantisation differs).
 
     Returns
     -------
     dict
-        ``fluorescence``: uint8 (y, x, 3); ``truth``: DataFrame (``kind``, ``y``, ``x``,
+        ``fluorescence``: uint8 or uint16 (y, x, 3); ``truth``: DataFrame (``kind``, ``y``, ``x``,
         ``cell_id``: the host cell for rings, the label under the object otherwise);
         ``n_cells``: cells in ``labels``.
     """
@@ -205,7 +211,8 @@ def simulate_fluorescence(
     img *= (1.0 - 0.5 * vignetting * (yy * yy + xx * xx))[..., None]
     if np.isfinite(full_well):
         img = rng.poisson(np.clip(img, 0, None) * full_well) / full_well
-    frame = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+    top = float(2 ** int(bits) - 1)
+    frame = np.clip(np.rint(img * top), 0, top).astype(np.uint8 if bits <= 8 else np.uint16)
     truth = pd.DataFrame(rows, columns=["kind", "y", "x", "cell_id"])
     return {"fluorescence": frame, "truth": truth, "n_cells": n_cells}
 
@@ -235,7 +242,7 @@ def add_fluorescence(
     seed : int
         Seed; FOV n uses an independent stream of it.
     fmt : str
-        ``bmp`` (Octopi malaria data) or ``tiff``.
+        ``bmp`` (Octopi malaria data) or ``tiff`` (needed for ``bits`` > 8).
     **kwargs
         Passed to :func:`simulate_fluorescence`.
 
@@ -247,6 +254,9 @@ def add_fluorescence(
     import imageio.v3 as iio
     import tifffile
 
+    if int(kwargs.get("bits", 8)) > 8 and fmt not in ("tif", "tiff"):
+        raise ValueError(f"{int(kwargs['bits'])}-bit fluorescence frames need fmt='tiff', "
+                         f"not {fmt!r}")
     acq = Path(acquisition)
     meta = json.loads((acq / "truth" / "simulation.json").read_text())
     ps = float(meta["pixel_size_um"])

@@ -29,7 +29,12 @@ __all__ = ["LAYOUTS", "simulate_squid_acquisition", "simulate_squid_frames", "wr
 #: Layout names: legacy Octopi grid names, then Squid's save modes.
 LAYOUTS = ("octopi", "individual", "multipage", "ome_tiff", "zarr")
 RIGHT = "BF_LED_matrix_right_half"
-_DISPLAY = {LEFT: "BF LED matrix left half", RIGHT: "BF LED matrix right half"}
+#: The 405 nm-excited fluorescence channel (file-name form), written with ``parasites_per_ul``.
+FLUORESCENCE = "Fluorescence_405_nm_Ex"
+_DISPLAY = {LEFT: "BF LED matrix left half", RIGHT: "BF LED matrix right half",
+            FLUORESCENCE: "Fluorescence 405 nm Ex"}
+#: RGB -> grey weights (ITU-R 601) of the mono fluorescence camera frame.
+_GREY = np.asarray((0.299, 0.587, 0.114))
 
 
 def simulate_squid_frames(
@@ -47,6 +52,7 @@ def simulate_squid_frames(
     na: float = DEFAULTS["na"],
     wavelength_um: float = DEFAULTS["wavelength_um"],
     density: float = DEFAULTS["density"],
+    parasites_per_ul: float | None = None,
 ) -> dict:
     """Pixels and truth of a simulated acquisition (regions x FOVs x z planes x time points).
 
@@ -68,26 +74,39 @@ def simulate_squid_frames(
         Camera bit depth (8 gives uint8 frames).
     msb : bool
         Shift uint16 frames to the top bits of the container.
+    parasites_per_ul : float, optional
+        When given, every plane also gets a fluorescence frame (channel
+        ``Fluorescence_405_nm_Ex``) of the FOV's cells with malaria parasites at this density
+        (:func:`scopeflow.simulate.parasites.simulate_fluorescence`, fresh noise per time
+        point), as a mono camera saves it: the colour model's grey value at the container's
+        full depth (uint16: 0..65535, pixel format ``MONO16``; uint8 for ``bits=8``).
 
     Returns
     -------
     dict
         ``frames`` {(t, region, fov, z): {channel: (y, x) array}}, ``focus`` {(region, fov):
         in-focus z}, ``xy_mm`` {(region, fov): (x, y)}, ``z_um`` {z: stage z},
-        ``n_cells`` {(region, fov): cells}, and the arguments.
+        ``n_cells`` {(region, fov): cells}, ``rings`` {(t, region, fov): parasites placed}
+        (with ``parasites_per_ul``), and the arguments.
     """
-    frames, focus, xy, n_cells = {}, {}, {}, {}
+    frames, focus, xy, n_cells, rings = {}, {}, {}, {}, {}
     fov_w_mm = shape[1] * pixel_size_um / 1000.0
     for r, region in enumerate(regions):
         for n in range(n_fovs):
             rng = np.random.default_rng(np.random.SeedSequence([int(seed), r, n]))
-            _, opd, _, cells = rbc_phantom(shape, pixel_size_um, rng, density=density)
+            _, opd, labels, cells = rbc_phantom(shape, pixel_size_um, rng, density=density)
             phase = (np.float32(2 * np.pi / wavelength_um) * opd).astype(np.float32)
             k_focus = int(rng.integers(nz)) if nz > 1 else 0
             ffs = {LEFT: _vignetting(shape, rng, 0.25, -0.04), RIGHT: _vignetting(shape, rng, 0.25, 0.04)}
             focus[(region, n)] = k_focus
             xy[(region, n)] = (round(10.0 + 20.0 * r + n * fov_w_mm, 6), 10.0)
             n_cells[(region, n)] = len(cells)
+            fluor = {}
+            if parasites_per_ul is not None:
+                for t in range(nt):
+                    fluor[t] = _fluorescence_frame(labels, pixel_size_um, na, parasites_per_ul, bits,
+                                                   np.random.SeedSequence([int(seed), r, n, t, 405]))
+                    rings[(t, region, n)] = fluor[t][1]
             for z in range(nz):
                 halves = image_halves(phase, pixel_size_um, wavelength_um, na,
                                       defocus_um=(z - k_focus) * dz_um)
@@ -99,12 +118,34 @@ def simulate_squid_frames(
                         if msb and img.dtype == np.uint16:
                             img = (img << (16 - bits)).astype(np.uint16)
                         out[ch] = img
+                    if fluor:
+                        out[FLUORESCENCE] = fluor[t][0]
                     frames[(t, region, n, z)] = out
-    return {"frames": frames, "focus": focus, "xy_mm": xy, "n_cells": n_cells,
+    return {"frames": frames, "focus": focus, "xy_mm": xy, "n_cells": n_cells, "rings": rings,
             "z_um": {z: 3000.0 + z * dz_um for z in range(nz)},
             "regions": list(regions), "n_fovs": n_fovs, "nz": nz, "nt": nt, "shape": list(shape),
             "seed": int(seed), "pixel_size_um": float(pixel_size_um), "dz_um": float(dz_um),
-            "bits": int(bits), "msb": bool(msb), "na": float(na)}
+            "bits": int(bits), "msb": bool(msb), "na": float(na),
+            "parasites_per_ul": None if parasites_per_ul is None else float(parasites_per_ul)}
+
+
+def _fluorescence_frame(labels, pixel_size_um, na, parasites_per_ul, bits, seq) -> tuple[np.ndarray, int]:
+    """Mono fluorescence frame of one FOV (full depth of the BF frames' container) and the
+    number of parasites (rings) placed."""
+    from scopeflow.simulate.parasites import simulate_fluorescence
+
+    seed = int(seq.generate_state(1)[0])
+    sim = simulate_fluorescence(labels, pixel_size_um, seed, parasites_per_ul=parasites_per_ul, na=na)
+    grey = sim["fluorescence"].astype(np.float64) @ _GREY / 255.0
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    frame = np.clip(np.rint(grey * np.iinfo(dtype).max), 0, np.iinfo(dtype).max).astype(dtype)
+    return frame, int((sim["truth"]["kind"] == "ring").sum())
+
+
+def _channels(sim: dict) -> list[str]:
+    """The channels of the simulated frames, in acquisition order (BF left, right, fluorescence)."""
+    first = next(iter(sim["frames"].values()))
+    return [c for c in (LEFT, RIGHT, FLUORESCENCE) if c in first]
 
 
 def _params(sim: dict) -> dict:
@@ -122,7 +163,11 @@ def _params(sim: dict) -> dict:
     }
 
 
-def _pixel_format(sim: dict) -> str:
+def _pixel_format(sim: dict, channel: str = LEFT) -> str:
+    """Camera pixel format of a channel: the BF frames' bit depth; the fluorescence frame uses
+    its container's full depth."""
+    if channel == FLUORESCENCE:
+        return "MONO8" if sim["bits"] <= 8 else "MONO16"
     return f"MONO{sim['bits']}"
 
 
@@ -134,8 +179,8 @@ def _write_common(out: Path, sim: dict, squid: bool) -> None:
 
         doc = {"version": 1, "objective": _params(sim)["objective"]["name"], "confocal_mode": False,
                "channels": [{"name": _DISPLAY[c], "camera_settings": {
-                   "exposure_time_ms": 12.0, "gain_mode": 0.0, "pixel_format": _pixel_format(sim)}}
-                   for c in (LEFT, RIGHT)]}
+                   "exposure_time_ms": 12.0, "gain_mode": 0.0, "pixel_format": _pixel_format(sim, c)}}
+                   for c in _channels(sim)]}
         (out / "acquisition_channels.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         with open(out / COORDS_FILE, "w", newline="") as fh:  # experiment-level: FOV centres
             w = csv.writer(fh)
@@ -143,10 +188,19 @@ def _write_common(out: Path, sim: dict, squid: bool) -> None:
             for (region, n), (x, y) in sorted(sim["xy_mm"].items()):
                 w.writerow([region, x, y, sim["z_um"][0] / 1000.0])
     else:
-        (out / CONFIG_FILE).write_text(_configurations_xml([LEFT, RIGHT], _pixel_format(sim)))
+        xml = _configurations_xml(_channels(sim), _pixel_format(sim))
+        fl = f'Name="{_DISPLAY[FLUORESCENCE]}"'
+        if fl in xml:  # its own pixel format
+            head, tail = xml.split(fl, 1)
+            tail = tail.replace(f'PixelFormat="{_pixel_format(sim)}"',
+                                f'PixelFormat="{_pixel_format(sim, FLUORESCENCE)}"', 1)
+            xml = head + fl + tail
+        (out / CONFIG_FILE).write_text(xml)
     truth = out / "truth"
     truth.mkdir(exist_ok=True)
-    meta = {k: v for k, v in sim.items() if k not in ("frames", "focus", "xy_mm", "n_cells")}
+    meta = {k: v for k, v in sim.items() if k not in ("frames", "focus", "xy_mm", "n_cells", "rings")}
+    if sim.get("rings"):
+        meta["rings"] = {f"{t}-{r}_{n}": k for (t, r, n), k in sorted(sim["rings"].items())}
     meta["focus"] = {f"{r}_{n}": k for (r, n), k in sorted(sim["focus"].items())}
     meta["n_cells"] = {f"{r}_{n}": k for (r, n), k in sorted(sim["n_cells"].items())}
     (truth / "simulation.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -187,7 +241,7 @@ def _write_multipage(out: Path, sim: dict) -> None:
     for (t, region, n, z), chans in sorted(sim["frames"].items()):
         x, y = sim["xy_mm"][(region, n)]
         path = out / str(t) / f"{region}_{n}_stack.tiff"
-        for c, ch in enumerate((LEFT, RIGHT)):
+        for c, ch in enumerate(_channels(sim)):
             meta = {"z_level": z, "channel": _DISPLAY[ch], "channel_index": c, "region_id": region,
                     "fov": n, "x_mm": x, "y_mm": y, "z_mm": sim["z_um"][z] / 1000.0,
                     "time": f"2026-01-01 00:{t:02d}:00.000000"}
@@ -208,15 +262,17 @@ def _write_ome_tiff(out: Path, sim: dict) -> None:
     for region, n in keys:
         first = sim["frames"][(0, region, n, 0)][LEFT]
         path = folder / f"{region}_{n}.ome.tiff"
-        tifffile.imwrite(path, shape=(nt, nz, 2, *first.shape), dtype=first.dtype, ome=True, metadata={
-            "axes": "TZCYX", "Channel": {"Name": [_DISPLAY[LEFT], _DISPLAY[RIGHT]]},
+        chans = _channels(sim)
+        nc = len(chans)
+        tifffile.imwrite(path, shape=(nt, nz, nc, *first.shape), dtype=first.dtype, ome=True, metadata={
+            "axes": "TZCYX", "Channel": {"Name": [_DISPLAY[c] for c in chans]},
             "PhysicalSizeX": ps, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": ps,
             "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": sim["dz_um"], "PhysicalSizeZUnit": "µm"})
         stack = tifffile.memmap(path, mode="r+")
-        stack.shape = (nt, nz, 2, *first.shape)
+        stack.shape = (nt, nz, nc, *first.shape)
         for t in range(nt):
             for z in range(nz):
-                for c, ch in enumerate((LEFT, RIGHT)):
+                for c, ch in enumerate(chans):
                     stack[t, z, c] = sim["frames"][(t, region, n, z)][ch]
         stack.flush()
         del stack
@@ -228,7 +284,7 @@ def _write_ome_tiff(out: Path, sim: dict) -> None:
         pixels = root.find(f"{ns}Image/{ns}Pixels")
         x, y = sim["xy_mm"][(region, n)]
         for t in range(nt):
-            for c in range(2):
+            for c in range(nc):
                 for z in range(nz):
                     ET.SubElement(pixels, f"{ns}Plane", {
                         "TheT": str(t), "TheZ": str(z), "TheC": str(c), "PositionX": str(x),
@@ -278,7 +334,8 @@ def _write_zarr(out: Path, sim: dict) -> None:
             group = well / str(n)
         else:
             group = out / "zarr" / region / f"fov_{n}.ome.zarr"
-        shape = (nt, 2, nz, *first.shape)
+        chans = _channels(sim)
+        shape = (nt, len(chans), nz, *first.shape)
         arr = zarr.create_array(
             str(group / "0"), shape=shape, chunks=(1, 1, 1, *first.shape), dtype=first.dtype,
             filters=[TransposeCodec(order=(4, 3, 2, 1, 0))], serializer=BytesCodec(endian="little"),
@@ -286,7 +343,7 @@ def _write_zarr(out: Path, sim: dict) -> None:
             zarr_format=3)
         for t in range(nt):
             for z in range(nz):
-                for c, ch in enumerate((LEFT, RIGHT)):
+                for c, ch in enumerate(chans):
                     arr[t, c, z] = sim["frames"][(t, region, n, z)][ch]
         info = np.iinfo(first.dtype)
         group_json(group, {
@@ -302,7 +359,7 @@ def _write_zarr(out: Path, sim: dict) -> None:
                 "omero": {"name": "0", "version": "0.5", "channels": [
                     {"label": _DISPLAY[ch], "active": True, "color": "FFFFFF",
                      "window": {"start": 0, "end": int(info.max), "min": 0, "max": int(info.max)}}
-                    for ch in (LEFT, RIGHT)]}},
+                    for ch in chans]}},
             "_squid": {"structure": "5D-TCZYX", "pixel_size_um": ps, "z_step_um": sim["dz_um"],
                        "time_increment_s": 60.0, "chunk_mode": "full_frame", "compression": "fast",
                        "shape": list(shape), "dtype": str(first.dtype), "is_hcs": hcs,

@@ -14,7 +14,7 @@ RIGHT = "BF_LED_matrix_right_half"
 
 #: FOV list columns copied into each FOV's store attributes and from there into the FOV table.
 RAW_ATTRS = ("t", "region", "i", "j", "k", "n_z", "z_selection", "z_focus_scores", "x_mm", "y_mm",
-             "z_um", "bit_depth")
+             "z_um", "bit_depth", "objective")
 
 
 def _tsv_text(value) -> str:
@@ -38,7 +38,7 @@ def write_fov_table(rows: Sequence[Mapping], path: str | Path) -> None:
 
 #: Columns of the FOV list that hold text (file names); the others are numbers.
 _TEXT_COLUMNS = {"fov", "left", "right", "image", "fluorescence", "region", "z_selection",
-                 "z_focus_scores"}
+                 "z_focus_scores", "objective"}
 
 
 def _tsv_value(column: str, text: str):
@@ -65,7 +65,9 @@ def read_fov_table(fovs_tsv: str | Path) -> list[dict]:
         return [{k: _tsv_value(k, v) for k, v in row.items()} for row in csv.DictReader(fh, delimiter="\t")]
 
 
-def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int) -> list[str]:
-    """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs."""
-    names = [r["fov"] for r in read_fov_table(fovs_tsv)]
+def shard_fovs(fovs_tsv: str | Path, shard: int, fovs_per_job: int,
+               timepoint: int | None = None) -> list[str]:
+    """FOV names of shard ``shard`` (0-based): consecutive blocks of ``fovs_per_job`` FOVs (of
+    time point ``timepoint`` only, when given)."""
+    names = [r["fov"] for r in read_fov_table(fovs_tsv) if timepoint is None or r["t"] == timepoint]
     return names[shard * fovs_per_job:(shard + 1) * fovs_per_job]

@@ -94,6 +94,8 @@ FOV_COLUMNS = {
     "z_focus_scores": "focus score (qc.focus_metric of the plane's DPC) of every plane of the stack, "
                       "semicolon-separated in z order (empty without a stack)",
     "bit_depth": "camera bit depth (from the channels' pixel format, else from the data)",
+    "objective": "objective the FOV was imaged with, from the acquisition metadata (e.g. 20x; empty "
+                 "when the metadata do not say, and for DPC files)",
     "saturated_fraction_raw": "fraction of pixels at the camera's true maximum (e.g. 4095 for 12-bit "
                               "data in 16-bit files) in the left or right image",
 }
@@ -115,6 +117,7 @@ SAMPLE_COLUMNS = {
               "region (well) of an acquisition with regions (QC flags from the whole sample, the gate "
               "per region)",
     "n_fovs": "FOVs",
+    "objective": "objective(s) of the FOVs (semicolon-separated when several; empty when unknown)",
     "n_cells": "cells (including border cells)",
     "cells_per_fov_mean": "mean cells per FOV",
     "cells_per_fov_cv": "coefficient of variation of cells per FOV",
@@ -447,6 +450,7 @@ def summarize_sample(
         "sample": sample,
         "region": str(region),
         "n_fovs": n_fovs,
+        "objective": ";".join(sorted({str(v) for v in fovs.get("objective", pd.Series(dtype=str)).dropna()} - {""})),
         "n_cells": int(len(cells)),
         "cells_per_fov_mean": float(fovs["n_cells"].mean()) if n_fovs else np.nan,
         "cells_per_fov_cv": (

@@ -24,13 +24,15 @@ log = logging.getLogger("scopeflow")
 
 def create_store(
     fovs_tsv: str | Path, out_zarr: str | Path, provenance: Mapping | None = None, *,
-    record: str | Path | None = None,
+    record: str | Path | None = None, extend: bool = False,
 ) -> dict:
     """Create the sample's empty OME-Zarr plate: one well per stage-grid position.
 
     Octopi FOVs are placed by their grid indices (row ``i``, column ``j``); FOVs without
     them (DPC files) fill a near-square grid in name order (:func:`ome_zarr.plate_layout`).
     ``record`` (JSON: the store and each FOV's group path), when given, is written last.
+    ``extend``: keep the FOVs already stored (a time point added to a processed acquisition,
+    see :func:`scopeflow.io.ome_zarr.create_sample_store`).
     """
     from scopeflow.io import ome_zarr
 
@@ -40,7 +42,8 @@ def create_store(
     positions = None
     if all(isinstance(v, (int, float)) and np.isfinite(v) for pair in ij for v in pair):
         positions = {n: (int(i), int(j)) for n, (i, j) in zip(names, ij)}
-    ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions)
+    ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions,
+                                 extend=extend)
     info = {"store": str(out_zarr), "fovs": {n: ome_zarr.fov_path(out_zarr, n) for n in names}}
     if record is not None:
         atomic_json(info, record)
@@ -140,7 +143,7 @@ def write_images(
     For ``smear_raw`` rows: flatfield-correct left/right, DPC = 0.5 + (L - R)/(L + R) as
     Octopi computes it, then Tikhonov phase. For ``smear_dpc`` rows the image is the DPC.
     Rows with a ``fluorescence`` file add its planes as channels ``fluorescence_r``,
-    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]).
+    ``fluorescence_g``, ``fluorescence_b`` (float32 in [0, 1]: divided by ``fluorescence_max``).
     ``out_record`` (JSON: FOVs written, seconds) is written last.
 
     The next FOV's images are read while the current one is computed, and a FOV of at
@@ -192,7 +195,8 @@ def write_images(
             if isinstance(row.get("fluorescence"), str) and row["fluorescence"]:
                 from scopeflow.parasites.stage import fluorescence_channels
 
-                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape))
+                channels.update(fluorescence_channels(row["fluorescence"], dpc.shape,
+                                                      row.get("fluorescence_max")))
             attrs = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                      for k, v in row.items() if k in RAW_ATTRS}
             if saturated is not None:

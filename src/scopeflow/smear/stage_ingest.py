@@ -18,7 +18,7 @@ from scopeflow.errors import InputImageError, ScopeflowError
 from scopeflow.io.atomic import atomic_path
 from scopeflow.io.discover import SMEAR_KINDS, detect_kind, dpc_files, dpc_fovs
 from scopeflow.io.images import read_gray
-from scopeflow.smear.fov_table import LEFT, RIGHT, write_fov_table
+from scopeflow.smear.fov_table import LEFT, RIGHT, read_fov_table, write_fov_table
 from scopeflow.smear.qc.focus import DEFAULT_FOCUS_METRIC
 from scopeflow.smear.stage_common import OVERLAP_MAX_PIXELS, prefetch
 
@@ -53,6 +53,8 @@ def ingest_rows(
     regions: Sequence[str] | None = None,
     zstack: str | int = "best_focus",
     focus_metric: str = DEFAULT_FOCUS_METRIC,
+    timepoints: Sequence[int] | None = None,
+    previous_fovs: str | Path | None = None,
 ) -> list[dict]:
     """Validate a sample's input, list its FOVs and estimate per-channel flatfields.
 
@@ -99,6 +101,12 @@ def ingest_rows(
         scores are recorded in the rows (``n_z``, ``z_selection``, ``z_focus_scores``).
     focus_metric : str
         Focus metric of ``best_focus`` (the ``qc.focus_metric``).
+    timepoints : sequence of int, optional
+        Only the FOVs of these time points (``smear_raw``; the workflow ingests each time point
+        of an acquisition as it completes); the flatfields are estimated from them. Default all.
+    previous_fovs : path, optional
+        The FOV list of the time points ingested before: ``out_fovs`` lists its rows, then
+        these (so the last time point's list is the sample's).
 
     Returns
     -------
@@ -125,10 +133,11 @@ def ingest_rows(
     planned = None if files is None else verify_files(path, files)
     if kind == "smear_raw":
         if planned is None:
-            acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions)
+            acq = read_acquisition(path, pixel_size_um=pixel_size_um, regions=regions,
+                                   timepoints=timepoints)
         else:
             acq = read_acquisition(path, pixel_size_um=pixel_size_um, required_channels=(),
-                                   regions=regions)
+                                   regions=regions, timepoints=timepoints)
             acq.fovs = _planned_fovs(acq, path, files, planned)
         ps = acq.pixel_size_um or default_pixel_size_um
         zstack = parse_zstack(zstack)
@@ -152,6 +161,8 @@ def ingest_rows(
 
         rows, chosen, lit = _raw_rows(acq, zstack, focus_metric, keep)
         acq.fovs = chosen
+        for row in rows:
+            row["objective"] = acq.objective
         shapes = {(r["height"], r["width"]) for r in rows}
         if len(shapes) > 1:
             raise InputImageError(
@@ -164,11 +175,14 @@ def ingest_rows(
                 "illumination or camera failed, re-acquire the slide or remove the sample"
             )
         if fluorescence_channel:  # every FOV or none; a wrong frame stops here, naming it
-            from scopeflow.parasites.stage import fluorescence_files
+            from scopeflow.parasites.stage import scan_fluorescence
 
-            fl = fluorescence_files(acq.fovs, fluorescence_channel, next(iter(shapes)))
+            fl, fl_top = scan_fluorescence(acq.fovs, fluorescence_channel, next(iter(shapes)),
+                                           getattr(acq, "bit_depth", None))
             for row, f in zip(rows, fl, strict=True):
                 row["fluorescence"] = f
+                if fl_top is not None:  # the camera's full scale (12-bit in 16: 4095)
+                    row["fluorescence_max"] = fl_top
         if flatfield and acq.fovs:
             # the coarse (binned, smoothed) flatfields: the dpc jobs expand them once each
             shape = next(iter(shapes))
@@ -224,6 +238,8 @@ def ingest_rows(
         row["pixel_size_um"] = float(ps)
         row["na"] = float(na_used) if na_used else np.nan
         row["wavelength_um"] = float(wavelength_um)
+    if previous_fovs is not None:
+        rows = read_fov_table(previous_fovs) + rows
     with atomic_path(out_fovs) as tmp, atomic_path(out_flatfield) as tmp_ff:
         write_fov_table(rows, tmp)
         np.savez(tmp_ff, **ff)  # a few kB: the coarse flatfields, not full-resolution images

@@ -87,7 +87,7 @@ def measure_store(
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("Int64")
     for col in ("x_mm", "y_mm", "z_um", "saturated_fraction_raw"):
         fov_table[col] = pd.to_numeric(fov_table[col]).astype("float64")
-    for col in ("region", "z_selection", "z_focus_scores"):
+    for col in ("region", "z_selection", "z_focus_scores", "objective"):
         fov_table[col] = fov_table[col].fillna("").astype(str)
     prov = {"segmentation": {k: seg.get(k) for k in ("method", "chunk", "params", "model_sha256")}}
     tables.write_table(fov_table, out_fovs, prov)

@@ -5,7 +5,7 @@
    approximate ``diameter_px``).
 2. **Templates** – for each class, the beads of the pilot frames (peaks of the LoG at the
    class scale, one per bead radius) are cropped, averaged, then re-aligned on the average
-   by cross-correlation and averaged again (:func:`~scopeflow.track.localize.estimate_template`):
+   by cross-correlation and averaged again (:func:`~scopeflow.track.templates.estimate_template`):
    the template is the data's own bead, halo and rings included.
    A class whose template is a Gaussian spot (:func:`gaussian_likeness` ≥ 0.97, i.e. the
    radial profile is a Gaussian to within 3 % of its energy) is fitted with the
@@ -15,7 +15,7 @@
    merged by non-maximum suppression within the larger radius (the stronger SNR wins:
    the matched filter of the right template has the largest SNR).
 4. **Placement** – cross-correlation with the template then the Poisson-likelihood fit
-   (:func:`~scopeflow.track.localize._localize_frame`); fits that converge within a bead
+   (:func:`~scopeflow.track.frame._localize_frame`); fits that converge within a bead
    radius of a better one are merged.
 5. **Profile check** – :func:`scopeflow.track.detect.profile_match`: the correlation
    between the crop and the fitted bead must reach ``match_factor`` × its expected value for
@@ -32,7 +32,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scopeflow.track import localize as L
+import scopeflow.track._fast as _fast
+from scopeflow.track.fit import _erf_weights, _neighbour_mask
+from scopeflow.track.frame import _Detector, _fit, _localize_frame, estimate_sigma
+from scopeflow.track.params import LocateParams
+from scopeflow.track.peaks import (
+    _gauss_box_kernels,
+    _gaussian_response_std,
+    extract_crops,
+    find_peaks,
+)
+from scopeflow.track.refine import _centred_freqs
+from scopeflow.track.templates import estimate_template, gaussian_template
 from scopeflow.track.detect import (
     BeadClass,
     _log_norm,
@@ -83,12 +94,12 @@ def gaussian_likeness(template: np.ndarray) -> tuple[float, float]:
 def _log_peaks(img: np.ndarray, cls: BeadClass, threshold: float) -> np.ndarray:
     r = log_response(img, cls.sigma_px) * np.float32(cls.polarity)
     noise = pixel_noise(img) * _log_norm(float(cls.sigma_px))
-    return L.find_peaks(r / max(noise, 1e-12), threshold, max(1, int(round(cls.radius_px))))
+    return find_peaks(r / max(noise, 1e-12), threshold, max(1, int(round(cls.radius_px))))
 
 
 def plan_classes(
     pilot: list[np.ndarray],
-    p: L.LocateParams,
+    p: LocateParams,
     diameter_px: float | None,
     polarity: float | None,
 ) -> list[BeadClass]:
@@ -126,11 +137,11 @@ def plan_classes(
                 if n >= 1500:
                     break
         try:
-            t0 = L.estimate_template(pilot[: len(pos)], pos, crop, max_spots=1500)
-            tpl = L.estimate_template(pilot[: len(pos)], pos, crop, iterations=2, initial=t0,
+            t0 = estimate_template(pilot[: len(pos)], pos, crop, max_spots=1500)
+            tpl = estimate_template(pilot[: len(pos)], pos, crop, iterations=2, initial=t0,
                                       upsample=p.upsample, max_spots=1500)
         except ValueError:
-            tpl = L.gaussian_template(cls.sigma_px, crop) * cls.polarity
+            tpl = gaussian_template(cls.sigma_px, crop) * cls.polarity
         r2, s_g = gaussian_likeness(tpl)
         cls.crop_radius = crop
         cls.gauss_r2 = r2
@@ -138,7 +149,7 @@ def plan_classes(
             cls.mode = "gaussian"
             cls.sigma_fit = float(p.sigma_px) if p.sigma_px else s_g
             cls.crop_radius = int(max(4, math.ceil(3.5 * cls.sigma_fit)))
-            cls.template = L.gaussian_template(cls.sigma_fit, cls.crop_radius)
+            cls.template = gaussian_template(cls.sigma_fit, cls.crop_radius)
         else:
             cls.mode = "template"
             cls.sigma_fit = cls.sigma_px
@@ -165,16 +176,16 @@ def template_radius(template: np.ndarray, level: float = 0.2) -> float:
     return float(max(1.5, above.max() + 0.5 if len(above) else 1.5))
 
 
-def refine_gaussian_sigma(pilot: list[np.ndarray], cls: BeadClass, p: L.LocateParams) -> None:
-    """Gaussian-class σ from free-σ fits of the pilot beads (``localize.estimate_sigma``)."""
+def refine_gaussian_sigma(pilot: list[np.ndarray], cls: BeadClass, p: LocateParams) -> None:
+    """Gaussian-class σ from free-σ fits of the pilot beads (``frame.estimate_sigma``)."""
     if cls.mode != "gaussian" or p.sigma_px:
         return
-    det = L._Detector(None, p, cls.sigma_fit, None)
+    det = _Detector(None, p, cls.sigma_fit, None)
     det.min_distance = max(2, int(round(cls.radius_px)))
-    s = L.estimate_sigma(iter(pilot), det, p, cls.polarity, cls.sigma_fit)
+    s = estimate_sigma(iter(pilot), det, p, cls.polarity, cls.sigma_fit)
     cls.sigma_fit = s
     cls.crop_radius = int(max(4, math.ceil(3.5 * s)))
-    cls.template = L.gaussian_template(s, cls.crop_radius)
+    cls.template = gaussian_template(s, cls.crop_radius)
     cls.lobe = sidelobe_profile(cls.template, cls.radius_px)
 
 
@@ -190,16 +201,16 @@ def _score(img: np.ndarray, cls: BeadClass, noise: float) -> np.ndarray:
     img32 = img32 - np.float32(np.median(img32[::3, ::3]))
     if cls.mode == "gaussian":
         s_fit = float(cls.sigma_fit)
-        g, size = L._gauss_box_kernels(s_fit)
-        if L._fast.HAVE_NUMBA:
-            r = L._fast.gauss_minus_box(img32, g)
+        g, size = _gauss_box_kernels(s_fit)
+        if _fast.HAVE_NUMBA:
+            r = _fast.gauss_minus_box(img32, g)
         else:
             from scipy import ndimage
 
             c1, u1 = ndimage.correlate1d, ndimage.uniform_filter1d
             r = c1(c1(img32, g, 0, mode="constant"), g, 1, mode="constant")
             r -= u1(u1(img32, size, 0, mode="constant"), size, 1, mode="constant")
-        std = L._gaussian_response_std(img32.shape, s_fit)
+        std = _gaussian_response_std(img32.shape, s_fit)
         return _to_snr(r * np.float32(cls.polarity), std, noise, cls.radius_px)
     t = np.asarray(cls.template, dtype=np.float64)
     t = (t - t.mean()).astype(np.float32)
@@ -298,7 +309,7 @@ def suppress_sidelobes(cand: np.ndarray, score: np.ndarray, lobe: np.ndarray,
 
 def _shifted_templates(template: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     k = template.shape[0]
-    f = L._centred_freqs(k)
+    f = _centred_freqs(k)
     ph = np.exp(-2j * np.pi * (dy[:, None, None] * f[:, None] + dx[:, None, None] * f[None, :]) / k)
     return np.fft.ifft2(np.fft.fft2(template)[None] * ph).real
 
@@ -306,7 +317,7 @@ def _shifted_templates(template: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> 
 def localize_frame_classes(
     img: np.ndarray,
     classes: list[BeadClass],
-    p: L.LocateParams,
+    p: LocateParams,
     *,
     match_factor: float = 0.6,
     noise: float | None = None,
@@ -326,7 +337,7 @@ def localize_frame_classes(
     cands, scores, owner = [], [], []
     for ci, cls in enumerate(classes):
         s = _score(img, cls, sn)
-        yx = L.find_peaks(s, p.snr_threshold, max(1, int(round(NMS_FACTOR * cls.radius_px))))
+        yx = find_peaks(s, p.snr_threshold, max(1, int(round(NMS_FACTOR * cls.radius_px))))
         if len(yx) > 1 and cls.mode == "template":
             keep = suppress_sidelobes(yx, s[yx[:, 0], yx[:, 1]], cls.lobe)
             yx = yx[keep]
@@ -344,23 +355,23 @@ def localize_frame_classes(
             continue
         # the neighbour-model refit is for Gaussian spots (templates: pixels nearer another
         # bead are masked instead)
-        pc = p if cls.mode == "gaussian" or not p.neighbours else L.LocateParams(
+        pc = p if cls.mode == "gaussian" or not p.neighbours else LocateParams(
             **{**p.__dict__, "neighbours": False})
-        out = L._localize_frame(img, c_i, sc[sel], pc, cls.crop_radius, cls.sigma_fit,
+        out = _localize_frame(img, c_i, sc[sel], pc, cls.crop_radius, cls.sigma_fit,
                                 cls.template, cls.mode, dedup_px=cls.radius_px)
         if not len(out["y"]):
             continue
         # profile check on the fitted position
         pos = np.stack([out["y"], out["x"]], 1)
         ci_int = np.round(pos).astype(np.int64)
-        crops, valid = L.extract_crops(img, ci_int, cls.crop_radius)
+        crops, valid = extract_crops(img, ci_int, cls.crop_radius)
         t = np.asarray(cls.template, dtype=np.float64)
         t = t / np.abs(t).sum()
         if cls.mode == "gaussian":  # separable pixel-integrated Gaussian: no FFT needed
             u = np.arange(-cls.crop_radius, cls.crop_radius + 1, dtype=np.float64)
             sg = np.full(len(pos), float(cls.sigma_fit))
-            ey = L._erf_weights(pos[:, 0] - ci_int[:, 0], sg, u)[0]
-            ex = L._erf_weights(pos[:, 1] - ci_int[:, 1], sg, u)[0]
+            ey = _erf_weights(pos[:, 0] - ci_int[:, 0], sg, u)[0]
+            ex = _erf_weights(pos[:, 1] - ci_int[:, 1], sg, u)[0]
             m = ey[:, :, None] * ex[:, None, :]
             centre_sign = 1.0 if t[t.shape[0] // 2, t.shape[0] // 2] >= 0 else -1.0
             m = m / np.abs(m).sum(axis=(1, 2))[:, None, None] * centre_sign
@@ -402,7 +413,7 @@ def localize_mass_features(
     raw: np.ndarray,
     img: np.ndarray,
     cls: BeadClass,
-    p: L.LocateParams,
+    p: LocateParams,
     diameter: float,
     minmass: float,
 ) -> dict[str, np.ndarray]:
@@ -446,9 +457,9 @@ def localize_mass_features(
     c0 = np.stack([f["y"], f["x"]], 1)
     cand = np.round(c0).astype(np.int64)
     r = int(cls.crop_radius)
-    crops, valid = L.extract_crops(img, cand, r)
-    w = valid & L._neighbour_mask(cand, c0, r, c0)
-    res = L._fit(crops, w, c0[:, 0] - cand[:, 0], c0[:, 1] - cand[:, 1], p, cls.mode,
+    crops, valid = extract_crops(img, cand, r)
+    w = valid & _neighbour_mask(cand, c0, r, c0)
+    res = _fit(crops, w, c0[:, 0] - cand[:, 0], c0[:, 1] - cand[:, 1], p, cls.mode,
                  cls.sigma_fit, cls.template, p.n_iter)
     chi = np.maximum(res["chi2"], 1e-6) if p.ep_scale == "chi2" else np.ones(n)
     var = 0.5 * (res["var_y"] + res["var_x"]) * chi
@@ -474,7 +485,7 @@ def _count_blobs(img: np.ndarray) -> int:
     """Rough count of strong blobs in a frame (LoG at 2 px, > 8 noise levels), to size the pilot."""
     r = np.abs(log_response(img, 2.0))
     noise = pixel_noise(img) * _log_norm(2.0)
-    return int(len(L.find_peaks(r / max(noise, 1e-12), 8.0, 4)))
+    return int(len(find_peaks(r / max(noise, 1e-12), 8.0, 4)))
 
 
 def _nearest(classes: list[BeadClass], diameter: float) -> BeadClass:
@@ -515,7 +526,7 @@ def classes_from_records(records: list[dict]) -> list[BeadClass]:
 def locate_auto(
     frames_list,
     n_frames: int,
-    p: L.LocateParams,
+    p: LocateParams,
     to_photons: Callable[[np.ndarray], np.ndarray],
     *,
     diameter_px: float | None,

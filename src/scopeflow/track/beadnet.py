@@ -7,8 +7,9 @@ Gaussian beads (bright), dark Gaussian blobs on a bright background, and brightf
 illumination tilt. Its target is a small Gaussian blob (σ = 1 px, peak 1) at every true
 bead centre, so non-maximum suppression of the output gives one candidate per bead,
 whatever the bead looks like. Subpixel positions come from
-:mod:`scopeflow.track.localize` (cross-correlation + MLE), not from the network; the
-trained model is validated through that localiser (:func:`validate`).
+:mod:`scopeflow.track.refine` (cross-correlation) and :mod:`scopeflow.track.fit` (MLE), not
+from the network; the trained model is validated through the localiser
+(:func:`scopeflow.track.localize.locate_stack`, :func:`validate`).
 
 Command: ``python -m scopeflow.track.beadnet`` (writes the weights and their model card).
 """

@@ -17,7 +17,7 @@ dominant polarity (bright or dark centre relative to the surroundings) and one o
 sizes (modes of the blob-scale histogram: mixed-size movies get one class per size).
 
 Each class then gets a template averaged from the data (see
-:func:`scopeflow.track.localize.estimate_template`): detection is the matched filter with
+:func:`scopeflow.track.templates.estimate_template`): detection is the matched filter with
 that template (its autocorrelation peaks at zero shift, so each bead gives its largest
 response at its centre) followed by non-maximum suppression within the bead radius, and
 the profile check :func:`profile_match` rejects candidates whose local image does not
@@ -233,7 +233,7 @@ def _scale_maxima(z: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np
                                                                    np.ndarray]:
     """(k, y, x) of the maxima of ``z`` over its 3×3×3 neighbourhood above ``thresholds[k]``,
     excluding the first and last scale (they cannot hold a scale maximum)."""
-    from scopeflow.track.localize import find_peaks
+    from scopeflow.track.peaks import find_peaks
 
     k = z.shape[0]
     ks, ys, xs = [], [], []

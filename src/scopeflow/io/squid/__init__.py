@@ -42,7 +42,7 @@ from scopeflow.io.octopi import (
     pixel_size_from_params,
 )
 from scopeflow.io.octopi import read_acquisition as _read_individual
-from scopeflow.io.squid.meta import metadata_bit_depth, timepoint_dirs
+from scopeflow.io.squid.meta import metadata_bit_depth, objective_name, timepoint_dirs
 from scopeflow.io.squid.planes import PlaneRef, read_source
 
 __all__ = [
@@ -151,6 +151,7 @@ def read_acquisition(
     wavelength_um: float = DEFAULT_WAVELENGTH_UM,
     na: float | None = None,
     regions: Sequence[str] | None = None,
+    timepoints: Sequence[int] | None = None,
 ) -> Acquisition:
     """Parse an Octopi/Squid acquisition folder in any save mode (metadata only; no pixels).
 
@@ -168,12 +169,15 @@ def read_acquisition(
         Objective NA; overrides the metadata.
     regions : sequence of str, optional
         Keep only these regions (wells / named regions); default all.
+    timepoints : sequence of int, optional
+        Keep only these time points; default all. The multi-page TIFF stacks of the other
+        time points are not opened (a time point still being written does not matter).
 
     Returns
     -------
     Acquisition
-        With ``save_mode`` and ``bit_depth`` (camera pixel format from the metadata, or None)
-        set. The pixel size comes from ``acquisition parameters.json`` (objective, sensor pixel,
+        With ``save_mode``, ``bit_depth`` (camera pixel format from the metadata, or None) and
+        ``objective`` (its name from the metadata, "" when unknown) set. The pixel size comes from ``acquisition parameters.json`` (objective, sensor pixel,
         tube lens), else from the container's metadata (OME ``PhysicalSizeX``, Zarr
         ``_squid.pixel_size_um``).
 
@@ -187,7 +191,7 @@ def read_acquisition(
     mode = detect_save_mode(path)
     if mode == "INDIVIDUAL_IMAGES":
         # without a region selection the legacy reader names the missing file itself
-        acq = _read_individual(path, pixel_size_um, () if regions else required_channels,
+        acq = _read_individual(path, pixel_size_um, () if regions or timepoints is not None else required_channels,
                                wavelength_um=wavelength_um, na=na)
         meta_ps = None
     else:
@@ -196,7 +200,7 @@ def read_acquisition(
         params = load_params(path)
         modes = _read_modes(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else []
         if mode == "MULTI_PAGE_TIFF":
-            fovs, info = multipage.read_fovs(path), {"pixel_size_um": None, "channels": []}
+            fovs, info = multipage.read_fovs(path, timepoints), {"pixel_size_um": None, "channels": []}
         elif mode == "OME_TIFF":
             fovs, info = ome_tiff.read_fovs(path)
         else:
@@ -216,8 +220,11 @@ def read_acquisition(
     if acq.pixel_size_um is None and meta_ps:
         acq.pixel_size_um = float(meta_ps)
     acq.save_mode = mode
-    acq.bit_depth = metadata_bit_depth(path, acq.modes)
+    acq.bit_depth = metadata_bit_depth(path, acq.modes, channels=(LEFT, RIGHT))
+    acq.objective = objective_name(path, acq.params)
     select_regions(acq, regions)
+    if timepoints is not None:
+        acq.fovs = [f for f in acq.fovs if f.t in set(timepoints)]
     if not acq.fovs:
         raise AcquisitionError(
             f"{path}: no FOV in this acquisition; copy the complete acquisition folder"

@@ -26,6 +26,7 @@ __all__ = [
     "bit_depth_from_pixel_format",
     "channel_suffix",
     "metadata_bit_depth",
+    "objective_name",
     "timepoint_dirs",
     "true_max",
 ]
@@ -56,11 +57,17 @@ def bit_depth_from_pixel_format(fmt: str | None) -> int | None:
     return bits if 1 <= bits <= 16 else None
 
 
-def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = ()) -> int | None:
+def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = (),
+                       channels: Iterable[str] | None = None) -> int | None:
     """Largest bit depth of the channels' camera pixel formats, from ``acquisition_channels.yaml``
     (``channels[].camera_settings.pixel_format``) or ``configurations.xml`` (``PixelFormat``);
-    None when neither says."""
-    bits: list[int] = []
+    None when neither says.
+
+    ``channels`` (file-name forms, e.g. the DPC halves) restricts it to those channels, so that
+    a fluorescence channel saved at another depth does not change the brightfield's saturation
+    level; when none of them is listed every channel counts.
+    """
+    found: list[tuple[str, int]] = []
     ypath = Path(path) / CHANNELS_YAML
     if ypath.is_file():
         try:
@@ -73,12 +80,44 @@ def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = ()) -> int | None:
             cam = ch.get("camera_settings") if isinstance(ch, dict) else None
             b = bit_depth_from_pixel_format(cam.get("pixel_format")) if isinstance(cam, dict) else None
             if b:
-                bits.append(b)
+                found.append((channel_suffix(ch.get("name", "")), b))
     for m in modes:
         b = bit_depth_from_pixel_format(m.get("PixelFormat"))
         if b:
-            bits.append(b)
+            found.append((channel_suffix(m.get("Name", "")), b))
+    wanted = set(channels or ())
+    bits = [b for name, b in found if name in wanted] or [b for _, b in found]
     return max(bits) if bits else None
+
+
+def objective_name(path: Path, params: Mapping | None = None) -> str:
+    """Name of the objective the acquisition was taken with (e.g. ``"20x"``), "" when unknown.
+
+    From ``acquisition parameters.json`` (``objective.name``, or the magnification as
+    ``"<m>x"``), else the top-level ``objective`` of ``acquisition_channels.yaml`` (Squid).
+    """
+    obj = (params or {}).get("objective")
+    if isinstance(obj, str) and obj.strip():
+        return obj.strip()
+    if isinstance(obj, Mapping):
+        name = str(obj.get("name") or "").strip()
+        if name:
+            return name
+        mag = obj.get("magnification")
+        if isinstance(mag, (int, float)) and mag > 0:
+            return f"{mag:g}x"
+    ypath = Path(path) / CHANNELS_YAML
+    if ypath.is_file():
+        try:
+            import yaml
+
+            doc = yaml.safe_load(ypath.read_text()) or {}
+        except Exception:  # noqa: BLE001 - optional metadata: unreadable = absent
+            doc = {}
+        name = doc.get("objective") if isinstance(doc, dict) else None
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return ""
 
 
 def true_max(dtype, bit_depth: int | None, sample_max: int, or_bits: int) -> int:

@@ -50,8 +50,9 @@ def _page_meta(tif, n: int, path: Path) -> dict:
     return meta
 
 
-def read_fovs(path: str | Path) -> list[FOV]:
-    """FOVs of a MULTI_PAGE_TIFF acquisition (file index only; no pixels are read).
+def read_fovs(path: str | Path, timepoints=None) -> list[FOV]:
+    """FOVs of a MULTI_PAGE_TIFF acquisition (file index only; no pixels are read), of the
+    time points ``timepoints`` only when given.
 
     Returns
     -------
@@ -69,6 +70,8 @@ def read_fovs(path: str | Path) -> list[FOV]:
 
     fovs: dict[tuple, FOV] = {}
     for t, tdir in timepoint_dirs(Path(path)):
+        if timepoints is not None and t not in set(timepoints):
+            continue
         coords = _read_coordinates(tdir / COORDS_FILE) if (tdir / COORDS_FILE).is_file() else {}
         for f in _stack_files(tdir):
             m = STACK_RE.match(f.name)

@@ -28,7 +28,7 @@ import numpy as np
 from scopeflow.errors import InputImageError
 from scopeflow.io.images import decode, to_plane
 
-__all__ = ["SEP", "KINDS", "PlaneRef", "parse_source", "read_source"]
+__all__ = ["SEP", "KINDS", "PlaneRef", "is_plane_ref", "parse_source", "read_source"]
 
 SEP = "::"
 KINDS = ("page", "tzc", "zarr")
@@ -122,7 +122,12 @@ def quiet_tifffile():
         logger.setLevel(level)
 
 
-def read_source(source: str | Path | PlaneRef) -> np.ndarray:
+def is_plane_ref(source) -> bool:
+    """Whether ``source`` is a :class:`PlaneRef` or its string form (not a plain file path)."""
+    return isinstance(source, PlaneRef) or (not isinstance(source, Path) and SEP in str(source))
+
+
+def read_source(source: str | Path | PlaneRef, *, colour: bool = False) -> np.ndarray:
     """Read one image plane, as stored (dtype unchanged), indexed (y, x).
 
     Parameters
@@ -130,11 +135,14 @@ def read_source(source: str | Path | PlaneRef) -> np.ndarray:
     source : str, Path or PlaneRef
         An image file (PNG/BMP/TIFF: its first page), or a plane reference (object or its
         string form, see the module docstring).
+    colour : bool
+        Keep the colour axis of an RGB/RGBA frame (y, x, 3|4) instead of taking its green
+        channel (fluorescence frames of a colour camera).
 
     Returns
     -------
     numpy.ndarray
-        2-D array; RGB/RGBA frames give their green channel.
+        2-D array; RGB/RGBA frames give their green channel (unless ``colour``).
 
     Raises
     ------
@@ -160,5 +168,7 @@ def read_source(source: str | Path | PlaneRef) -> np.ndarray:
             f"{src}: cannot read image ({type(exc).__name__}: {msg}); the file is truncated "
             "or corrupt, re-copy it from the microscope"
         ) from None
+    if colour:
+        return np.asarray(arr)
     return to_plane(arr, "green", str(src), todo="re-export the acquisition as one grey/RGB image "
                     "per FOV and channel")
