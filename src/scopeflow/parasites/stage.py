@@ -171,7 +171,7 @@ def fluorescence_flatfield(frames: Iterable[np.ndarray], opening_px: int = 1) ->
     """
     from scipy import ndimage as ndi
 
-    from scopeflow import normalize
+    from scopeflow.smear import flatfield
 
     binned: list[list[np.ndarray]] = [[], [], []]
     shape, factor = None, None
@@ -180,17 +180,17 @@ def fluorescence_flatfield(frames: Iterable[np.ndarray], opening_px: int = 1) ->
         a = np.asarray(f, np.float32)
         if shape is None:
             shape = a.shape[:2]
-            factor = normalize.flatfield_bin_factor(shape)
+            factor = flatfield.flatfield_bin_factor(shape)
         for c in range(3):
             plane = ndi.grey_opening(a[..., c], size=(size, size)) if size > 1 else a[..., c]
-            binned[c].append(normalize.bin_image(plane, factor))
+            binned[c].append(flatfield.bin_image(plane, factor))
     if shape is None:
         raise ValueError("fluorescence_flatfield: no frames")
     out = np.ones((*shape, 3), np.float32)
     for c in range(3):
         try:
-            out[..., c] = normalize.expand_flatfield(
-                normalize.coarse_flatfield(binned[c], shape, factor), shape, factor)
+            out[..., c] = flatfield.expand_flatfield(
+                flatfield.coarse_flatfield(binned[c], shape, factor), shape, factor)
         except ValueError:  # no signal in this plane: leave it uncorrected
             log.warning("fluorescence plane %s has no signal: no flatfield", "RGB"[c])
     return out
