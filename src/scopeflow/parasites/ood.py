@@ -201,7 +201,7 @@ def fit_ood_reference(
         averaged), ``ood_flagged_fraction_bag`` (the shipped mean-over-members score),
         ``auc_ood_vs_heldout``, the same at the 0.95 quantile, and the per-crop scores.
     """
-    from scopeflow.parasites.train import roc_auc
+    from scopeflow.models.training import roc_auc
 
     t = meta.get("train", {})
     if fold is None:
@@ -233,13 +233,13 @@ def fit_ood_reference(
         aucs = []
         for m in range(n_m):
             h = held[fold == mfold[m]]
-            aucs.append(roc_auc(np.r_[per[m], h], np.r_[np.ones(per.shape[1]), np.zeros(h.size)]))
+            aucs.append(roc_auc(np.r_[np.ones(per.shape[1]), np.zeros(h.size)], np.r_[per[m], h]))
         metrics.update({
             "n_ood": int(per.shape[1]),
             "ood_flagged_fraction": float(np.mean(per > thr)),
             "ood_flagged_fraction_bag": float(np.mean(bagged > thr)),
             "auc_ood_vs_heldout": float(np.mean(aucs)),
-            "auc_bag_vs_heldout": float(roc_auc(np.r_[bagged, held], lab)),
+            "auc_bag_vs_heldout": float(roc_auc(lab, np.r_[bagged, held])),
             "threshold_q95": t95,
             "ood_flagged_fraction_q95": float(np.mean(per > t95)),
             "heldout_flagged_fraction_q95": float(np.mean(held > t95)),
@@ -365,7 +365,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def fit_ood_main(argv: list[str] | None = None) -> int:
     """``scopeflow fit-parasite-ood``."""
-    from scopeflow.parasites.train import load_spots
+    from scopeflow.parasites.spot_data import load_spots
 
     args = _parser().parse_args(argv)
     torch.set_num_threads(int(args.threads))

@@ -36,6 +36,7 @@ from scopeflow.models.parasite_net import ParasiteEnsemble, ParasiteNet, dihedra
 from scopeflow.models import training
 from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
 from scopeflow.parasites.classifier import score_crops, to_float
+from scopeflow.parasites.spot_data import load_spots
 
 __all__ = [
     "augment",
@@ -53,35 +54,6 @@ __all__ = [
     "train_parasites",
     "train_parasites_main",
 ]
-
-SPOTS = "octopi_malaria_spots"
-
-
-def load_spots(data: str | Path = SHARED_DATA) -> dict[str, np.ndarray]:
-    """Labelled and OOD crops of ``octopi_malaria_spots``.
-
-    Parameters
-    ----------
-    data : str or Path
-        Shared data root holding ``octopi_malaria_spots/``.
-
-    Returns
-    -------
-    dict
-        ``x`` (N, 4, 31, 31) uint8 (positives first), ``y`` (N,) int64 (1 = parasite),
-        ``ood`` (M, 4, 31, 31) uint8.
-    """
-    root = Path(data) / SPOTS
-    names = ("conformal_set_pos.npy", "conformal_set_neg.npy", "ood_images.npy")
-    missing = [n for n in names if not (root / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{root / missing[0]} not found: set --data (or "
-                                f"SCOPEFLOW_SHARED_DATA) to the folder holding {SPOTS}/")
-    pos, neg, ood = (np.load(root / n) for n in names)
-    x = np.concatenate([pos, neg]).astype(np.uint8)
-    y = np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)])
-    return {"x": x, "y": y, "ood": ood.astype(np.uint8)}
-
 
 def augment(x: torch.Tensor, rng: np.random.Generator, shift: int = 2) -> torch.Tensor:
     """Random dihedral transform, shift, intensity jitter and noise of a float batch in [0, 1].

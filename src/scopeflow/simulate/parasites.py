@@ -228,7 +228,7 @@ def add_fluorescence(
     """Add a fluorescence frame to every FOV of a simulated acquisition, with truth.
 
     Reads ``truth/{i}_{j}_{k}_labels.tif`` and the pixel size from ``truth/simulation.json``
-    (written by :func:`scopeflow.simulate.smear.simulate_acquisition`), writes
+    (written by :func:`scopeflow.simulate.acquisition.simulate_acquisition`), writes
     ``0/{i}_{j}_{k}_Fluorescence_405_nm_Ex.{fmt}`` (RGB, uint8) in the Octopi layout, and
     ``truth/parasites.csv`` (``fov``, ``kind``, ``y``, ``x``, ``cell_id``) plus
     ``truth/parasitemia.json`` (density, cells, rings per FOV).
