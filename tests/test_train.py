@@ -9,7 +9,8 @@ import torch
 
 from scopeflow.errors import ScopeflowError
 from scopeflow.models.m2unet_files import load_weights
-from scopeflow.segment.train import train, train_main
+from scopeflow.cli import main as cli_main
+from scopeflow.segment.train import train
 from scopeflow.segment.train_data import make_target, pair_images_masks
 from scopeflow.segment.unet import UNetPredictor
 
@@ -78,7 +79,7 @@ def test_trained_weights_plug_into_the_predictor_and_cli(tmp_path):
     imgs, masks = _synthetic(tmp_path)
     _synthetic(tmp_path, name="val", seed=1)
     out = tmp_path / "cli.pt"
-    rc = train_main(["--images", str(imgs / "cells_dpc.png"), "--masks", str(masks),
+    rc = cli_main(["train", "--images", str(imgs / "cells_dpc.png"), "--masks", str(masks),
                      "--val-images", str(imgs / "val_dpc.png"), "--val-masks", str(masks),
                      "--out", str(out), "--steps", "4", "--crop", "64", "--batch-size", "2",
                      "--val-every", "2", "--no-progress", "--freeze", "encoder"])

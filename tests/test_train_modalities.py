@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from scopeflow.segment.train import ORIENT, _parser, train
+from scopeflow.cli import build_parser
+from scopeflow.segment.train import ORIENT, train
 from scopeflow.segment.train_data import CropPool as _Pool
 from scopeflow.segment.train_data import pair_images_masks, read_instances
 
@@ -39,8 +40,8 @@ def test_dpc_orientations_keep_the_relief_axis(tmp_path, orient, kept, flipped):
 
 def test_orient_dpc_y_in_api_and_cli(tmp_path):
     assert "dpc_y" in ORIENT
-    a = _parser().parse_args(["--images", "i", "--masks", "m", "--out", "o.pt",
-                              "--orient", "dpc_y"])
+    a = build_parser("train").parse_args(["train", "--images", "i", "--masks", "m",
+                                          "--out", "o.pt", "--orient", "dpc_y"])
     assert a.orient == "dpc_y"
     with pytest.raises(ValueError, match="orient"):
         train(tmp_path, tmp_path, tmp_path / "w.pt", orient="diagonal")

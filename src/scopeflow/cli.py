@@ -275,7 +275,58 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                         "BeadNet (default: all available cores)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _segment_train():
+    from scopeflow.segment import train
+
+    return train, train.train_main
+
+
+def _quality_train():
+    from scopeflow.qc import train_quality
+
+    return train_quality, train_quality.train_quality_main
+
+
+def _defocus_train():
+    from scopeflow.qc import defocus
+
+    return defocus, defocus.train_defocus_main
+
+
+def _parasites_train():
+    from scopeflow.parasites import train
+
+    return train, train.train_parasites_main
+
+
+#: Training commands: what they train, their description, and where their arguments and
+#: runner are (``add_arguments(parser)`` and ``runner(args, argv)`` beside the training code).
+TRAINING = {
+    "train": ("or fine-tune the U-Net",
+              "Train the M2U-Net RBC segmenter on DPC images + masks (paired by file stem).",
+              _segment_train),
+    "train-quality": ("the per-cell RBC quality ConvNet",
+                      "Build labelled cell crops (U-Net vs reference masks, corrupted contours, "
+                      "simulated defocus/overlap) and train the per-cell quality ConvNet.",
+                      _quality_train),
+    "train-defocus": ("the defocus regressor on simulated smears",
+                      "Simulate DPC + brightfield smears at random defocus and train the |dz| CNN.",
+                      _defocus_train),
+    "train-parasites": ("the malaria parasite CNN ensemble",
+                        "Cross-validate and train the parasite CNN ensemble on the "
+                        "octopi_malaria_spots crops; write weights (+ sha256 line of the model "
+                        "card) and a metrics JSON.",
+                        _parasites_train),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The one parser of every ``scopeflow`` command.
+
+    ``command`` (the command about to run) gets its arguments even when they live beside
+    code that is slow to import: the training commands' arguments are added only for
+    ``command`` (they import torch), the other commands' always.
+    """
     parser = argparse.ArgumentParser(prog="scopeflow", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"scopeflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -405,14 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classifier weights (.pt with its model card); default: shipped")
     p.set_defaults(func=_cmd_parasites)
 
-    p = sub.add_parser("train", help="train or fine-tune the U-Net (see `scopeflow train -h`)",
-                       add_help=False)
-    p.set_defaults(func=None)
-    for name, what in (("train-quality", "the per-cell RBC quality ConvNet"),
-                       ("train-defocus", "the defocus regressor on simulated smears"),
-                       ("train-parasites", "the malaria parasite CNN ensemble")):
-        p = sub.add_parser(name, help=f"train {what} (see `scopeflow {name} -h`)", add_help=False)
-        p.set_defaults(func=None)
+    for name, (what, description, _) in TRAINING.items():
+        p = sub.add_parser(name, help=f"train {what}", description=description)
+        if name == command:  # the training code (torch) is imported only for its command
+            module, runner = TRAINING[name][2]()
+            module.add_arguments(p)
+            p.set_defaults(func=runner)
     p = sub.add_parser("fit-parasite-ood", add_help=False,
                        help="fit the parasite classifier's out-of-distribution reference "
                             "(see `scopeflow fit-parasite-ood -h`)")
@@ -421,29 +470,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``scopeflow`` command (``argv`` without the program name; default
+    ``sys.argv[1:]``) and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        from scopeflow.segment.train import train_main
-
-        return train_main(argv[1:]) or 0
-    if argv and argv[0] == "train-quality":
-        from scopeflow.qc.train_quality import train_quality_main
-
-        return train_quality_main(argv[1:]) or 0
-    if argv and argv[0] == "train-defocus":
-        from scopeflow.qc.defocus import train_defocus_main
-
-        return train_defocus_main(argv[1:]) or 0
-    if argv and argv[0] == "train-parasites":
-        from scopeflow.parasites.train import train_parasites_main
-
-        return train_parasites_main(argv[1:]) or 0
-    if argv and argv[0] == "fit-parasite-ood":
+    if argv and argv[0] == "fit-parasite-ood":  # still parses its own arguments
         from scopeflow.parasites.ood import fit_ood_main
 
         return fit_ood_main(argv[1:]) or 0
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
+        if args.command in TRAINING:  # a trainer records its command line in the model's metadata
+            return args.func(args, argv[1:]) or 0
         return args.func(args)
     except ScopeflowError as exc:
         print(f"scopeflow {args.command}: error: {exc}", file=sys.stderr)

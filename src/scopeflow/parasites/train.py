@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -53,6 +52,7 @@ __all__ = [
     "train_member",
     "train_parasites",
     "train_parasites_main",
+    "add_arguments",
 ]
 
 def augment(x: torch.Tensor, rng: np.random.Generator, shift: int = 2) -> torch.Tensor:
@@ -370,11 +370,8 @@ def train_parasites(data: str | Path, out: str | Path, *, folds: int = 5, n_memb
             "seconds": time.perf_counter() - t0, "cv": cv}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="scopeflow train-parasites",
-        description="Cross-validate and train the parasite CNN ensemble on the octopi_malaria_spots "
-                    "crops; write weights (+ sha256 line of the model card) and a metrics JSON.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``scopeflow train-parasites`` (registered by :func:`scopeflow.cli.build_parser`)."""
     p.add_argument("--out", required=True, help="output weights (.pt); its .md card gets the sha256")
     p.add_argument("--data", default=str(SHARED_DATA), help=f"shared data root (default {SHARED_DATA})")
     p.add_argument("--folds", type=int, default=5)
@@ -385,14 +382,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--metrics", default=None,
                    help="metrics JSON (default: <out stem>_cv.json beside the weights)")
-    return p
 
 
-def train_parasites_main(argv: list[str] | None = None) -> int:
-    """``scopeflow train-parasites``: CV metrics, then the shipped ensemble."""
-    args = _parser().parse_args(argv)
+def train_parasites_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """``scopeflow train-parasites``: CV metrics, then the shipped ensemble. ``args``: the
+    parsed arguments (:func:`add_arguments`); ``argv``: as given (recorded)."""
     torch.set_num_threads(int(args.threads))
-    cmd = "scopeflow train-parasites " + " ".join(sys.argv[2:] if argv is None else argv)
+    cmd = "scopeflow train-parasites " + " ".join(argv)
     res = train_parasites(args.data, args.out, folds=args.folds, n_members=args.members,
                           epochs=args.epochs, seed=args.seed, command=cmd)
     mpath = Path(args.metrics) if args.metrics else Path(args.out).with_name(

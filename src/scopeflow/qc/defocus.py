@@ -24,7 +24,6 @@ value as a monotone defocus score there, not as micrometres (see the model card
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ __all__ = [
     "simulate_defocus_views",
     "train_defocus",
     "train_defocus_main",
+    "add_arguments",
 ]
 
 #: The shipped model (see its model card ``defocus.md``).
@@ -330,11 +330,8 @@ def train_defocus(
     return {"out": str(out), "sha256": save_weights(net, meta, out), "history": history}
 
 
-def train_defocus_main(argv: list[str] | None = None) -> int:
-    """``scopeflow train-defocus``: simulate training patches and train the defocus CNN."""
-    p = argparse.ArgumentParser(
-        prog="scopeflow train-defocus",
-        description="Simulate DPC + brightfield smears at random defocus and train the |dz| CNN.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``scopeflow train-defocus`` (registered by :func:`scopeflow.cli.build_parser`)."""
     p.add_argument("--out", required=True,
                    help="output weights (.pt); its .md card gets the sha256")
     p.add_argument("--n-fov", type=int, default=600, help="simulated 256^2 fields (default 600)")
@@ -344,7 +341,11 @@ def train_defocus_main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
+
+
+def train_defocus_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """``scopeflow train-defocus``: simulate training patches and train the defocus CNN.
+    ``args``: the parsed arguments (:func:`add_arguments`); ``argv``: as given (recorded)."""
     torch.set_num_threads(int(args.threads))
     from scopeflow.models.training import cached_arrays
 
@@ -354,7 +355,7 @@ def train_defocus_main(argv: list[str] | None = None) -> int:
 
     data = cached_arrays(args.cache, ("x", "dz", "modality"), simulate)
     print(f"training patches: {len(data['dz'])}")
-    cmd = "scopeflow train-defocus " + " ".join(sys.argv[2:] if argv is None else argv)
+    cmd = "scopeflow train-defocus " + " ".join(argv)
     res = train_defocus(data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         seed=args.seed, threads=args.threads, command=cmd)
     print(f"wrote {res['out']} (sha256 {res['sha256']})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from scopeflow.models.training import SHARED_DATA, cached_arrays, make_optimizer
 from scopeflow.models.weights import save_weights
 from scopeflow.qc.quality_labels import build_examples
 
-__all__ = ["balanced_accuracy", "train_quality", "train_quality_main"]
+__all__ = ["add_arguments", "balanced_accuracy", "train_quality", "train_quality_main"]
 
 
 # ------------------------------------------------------------------------ metrics
@@ -129,11 +128,8 @@ def train_quality(
     return {"out": str(out), "sha256": save_weights(net, meta, out), "history": history}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="scopeflow train-quality",
-        description="Build labelled cell crops (U-Net vs reference masks, corrupted contours, "
-                    "simulated defocus/overlap) and train the per-cell quality ConvNet.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``scopeflow train-quality`` (registered by :func:`scopeflow.cli.build_parser`)."""
     p.add_argument("--out", required=True,
                    help="output weights (.pt); its .md card gets the sha256")
     p.add_argument("--data", default=str(SHARED_DATA), help=f"shared data root (default {SHARED_DATA})")
@@ -144,12 +140,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    return p
 
 
-def train_quality_main(argv: list[str] | None = None) -> int:
-    """``scopeflow train-quality``: build the training crops and train; prints a summary."""
-    args = _parser().parse_args(argv)
+def train_quality_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """``scopeflow train-quality``: build the training crops and train; prints a summary.
+    ``args``: the parsed arguments (:func:`add_arguments`); ``argv``: as given (recorded)."""
     torch.set_num_threads(int(args.threads))
 
     def build() -> dict[str, np.ndarray]:
@@ -159,7 +154,7 @@ def train_quality_main(argv: list[str] | None = None) -> int:
     data = cached_arrays(args.cache, ("x", "y", "kind", "source"), build)
     kinds, counts = np.unique(data["kind"], return_counts=True)
     print("training crops:", json.dumps(dict(zip(kinds.tolist(), counts.tolist(), strict=True))))
-    cmd = "scopeflow train-quality " + " ".join(sys.argv[2:] if argv is None else argv)
+    cmd = "scopeflow train-quality " + " ".join(argv)
     res = train_quality(data, args.out, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, seed=args.seed, threads=args.threads, command=cmd)
     print(f"wrote {res['out']} (sha256 {res['sha256']})")

@@ -32,7 +32,7 @@ from scopeflow.segment.decode import decode_maps
 from scopeflow.segment.train_data import CropPool, make_target, pair_images_masks
 from scopeflow.segment.unet import UNetPredictor
 
-__all__ = ["train", "train_main"]
+__all__ = ["add_arguments", "train", "train_main"]
 
 HEADS = {"3class": 3, "1class": 1}
 FREEZE = ("none", "encoder", "decoder_only", "head_only")
@@ -387,11 +387,8 @@ def train(
 
 
 # ----------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="scopeflow train",
-        description="Train the M2U-Net RBC segmenter on DPC images + masks (paired by file stem).",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``scopeflow train`` (registered by :func:`scopeflow.cli.build_parser`)."""
     p.add_argument("--images", nargs="+", required=True, help="training image files or folders")
     p.add_argument("--masks", nargs="+", required=True,
                    help="mask files or folders (0/255 or labels)")
@@ -423,16 +420,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", type=int, default=None, help="stop after N steps (resume later)")
     p.add_argument("--no-progress", action="store_true",
                    help="print JSON lines instead of a progress bar")
-    return p
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``scopeflow train``).
+def train_main(a: argparse.Namespace, argv: list[str]) -> int:
+    """``scopeflow train`` (run by :func:`scopeflow.cli.main`).
 
     Parameters
     ----------
-    argv : list of str, optional
-        Arguments (default ``sys.argv[1:]``); see ``--help``.
+    a : argparse.Namespace
+        The parsed arguments (:func:`add_arguments`).
+    argv : list of str
+        The command's arguments as given, recorded in the weights' metadata.
 
     Returns
     -------
@@ -440,8 +438,6 @@ def train_main(argv: list[str] | None = None) -> int:
         Exit status 0. A JSON summary (out, sha256, steps, sec_per_step, best
         validation row) is printed as the last line of stdout.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    a = _parser().parse_args(argv)
     res = train(
         a.images, a.masks, a.out,
         val_images=a.val_images, val_masks=a.val_masks, val_fraction=a.val_fraction,
@@ -455,6 +451,3 @@ def train_main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: res[k] for k in ("out", "sha256", "steps", "sec_per_step", "best")}))
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(train_main())
