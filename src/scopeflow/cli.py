@@ -299,24 +299,35 @@ def _parasites_train():
     return train, train.train_parasites_main
 
 
+def _parasites_ood_fit():
+    from scopeflow.parasites import ood
+
+    return ood, ood.fit_ood_main
+
+
 #: Training commands: what they train, their description, and where their arguments and
 #: runner are (``add_arguments(parser)`` and ``runner(args, argv)`` beside the training code).
 TRAINING = {
-    "train": ("or fine-tune the U-Net",
+    "train": ("train or fine-tune the U-Net",
               "Train the M2U-Net RBC segmenter on DPC images + masks (paired by file stem).",
               _segment_train),
-    "train-quality": ("the per-cell RBC quality ConvNet",
+    "train-quality": ("train the per-cell RBC quality ConvNet",
                       "Build labelled cell crops (U-Net vs reference masks, corrupted contours, "
                       "simulated defocus/overlap) and train the per-cell quality ConvNet.",
                       _quality_train),
-    "train-defocus": ("the defocus regressor on simulated smears",
+    "train-defocus": ("train the defocus regressor on simulated smears",
                       "Simulate DPC + brightfield smears at random defocus and train the |dz| CNN.",
                       _defocus_train),
-    "train-parasites": ("the malaria parasite CNN ensemble",
+    "train-parasites": ("train the malaria parasite CNN ensemble",
                         "Cross-validate and train the parasite CNN ensemble on the "
                         "octopi_malaria_spots crops; write weights (+ sha256 line of the model "
                         "card) and a metrics JSON.",
                         _parasites_train),
+    "fit-parasite-ood": ("fit the parasite classifier's out-of-distribution reference",
+                         "Fit the out-of-distribution reference of a parasite classifier bag on "
+                         "its training crops (cross-validated threshold), write <stem>.ood.npz, "
+                         "record its sha256 in the model card, print the rejection figures.",
+                         _parasites_ood_fit),
 }
 
 
@@ -457,15 +468,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_parasites)
 
     for name, (what, description, _) in TRAINING.items():
-        p = sub.add_parser(name, help=f"train {what}", description=description)
+        p = sub.add_parser(name, help=what, description=description)
         if name == command:  # the training code (torch) is imported only for its command
             module, runner = TRAINING[name][2]()
             module.add_arguments(p)
             p.set_defaults(func=runner)
-    p = sub.add_parser("fit-parasite-ood", add_help=False,
-                       help="fit the parasite classifier's out-of-distribution reference "
-                            "(see `scopeflow fit-parasite-ood -h`)")
-    p.set_defaults(func=None)
     return parser
 
 
@@ -473,10 +480,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``scopeflow`` command (``argv`` without the program name; default
     ``sys.argv[1:]``) and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "fit-parasite-ood":  # still parses its own arguments
-        from scopeflow.parasites.ood import fit_ood_main
-
-        return fit_ood_main(argv[1:]) or 0
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         if args.command in TRAINING:  # a trainer records its command line in the model's metadata

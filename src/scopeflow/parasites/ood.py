@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -347,12 +346,8 @@ def score_spots(crops: np.ndarray, *, weights: str | Path | None = None, model=N
             "ood_score": score, "ood": score > float(reference["threshold"])}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="scopeflow fit-parasite-ood",
-        description="Fit the out-of-distribution reference of a parasite classifier bag on its "
-                    "training crops (cross-validated threshold), write <stem>.ood.npz, record its "
-                    "sha256 in the model card, print the rejection figures.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``scopeflow fit-parasite-ood`` (registered by :func:`scopeflow.cli.build_parser`)."""
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="classifier weights (.pt)")
     p.add_argument("--data", default=None, help="shared data root (default: as train-parasites)")
     p.add_argument("--k", type=int, default=OOD_DEFAULTS["k"])
@@ -360,14 +355,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--metrics", default=None,
                    help="metrics JSON (default <weights stem>_ood.json beside the weights)")
-    return p
 
 
-def fit_ood_main(argv: list[str] | None = None) -> int:
-    """``scopeflow fit-parasite-ood``."""
+def fit_ood_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """``scopeflow fit-parasite-ood``. ``args``: the parsed arguments (:func:`add_arguments`);
+    ``argv``: as given (recorded in the metrics)."""
     from scopeflow.parasites.spot_data import load_spots
 
-    args = _parser().parse_args(argv)
     torch.set_num_threads(int(args.threads))
     model, meta = load_parasite_model(args.weights)
     d = load_spots(args.data) if args.data else load_spots()
@@ -376,7 +370,7 @@ def fit_ood_main(argv: list[str] | None = None) -> int:
     out = save_ood_reference(ref, args.weights)
     w = Path(args.weights)
     mpath = Path(args.metrics) if args.metrics else w.with_name(w.stem + "_ood.json")
-    cmd = "scopeflow fit-parasite-ood " + " ".join(sys.argv[2:] if argv is None else argv)
+    cmd = "scopeflow fit-parasite-ood " + " ".join(argv)
     short = {k: v for k, v in met.items() if not isinstance(v, list)}
     mpath.write_text(json.dumps({"metrics": short, "command": cmd}, indent=1) + "\n")
     print(json.dumps(short, indent=1))
