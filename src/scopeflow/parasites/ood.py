@@ -70,7 +70,7 @@ def ood_path(weights: str | Path | None = None) -> Path:
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold index of each crop, the split of :func:`scopeflow.parasites.train.cross_validate`.
+    """Fold index of each crop: the split :func:`scopeflow.parasites.train.cross_validate` uses.
 
     Per class (0 then 1), a permutation of that class's indices by
     ``numpy.random.default_rng(seed)`` is dealt round-robin into ``folds`` folds.

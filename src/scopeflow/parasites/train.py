@@ -35,6 +35,7 @@ from scopeflow.models.parasite_net import ParasiteEnsemble, ParasiteNet, dihedra
 from scopeflow.models import training
 from scopeflow.models.training import SHARED_DATA, make_optimizer, minibatches, run_steps
 from scopeflow.parasites.classifier import score_crops, to_float
+from scopeflow.parasites.ood import stratified_folds
 from scopeflow.parasites.spot_data import load_spots
 
 __all__ = [
@@ -225,12 +226,8 @@ def cross_validate(
         and ``ood_ood_score`` (M, folds) scores of the OOD crops by each fold's ensemble,
         ``ensembles`` (list of the fold ensembles).
     """
-    rng = np.random.default_rng(seed)
     y = np.asarray(y)
-    fold = np.zeros(len(y), np.int64)
-    for c in (0, 1):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        fold[idx] = np.arange(idx.size) % folds
+    fold = stratified_folds(y, folds, seed)
     logit = np.zeros(len(y))
     oods = np.zeros(len(y))
     m = 0 if ood_x is None else len(ood_x)
