@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scopeflow.segment.params import SEGMENT_DEFAULTS
 from scopeflow.smear.stage_common import atomic_json
 
 log = logging.getLogger("scopeflow")
@@ -20,8 +21,8 @@ def segment_store(
     out_record: str | Path,
     *,
     fovs: Sequence[str] | None = None,
-    method: str = "classical",
-    chunk: int | None = 1024,
+    method: str = SEGMENT_DEFAULTS["method"],
+    chunk: int | None = SEGMENT_DEFAULTS["chunk"],
     predictor_kwargs: Mapping | None = None,
     threads: int = 1,
 ) -> dict:
