@@ -35,6 +35,21 @@ CHANNELS_YAML = "acquisition_channels.yaml"
 _UNSAFE = re.compile(r'[\s/\\:*?"<>|]+')
 
 
+def _channels_yaml(path: str | Path) -> dict:
+    """Squid's ``acquisition_channels.yaml`` in acquisition folder ``path`` as a dict; ``{}``
+    when it is absent or unreadable (optional metadata)."""
+    ypath = Path(path) / CHANNELS_YAML
+    if not ypath.is_file():
+        return {}
+    try:
+        import yaml
+
+        doc = yaml.safe_load(ypath.read_text()) or {}
+    except Exception:  # noqa: BLE001 - optional metadata: unreadable = absent
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def channel_suffix(name: str) -> str:
     """File-name form of a Squid channel name (``"BF LED matrix left half"`` ->
     ``"BF_LED_matrix_left_half"``)."""
@@ -68,14 +83,8 @@ def metadata_bit_depth(path: Path, modes: Iterable[Mapping] = (),
     level; when none of them is listed every channel counts.
     """
     found: list[tuple[str, int]] = []
-    ypath = Path(path) / CHANNELS_YAML
-    if ypath.is_file():
-        try:
-            import yaml
-
-            doc = yaml.safe_load(ypath.read_text()) or {}
-        except Exception:  # noqa: BLE001 - optional metadata: unreadable = absent
-            doc = {}
+    doc = _channels_yaml(path)
+    if doc:
         for ch in doc.get("channels", []) if isinstance(doc, dict) else []:
             cam = ch.get("camera_settings") if isinstance(ch, dict) else None
             b = bit_depth_from_pixel_format(cam.get("pixel_format")) if isinstance(cam, dict) else None
@@ -106,14 +115,8 @@ def objective_name(path: Path, params: Mapping | None = None) -> str:
         mag = obj.get("magnification")
         if isinstance(mag, (int, float)) and mag > 0:
             return f"{mag:g}x"
-    ypath = Path(path) / CHANNELS_YAML
-    if ypath.is_file():
-        try:
-            import yaml
-
-            doc = yaml.safe_load(ypath.read_text()) or {}
-        except Exception:  # noqa: BLE001 - optional metadata: unreadable = absent
-            doc = {}
+    doc = _channels_yaml(path)
+    if doc:
         name = doc.get("objective") if isinstance(doc, dict) else None
         if isinstance(name, str) and name.strip():
             return name.strip()
