@@ -11,6 +11,7 @@ train-quality  train the per-cell RBC quality ConvNet (good vs bad cells)
 train-defocus  train the defocus (|dz|) regressor on simulated smears
 locate    bead image / movie -> localisations CSV (BeadNet or matched filter + subpixel fit)
 track     bead movie -> tracks CSV (+ ensemble MSD, per-particle diffusion, summary JSON)
+train-beadnet  train BeadNet (bead centre maps) on simulated beads
 warmup    compile the numba kernels into numba's cache once per installation
 parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
 train-parasites  cross-validate and train the malaria parasite CNN ensemble
@@ -299,6 +300,12 @@ def _parasites_train():
     return train, train.train_parasites_main
 
 
+def _beadnet_train():
+    from scopeflow.track import beadnet
+
+    return beadnet, beadnet.train_beadnet_main
+
+
 def _parasites_ood_fit():
     from scopeflow.parasites import ood
 
@@ -323,6 +330,10 @@ TRAINING = {
                         "octopi_malaria_spots crops; write weights (+ sha256 line of the model "
                         "card) and a metrics JSON.",
                         _parasites_train),
+    "train-beadnet": ("train BeadNet (bead centre maps) on simulated beads",
+                      "Train the BeadNet bead detector on simulated bead frames; write weights and "
+                      "their model card (sha256, validation figures).",
+                      _beadnet_train),
     "fit-parasite-ood": ("fit the parasite classifier's out-of-distribution reference",
                          "Fit the out-of-distribution reference of a parasite classifier bag on "
                          "its training crops (cross-validated threshold), write <stem>.ood.npz, "

@@ -11,7 +11,7 @@ whatever the bead looks like. Subpixel positions come from
 from the network; the trained model is validated through the localiser
 (:func:`scopeflow.track.localize.locate_stack`, :func:`validate`).
 
-Command: ``python -m scopeflow.track.beadnet`` (writes the weights and their model card).
+Command: ``scopeflow train-beadnet`` (writes the weights and their model card).
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def train_beadnet(
         bar.close()
     seconds = time.perf_counter() - t0
     net.eval()
-    save_weights(net, None, out, "BeadNet weights (see `python -m scopeflow.track.beadnet --help`).")
+    save_weights(net, None, out, "BeadNet weights (see `scopeflow train-beadnet --help`).")
     metrics = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
                "threads": threads, "seconds": round(seconds, 1), "final_loss": ema}
     metrics["pos_weight"] = pos_weight
@@ -355,12 +355,8 @@ def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
     return write_card_sha256(weights, file_sha256(weights), "\n".join(lines), overwrite=True)
 
 
-def _main(argv=None) -> int:
-    import argparse
-    import json
-    import sys
-
-    ap = argparse.ArgumentParser(description="Train BeadNet on simulated beads")
+def add_arguments(ap) -> None:
+    """The arguments of ``scopeflow train-beadnet`` (registered by :func:`scopeflow.cli.build_parser`)."""
     ap.add_argument("--out", default=str(default_weights()))
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch-size", type=int, default=12)
@@ -369,16 +365,17 @@ def _main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 was faster than 2 on a shared 2-core machine)")
-    a = ap.parse_args(argv)
+
+
+def train_beadnet_main(a, argv: list[str]) -> int:
+    """``scopeflow train-beadnet``: train, write the weights and their model card. ``a``: the
+    parsed arguments (:func:`add_arguments`); ``argv``: as given (recorded in the card)."""
+    import json
+
     metrics = train_beadnet(a.out, a.steps, batch_size=a.batch_size, crop=a.crop, lr=a.lr,
                             seed=a.seed, threads=a.threads)
-    cmd = "python -m scopeflow.track.beadnet " + " ".join(
-        (sys.argv[1:] if argv is None else list(argv)))
+    cmd = "scopeflow train-beadnet " + " ".join(argv)
     card = write_model_card(a.out, metrics, cmd.strip())
     print(json.dumps(metrics, indent=2))
     print(f"wrote {a.out} and {card}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())
