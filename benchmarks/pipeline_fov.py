@@ -22,8 +22,9 @@ default ``sharding.fovs_per_job``), runs the workflow on it with ``snakemake --c
     sizes (matplotlib, empty axes).
 
 It prints end-to-end Mpx/s (the run's wall time, start-up and scheduling included), the bare
-U-Net Mpx/s and their ratio, and per stage its s/FOV beside its floor and their ratio; the
-same in CPU seconds (the jobs' ``cpu_time`` from their ``benchmark:`` files, the floors'
+U-Net Mpx/s and their ratio, the machine's load average, each job's start-up (process start
+to its first read of data, logged by the job) and per stage its s/FOV beside its floor and
+their ratio; the same in CPU seconds (the jobs' ``cpu_time`` from their ``benchmark:`` files, the floors'
 from ``getrusage``), whose ratios hold when the machine is shared and wall seconds are not
 comparable from one minute to the next.
 
@@ -37,6 +38,8 @@ minutes).
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -87,6 +90,17 @@ def median_time(fn, repeats: int = 3) -> tuple[float, float]:
 def job_start_floor() -> tuple[float, float]:
     """Wall and CPU time of a Python process that imports numpy (what every job costs at least)."""
     return median_time(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), 5)
+
+
+def job_startups(logs: Path) -> dict[str, tuple[float, float]]:
+    """Start-up of each job (wall s, CPU s; summed over a rule's jobs) from the
+    ``start-up <rule>: <s> s, <cpu> CPU-s`` lines of the jobs' logs (scopeflow._snakemake)."""
+    out: dict[str, tuple[float, float]] = {}
+    for log in sorted(logs.glob("*.log")):
+        for m in re.finditer(r"start-up (\w+): ([0-9.]+) s, ([0-9.]+) CPU-s", log.read_text()):
+            w, c = out.get(m.group(1), (0.0, 0.0))
+            out[m.group(1)] = (w + float(m.group(2)), c + float(m.group(3)))
+    return out
 
 
 def floors(results: Path, sample: str, threads: int, fovs_tsv: Path, n_floor: int) -> tuple[dict, tuple]:
@@ -236,9 +250,11 @@ def main(argv: list[str] | None = None) -> None:
         (work / "config.yaml").write_text(yaml.safe_dump(config))
         cmd = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
                "--cores", str(args.threads), "--quiet", "all", "--configfile", str(work / "config.yaml")]
+        load_before = os.getloadavg()
         t0 = time.perf_counter()
         run = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        load_after = os.getloadavg()
         if run.returncode:
             sys.exit(f"snakemake failed:\n{run.stderr[-3000:]}")
         seconds: dict[str, float] = {}
@@ -250,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
             seconds[rule] = seconds.get(rule, 0.0) + float(bench["s"].sum())
             cpu[rule] = cpu.get(rule, 0.0) + float(pd.to_numeric(bench["cpu_time"], errors="coerce").fillna(0).sum())
             jobs[rule] = jobs.get(rule, 0) + 1
+        startup = job_startups(results / "slide" / "logs")
         start, start_cpu = job_start_floor()
         floor, (unet_mpx, unet_cpu) = floors(results, "slide", args.threads,
                                              results / "slide" / "ingest" / "fovs.tsv", args.floor_fovs)
@@ -263,7 +280,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{unet_mpx:.2f} Mpx/s; ratio {e2e / unet_mpx:.3f}")
     print(f"CPU: jobs {total_cpu / n:.2f} CPU-s per FOV, bare U-Net {unet_cpu:.2f} CPU-s per FOV; "
           f"network share {unet_cpu * n / total_cpu:.3f} (independent of the machine's load)")
+    print(f"load average (1 min) {load_before[0]:.1f} before the run, {load_after[0]:.1f} after it, "
+          f"{os.getloadavg()[0]:.1f} after the floors; {os.cpu_count()} CPUs")
     print(f"job start floor (python -c 'import numpy'): {start:.2f} s, {start_cpu:.2f} CPU-s per job")
+    print("per-job start-up (process start to the first read of data, from the jobs' logs): "
+          + ", ".join(f"{rule} {w:.2f} s / {c:.2f} CPU-s" for rule, (w, c) in startup.items()))
     print(f"\n{'stage':16s} {'jobs':>4s} {'s/FOV':>7s} {'floor':>7s} {'x floor':>7s} "
           f"{'CPU-s/FOV':>9s} {'floor':>7s} {'x floor':>7s}")
     for stage in [s for s in STAGES if s in seconds] + [s for s in seconds if s not in STAGES]:

@@ -113,6 +113,20 @@ def _assert_stores_valid(results, n_stores):
     return n_groups
 
 
+def test_stage_logs_give_each_jobs_start_up(demo_run):
+    # process start to the first read of data (scopeflow._snakemake.StartupClock), per job
+    res = demo_run / "results" / "demo_smear_1"
+    for log, rule in (("segment.0.log", "segment"), ("measure.0.log", "measure"),
+                      ("merge_tables.log", "merge_tables"), ("qc_report.log", "qc_report"),
+                      ("sample_overview.log", "sample_overview")):
+        text = (res / "logs" / log).read_text()
+        m = re.search(rf"start-up {rule}: ([0-9.]+) s, ([0-9.]+) CPU-s \(process start to first read of (.+)\)",
+                      text)
+        assert m, f"{log}: no start-up line"
+        assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+        assert Path(m.group(3)).is_relative_to(demo_run / "results" / "demo_smear_1"), m.group(3)
+
+
 def test_demo_stores_pass_the_ngff_validators(demo_run):
     # 2 smear samples x (plate + 4 wells + 4 images + 4 labels groups + 4 label images) + the movie
     assert _assert_stores_valid(demo_run / "results", 3) == 2 * 17 + 1

@@ -331,13 +331,25 @@ def labels_array(
 
 
 def finish_labels(path: str | Path, fov: str, name: str = "cells") -> None:
-    """Fill the nearest-neighbour (strided) pyramid levels of a label image from level 0."""
+    """Fill the nearest-neighbour (strided) pyramid levels of a label image from level 0.
+
+    Level 0 is read once (a strided zarr read decodes every chunk: once per level before);
+    images over 64 Mpx are read one band of chunk rows at a time, bounding memory.
+    """
     group = _image_group(path, fov, mode="a")["labels"][name]
     level0 = group["0"]
     n_levels = len(group.attrs["ome"]["multiscales"][0]["datasets"])
-    for i in range(1, n_levels):
-        target = group[str(i)]
-        target[...] = level0[:, :: 2**i, :: 2**i][:, : target.shape[1], : target.shape[2]]
+    if n_levels < 2:
+        return
+    _, h, w = level0.shape
+    top = 2 ** (n_levels - 1)  # bands start on a multiple of every level's stride
+    band = h if h * w <= 64 * 2**20 else max(top, level0.chunks[1] // top * top)
+    for y0 in range(0, h, band):
+        block = np.asarray(level0[:, y0 : y0 + band])
+        for i in range(1, n_levels):
+            target, s = group[str(i)], 2**i
+            part = block[:, ::s, ::s][:, : target.shape[1] - y0 // s, : target.shape[2]]
+            target[:, y0 // s : y0 // s + part.shape[1]] = part
 
 
 def write_labels(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,7 +55,12 @@ def _write_csv(table: pa.Table, path: Path) -> None:
 
 
 def read_table(parquet_path: str | Path) -> pd.DataFrame:
-    """Read a scopeflow Parquet table."""
+    """Read a scopeflow Parquet table.
+
+    Raises the audit event ``scopeflow.read`` (pyarrow opens the file in C++, which raises
+    no ``open`` event; a job's start-up clock, :mod:`scopeflow._snakemake`, listens for both).
+    """
+    sys.audit("scopeflow.read", str(parquet_path))
     return pd.read_parquet(parquet_path)
 
 

@@ -462,6 +462,7 @@ def segment_to_zarr(
     progress: bool = False,
     num_workers: int | None = None,
     resume_key: str | None = None,
+    in_memory: bool = False,
 ):
     """Segment a 2-D image and stream the uint32 labels into a zarr array, resumably.
 
@@ -493,6 +494,9 @@ def segment_to_zarr(
         When given and the array's record holds the same key, chunk and halo from an
         interrupted earlier run, the cores that run finished are not recomputed, and a
         relabelling pass that was cut short continues. Otherwise the array is rewritten.
+    in_memory : bool
+        Keep the seed names in memory (4 bytes/px) and write the final labels once (no
+        per-core writes and rewrite); a run killed before the end starts the image over.
 
     Returns
     -------
@@ -508,9 +512,7 @@ def segment_to_zarr(
     serialized otherwise; pass 2 walks the array's own chunk (or shard) grid. The
     array's attribute ``scopeflow_segmentation`` records the state
     (``"seed_names"`` during pass 1, ``"relabelling"``, then ``"complete"`` with
-    ``n_labels``), the chunk, halo and predictor name: a resume feature can add a
-    per-chunk completion list to it, since every chunk task of both passes is
-    independent.
+    ``n_labels``), the chunk, halo and predictor name.
     """
     _check_chunk(chunk)
     img = _as_2d_float(image)
@@ -530,6 +532,7 @@ def segment_to_zarr(
     same_run = resume_key is not None and all(previous.get(k) == v for k, v in setup.items())
     if same_run and previous.get("state") == "complete":
         return arr.arr if isinstance(arr, _Plane) else arr
+    same_run = same_run and not in_memory  # in memory, only a complete image is kept
     finished = set(previous.get("done_cores", [])) if same_run else set()
     relabelled = set(previous.get("relabelled_blocks", [])) if same_run else set()
     if not same_run or previous.get("state") != "relabelling":
@@ -543,8 +546,13 @@ def segment_to_zarr(
         block = np.asarray(arr[cores[i]]).astype(np.uint64)
         return _distinct_names(block)
 
+    names = np.zeros(img.shape, dtype=arr.dtype) if in_memory else None
+
     def write(i, core, block):
         block = block.astype(arr.dtype, copy=False)
+        if names is not None:
+            names[core] = block  # cores are disjoint
+            return
         if lock is None:
             arr[core] = block
         else:
@@ -565,6 +573,10 @@ def segment_to_zarr(
         _set_record(arr, state="relabelling", n_labels=int(sorted_names.size),
                     sorted_names=[int(v) for v in sorted_names])
     rank = _ranks(sorted_names.astype(arr.dtype))
+    if names is not None:  # one write of the final labels
+        arr[:, :] = rank(names).astype(arr.dtype, copy=False)
+        _set_record(arr, state="complete", sorted_names=[], done_cores=[], relabelled_blocks=[])
+        return arr.arr if isinstance(arr, _Plane) else arr
 
     cy, cx = _write_block(arr)  # pass 2 follows the array's own chunks/shards: no lock
     grid = [

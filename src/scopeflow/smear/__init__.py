@@ -38,13 +38,31 @@ figures
 
 from __future__ import annotations
 
-from scopeflow.smear.fov_table import read_fov_table, shard_fovs
-from scopeflow.smear.stage_dpc import create_store, finish_store, load_flatfields, write_images
-from scopeflow.smear.stage_ingest import ingest, ingest_rows, read_dpc_image
-from scopeflow.smear.stage_measure import measure_store
-from scopeflow.smear.stage_segment import segment_store
-from scopeflow.smear.stage_tables import merge_tables, sample_provenance
+import importlib
 
-__all__ = ["create_store", "finish_store", "ingest", "ingest_rows", "load_flatfields",
-           "measure_store", "merge_tables", "read_dpc_image", "read_fov_table",
-           "sample_provenance", "segment_store", "shard_fovs", "write_images"]
+#: where each re-exported name lives; a name's module is imported on first use (PEP 562), so a
+#: job imports only its own stage (``from scopeflow.smear import segment_store`` does not
+#: import the ingest or DPC stages)
+_EXPORTS = {
+    "read_fov_table": "fov_table", "shard_fovs": "fov_table",
+    "create_store": "stage_dpc", "finish_store": "stage_dpc", "load_flatfields": "stage_dpc",
+    "write_images": "stage_dpc",
+    "ingest": "stage_ingest", "ingest_rows": "stage_ingest", "read_dpc_image": "stage_ingest",
+    "measure_store": "stage_measure",
+    "segment_store": "stage_segment",
+    "merge_tables": "stage_tables", "sample_provenance": "stage_tables",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scopeflow.segment.params import SEGMENT_DEFAULTS
-from scopeflow.smear.stage_common import atomic_json
+from scopeflow.smear.stage_common import OVERLAP_MAX_PIXELS, atomic_json, prefetch
 
 log = logging.getLogger("scopeflow")
 
@@ -29,7 +31,10 @@ def segment_store(
     """Segment the ``dpc`` channel of FOVs of a sample store into ``labels/cells``.
 
     The JSON record ``out_record`` (method, parameters, model checksum, cells per FOV, time)
-    is written last: it is the marker that these FOVs' labels are complete.
+    is written last: it is the marker that these FOVs' labels are complete. The next FOV's
+    DPC is read while one is segmented, and a FOV of at most
+    :data:`~scopeflow.smear.stage_common.OVERLAP_MAX_PIXELS` keeps its labels in memory
+    until they are final (written once); larger FOVs stream chunk by chunk, resumably.
     """
     import dask
 
@@ -42,9 +47,15 @@ def segment_store(
     names = list(fovs) if fovs is not None else ome_zarr.fov_names(zarr_path)
     t0 = time.perf_counter()
     predictors: dict[float, Any] = {}  # one per pixel size: a model loads once per job
+
+    def read(fov):
+        dpc = np.ascontiguousarray(ome_zarr.read_channel(zarr_path, fov, "dpc")[...], dtype=np.float32)
+        return float(ome_zarr.fov_attrs(zarr_path, fov)["pixel_size_um"]), dpc
+
+    small = lambda item: item[1].size <= OVERLAP_MAX_PIXELS  # noqa: E731
     with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
-        for fov in names:
-            ps = float(ome_zarr.fov_attrs(zarr_path, fov)["pixel_size_um"])
+        # the next FOV's DPC is read while one is segmented (FOVs up to OVERLAP_MAX_PIXELS)
+        for fov, (ps, dpc) in zip(names, prefetch(read, names, ahead=small)):
             if ps not in predictors:
                 predictors[ps] = make_predictor(method, pixel_size_um=ps, **kwargs)
             predictor = predictors[ps]
@@ -58,8 +69,9 @@ def segment_store(
                 "params": {k: v for k, v in kwargs.items() if k not in ("threads", "device")},
                 "pixel_size_um": ps}, sort_keys=True)
             target = ome_zarr.labels_array(zarr_path, fov, "cells", attrs=attrs)
-            dpc = ome_zarr.read_channel(zarr_path, fov, "dpc")
-            segment_to_zarr(dpc, predictor, target, chunk=chunk, resume_key=key)
+            # FOVs that fit in memory: the labels are written once (no per-chunk round trip)
+            segment_to_zarr(dpc, predictor, target, chunk=chunk, resume_key=key, in_memory=small((ps, dpc)))
+            del dpc
             ome_zarr.finish_labels(zarr_path, fov, "cells")
             n = int(target.attrs[ZARR_ATTR]["n_labels"])  # recorded by segment_to_zarr
             record["fovs"][fov] = n
