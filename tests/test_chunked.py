@@ -221,6 +221,38 @@ def test_segment_to_zarr_equals_segment_image(tmp_path):
         segment_to_zarr(img, BlobPredictor(), bad, 32)
 
 
+def test_segment_to_zarr_in_memory_writes_the_same_labels_once(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    img = blobs((150, 203), 60, seed=1)
+    ref = segment_image(img, BlobPredictor(), 32)
+    z = zarr.create_array(store=str(tmp_path / "m.zarr"), shape=img.shape, chunks=(32, 32), dtype="uint32")
+    writes = []
+    real = type(z).__setitem__
+    try:  # count the label writes: one, of the final labels
+        type(z).__setitem__ = lambda self, key, value: (writes.append(np.array(value)), real(self, key, value))[1]
+        segment_to_zarr(img, BlobPredictor(), z, 32, resume_key="k", in_memory=True)
+    finally:
+        type(z).__setitem__ = real
+    assert len(writes) == 1 and np.array_equal(writes[0], ref)
+    assert np.array_equal(z[:], ref)
+    rec = z.attrs["scopeflow_segmentation"]
+    assert rec["state"] == "complete" and rec["n_labels"] == int(ref.max()) and rec["resume_key"] == "k"
+
+    class Counting(BlobPredictor):
+        calls = 0
+
+        def predict(self, tile):
+            Counting.calls += 1
+            return super().predict(tile)
+
+    segment_to_zarr(img, Counting(), z, 32, resume_key="k", in_memory=True)  # complete: kept
+    assert Counting.calls == 0
+    # an unfinished streamed run is started over in memory, with the same labels
+    z.attrs["scopeflow_segmentation"] = dict(rec, state="relabelling", sorted_names=[1, 2])
+    segment_to_zarr(img, Counting(), z, 32, resume_key="k", in_memory=True)
+    assert Counting.calls == 1 and np.array_equal(z[:], ref)
+
+
 def _octopi(shared, name):
     import imageio.v3 as iio
 
