@@ -86,8 +86,10 @@ def gallery_figure(
         if fov not in cache:
             cache.clear()  # one FOV in memory at a time (tables are sorted by FOV)
             dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
-            # the display window of the FOV, once per FOV (not per crop)
-            lo, hi = (float(v) for v in np.percentile(dpc, [1, 99])) if dpc.size else (0.0, 1.0)
+            # the display window of the FOV, once per FOV (not per crop), from every other
+            # pixel of every other row (a quarter of the pixels sort 4x faster; same window
+            # to the displayed precision)
+            lo, hi = (float(v) for v in np.percentile(dpc[::2, ::2], [1, 99])) if dpc.size else (0.0, 1.0)
             cache[fov] = (dpc, np.asarray(ome_zarr.read_labels(zarr_path, fov)), lo, hi)
         dpc, labels, lo, hi = cache[fov]
         y, x = int(round(row["y_px"])), int(round(row["x_px"]))
