@@ -343,18 +343,24 @@ def nms_radius(points: np.ndarray, scores: np.ndarray, radii: np.ndarray) -> np.
         return np.zeros(0, np.int64)
     rad = np.broadcast_to(np.asarray(radii, dtype=np.float64), (n,))
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    tree = cKDTree(pts)
-    rmax = float(rad.max())
+    # every pair that suppresses (distance < max(r_i, r_j)), found once, as neighbour lists
+    pairs = cKDTree(pts).query_pairs(float(rad.max()), output_type="ndarray")
+    if len(pairs):
+        d = np.hypot(*(pts[pairs[:, 0]] - pts[pairs[:, 1]]).T)
+        pairs = pairs[d < np.maximum(rad[pairs[:, 0]], rad[pairs[:, 1]])]
+    if not len(pairs):
+        return order.astype(np.int64)
+    a = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    b = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    srt = np.argsort(a, kind="stable")
+    nbr = b[srt]
+    start = np.searchsorted(a[srt], np.arange(n + 1))
     alive = np.ones(n, bool)
     keep = []
-    for i in order:
-        if not alive[i]:
-            continue
-        keep.append(i)
-        for j in tree.query_ball_point(pts[i], rmax):
-            if j != i and alive[j]:
-                if math.hypot(*(pts[j] - pts[i])) < max(rad[i], rad[j]):
-                    alive[j] = False
+    for i in order.tolist():
+        if alive[i]:
+            keep.append(i)
+            alive[nbr[start[i]:start[i + 1]]] = False
     return np.asarray(keep, dtype=np.int64)
 
 
