@@ -46,6 +46,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 D_STOKES_EINSTEIN = 1.66 / 4  # µm²/s, trackpy walkthrough (1 µm beads in water)
 
+
+def stokes_einstein_um2_s(celsius: float, diameter_um: float = 1.0) -> float:
+    """D = kT / (6π η r) of a sphere in water (η(T): Vogel fit 2.414e-5·10^(247.8/(T−140)) Pa·s).
+
+    SOURCE.md gives 1-µm latex spheres in water, 24 fps, 2.85 px/µm, and no temperature: the
+    walkthrough's A = 4D = 1.66 µm²/s is this formula at about 19 °C.
+    """
+    t = 273.15 + celsius
+    eta = 2.414e-5 * 10 ** (247.8 / (t - 140.0))
+    return 1.380649e-23 * t / (6 * np.pi * eta * diameter_um * 0.5e-6) * 1e12
+
 CLASSES = [  # (label, kind, diameter(s), extra simulator options)
     ("brightfield bright centre 10 px", "brightfield_bright", 10, {}),
     ("brightfield bright centre 20 px", "brightfield_bright", 20, {}),
@@ -268,6 +279,9 @@ def bulk_water_section() -> None:
     frames = read_frames(path)
     f = tp.batch(list(frames), 11, invert=True, minmass=20, processes=1)
     gate = (f["mass"] > 50) & (f["size"] < 2.6) & (f["ecc"] < 0.3)
+    print("Stokes–Einstein, 1.000 µm sphere in water: " + ", ".join(
+        f"{c} °C {stokes_einstein_um2_s(c):.3f}" for c in (18, 19, 20, 22, 25))
+        + f" µm²/s; reference used below {D_STOKES_EINSTEIN:.3f} (walkthrough A = 1.66)")
     print(f"trackpy walkthrough: {len(f) / len(frames):.1f} features/frame "
           f"({gate.mean() * 100:.0f} % well-formed: mass > 50, size < 2.6, ecc < 0.3)")
     print(f"{'scopeflow options':<34} {'feat/frame':>10} {'matched ≤1px':>12} {'extra':>7} "
