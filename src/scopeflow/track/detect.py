@@ -237,6 +237,7 @@ def _scale_maxima(z: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np
 
     k = z.shape[0]
     ks, ys, xs = [], [], []
+    zp = None  # the stack with a 1-px edge border, padded once
     for i in range(1, k - 1) if k > 2 else range(k):
         yx = find_peaks(z[i], float(thresholds[i]), 1)
         if not len(yx):
@@ -244,9 +245,11 @@ def _scale_maxima(z: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np
         yy, xx = yx[:, 0], yx[:, 1]
         v = z[i][yy, xx]
         ok = np.ones(len(yy), bool)
+        if zp is None and k > 1:
+            zp = np.pad(z, ((0, 0), (1, 1), (1, 1)), mode="edge")
         for j in (i - 1, i + 1):
             if 0 <= j < k:
-                pj = np.pad(z[j], 1, mode="edge")
+                pj = zp[j]
                 for dy in (0, 1, 2):
                     for dx in (0, 1, 2):
                         ok &= pj[yy + dy, xx + dx] <= v
