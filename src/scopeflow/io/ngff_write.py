@@ -85,7 +85,7 @@ def levels_for(shape: Sequence[int], min_size: int = 256, max_levels: int = 4) -
 def downsample_mean(img: np.ndarray) -> np.ndarray:
     """2x block-mean of the last two axes (odd edges dropped)."""
     h, w = img.shape[-2] // 2 * 2, img.shape[-1] // 2 * 2
-    v = img[..., :h, :w].astype(np.float32)
+    v = np.asarray(img[..., :h, :w], dtype=np.float32)  # no copy of a float32 image
     return 0.25 * (v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2])
 
 

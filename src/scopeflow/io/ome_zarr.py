@@ -270,19 +270,23 @@ def write_image(
     from yaozarrs import v05
 
     names = list(channels)
-    stack = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names])
+    images = [np.asarray(channels[n], dtype=np.float32) for n in names]
+    shape = images[0].shape
+    if any(img.shape != shape for img in images):
+        raise ValueError(f"{fov}: channels differ in shape: {[img.shape for img in images]}")
     dest = Path(path) / fov_path(path, fov)
-    n_levels = levels_for(stack.shape[1:])
+    n_levels = levels_for(shape)
     image = v05.Image(multiscales=[multiscale_model(fov, n_levels, pixel_size_um, "image")],
-                      omero=omero_model(names, stack, colors))
+                      omero=omero_model(names, images, colors))
     extra = {"scopeflow": {"channels": names, "pixel_size_um": pixel_size_um, **dict(attrs or {})}}
-    c = min(chunk, stack.shape[1]), min(chunk, stack.shape[2])
-    arrays = create_group(dest, image, level_shapes(stack.shape, n_levels), "float32", (1, *c), extra)
-    level = stack
-    for i in range(n_levels):
-        arrays[str(i)][...] = level
-        if i + 1 < n_levels:
-            level = downsample_mean(level)
+    c = min(chunk, shape[0]), min(chunk, shape[1])
+    arrays = create_group(dest, image, level_shapes((len(names), *shape), n_levels), "float32",
+                          (1, *c), extra)
+    for k, level in enumerate(images):  # channel by channel: no stacked copy of the FOV
+        for i in range(n_levels):
+            arrays[str(i)][k] = level
+            if i + 1 < n_levels:
+                level = downsample_mean(level)
 
 
 def _image_group(path: str | Path, fov: str, mode: str = "r") -> zarr.Group:
