@@ -19,9 +19,12 @@ import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
+
+if TYPE_CHECKING:  # zarr is imported where used (job start-up)
+    import zarr
 
 __all__ = [
     "CHANNEL_COLORS",
@@ -51,6 +54,7 @@ CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF", "fluorescence_r": "FF0000"
 def create_array(path, shape, dtype, chunks, *, shards=None, dimension_names=None, overwrite=False,
                  compression=None):
     """Array factory handed to ``yaozarrs``: zarr-python, zstd level 0, fill value 0."""
+    import zarr
     from zarr.codecs import BytesCodec, ZstdCodec
 
     return zarr.create_array(
@@ -192,6 +196,7 @@ def finish_movie(
     attrs : mapping, optional
         Stored under ``scopeflow``.
     """
+    import zarr
     from yaozarrs import v05
 
     lo, hi = (float(v) for v in window)

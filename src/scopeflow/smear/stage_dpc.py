@@ -44,7 +44,8 @@ def create_store(
         positions = {n: (int(i), int(j)) for n, (i, j) in zip(names, ij)}
     ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions,
                                  extend=extend)
-    info = {"store": str(out_zarr), "fovs": {n: ome_zarr.fov_path(out_zarr, n) for n in names}}
+    paths = ome_zarr.fov_paths(out_zarr)
+    info = {"store": str(out_zarr), "fovs": {n: paths[n] for n in names}}
     if record is not None:
         atomic_json(info, record)
     return info
