@@ -49,10 +49,11 @@ __all__ = [
     "fp_target_per_5e6_rbc",
     "set_threshold",
     "slide_threshold",
+    "threshold_record",
 ]
 
 #: Recipe defaults of ``scopeflow fit-parasite-threshold``.
-THRESHOLD_DEFAULTS = {"slide_rbc": 1e5, "prob": 0.95, "layouts": 4, "frames": 30,
+THRESHOLD_DEFAULTS = {"slide_rbc": 1e5, "prob": 0.95, "layouts": 2, "frames": 30,
                       "enrich": 10.0, "seed": 500}
 
 
@@ -159,6 +160,25 @@ def set_threshold(weights: str | Path, threshold: float, record: dict) -> str:
     return sha
 
 
+def threshold_record(df, floor: float, target: float, args: argparse.Namespace, command: str) -> dict:
+    """The threshold and its record from :func:`scopeflow.parasites.coverage.negative_cell_calls`
+    rows (``args``: ``enrich``, ``slide_rbc``, ``budget``, ``prob``, ``seed`` as parsed)."""
+    p = (np.concatenate([np.asarray(v, np.float64) for v in df["p_counted"]]) if len(df)
+         else np.zeros(0))
+    n_eff = float(df["n_cells"].sum()) * float(args.enrich)
+    res = slide_threshold(p, n_eff, target, floor)
+    return {
+        "rule": (f"lowest calibrated p >= the crop-level threshold {floor:.4f} at which simulated "
+                 f"0/uL slides give <= {target:.1f} counted false calls per 5e6 RBC (a "
+                 f"{args.slide_rbc:g}-RBC slide then reads <= {args.budget:g}/uL with "
+                 f"probability >= {args.prob})"),
+        "target_per_5e6_rbc": target, "budget_per_ul": float(args.budget),
+        "n_cells": int(df["n_cells"].sum()), "enrich": float(args.enrich),
+        "n_cells_effective": n_eff, "frames": int(len(df)), "seed": int(args.seed),
+        "top_p": np.sort(p)[::-1][:10].round(4).tolist(), "command": command, **res,
+    }
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``scopeflow fit-parasite-threshold``."""
     from scopeflow.parasites.parasitemia import PARASITEMIA_DEFAULTS
@@ -192,24 +212,13 @@ def fit_threshold_main(args: argparse.Namespace, argv: list[str]) -> int:
     target = fp_target_per_5e6_rbc(args.budget, args.slide_rbc, args.prob)
     df = negative_cell_calls(args.layouts, args.frames, seed=args.seed, enrich=args.enrich,
                              threshold=floor, model=model)
-    p = np.concatenate([np.asarray(v, np.float64) for v in df["p_counted"]]) if len(df) else \
-        np.zeros(0)
-    n_eff = float(df["n_cells"].sum()) * float(args.enrich)
-    res = slide_threshold(p, n_eff, target, floor)
     cmd = "scopeflow fit-parasite-threshold " + " ".join(argv)
-    record = {
-        "rule": (f"lowest calibrated p >= the crop-level threshold {floor:.4f} at which simulated "
-                 f"0/uL slides give <= {target:.1f} counted false calls per 5e6 RBC (a "
-                 f"{args.slide_rbc:g}-RBC slide then reads <= {args.budget:g}/uL with "
-                 f"probability >= {args.prob})"),
-        "target_per_5e6_rbc": target, "budget_per_ul": float(args.budget),
-        "n_cells": int(df["n_cells"].sum()), "enrich": float(args.enrich),
-        "n_cells_effective": n_eff, "frames": int(len(df)), "seed": int(args.seed),
-        "command": cmd, **res,
-    }
+    record = threshold_record(df, floor, target, args, cmd)
     print(json.dumps(record, indent=1))
     if not args.dry_run:
-        sha = set_threshold(args.weights, res["threshold"], record)
-        print(f"threshold {res['threshold']:.4f} written to {args.weights} (sha256 {sha}); "
+        sha = set_threshold(args.weights, record["threshold"], record)
+        w = Path(args.weights)
+        w.with_name(w.stem + "_threshold.json").write_text(json.dumps(record, indent=1) + "\n")
+        print(f"threshold {record['threshold']:.4f} written to {args.weights} (sha256 {sha}); "
               "OOD reference re-bound")
     return 0
