@@ -49,7 +49,7 @@ def test_set_threshold_rewrites_weights_and_rebinds_ood_reference(tmp_path, torc
     before, meta0 = load_parasite_model(w)
     crop_thr = float(meta0.get("crop_threshold", float(before.threshold)))
     ref0 = load_ood_reference(w)
-    sha = set_threshold(w, 0.9876, {"rule": "test rule", "threshold": 0.9876})
+    sha = set_threshold(w, 0.9876, {"rule": "test rule", "threshold": np.float64(0.9876)})
     assert sha == file_sha256(w) and sha in (tmp_path / "parasites.md").read_text()
     model, meta = load_parasite_model(w)
     assert abs(float(model.threshold) - 0.9876) < 1e-6

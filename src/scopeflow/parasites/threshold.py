@@ -87,7 +87,7 @@ def fp_target_per_5e6_rbc(budget_per_ul: float, slide_rbc: float = THRESHOLD_DEF
             lo = mid
         else:
             hi = mid
-    return lo * 5e6 / float(slide_rbc)
+    return float(lo * 5e6 / float(slide_rbc))
 
 
 def slide_threshold(p_values: np.ndarray, n_cells: float, target_per_5e6_rbc: float,
@@ -152,7 +152,7 @@ def set_threshold(weights: str | Path, threshold: float, record: dict) -> str:
     ref = {k: v for k, v in load_ood_reference(w).items() if k != "model_sha256"}
     meta = dict(meta)
     meta.setdefault("crop_threshold", float(model.threshold))
-    meta["slide_threshold"] = dict(record)
+    meta["slide_threshold"] = json.loads(json.dumps(record, default=float))  # plain types
     meta["threshold_rule"] = record.get("rule", meta.get("threshold_rule"))
     model.threshold.fill_(float(threshold))
     sha = save_weights(model, meta, w)
