@@ -19,9 +19,12 @@ import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
+
+if TYPE_CHECKING:  # zarr is imported where used (job start-up)
+    import zarr
 
 __all__ = [
     "CHANNEL_COLORS",
@@ -51,6 +54,7 @@ CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF", "fluorescence_r": "FF0000"
 def create_array(path, shape, dtype, chunks, *, shards=None, dimension_names=None, overwrite=False,
                  compression=None):
     """Array factory handed to ``yaozarrs``: zarr-python, zstd level 0, fill value 0."""
+    import zarr
     from zarr.codecs import BytesCodec, ZstdCodec
 
     return zarr.create_array(
@@ -85,7 +89,7 @@ def levels_for(shape: Sequence[int], min_size: int = 256, max_levels: int = 4) -
 def downsample_mean(img: np.ndarray) -> np.ndarray:
     """2x block-mean of the last two axes (odd edges dropped)."""
     h, w = img.shape[-2] // 2 * 2, img.shape[-1] // 2 * 2
-    v = img[..., :h, :w].astype(np.float32)
+    v = np.asarray(img[..., :h, :w], dtype=np.float32)  # no copy of a float32 image
     return 0.25 * (v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2])
 
 
@@ -159,20 +163,28 @@ def create_movie(
     return create_group(path, model, [shape], dtype, c, None)["0"]
 
 
-def movie_model(name: str, frame_interval_s: float, pixel_size_um: float, omero=None):
-    """NGFF image model of a movie: one level, axes t (s), y, x (µm); ``omero``: display metadata."""
+def movie_model(name: str, frame_interval_s: float | None, pixel_size_um: float | None,
+                omero=None):
+    """NGFF image model of a movie: one level, axes t (s), y, x (µm); ``omero``: display metadata.
+
+    An unknown frame interval or pixel size (None) gives scale 1 and no unit on its axes
+    (frames, pixels).
+    """
     from yaozarrs import v05
 
-    axes = [v05.TimeAxis(name="t", type="time", unit="second"),
-            v05.SpaceAxis(name="y", type="space", unit="micrometer"),
-            v05.SpaceAxis(name="x", type="space", unit="micrometer")]
+    tu, su = ("second" if frame_interval_s else None), ("micrometer" if pixel_size_um else None)
+    axes = [v05.TimeAxis(name="t", type="time", unit=tu),
+            v05.SpaceAxis(name="y", type="space", unit=su),
+            v05.SpaceAxis(name="x", type="space", unit=su)]
+    dt, ps = (float(frame_interval_s or 1.0), float(pixel_size_um or 1.0))
     ds = v05.Dataset(path="0", coordinateTransformations=[
-        v05.ScaleTransformation(scale=[frame_interval_s, pixel_size_um, pixel_size_um])])
+        v05.ScaleTransformation(scale=[dt, ps, ps])])
     return v05.Image(multiscales=[v05.Multiscale(name=name, axes=axes, datasets=[ds])], omero=omero)
 
 
 def finish_movie(
-    path: str | Path, *, name: str, fps: float, pixel_size_um: float, window: tuple[float, float],
+    path: str | Path, *, name: str, fps: float | None, pixel_size_um: float | None,
+    window: tuple[float, float],
     attrs: Mapping | None = None,
 ) -> None:
     """Write a movie store's NGFF metadata: axes t (s), y, x (µm), one ``frames`` channel.
@@ -183,15 +195,16 @@ def finish_movie(
         Store made by :func:`create_movie`, frames written.
     name : str
         Image name.
-    fps : float
-        Frames per second (the ``t`` scale is ``1 / fps`` s).
-    pixel_size_um : float
-        Pixel size at the sample (µm).
+    fps : float or None
+        Frames per second (the ``t`` scale is ``1 / fps`` s; None: unknown, scale 1 frame).
+    pixel_size_um : float or None
+        Pixel size at the sample (µm; None: unknown, scale 1 px).
     window : (float, float)
         Display window (e.g. the first frame's 0.5–99.5 % percentiles).
     attrs : mapping, optional
         Stored under ``scopeflow``.
     """
+    import zarr
     from yaozarrs import v05
 
     lo, hi = (float(v) for v in window)
@@ -199,5 +212,5 @@ def finish_movie(
                                                    window=v05.OmeroWindow(start=lo, end=hi, min=lo, max=hi))],
                         rdefs=v05.OmeroRenderingDefs(model="greyscale"))
     root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    root.attrs.update({"ome": ome_dict(movie_model(name, 1.0 / fps, pixel_size_um, display)),
+    root.attrs.update({"ome": ome_dict(movie_model(name, 1.0 / fps if fps else None, pixel_size_um, display)),
                        "scopeflow": dict(attrs or {})})
