@@ -10,10 +10,10 @@ Gaussian / ring models of :func:`scopeflow.simulate.beads.render_frame`) with:
   diameter is drawn as after such a reduction (PSF σ 0.08 d, then a Gaussian blur of
   0.2–1.0 px over the whole crop);
 * brightfield defocus 0.15–2.2 (phase weight; both ring polarities are separate kinds),
-  halo 0–0.15, contrast so that the peak is max(2.5, 12/d)–40 noise σ; fluorescent peak
-  max(2.5, 12/d)–60 noise σ on 2–300 photons/px (a 2 px bead needs a 6σ peak to differ from
+  halo 0–0.15, contrast so that the peak is max(2.5, 16/d)–40 noise σ; fluorescent peak
+  max(2.5, 16/d)–60 noise σ on 2–300 photons/px (a 2 px bead needs an 8σ peak to differ from
   the noise's own maxima);
-* 0 to ~0.35 × the crop's bead capacity (10 % of crops: none), never closer than 1.1
+* 0 to ~0.35 × the crop's bead capacity (15 % of crops: none), never closer than 1.1
   diameters (beads cut by the crop's edges included);
 * uneven illumination (40 % of brightfield crops: smooth field + ramp, up to ±20 %),
   static dirt (30 %: elongated smudges and specks, for beads ≥ 5 px), Poisson noise,
@@ -169,9 +169,9 @@ def simulate_crop(rng: np.random.Generator, size: int = 64):
     if rng.random() < 0.25:
         diam = np.array([d0, min(D_MAX, d0 * rng.uniform(1.5, 2.6))])
     cap = size * size / (np.pi * (0.6 * diam.mean() + 1.0) ** 2)
-    n = 0 if rng.random() < 0.1 else int(rng.integers(0, max(2, int(0.35 * cap) + 1)))
+    n = 0 if rng.random() < 0.15 else int(rng.integers(0, max(2, int(0.35 * cap) + 1)))
     # lowest peak SNR: tiny beads need a higher peak to stand out of the noise's own maxima
-    snr_lo = max(2.5, 12.0 / d0)
+    snr_lo = max(2.5, 16.0 / d0)
     y, x, d = _place(rng, size, diam, n)
     shape = (size, size)
     read_noise = float(rng.uniform(0, 3))

@@ -252,10 +252,13 @@ def _run_frames(one_frame, n_frames, workers, progress, parallel=True):
 def network_detector(net, threshold: float = 0.5):
     """``detector(img, classes)`` of :func:`~scopeflow.track.appearance.locate_auto` from a
     network with a ``candidates(img, diameter_px, threshold)`` method (BeadNet): candidates
-    at the scale of the largest bead class (the frame reduced so that it is ~8 px across)."""
+    on the frame reduced to the beads' scale, set by the geometric mean of the smallest and
+    largest class diameters (mixed sizes: neither the small beads shrink below ~3 px nor the
+    large ones exceed the network's training sizes)."""
 
     def detect(img: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
-        d = max((2.0 * c.radius_px for c in classes), default=None)
+        ds = [2.0 * c.radius_px for c in classes]
+        d = float(np.sqrt(min(ds) * max(ds))) if ds else None
         return net.candidates(img, d, threshold)
 
     return detect
