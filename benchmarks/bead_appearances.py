@@ -15,7 +15,8 @@ Prints
 4. trackpy_bulk_water: features vs trackpy's walkthrough recipe on the same frames
    (batch(11, invert, minmass 20)): % of its features matched within 1 px, % extra; all
    features and the walkthrough's well-formed ones (mass > 50, size < 2.6, ecc < 0.3);
-   ensemble D vs Stokes–Einstein (A = 4D ≈ 1.66 µm²/s, D ≈ 0.415).
+   ensemble D vs Stokes–Einstein (A = 4D ≈ 1.66 µm²/s, D ≈ 0.415) with its bootstrap s.e. and
+   95 % interval over tracks; trackpy's own features through the same linker and MSD fit.
 5. Speed on one core (``workers=1``) beside trackpy.locate (its default numba engine), on
    trackpy_bulk_water (``locate(f, 11, invert=True, minmass=20)``) and a simulated movie of
    Gaussian spots (30 frames 512², 400 beads σ 1.5 px, ``locate(f, 9, minmass=60)``):
@@ -44,6 +45,17 @@ warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SCOPEFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 D_STOKES_EINSTEIN = 1.66 / 4  # µm²/s, trackpy walkthrough (1 µm beads in water)
+
+
+def stokes_einstein_um2_s(celsius: float, diameter_um: float = 1.0) -> float:
+    """D = kT / (6π η r) of a sphere in water (η(T): Vogel fit 2.414e-5·10^(247.8/(T−140)) Pa·s).
+
+    SOURCE.md gives 1-µm latex spheres in water, 24 fps, 2.85 px/µm, and no temperature: the
+    walkthrough's A = 4D = 1.66 µm²/s is this formula at about 19 °C.
+    """
+    t = 273.15 + celsius
+    eta = 2.414e-5 * 10 ** (247.8 / (t - 140.0))
+    return 1.380649e-23 * t / (6 * np.pi * eta * diameter_um * 0.5e-6) * 1e12
 
 CLASSES = [  # (label, kind, diameter(s), extra simulator options)
     ("brightfield bright centre 10 px", "brightfield_bright", 10, {}),
@@ -267,10 +279,21 @@ def bulk_water_section() -> None:
     frames = read_frames(path)
     f = tp.batch(list(frames), 11, invert=True, minmass=20, processes=1)
     gate = (f["mass"] > 50) & (f["size"] < 2.6) & (f["ecc"] < 0.3)
+    print("Stokes–Einstein, 1.000 µm sphere in water: " + ", ".join(
+        f"{c} °C {stokes_einstein_um2_s(c):.3f}" for c in (18, 19, 20, 22, 25))
+        + f" µm²/s; reference used below {D_STOKES_EINSTEIN:.3f} (walkthrough A = 1.66)")
     print(f"trackpy walkthrough: {len(f) / len(frames):.1f} features/frame "
           f"({gate.mean() * 100:.0f} % well-formed: mass > 50, size < 2.6, ecc < 0.3)")
     print(f"{'scopeflow options':<34} {'feat/frame':>10} {'matched ≤1px':>12} {'extra':>7} "
-          f"{'matched (well-formed)':>21} {'D µm²/s':>8} {'vs S-E':>7} {'s':>5}")
+          f"{'matched (well-formed)':>21} {'D µm²/s':>8} {'vs S-E':>7} {'s':>5} "
+          f"{'D s.e. (95 % interval)':>24}")
+
+    def d_row(locs):
+        res = track_pipeline(locs, 100 / 285, 24.0, search_range_px=5, memory=3, min_length=25)
+        s = res["summary"]
+        return s["D_um2_s"], (f"{s['D_se_um2_s']:.4f} ({s['D_ci_low_um2_s']:.3f}-"
+                              f"{s['D_ci_high_um2_s']:.3f})")
+
     for label, kw in (("default (nothing given)", {}),
                       ("--diameter-px 11 --minmass 20", dict(diameter_px=11, minmass=20))):
         t0 = time.perf_counter()
@@ -286,11 +309,14 @@ def bulk_water_section() -> None:
             d, _ = cKDTree(b).query(a[["y", "x"]].to_numpy())
             m += int((d <= 1).sum())
             m_good += int((d[gate[a.index].to_numpy()] <= 1).sum())
-        res = track_pipeline(locs, 100 / 285, 24.0, search_range_px=5, memory=3, min_length=25)
-        dd = res["fit"].D_um2_s
+        dd, ci = d_row(locs)
         print(f"{label:<34} {n_sf / len(frames):10.1f} {100 * m / len(f):11.1f}% "
               f"{100 * (n_sf - m) / len(f):6.1f}% {100 * m_good / max(gate.sum(), 1):20.1f}% "
-              f"{dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {dt:5.1f}")
+              f"{dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {dt:5.1f} {ci:>24}")
+    dd, ci = d_row(f[["frame", "y", "x"]])
+    print(f"{'trackpy features, same linker/MSD':<34} {len(f) / len(frames):10.1f} {'':>12} "
+          f"{'':>7} {'':>21} {dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {'':>5} "
+          f"{ci:>24}")
 
 
 def _timed(fn):

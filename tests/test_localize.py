@@ -307,6 +307,34 @@ def test_msd_fit_error_matches_simulation_and_drift_correction_is_unbiased():
     assert optimal_fit_lags(np.full(20, 200), 5.0) > 3
 
 
+def test_pipeline_D_unbiased_and_interval_honest_on_brownian_truth():
+    """Issue 17: link -> drift -> MSD -> D on Brownian tracks with known D, static error and
+    a drifting stage is unbiased, and the bootstrap s.e. over tracks matches both the exact
+    Brownian s.e. (msd_fit_error) and the spread between movies; its 95 % interval covers D."""
+    from scopeflow.track.analysis import track_pipeline
+    from scopeflow.track.motion import msd_fit_error
+
+    rng = np.random.default_rng(11)
+    D, px, fps, sig = 0.4, 0.35, 24.0, 0.15
+    est, se, cover = [], [], 0
+    for _ in range(16):
+        tr = _brownian(150, 30, D, px, fps, sig, rng)
+        t = tr["frame"].to_numpy() / fps
+        tr["y"] += (0.5 * t + 0.3 * np.sin(2 * np.pi * t)) / px  # stage drift, µm -> px
+        tr["x"] -= 0.8 * t / px
+        s = track_pipeline(tr.drop(columns="particle"), px, fps, search_range_px=5, memory=3,
+                           min_length=25)["summary"]
+        est.append(s["D_um2_s"] / D)
+        se.append(s["D_se_um2_s"] / D)
+        cover += s["D_ci_low_um2_s"] <= D <= s["D_ci_high_um2_s"]
+    est = np.array(est)
+    pred = msd_fit_error(np.full(150, 30), D, sig * px, 1 / fps, 10)
+    assert np.mean(se) == pytest.approx(pred, rel=0.2)
+    assert est.std(ddof=1) == pytest.approx(pred, rel=0.5)  # 16 movies
+    assert abs(est.mean() - 1) < 3 * pred / np.sqrt(len(est))
+    assert cover >= 13
+
+
 def test_compiled_kernels_match_numpy_code():
     """numba fit / peaks / filter give the numpy code's numbers (fit stopped at 1e-3 px)."""
     from scipy import ndimage

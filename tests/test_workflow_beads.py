@@ -253,7 +253,8 @@ def bad_beads_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("bad_beads")
     movie, _ = small_movie()
     tifffile.imwrite(work / "good.tif", movie)  # a multi-page TIFF
-    for name in ("truncated", "sizes", "nocal"):
+    tifffile.imwrite(work / "nocal.tif", movie)  # the good movie, no calibration anywhere
+    for name in ("truncated", "sizes"):
         d = work / name
         d.mkdir()
         for t, frame in enumerate(movie[:6]):
@@ -269,7 +270,7 @@ def bad_beads_run(tmp_path_factory):
             "empty\tbeads\tempty\t0.2\t20",
             "truncated\tbeads\ttruncated\t0.2\t20",
             "sizes\tbeads\tsizes\t0.2\t20",
-            "nocal\tbeads\tnocal\t\t"]
+            "nocal\tbeads\tnocal.tif\t\t"]
     (work / "samples.tsv").write_text("\n".join(rows) + "\n")
     write_config(work, demo={"enabled": False}, samples="samples.tsv", track={"model": "none"})
     proc = snakemake(work, "--cores", "2", "--keep-going", check=False)
@@ -280,7 +281,6 @@ def bad_beads_run(tmp_path_factory):
     ("empty", ["empty", "no frame images"]),
     ("truncated", ["f_3.png", "cannot read"]),
     ("sizes", ["f_4.png", "(64, 96)"]),
-    ("nocal", ["nocal", "pixel size"]),
     ("short", ["short.tif", "2 frame(s)", "at least 3 frames"]),
 ])
 def test_bad_movie_fails_with_one_line(bad_beads_run, sample, needles):
@@ -304,6 +304,34 @@ def test_good_movie_finishes_despite_bad_ones(bad_beads_run):
     assert summary["n_frames"] == 30 and summary["n_tracks"] > 0
     assert summary["detector"] == "matched_filter"
     assert not (work / "results" / "bead_samples.parquet").exists()  # needs every bead sample
+
+
+def test_movie_without_calibration_runs_in_px_and_frames(bad_beads_run):
+    """Issue 17: no pixel size / frame rate in the sheet, a marker file or the config: the
+    workflow tracks in px and frames, names the columns so (as ``scopeflow track``) and says
+    it in one log line; the numbers are the calibrated ones divided by the calibration."""
+    work, _ = bad_beads_run
+    res, good = work / "results" / "nocal", work / "results" / "good"
+    row = pd.read_parquet(res / "sample.parquet").iloc[0]
+    ref = pd.read_parquet(good / "sample.parquet").iloc[0]
+    assert row["length_unit"] == "px" and row["time_unit"] == "frame"
+    assert ref["length_unit"] == "um" and ref["time_unit"] == "s"
+    assert np.isnan(row["pixel_size_um"]) and np.isnan(row["fps"])
+    assert "D_um2_s" not in row.index and row["n_tracks"] == ref["n_tracks"] > 0
+    # good.tif is the same movie at 0.2 µm/px and 20 fps
+    assert row["D_px2_frame"] == pytest.approx(ref["D_um2_s"] / 0.2**2 / 20, rel=1e-9)
+    assert row["D_se_px2_frame"] > 0
+    tracks = pd.read_parquet(res / "tracks.parquet")
+    assert list(tracks.columns[:5]) == ["sample", "particle", "frame", "y_px", "x_px"]
+    assert "y_um" not in tracks.columns and "t_frame" in tracks.columns
+    msd = pd.read_parquet(res / "msd.parquet")
+    assert list(msd.columns[:4]) == ["sample", "lag", "lag_frame", "msd_px2"]
+    assert "D_px2_frame" in pd.read_parquet(res / "diffusion.parquet").columns
+    assert (res / "report" / "tracks.png").is_file()
+    text = (res / "logs" / "track_beads.log").read_text()
+    notes = [line for line in text.splitlines() if "no pixel size and frame rate" in line]
+    assert len(notes) == 1 and "px" in notes[0] and "frames" in notes[0]
+    assert "no pixel size" not in (good / "logs" / "track_beads.log").read_text()
 
 
 # ------------------------------------------------------------------ discovery and reading

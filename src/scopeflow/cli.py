@@ -193,7 +193,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
         ", " + (f"{cal['fps']:.4g} fps" if cal["fps"] else "no frame rate")
     print(
         f"{args.input}: {s['n_tracks']} tracks of >= {args.min_length} frames, "
-        f"D = {s[dkey]:.4g} {lu}^2/{tu} (exponent {s['exponent']:.3f}; "
+        f"D = {s[dkey]:.4g} ± {s.get(f'D_se_{lu}2_{tu}', float('nan')):.2g} {lu}^2/{tu} "
+        f"(exponent {s['exponent']:.3f}; "
         f"{calib}; beads ~{res['locs'].attrs.get('diameter_px') or float('nan'):.3g} px) -> {args.output}, "
         f"{stem}_msd.csv, {stem}_diffusion.csv, {stem}_summary.json "
         f"({time.perf_counter() - t0:.2f} s)"

@@ -159,20 +159,28 @@ def create_movie(
     return create_group(path, model, [shape], dtype, c, None)["0"]
 
 
-def movie_model(name: str, frame_interval_s: float, pixel_size_um: float, omero=None):
-    """NGFF image model of a movie: one level, axes t (s), y, x (µm); ``omero``: display metadata."""
+def movie_model(name: str, frame_interval_s: float | None, pixel_size_um: float | None,
+                omero=None):
+    """NGFF image model of a movie: one level, axes t (s), y, x (µm); ``omero``: display metadata.
+
+    An unknown frame interval or pixel size (None) gives scale 1 and no unit on its axes
+    (frames, pixels).
+    """
     from yaozarrs import v05
 
-    axes = [v05.TimeAxis(name="t", type="time", unit="second"),
-            v05.SpaceAxis(name="y", type="space", unit="micrometer"),
-            v05.SpaceAxis(name="x", type="space", unit="micrometer")]
+    tu, su = ("second" if frame_interval_s else None), ("micrometer" if pixel_size_um else None)
+    axes = [v05.TimeAxis(name="t", type="time", unit=tu),
+            v05.SpaceAxis(name="y", type="space", unit=su),
+            v05.SpaceAxis(name="x", type="space", unit=su)]
+    dt, ps = (float(frame_interval_s or 1.0), float(pixel_size_um or 1.0))
     ds = v05.Dataset(path="0", coordinateTransformations=[
-        v05.ScaleTransformation(scale=[frame_interval_s, pixel_size_um, pixel_size_um])])
+        v05.ScaleTransformation(scale=[dt, ps, ps])])
     return v05.Image(multiscales=[v05.Multiscale(name=name, axes=axes, datasets=[ds])], omero=omero)
 
 
 def finish_movie(
-    path: str | Path, *, name: str, fps: float, pixel_size_um: float, window: tuple[float, float],
+    path: str | Path, *, name: str, fps: float | None, pixel_size_um: float | None,
+    window: tuple[float, float],
     attrs: Mapping | None = None,
 ) -> None:
     """Write a movie store's NGFF metadata: axes t (s), y, x (µm), one ``frames`` channel.
@@ -183,10 +191,10 @@ def finish_movie(
         Store made by :func:`create_movie`, frames written.
     name : str
         Image name.
-    fps : float
-        Frames per second (the ``t`` scale is ``1 / fps`` s).
-    pixel_size_um : float
-        Pixel size at the sample (µm).
+    fps : float or None
+        Frames per second (the ``t`` scale is ``1 / fps`` s; None: unknown, scale 1 frame).
+    pixel_size_um : float or None
+        Pixel size at the sample (µm; None: unknown, scale 1 px).
     window : (float, float)
         Display window (e.g. the first frame's 0.5–99.5 % percentiles).
     attrs : mapping, optional
@@ -199,5 +207,5 @@ def finish_movie(
                                                    window=v05.OmeroWindow(start=lo, end=hi, min=lo, max=hi))],
                         rdefs=v05.OmeroRenderingDefs(model="greyscale"))
     root = zarr.open_group(str(path), mode="a", zarr_format=3)
-    root.attrs.update({"ome": ome_dict(movie_model(name, 1.0 / fps, pixel_size_um, display)),
+    root.attrs.update({"ome": ome_dict(movie_model(name, 1.0 / fps if fps else None, pixel_size_um, display)),
                        "scopeflow": dict(attrs or {})})

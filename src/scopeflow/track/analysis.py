@@ -18,6 +18,7 @@ from scopeflow.track.motion import (
     DiffusionFit,
     add_um,
     compute_drift,
+    diffusion_interval,
     diffusion_per_particle,
     ensemble_msd,
     fit_diffusion,
@@ -39,8 +40,14 @@ def summarize_tracks(
     n_locs: int | None = None,
     pixel_size_um: float | None = None,
     fps: float | None = None,
+    interval: tuple[float, float, float] | None = None,
 ) -> dict:
-    """Per-sample summary: counts, track lengths, drift, ensemble and per-particle D."""
+    """Per-sample summary: counts, track lengths, drift, ensemble and per-particle D.
+
+    ``interval`` is ``(se, low, high)`` of the ensemble D
+    (:func:`~scopeflow.track.motion.diffusion_interval`), reported as ``D_se_um2_s``,
+    ``D_ci_low_um2_s``, ``D_ci_high_um2_s`` (NaN when not given).
+    """
     lengths = tracks.groupby("particle").size() if len(tracks) else pd.Series(dtype=int)
     out = {
         "n_frames": int(n_frames) if n_frames is not None else int(tracks["frame"].nunique()),
@@ -50,6 +57,9 @@ def summarize_tracks(
         "pixel_size_um": pixel_size_um,
         "fps": fps,
         "D_um2_s": fit.D_um2_s,
+        "D_se_um2_s": (interval or (float("nan"),) * 3)[0],
+        "D_ci_low_um2_s": (interval or (float("nan"),) * 3)[1],
+        "D_ci_high_um2_s": (interval or (float("nan"),) * 3)[2],
         "exponent": fit.exponent,
         "A_um2_s": fit.A_um2_s,
         "msd_offset_um2": fit.offset_um2,
@@ -102,7 +112,8 @@ def track_pipeline(
         ``tracks`` (``particle, frame, y, x, y_um, x_um`` + localisation columns, measured
         positions, with ``drift_y_px, drift_x_px``), ``msd`` (per particle, long),
         ``ensemble`` (ensemble MSD), ``fit`` (DiffusionFit), ``diffusion`` (per particle),
-        ``drift`` (per frame), ``summary`` (dict).
+        ``drift`` (per frame), ``summary`` (dict; with the bootstrap interval of D over
+        tracks, :func:`~scopeflow.track.motion.diffusion_interval`).
     """
     p = (params or LinkParams()).with_changes(**changes)
     drift, max_lag, fit_lags = p.drift, p.max_lag, p.fit_lags
@@ -118,6 +129,8 @@ def track_pipeline(
     fit = fit_diffusion(ens, fit_lags, lengths=lengths) if len(ens) else DiffusionFit(
         *(float("nan"),) * 4, 0)
     per_lags = fit.n_lags if isinstance(fit_lags, str) and fit.n_lags >= 2 else fit_lags
+    ci = diffusion_interval(corr, pixel_size_um, fps, fit.n_lags, drift_subtracted=sub) \
+        if len(ens) else None
     per = diffusion_per_particle(corr, pixel_size_um, fps, per_lags, drift_subtracted=sub)
     msd = msd_per_particle(corr, pixel_size_um, fps, max_lag, drift_subtracted=sub)
     tracks = t.copy()
@@ -125,6 +138,6 @@ def track_pipeline(
     tracks["drift_x_px"] = corr["drift_x_px"].to_numpy() if len(t) else []
     tracks = add_um(tracks, pixel_size_um)
     summary = summarize_tracks(tracks, ens, fit, per, n_frames=n_frames, n_locs=len(locs),
-                               pixel_size_um=pixel_size_um, fps=fps)
+                               pixel_size_um=pixel_size_um, fps=fps, interval=ci)
     return {"tracks": tracks, "msd": msd, "ensemble": ens, "fit": fit, "diffusion": per,
             "drift": dr, "summary": summary}

@@ -237,6 +237,7 @@ def _scale_maxima(z: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np
 
     k = z.shape[0]
     ks, ys, xs = [], [], []
+    zp = None  # the stack with a 1-px edge border, padded once
     for i in range(1, k - 1) if k > 2 else range(k):
         yx = find_peaks(z[i], float(thresholds[i]), 1)
         if not len(yx):
@@ -244,9 +245,11 @@ def _scale_maxima(z: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np
         yy, xx = yx[:, 0], yx[:, 1]
         v = z[i][yy, xx]
         ok = np.ones(len(yy), bool)
+        if zp is None and k > 1:
+            zp = np.pad(z, ((0, 0), (1, 1), (1, 1)), mode="edge")
         for j in (i - 1, i + 1):
             if 0 <= j < k:
-                pj = np.pad(z[j], 1, mode="edge")
+                pj = zp[j]
                 for dy in (0, 1, 2):
                     for dx in (0, 1, 2):
                         ok &= pj[yy + dy, xx + dx] <= v
@@ -343,18 +346,24 @@ def nms_radius(points: np.ndarray, scores: np.ndarray, radii: np.ndarray) -> np.
         return np.zeros(0, np.int64)
     rad = np.broadcast_to(np.asarray(radii, dtype=np.float64), (n,))
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    tree = cKDTree(pts)
-    rmax = float(rad.max())
+    # every pair that suppresses (distance < max(r_i, r_j)), found once, as neighbour lists
+    pairs = cKDTree(pts).query_pairs(float(rad.max()), output_type="ndarray")
+    if len(pairs):
+        d = np.hypot(*(pts[pairs[:, 0]] - pts[pairs[:, 1]]).T)
+        pairs = pairs[d < np.maximum(rad[pairs[:, 0]], rad[pairs[:, 1]])]
+    if not len(pairs):
+        return order.astype(np.int64)
+    a = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    b = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    srt = np.argsort(a, kind="stable")
+    nbr = b[srt]
+    start = np.searchsorted(a[srt], np.arange(n + 1))
     alive = np.ones(n, bool)
     keep = []
-    for i in order:
-        if not alive[i]:
-            continue
-        keep.append(i)
-        for j in tree.query_ball_point(pts[i], rmax):
-            if j != i and alive[j]:
-                if math.hypot(*(pts[j] - pts[i])) < max(rad[i], rad[j]):
-                    alive[j] = False
+    for i in order.tolist():
+        if alive[i]:
+            keep.append(i)
+            alive[nbr[start[i]:start[i + 1]]] = False
     return np.asarray(keep, dtype=np.int64)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "frame_files",
     "ingest_movie",
     "iter_frames",
+    "calibration_note",
     "movie_calibration",
     "read_frames",
     "read_movie",
@@ -171,23 +172,26 @@ def movie_calibration(
     default_pixel_size_um: float | None = None,
     default_fps: float | None = None,
     hint: Mapping[str, str] | None = None,
+    required: bool = True,
 ) -> dict:
     """Pixel size and frame rate of a movie: sample sheet, else ``scopeflow_beads.json``, else
     the config fallbacks.
 
     ``hint`` maps ``pixel_size_um`` / ``fps`` to how the user gives the value where it is
     missing (default: the sample sheet, the marker file or the ``track`` config section).
+    With ``required=False`` a value given nowhere is None (``*_from``: ``none``): the movie is
+    then analysed in pixels and/or frames (:mod:`scopeflow.track.units`).
 
     Returns
     -------
     dict
         ``pixel_size_um``, ``fps`` and, for each, where it came from (``*_from``: ``sheet``,
-        ``metadata`` or ``config``).
+        ``metadata``, ``config`` or ``none``).
 
     Raises
     ------
     ScopeflowError
-        If either is unknown or not positive, saying where to give it.
+        If either is not positive, or unknown while ``required``, saying where to give it.
     """
     meta = read_beads_marker(path)
     out = {}
@@ -200,6 +204,9 @@ def movie_calibration(
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 value, origin = v, o
                 break
+        if value is None and not required:
+            out[key], out[f"{key}_from"] = None, "none"
+            continue
         if value is None:
             how = (hint or {}).get(key) or (f"{key} in the sample sheet, in {BEADS_MARKER} "
                                            f"beside the frames, or track.{key} in the config")
@@ -241,7 +248,9 @@ def ingest_movie(
         Store to create (NGFF 0.5 image, Zarr v3, one level; axes t (s), y, x (µm)). It is
         written under a temporary name and renamed into place when complete.
     pixel_size_um, fps : float, optional
-        From the sample sheet (override the metadata); see :func:`movie_calibration`.
+        From the sample sheet (override the metadata); see :func:`movie_calibration`. Given
+        nowhere (sheet, marker file, config): stored as None, with one note in the log; the
+        tracks are then measured in px and/or frames.
     default_pixel_size_um, default_fps : float, optional
         Config fallbacks.
     provenance : mapping, optional
@@ -268,7 +277,10 @@ def ingest_movie(
     from scopeflow.io import ngff_write
 
     cal = movie_calibration(path, pixel_size_um, fps, default_pixel_size_um=default_pixel_size_um,
-                            default_fps=default_fps)
+                            default_fps=default_fps, required=False)
+    note = calibration_note(cal)
+    if note:
+        log.info("%s: %s", path, note)
     out_zarr = Path(out_zarr)
     out_zarr.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(out_zarr)
@@ -316,7 +328,7 @@ def ingest_movie(
     attrs = {
         **dict(provenance or {}),
         "kind": "beads",
-        "pixel_size_um": ps, "fps": f, "frame_interval_s": 1.0 / f,
+        "pixel_size_um": ps, "fps": f, "frame_interval_s": 1.0 / f if f else None,
         "pixel_size_um_from": cal["pixel_size_um_from"], "fps_from": cal["fps_from"],
         "n_frames": n_frames, "shape": [n_frames, *first[1]], "dtype": str(first[2]),
         "source": str(path), "sources": sources,
@@ -325,10 +337,21 @@ def ingest_movie(
     ngff_write.finish_movie(tmp, name=sample or Path(path).name, fps=f, pixel_size_um=ps,
                           window=(lo, hi), attrs=attrs)
     replace(tmp, out_zarr)
-    log.info("%s: %d frames of %dx%d %s, %.4g µm/px (%s), %.4g fps (%s), %.1f s", path, n_frames,
-             first[1][0], first[1][1], first[2], ps, cal["pixel_size_um_from"], f, cal["fps_from"],
-             time.perf_counter() - t0)
+    log.info("%s: %d frames of %dx%d %s, %s µm/px (%s), %s fps (%s), %.1f s", path, n_frames,
+             first[1][0], first[1][1], first[2], f"{ps:.4g}" if ps else "no", cal["pixel_size_um_from"],
+             f"{f:.4g}" if f else "no", cal["fps_from"], time.perf_counter() - t0)
     return attrs
+
+
+def calibration_note(cal: Mapping) -> str:
+    """One line saying which calibration is missing and the units used instead ('' if none)."""
+    ps, f = cal.get("pixel_size_um"), cal.get("fps")
+    if ps and f:
+        return ""
+    missing = " and ".join(w for w, v in (("pixel size", ps), ("frame rate", f)) if not v)
+    return (f"note: no {missing} given (sample sheet pixel_size_um/fps, {BEADS_MARKER} or "
+            f"track.pixel_size_um/fps): lengths in {'um' if ps else 'px'}, times in "
+            f"{'s' if f else 'frames'} (columns named so)")
 
 
 def read_movie(zarr_path: str | Path):

@@ -30,9 +30,9 @@ from scopeflow.io.atomic import atomic_path, write_text
 from scopeflow.track.analysis import track_pipeline
 from scopeflow.track.localize import locate_stack
 from scopeflow.track.motion import require_msd_frames
-from scopeflow.track.movie import _movie_record, read_frames, read_movie
+from scopeflow.track.movie import _movie_record, calibration_note, read_frames, read_movie
 from scopeflow.track.params import LinkParams, LocateParams
-from scopeflow.track.units import rename_units
+from scopeflow.track.units import rename_units, unit_names
 
 log = logging.getLogger("scopeflow")
 
@@ -71,7 +71,8 @@ MSD_COLUMNS = ["sample", "lag", "lag_s", "msd_um2", "msd_y_um2", "msd_x_um2", "n
 
 #: Per-sample summary row.
 SAMPLE_COLUMNS = ["sample", "n_frames", "n_localizations", "n_tracks", "median_track_length",
-                  "pixel_size_um", "fps", "D_um2_s", "exponent", "A_um2_s", "msd_offset_um2",
+                  "pixel_size_um", "fps", "D_um2_s", "D_se_um2_s", "D_ci_low_um2_s",
+                  "D_ci_high_um2_s", "exponent", "A_um2_s", "msd_offset_um2",
                   "fit_lags", "D_particle_median_um2_s", "D_particle_iqr_um2_s", "median_ep_px",
                   "drift_y_px", "drift_x_px", "detector"]
 
@@ -208,7 +209,12 @@ def track_movie(
         From :func:`locate_movie` (its provenance gives the pixel size, fps and frame count).
     out_tracks, out_diffusion, out_msd, out_sample : str or Path
         Parquet tables (+ CSV mirrors) with :data:`TRACK_COLUMNS`, :data:`DIFFUSION_COLUMNS`,
-        :data:`MSD_COLUMNS` and :data:`SAMPLE_COLUMNS`. The sample summary is written last.
+        :data:`MSD_COLUMNS` and :data:`SAMPLE_COLUMNS` (+ ``length_unit, time_unit``). The
+        sample summary is written last. A movie without pixel size and/or frame rate
+        (``pixel_size_um`` / ``fps`` None in its provenance) is measured in px and/or frames
+        and the columns say so, as for ``scopeflow track``
+        (:func:`~scopeflow.track.units.rename_units`: ``D_px2_frame``, ``msd_px2``,
+        ``lag_frame``, ``t_frame``; ``y_um, x_um`` dropped); one note line in the log.
     sample : str
         Sample name (first column of every table).
     params : LinkParams, optional
@@ -227,18 +233,23 @@ def track_movie(
     t0 = time.perf_counter()
     prov = tables.read_provenance(locs_parquet)
     movie = prov.get("movie") or {}
-    ps, fps = movie.get("pixel_size_um"), movie.get("fps")
-    if not ps or not fps:
+    if "pixel_size_um" not in movie or "fps" not in movie:
         raise ScopeflowError(f"{locs_parquet}: no pixel size / fps in its provenance; rerun the "
                              "locate step (scopeflow.track.stages.locate_movie)")
+    ps, fps = movie["pixel_size_um"], movie["fps"]  # None: unknown, px / frames
+    known = (bool(ps), bool(fps))
+    note = calibration_note(movie)
+    if note:
+        log.info("%s: %s", sample, note)
     require_msd_frames(movie.get("n_frames"), (prov.get("inputs") or [sample])[0])
     locs = tables.read_table(locs_parquet)
     locs = locs.drop(columns=["sample"]).rename(columns={"y_px": "y", "x_px": "x"})
     p = (params or LinkParams()).with_changes(**changes)
-    res = track_pipeline(locs, float(ps), float(fps), p, n_frames=movie.get("n_frames"))
+    res = track_pipeline(locs, float(ps or 1.0), float(fps or 1.0), p,
+                         n_frames=movie.get("n_frames"))
     tr = res["tracks"].rename(columns={"y": "y_px", "x": "x_px"})
     tr.insert(0, "sample", sample)
-    tr["t_s"] = tr["frame"].to_numpy(float) / float(fps)
+    tr["t_s"] = tr["frame"].to_numpy(float) / float(fps or 1.0)
     tr = tr.reindex(columns=TRACK_COLUMNS)
     tr["particle"] = tr["particle"].astype(np.int64)
     tr["frame"] = tr["frame"].astype(np.int64)
@@ -253,9 +264,11 @@ def track_movie(
     for df, ints in ((per, ("particle", "n_frames", "n_lags")), (ens, ("lag", "n_disp"))):
         for c in df.columns[1:]:
             df[c] = df[c].astype(np.int64 if c in ints else np.float64)
-    summary = {"sample": sample, **res["summary"],
+    summary = {"sample": sample, **res["summary"], "pixel_size_um": ps, "fps": fps,
                "detector": (prov.get("locate") or {}).get("detector")}
     row = pd.DataFrame([{c: summary.get(c, np.nan) for c in SAMPLE_COLUMNS}])
+    row["pixel_size_um"] = row["pixel_size_um"].astype(np.float64)  # NaN when unknown
+    row["fps"] = row["fps"].astype(np.float64)
     for c in ("n_frames", "n_localizations", "n_tracks", "fit_lags"):
         row[c] = row[c].astype(np.int64)
     for c in SAMPLE_COLUMNS[1:-1]:
@@ -268,12 +281,17 @@ def track_movie(
     run = dict(provenance or {})
     prov = {**prov, **run, "models": {**prov.get("models", {}), **run.get("models", {})},
             "track": p.record()}
-    tables.write_table(tr, out_tracks, prov)
-    tables.write_table(per, out_diffusion, prov)
-    tables.write_table(ens, out_msd, prov)
+    lu, tu = unit_names(*known)
+    row = rename_units(row, *known)
+    row.insert(row.columns.get_loc("fps") + 1, "length_unit", lu)
+    row.insert(row.columns.get_loc("length_unit") + 1, "time_unit", tu)
+    tables.write_table(rename_units(tr, *known), out_tracks, prov)
+    tables.write_table(rename_units(per, *known), out_diffusion, prov)
+    tables.write_table(rename_units(ens, *known), out_msd, prov)
     tables.write_table(row, out_sample, prov)  # last
-    log.info("%s: %d tracks, D = %.4g µm²/s, exponent %.3f, %.1f s", sample,
-             summary["n_tracks"], summary["D_um2_s"], summary["exponent"],
+    summary = rename_units(summary, *known)
+    log.info("%s: %d tracks, D = %.4g %s²/%s, exponent %.3f, %.1f s", sample,
+             summary["n_tracks"], summary[f"D_{lu}2_{tu}"], lu, tu, summary["exponent"],
              time.perf_counter() - t0)
     return summary
 
