@@ -3,8 +3,9 @@
 Each stage (ingest, dpc, segment, measure) of one shard runs in a fresh child process with the
 production code path (``smear_raw``: an Octopi acquisition of 8-bit BMP left/right images,
 flatfields, DPC, phase, U-Net, measurements) and its peak RSS is read from the kernel
-(``ru_maxrss``). The images are made from a real Octopi DPC image of ../shared/data tiled
-to the FOV size (left/right = 128 ± 100·(DPC − 0.5)). Cases: 1 and 4 FOVs of 1024² (peak
+(``VmHWM`` of ``/proc/self/status``: the child's own high-water mark; ``ru_maxrss`` would
+count the benchmark's RSS at the fork). The images are made from a real Octopi DPC image of
+../shared/data tiled to the FOV size (left/right = 128 ± 100·(DPC − 0.5)). Cases: 1 and 4 FOVs of 1024² (peak
 RSS must not grow with the number of FOVs), one FOV of 4096², and with ``--big`` one FOV
 of 12000² (several GB: run it alone).
 
@@ -12,7 +13,7 @@ For every stage it prints the peak RSS (MB), the bytes per pixel of the FOV, and
 ``mem_mb`` the workflow's rule asks for a FOV of that size
 (:func:`scopeflow.resources.stage_mem_mb`); a peak above it is flagged.
 
-    python benchmarks/memory.py [--big] [--threads 2] [--method unet]
+    python benchmarks/memory.py [--big | --only-big] [--stages ingest,dpc] [--threads 2] [--method unet]
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ elif stage == "segment":
                            if args["method"] == "unet" else {})
 elif stage == "measure":
     pipeline.measure_store(d + "/s.ome.zarr", d + "/seg.json", d + "/cells.parquet", d + "/fovs.parquet", sample="s")
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+try:  # this process's own high-water mark (ru_maxrss would include the parent's RSS at fork)
+    with open("/proc/self/status") as fh:
+        print(next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) / 1024.0)
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
 """
 
 

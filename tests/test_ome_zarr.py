@@ -104,3 +104,30 @@ def test_new_writer_keeps_pixels_labels_and_measurements_of_the_old_one(tmp_path
         tables[name] = cells
     pd.testing.assert_frame_equal(tables["old"], tables["new"])
     assert len(tables["new"]) == 40
+
+
+def test_plate_and_well_json_are_the_ngff_models(tmp_path):
+    """The store's plate is written as JSON without importing the models: the same dicts, valid."""
+    from yaozarrs import v05, validate_zarr_store
+
+    from scopeflow.io.ngff_write import NGFF_VERSION, ome_dict
+
+    wells = [(0, 0), (0, 2), (1, 1)]
+    got = ome_zarr.plate_attrs("s", 2, 3, wells, 2)
+    want = ome_dict(v05.Plate(plate=v05.PlateDef(
+        name="s", rows=[v05.Row(name="A"), v05.Row(name="B")],
+        columns=[v05.Column(name=str(c)) for c in (1, 2, 3)],
+        wells=[v05.PlateWell(path=f"{'AB'[r]}/{c + 1}", rowIndex=r, columnIndex=c) for r, c in wells],
+        field_count=2)))
+    want["plate"]["version"] = NGFF_VERSION
+    assert got == want
+    assert ome_zarr.well_attrs(["0", "1"]) == ome_dict(
+        v05.Well(well=v05.WellDef(images=[v05.FieldOfView(path="0"), v05.FieldOfView(path="1")])))
+    path = tmp_path / "p.ome.zarr"
+    ome_zarr.create_sample_store(path, ["a", "b", "c"], {}, positions={"a": (0, 0), "b": (1, 2), "c": (0, 0)})
+    assert ome_zarr.fov_paths(path) == {"a": "A/1/0", "b": "B/3/0", "c": "A/1/1"}
+    root = zarr.open_group(str(path), mode="r")
+    assert root["A/1"].attrs["ome"]["well"]["images"] == [{"path": "0"}, {"path": "1"}]
+    for fov in "abc":
+        ome_zarr.write_image(path, fov, {"dpc": np.zeros((32, 32), np.float32)}, 1.0)
+    validate_zarr_store(str(path))

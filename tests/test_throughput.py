@@ -121,11 +121,12 @@ def test_load_flatfields_reads_coarse_and_full_files(tmp_path):
     coarse = np.linspace(0.9, 1.1, 12 * 16).reshape(12, 16)
     np.savez(tmp_path / "c.npz", left_coarse=coarse, right_coarse=coarse[::-1],
              shape=np.asarray((100, 130)), bin_factor=np.asarray(8))
-    ff = pipeline.load_flatfields(tmp_path / "c.npz")
-    assert ff["left"].shape == (100, 130) and abs(float(ff["left"].mean()) - 1) < 1e-5
-    np.testing.assert_array_equal(ff["right"], normalize.expand_flatfield(coarse[::-1], (100, 130), 8))
-    np.savez(tmp_path / "f.npz", left=ff["left"], right=ff["right"])  # full resolution, as before
-    np.testing.assert_array_equal(pipeline.load_flatfields(tmp_path / "f.npz")["left"], ff["left"])
+    ff = pipeline.load_flatfields(tmp_path / "c.npz")  # expanded by rows, when asked for
+    assert ff["left"].shape == (100, 130) and abs(float(ff["left"][:].mean()) - 1) < 1e-5
+    np.testing.assert_array_equal(ff["right"][:], normalize.expand_flatfield(coarse[::-1], (100, 130), 8))
+    np.testing.assert_array_equal(ff["right"][37:61], normalize.expand_flatfield(coarse[::-1], (100, 130), 8)[37:61])
+    np.savez(tmp_path / "f.npz", left=ff["left"][:], right=ff["right"][:])  # full resolution, as before
+    np.testing.assert_array_equal(pipeline.load_flatfields(tmp_path / "f.npz")["left"], ff["left"][:])
     np.savez(tmp_path / "e.npz")
     assert pipeline.load_flatfields(tmp_path / "e.npz") == {}
 

@@ -16,6 +16,7 @@ warmup    compile the numba kernels into numba's cache once per installation
 parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
 train-parasites  cross-validate and train the malaria parasite CNN ensemble
 fit-parasite-ood  fit the parasite classifier's out-of-distribution reference (cross-validated threshold)
+fit-parasite-threshold  set the parasite classifier's operating threshold from simulated negative slides
 """
 
 from __future__ import annotations
@@ -314,6 +315,12 @@ def _parasites_ood_fit():
     return ood, ood.fit_ood_main
 
 
+def _parasites_threshold_fit():
+    from scopeflow.parasites import threshold
+
+    return threshold, threshold.fit_threshold_main
+
+
 #: Training commands: what they train, their description, and where their arguments and
 #: runner are (``add_arguments(parser)`` and ``runner(args, argv)`` beside the training code).
 TRAINING = {
@@ -341,6 +348,12 @@ TRAINING = {
                          "its training crops (cross-validated threshold), write <stem>.ood.npz, "
                          "record its sha256 in the model card, print the rejection figures.",
                          _parasites_ood_fit),
+    "fit-parasite-threshold": ("set the parasite classifier's threshold from negative slides",
+                               "Run simulated 0/uL slides through spot detection and the "
+                               "classifier; set the operating threshold to the lowest calibrated "
+                               "p at which they stay within the false-positive budget "
+                               "(Octopi's rule); rewrite the weights, card sha256 and OOD binding.",
+                               _parasites_threshold_fit),
 }
 
 

@@ -19,9 +19,12 @@ import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
+
+if TYPE_CHECKING:  # zarr is imported where used (job start-up)
+    import zarr
 
 __all__ = [
     "CHANNEL_COLORS",
@@ -51,6 +54,7 @@ CHANNEL_COLORS = {"dpc": "FFFFFF", "phase": "FFFFFF", "fluorescence_r": "FF0000"
 def create_array(path, shape, dtype, chunks, *, shards=None, dimension_names=None, overwrite=False,
                  compression=None):
     """Array factory handed to ``yaozarrs``: zarr-python, zstd level 0, fill value 0."""
+    import zarr
     from zarr.codecs import BytesCodec, ZstdCodec
 
     return zarr.create_array(
@@ -85,7 +89,7 @@ def levels_for(shape: Sequence[int], min_size: int = 256, max_levels: int = 4) -
 def downsample_mean(img: np.ndarray) -> np.ndarray:
     """2x block-mean of the last two axes (odd edges dropped)."""
     h, w = img.shape[-2] // 2 * 2, img.shape[-1] // 2 * 2
-    v = img[..., :h, :w].astype(np.float32)
+    v = np.asarray(img[..., :h, :w], dtype=np.float32)  # no copy of a float32 image
     return 0.25 * (v[..., 0::2, 0::2] + v[..., 1::2, 0::2] + v[..., 0::2, 1::2] + v[..., 1::2, 1::2])
 
 
@@ -200,6 +204,7 @@ def finish_movie(
     attrs : mapping, optional
         Stored under ``scopeflow``.
     """
+    import zarr
     from yaozarrs import v05
 
     lo, hi = (float(v) for v in window)

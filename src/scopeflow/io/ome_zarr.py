@@ -31,9 +31,9 @@ import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import zarr
 
 from scopeflow.io.ngff_write import (
     NGFF_VERSION,
@@ -45,6 +45,9 @@ from scopeflow.io.ngff_write import (
     omero_model,
     create_group,
 )
+
+if TYPE_CHECKING:  # zarr is imported where used: creating a store needs only JSON
+    import zarr
 
 #: Root attribute holding the FOV name -> group path index of a sample store.
 LAYOUT_ATTR = "scopeflow_layout"
@@ -100,6 +103,8 @@ def plate_layout(
 
 def _kept_layout(path: Path, names: Sequence[str]) -> dict[str, tuple[int, int, int]] | None:
     """Places of the FOVs of an existing store, None when there is none or one is not in ``names``."""
+    import zarr
+
     if not (path / "zarr.json").is_file():
         return None
     try:
@@ -163,8 +168,6 @@ def create_sample_store(
         when there is none, or when one of its FOVs is not in ``fov_names`` or a FOV has no
         grid position.
     """
-    from yaozarrs import v05
-
     path = Path(path)
     if not fov_names:
         raise ValueError(f"{path}: a sample store needs at least one FOV")
@@ -175,36 +178,58 @@ def create_sample_store(
     wells: dict[tuple[int, int], list[str]] = {}
     for fov, (r, c, f) in layout.items():
         wells.setdefault((r, c), []).append(str(f))
-    plate = v05.Plate(plate=v05.PlateDef(
-        name=name or path.name.removesuffix(".ome.zarr").removesuffix(".zarr"),
-        rows=[v05.Row(name=_row_name(r)) for r in range(n_rows)],
-        columns=[v05.Column(name=str(c + 1)) for c in range(n_cols)],
-        wells=[v05.PlateWell(path=f"{_row_name(r)}/{c + 1}", rowIndex=r, columnIndex=c)
-               for r, c in sorted(wells)],
-        field_count=max(len(f) for f in wells.values()),
-    ))
+    ome = plate_attrs(name or path.name.removesuffix(".ome.zarr").removesuffix(".zarr"),
+                      n_rows, n_cols, sorted(wells), max(len(f) for f in wells.values()))
     fovs = {fov: f"{_row_name(r)}/{c + 1}/{f}" for fov, (r, c, f) in layout.items()}
-    ome = ome_dict(plate)
-    # ome-zarr-models (strict) still expects the 0.4-style version inside "plate" too
-    ome["plate"]["version"] = NGFF_VERSION
     attrs = {"ome": ome, "scopeflow": dict(provenance), LAYOUT_ATTR: {"fovs": fovs}}
     if kept is None:
         if path.exists():
             shutil.rmtree(path)
-        root = zarr.open_group(str(path), mode="w", zarr_format=3)
-        root.attrs.update(attrs)
+        _write_group(path, attrs)
     else:
         _replace_attrs(path, attrs)
-        root = zarr.open_group(str(path), mode="r+")
     for r, c in sorted(wells):
-        model = v05.Well(well=v05.WellDef(images=[v05.FieldOfView(path=f) for f in wells[(r, c)]]))
+        well = well_attrs(wells[(r, c)])
         where = path / _row_name(r) / str(c + 1)
         if kept is not None and (where / "zarr.json").is_file():
-            _replace_attrs(where, {"ome": ome_dict(model)})
+            _replace_attrs(where, {"ome": well})
             continue
-        well = root.require_group(_row_name(r)).create_group(str(c + 1))
-        well.attrs.update({"ome": ome_dict(model)})
+        if not (where.parent / "zarr.json").is_file():
+            _write_group(where.parent, {})
+        _write_group(where, {"ome": well})
     return path
+
+
+def plate_attrs(name: str, n_rows: int, n_cols: int, wells: Sequence[tuple[int, int]],
+                field_count: int) -> dict:
+    """The ``ome`` attribute of the sample store's plate: rows A, B ..., columns 1, 2 ..., the
+    wells (row, column indices) and the most fields of a well.
+
+    Written as JSON without importing the NGFF models (an ingest job's start-up); it is the
+    ``model_dump`` of ``yaozarrs.v05.Plate`` (tests/test_ome_zarr.py checks it), plus the
+    0.4-style ``plate.version`` that strict readers (ome-zarr-models) still expect.
+    """
+    return {"version": NGFF_VERSION, "plate": {
+        "columns": [{"name": str(c + 1)} for c in range(n_cols)],
+        "rows": [{"name": _row_name(r)} for r in range(n_rows)],
+        "wells": [{"path": f"{_row_name(r)}/{c + 1}", "rowIndex": int(r), "columnIndex": int(c)}
+                  for r, c in wells],
+        "field_count": int(field_count), "name": name, "version": NGFF_VERSION}}
+
+
+def well_attrs(fields: Sequence[str]) -> dict:
+    """The ``ome`` attribute of a well with these field (image group) paths: the ``model_dump``
+    of ``yaozarrs.v05.Well``, as JSON (see :func:`plate_attrs`)."""
+    return {"version": NGFF_VERSION, "well": {"images": [{"path": str(f)} for f in fields]}}
+
+
+def _write_group(group: Path, attrs: Mapping) -> None:
+    """A Zarr v3 group: its directory and ``zarr.json`` with ``attrs``."""
+    import json
+
+    group.mkdir(parents=True, exist_ok=True)
+    doc = {"attributes": dict(attrs), "zarr_format": 3, "node_type": "group"}
+    (group / "zarr.json").write_text(json.dumps(doc, indent=2))
 
 
 def _layout(root: zarr.Group) -> dict[str, str]:
@@ -219,7 +244,7 @@ def _layout(root: zarr.Group) -> dict[str, str]:
 
 def fov_names(path: str | Path) -> list[str]:
     """FOV names of a sample store, in acquisition order."""
-    return list(_layout(zarr.open_group(str(path), mode="r")))
+    return list(fov_paths(path))
 
 
 def fov_path(path: str | Path, fov: str) -> str:
@@ -230,10 +255,27 @@ def fov_path(path: str | Path, fov: str) -> str:
     KeyError
         If the store has no such FOV, naming the ones it has.
     """
-    index = _layout(zarr.open_group(str(path), mode="r"))
+    index = fov_paths(path)
     if fov not in index:
         raise KeyError(f"{path}: no FOV {fov!r}; have {list(index)}")
     return index[fov]
+
+
+def fov_paths(path: str | Path) -> dict[str, str]:
+    """FOV name -> group path of every FOV of a sample store, in acquisition order (read from
+    the root's ``zarr.json``; stores of the older layout through zarr)."""
+    import json
+
+    try:
+        attrs = json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        attrs = {}
+    index = attrs.get(LAYOUT_ATTR, {}).get("fovs")
+    if index is not None:
+        return dict(index)
+    import zarr
+
+    return _layout(zarr.open_group(str(path), mode="r"))
 
 
 def write_image(
@@ -270,22 +312,28 @@ def write_image(
     from yaozarrs import v05
 
     names = list(channels)
-    stack = np.stack([np.asarray(channels[n], dtype=np.float32) for n in names])
+    images = [np.asarray(channels[n], dtype=np.float32) for n in names]
+    shape = images[0].shape
+    if any(img.shape != shape for img in images):
+        raise ValueError(f"{fov}: channels differ in shape: {[img.shape for img in images]}")
     dest = Path(path) / fov_path(path, fov)
-    n_levels = levels_for(stack.shape[1:])
+    n_levels = levels_for(shape)
     image = v05.Image(multiscales=[multiscale_model(fov, n_levels, pixel_size_um, "image")],
-                      omero=omero_model(names, stack, colors))
+                      omero=omero_model(names, images, colors))
     extra = {"scopeflow": {"channels": names, "pixel_size_um": pixel_size_um, **dict(attrs or {})}}
-    c = min(chunk, stack.shape[1]), min(chunk, stack.shape[2])
-    arrays = create_group(dest, image, level_shapes(stack.shape, n_levels), "float32", (1, *c), extra)
-    level = stack
-    for i in range(n_levels):
-        arrays[str(i)][...] = level
-        if i + 1 < n_levels:
-            level = downsample_mean(level)
+    c = min(chunk, shape[0]), min(chunk, shape[1])
+    arrays = create_group(dest, image, level_shapes((len(names), *shape), n_levels), "float32",
+                          (1, *c), extra)
+    for k, level in enumerate(images):  # channel by channel: no stacked copy of the FOV
+        for i in range(n_levels):
+            arrays[str(i)][k] = level
+            if i + 1 < n_levels:
+                level = downsample_mean(level)
 
 
 def _image_group(path: str | Path, fov: str, mode: str = "r") -> zarr.Group:
+    import zarr
+
     root = zarr.open_group(str(path), mode=mode)
     index = _layout(root)
     if fov not in index:
@@ -303,6 +351,7 @@ def labels_array(
     segmentation can resume into it). Call :func:`finish_labels` once it is complete to
     fill the pyramid levels.
     """
+    import zarr
     from yaozarrs import v05
 
     image = _image_group(path, fov, mode="a")
@@ -400,6 +449,8 @@ def fov_attrs(path: str | Path, fov: str) -> dict:
 
 def store_attrs(path: str | Path) -> dict:
     """The ``scopeflow`` provenance attributes of a sample store."""
+    import zarr
+
     root = zarr.open_group(str(path), mode="r")
     return dict(root.attrs.get("scopeflow", {}))
 
@@ -417,6 +468,8 @@ def store_complete(path: str | Path) -> dict:
     ValueError
         Naming the first FOV whose image or label pyramid is missing.
     """
+    import zarr
+
     root = zarr.open_group(str(path), mode="r")
     index = _layout(root)
     n_labels = 0
@@ -442,6 +495,8 @@ def mark_complete(path: str | Path, flag: str | Path, summary: Mapping | None = 
     workflow rule declares the flag, not the store, as its output.
     """
     import json
+
+    import zarr
 
     from scopeflow.io.atomic import write_text
 

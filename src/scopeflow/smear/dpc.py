@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft as sfft
 
-from scopeflow.io.images import to_unit_float
+from scopeflow.io.images import to_unit_float, unit_scale
 
 __all__ = [
     "dpc_octopi",
@@ -52,8 +52,9 @@ _TABLE_N = 512
 def dpc_octopi(
     left: np.ndarray,
     right: np.ndarray,
-    ff_left: np.ndarray | None = None,
-    ff_right: np.ndarray | None = None,
+    ff_left=None,
+    ff_right=None,
+    rows: int = 256,
 ) -> np.ndarray:
     """DPC image exactly as Octopi's ``generate_dpc``: ``0.5 + (L − R)/(L + R)``.
 
@@ -62,9 +63,13 @@ def dpc_octopi(
     left, right : numpy.ndarray
         Left-half and right-half illumination images, (y, x), in [0, 1] (float). uint8 and
         uint16 inputs are scaled by 1/255 and 1/65535 first.
-    ff_left, ff_right : numpy.ndarray, optional
-        Flatfields (mean ≈ 1) of each channel; the images are divided by them before the
-        DPC formula (as in octopi-malaria-processing).
+    ff_left, ff_right : numpy.ndarray or scopeflow.smear.flatfield.FlatfieldRows, optional
+        Flatfields (mean ≈ 1) of each channel, anything sliced by rows ``ff[r0:r1]`` (an
+        array, or the coarse flatfield expanded block by block); the images are divided by
+        them before the DPC formula (as in octopi-malaria-processing).
+    rows : int
+        Rows computed at a time: only the float32 result is image-sized (4 bytes per pixel;
+        the values do not depend on it).
 
     Returns
     -------
@@ -78,33 +83,45 @@ def dpc_octopi(
     towards zero; :func:`dpc_to_uint8` reproduces that (rounding instead differs by at most
     1 grey level).
     """
-    L = _own_float32(left)
-    R = _own_float32(right)
-    if L.shape != R.shape:
-        raise ValueError(f"left and right images differ in shape: {L.shape} vs {R.shape}")
-    if ff_left is not None:
-        L /= np.asarray(ff_left, dtype=np.float32)
-    if ff_right is not None:
-        R /= np.asarray(ff_right, dtype=np.float32)
-    # in place, with the float32 operations of 0.5 + (L − R)/(L + R)
+    left, right = np.asarray(left), np.asarray(right)
+    if left.shape != right.shape:
+        raise ValueError(f"left and right images differ in shape: {left.shape} vs {right.shape}")
+    # the scale of "other" integer types depends on the whole image: found once here
+    scale_l, scale_r = np.float32(unit_scale(left)), np.float32(unit_scale(right))
+    out = np.empty(left.shape, np.float32)
+    step = max(1, int(rows))
+    for r0 in range(0, left.shape[0], step):
+        r = slice(r0, r0 + step)
+        out[r] = _dpc_block(_unit_block(left[r], scale_l), _unit_block(right[r], scale_r),
+                            None if ff_left is None else ff_left[r],
+                            None if ff_right is None else ff_right[r])
+    return out
+
+
+def _unit_block(img: np.ndarray, scale: np.float32) -> np.ndarray:
+    """A block of an image as float32 in [0, 1] (:func:`to_unit_float` with a fixed scale),
+    a copy this module may change in place."""
+    if img.dtype == bool or not np.issubdtype(img.dtype, np.integer):
+        return np.array(img, dtype=np.float32)
+    out = img.astype(np.float32)
+    out /= scale
+    return out
+
+
+def _dpc_block(L: np.ndarray, R: np.ndarray, ff_l, ff_r) -> np.ndarray:
+    """``0.5 + (L/ff_l − R/ff_r)/(L/ff_l + R/ff_r)`` in place in float32, clipped, NaN -> 0."""
+    if ff_l is not None:
+        L /= np.asarray(ff_l, dtype=np.float32)
+    if ff_r is not None:
+        R /= np.asarray(ff_r, dtype=np.float32)
     dpc = np.subtract(L, R)
     L += R
-    del R
     with np.errstate(divide="ignore", invalid="ignore"):
         dpc /= L
-    del L
     dpc += np.float32(0.5)
     np.clip(dpc, 0.0, 1.0, out=dpc)  # NaN passes through clip ...
     dpc[np.isnan(dpc)] = 0.0  # ... and is then set to 0, as Octopi does
     return dpc
-
-
-def _own_float32(img: np.ndarray) -> np.ndarray:
-    """:func:`to_unit_float` as an array this module may change in place."""
-    out = to_unit_float(img)
-    if out is img or np.shares_memory(out, np.asarray(img)):
-        out = out.copy()
-    return out
 
 
 def dpc_to_uint8(dpc: np.ndarray) -> np.ndarray:
@@ -238,34 +255,28 @@ def phase_transfer_function(
     )[1]
 
 
+def _pad_index(shape: tuple[int, int], py: tuple[int, int], px: tuple[int, int]):
+    """The mirror padding of :func:`_odd_x_pad` as indices: for each padded row and column its
+    source row and column, and which padded columns are sign-flipped."""
+    ny, nx = shape
+    src_rows = np.pad(np.arange(ny), py, mode="symmetric")
+    src_cols = np.pad(np.arange(nx), px, mode="symmetric")
+    flip = np.ones(src_cols.size, bool)
+    flip[px[0] : px[0] + nx] = False
+    return src_rows, src_cols, flip
+
+
 def _odd_x_pad(d: np.ndarray, py: tuple[int, int], px: tuple[int, int]) -> np.ndarray:
     """Mirror-pad a DPC image: even in y, odd (sign-flipped) in x.
 
     Mirroring the *object* at the borders turns an x-gradient signal into its negative in
     the mirrored columns, so this padding is consistent with a mirror-symmetric phase.
-    ``py`` and ``px`` are (before, after) widths.
+    ``py`` and ``px`` are (before, after) widths; wider than the image, the mirroring repeats
+    (``numpy.pad(mode="symmetric")``). :func:`phase_from_dpc` forms it block by block.
     """
-    ny, nx = d.shape
-    if max(py) > ny or max(px) > nx:  # wider than the image: numpy's repeated mirroring
-        out = np.pad(d, (py, px), mode="symmetric")
-    else:  # the same values by slicing, without np.pad's intermediate copies
-        out = np.empty((ny + py[0] + py[1], nx + px[0] + px[1]), d.dtype)
-        cols = slice(px[0], px[0] + nx)
-        out[py[0] : py[0] + ny, cols] = d
-        if py[0]:
-            out[: py[0], cols] = d[py[0] - 1 :: -1] if py[0] < ny else d[::-1]
-        if py[1]:
-            out[py[0] + ny :, cols] = d[: ny - py[1] - 1 : -1] if py[1] < ny else d[::-1]
-        if px[0]:
-            out[:, : px[0]] = out[:, 2 * px[0] - 1 : px[0] - 1 : -1]
-        if px[1]:
-            e = px[0] + nx
-            stop = e - px[1] - 1
-            out[:, e:] = out[:, e - 1 : (stop if stop >= 0 else None) : -1]
-    if px[0]:
-        out[:, : px[0]] *= -1
-    if px[1]:
-        out[:, out.shape[1] - px[1] :] *= -1
+    src_rows, src_cols, flip = _pad_index(d.shape, py, px)
+    out = d[src_rows][:, src_cols]
+    np.negative(out, out=out, where=flip[None, :])
     return out
 
 
@@ -401,19 +412,23 @@ def phase_from_dpc(
 
     Notes
     -----
-    Memory: the padded image (float32) and its half spectrum (complex64) are the largest
-    arrays, ≈ 2.25 × 4 + 2.25 × 4 bytes per image pixel with the default padding, plus the
-    cached filter (≈ 2.25 × 2 bytes per pixel) and the float32 result; the inverse runs in
-    place along y and then along x for blocks of the rows kept.
+    Memory: the half spectrum of the padded image (complex64, ≈ 2.25 × 4 bytes per image
+    pixel with the default padding), the cached filter (≈ 2.25 × 2 bytes per pixel) and the
+    float32 result are the only image-sized arrays: the padded image is never formed (its
+    rows are mirrored from the DPC and transformed along x block by block), and the inverse
+    runs in place along y and then along x for blocks of the rows kept.
     """
-    d = to_unit_float(dpc)
+    d = to_unit_float(dpc)  # the caller's float32 image itself: read, never changed
     if d.ndim != 2:
         raise ValueError(f"expected a 2-D DPC image, got shape {d.shape}")
-    d = d - np.float32(0.5)  # float32 copy: the caller's image is left as it is
-    np.nan_to_num(d, copy=False, nan=0.0)
-    if remove_offset:
-        d -= np.float32(d.mean(dtype=np.float64))
     ny, nx = d.shape
+    block = max(1, (1 << 22) // max(1, nx))  # ~16 MB of float32 rows per block
+    offset = np.float32(0.0)
+    if remove_offset:  # the mean of nan_to_num(DPC − 0.5), accumulated in float64
+        total = 0.0
+        for r in range(0, ny, block):
+            total += float(_centred(d[r : r + block], offset).sum(dtype=np.float64))
+        offset = np.float32(total / d.size)
     if pad is None:
         pad = max(16, max(ny, nx) // 4)
     py = min(int(pad), ny)
@@ -421,13 +436,20 @@ def phase_from_dpc(
     # widen the trailing padding to an FFT-friendly size
     fy = sfft.next_fast_len(ny + 2 * py)
     fx = sfft.next_fast_len(nx + 2 * px)
-    dp = _odd_x_pad(d, (py, fy - ny - py), (px, fx - nx - px))
-    del d
+    # the padded image (:func:`_odd_x_pad`) as source indices: mirrored rows and columns, the
+    # padded columns sign-flipped
+    src_rows, src_cols, flip = _pad_index((ny, nx), (py, fy - ny - py), (px, fx - nx - px))
     w = phase_filter((fy, fx), float(pixel_size_um), float(wavelength_um), float(na),
                      None if na_illum is None else float(na_illum), float(reg))
     nw = max(1, int(workers))
-    spec = sfft.rfft2(dp, workers=nw)
-    del dp
+    spec = np.empty((fy, fx // 2 + 1), np.complex64)
+    step = max(1, (1 << 22) // max(1, fx))
+    for r in range(0, fy, step):
+        rows = _centred(d[src_rows[r : r + step]], offset)[:, src_cols]
+        np.negative(rows, out=rows, where=flip[None, :])
+        spec[r : r + step] = sfft.rfft(rows, axis=1, workers=nw)
+        del rows
+    spec = sfft.fft(spec, axis=0, overwrite_x=True, workers=nw)  # in place: rfft2 of the padded image
     _apply_minus_i_w(spec, w)
     # the inverse in two steps, in place along y, then along x only for the rows kept: no
     # padded float32 result and no complex copy (scipy's irfft2 makes one)
@@ -439,6 +461,15 @@ def phase_from_dpc(
         out[r:e] = sfft.irfft(spec[py + r : py + e], n=fx, axis=1, workers=nw)[:, px : px + nx]
     del spec
     out -= np.float32(out.mean(dtype=np.float64))
+    return out
+
+
+def _centred(rows: np.ndarray, offset: np.float32) -> np.ndarray:
+    """``nan_to_num(rows − 0.5) − offset`` as a new float32 array (NaN -> 0)."""
+    out = np.subtract(rows, np.float32(0.5), dtype=np.float32)
+    np.nan_to_num(out, copy=False, nan=0.0)
+    if offset:
+        out -= offset
     return out
 
 

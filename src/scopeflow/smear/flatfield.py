@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "FlatfieldRows",
     "apply_flatfield",
     "bin_image",
     "coarse_flatfield",
@@ -24,13 +25,36 @@ __all__ = [
 ]
 
 
+def _block_sums(a: np.ndarray, f: int, axis: int, acc) -> np.ndarray:
+    """Sums over runs of ``f`` along ``axis`` (0 or 1) of a 2-D array, accumulated in ``acc``; a
+    last partial run adds its final line ``f − r`` more times (as edge padding would)."""
+    n = a.shape[axis]
+    k, r = divmod(n, f)
+    if axis == 0:
+        full = a[: k * f].reshape(k, f, a.shape[1]).sum(axis=1, dtype=acc)
+        if r:
+            rest = a[k * f :].sum(axis=0, dtype=acc) + (f - r) * a[-1].astype(acc)
+            full = np.concatenate([full, rest[None]], axis=0)
+        return full
+    full = a[:, : k * f].reshape(a.shape[0], k, f).sum(axis=2, dtype=acc)
+    if r:
+        rest = a[:, k * f :].sum(axis=1, dtype=acc) + (f - r) * a[:, -1].astype(acc)
+        full = np.concatenate([full, rest[:, None]], axis=1)
+    return full
+
+
 def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
-    """Mean over f×f blocks (edges that do not fill a block are averaged as partial blocks)."""
-    ny, nx = img.shape
-    py, px = (-ny) % f, (-nx) % f
-    if py or px:
-        img = np.pad(img, ((0, py), (0, px)), mode="edge")
-    return img.reshape(img.shape[0] // f, f, img.shape[1] // f, f).mean(axis=(1, 3))
+    """Mean (float64) over f×f blocks; edges that do not fill a block are averaged as partial
+    blocks with their last row/column repeated (edge padding), without a padded copy.
+
+    Integer images are summed exactly (int64), others in float64: one pass over the image
+    and no full-size temporary.
+    """
+    a = np.asarray(img)
+    exact = a.dtype == bool or np.issubdtype(a.dtype, np.integer)
+    acc = np.int64 if exact else np.float64
+    sums = _block_sums(_block_sums(a, f, 0, acc), f, 1, acc)
+    return sums / float(f * f)
 
 
 def _smooth(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -53,13 +77,17 @@ def flatfield_bin_factor(shape: tuple[int, int]) -> int:
     return max(1, max(int(shape[0]), int(shape[1])) // 128)
 
 
-def bin_image(img: np.ndarray, bin_factor: int) -> np.ndarray:
-    """Block mean over ``bin_factor`` × ``bin_factor`` pixels (float32), the first step of
-    :func:`estimate_flatfield` (only these binned copies of each FOV are kept)."""
-    a = np.asarray(img, dtype=np.float32)
+def bin_image(img: np.ndarray, bin_factor: int, scale: float = 1.0) -> np.ndarray:
+    """Block mean over ``bin_factor`` × ``bin_factor`` pixels divided by ``scale`` (float32),
+    the first step of :func:`estimate_flatfield` (only these binned copies of each FOV are kept).
+
+    Integer images are binned as stored (exact sums; no float copy of the image): pass
+    ``scale`` = :func:`scopeflow.io.images.unit_scale` for the mean of the [0, 1] image.
+    """
+    a = np.asarray(img)
     if a.ndim != 2:
         raise ValueError(f"estimate_flatfield: expected 2-D images, got shape {a.shape}")
-    return _block_mean(a, int(bin_factor))
+    return (_block_mean(a, int(bin_factor)) / float(scale)).astype(np.float32)
 
 
 def coarse_flatfield(
@@ -93,33 +121,44 @@ def coarse_flatfield(
     return _smooth(med.astype(np.float64), sigma / bin_factor)
 
 
-def _expansion(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, rows: int):
-    """Row blocks (float64) of the bilinear upsampling of a coarse flatfield, and their count."""
-    ny, nx = int(shape[0]), int(shape[1])
-    f = int(bin_factor)
-    small = np.asarray(coarse, dtype=np.float64)
-
-    def weights(n: int, size: int):
-        # linear interpolation at (i − (f − 1)/2)/f with the edges extended (mode "nearest")
-        c = np.clip((np.arange(n) - (f - 1) / 2.0) / f, 0, size - 1)
-        i0 = np.minimum(np.floor(c).astype(np.intp), max(size - 2, 0))
-        w = c - i0
-        return i0, np.minimum(i0 + 1, size - 1), w
-
-    # separable: along x once for every coarse row, then along y per block of output rows
-    x0, x1, wx = weights(nx, small.shape[1])
-    along_x = small[:, x0] * (1 - wx) + small[:, x1] * wx
-    y0, y1, wy = weights(ny, small.shape[0])
-
-    def block(r0: int) -> np.ndarray:
-        r = slice(r0, r0 + rows)
-        w = wy[r, None]
-        return along_x[y0[r]] * (1 - w) + along_x[y1[r]] * w
-
-    return block, range(0, ny, rows)
+def _weights(n: int, size: int, f: int):
+    """Linear interpolation at (i − (f − 1)/2)/f, edges extended (mode "nearest"): for each
+    of ``n`` output positions the two coarse indices and the weight of the second."""
+    c = np.clip((np.arange(n) - (f - 1) / 2.0) / f, 0, size - 1)
+    i0 = np.minimum(np.floor(c).astype(np.intp), max(size - 2, 0))
+    return i0, np.minimum(i0 + 1, size - 1), c - i0
 
 
-def flatfield_mean(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, rows: int = 512) -> float:
+class _Expansion:
+    """The bilinear upsampling of a coarse flatfield, computed for any block of rows (float64).
+
+    Separable: along x once for every coarse row, then along y per block of output rows; a
+    row's values do not depend on the block it is computed in.
+    """
+
+    def __init__(self, coarse: np.ndarray, shape: tuple[int, int], bin_factor: int):
+        self.shape = (int(shape[0]), int(shape[1]))
+        f = int(bin_factor)
+        small = np.asarray(coarse, dtype=np.float64)
+        x0, x1, wx = _weights(self.shape[1], small.shape[1], f)
+        self.along_x = small[:, x0] * (1 - wx) + small[:, x1] * wx
+        self.y0, self.y1, self.wy = _weights(self.shape[0], small.shape[0], f)
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        w = self.wy[r0:r1, None]
+        return self.along_x[self.y0[r0:r1]] * (1 - w) + self.along_x[self.y1[r0:r1]] * w
+
+    def mean(self) -> float:
+        """Mean of the whole upsampling: each coarse row's weight summed over the output rows
+        (no full-size array)."""
+        ny = self.shape[0]
+        row_weight = np.bincount(self.y0, 1 - self.wy, minlength=len(self.along_x))
+        row_weight += np.bincount(self.y1, self.wy, minlength=len(self.along_x))
+        n = ny * self.shape[1]
+        return float(row_weight @ self.along_x.sum(axis=1)) / n if n else float("nan")
+
+
+def flatfield_mean(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int) -> float:
     """Mean of the full-resolution upsampling of a coarse flatfield (before normalisation).
 
     Raises
@@ -127,15 +166,35 @@ def flatfield_mean(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int, 
     ValueError
         When it is not positive (images without signal).
     """
-    block, starts = _expansion(coarse, shape, bin_factor, rows)
-    total = 0.0
-    for r0 in starts:
-        total += float(block(r0).sum())
-    n = int(shape[0]) * int(shape[1])
-    mean = total / n if n else float("nan")
+    mean = _Expansion(coarse, shape, bin_factor).mean()
     if not np.isfinite(mean) or mean <= 0:
         raise ValueError("estimate_flatfield: images have no positive signal")
     return mean
+
+
+class FlatfieldRows:
+    """A full-resolution flatfield (float32, mean 1, at least ``floor``) from
+    :func:`coarse_flatfield`, computed for the rows asked for: a job applies it block by block
+    without holding the full-size array.
+
+    ``FlatfieldRows(coarse, shape, f)[r0:r1]`` equals ``expand_flatfield(coarse, shape, f)[r0:r1]``.
+    """
+
+    def __init__(self, coarse: np.ndarray, shape: tuple[int, int], bin_factor: int,
+                 floor: float = 1e-3):
+        self._exp = _Expansion(coarse, shape, bin_factor)
+        self.divisor = flatfield_mean(coarse, shape, bin_factor)  # normalises to mean 1
+        self.shape = self._exp.shape
+        self.floor = float(floor)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        r0, r1, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise ValueError("FlatfieldRows: only contiguous row slices")
+        b = self._exp.rows(r0, r1)
+        b /= self.divisor
+        np.maximum(b, self.floor, out=b)
+        return b.astype(np.float32)
 
 
 def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int,
@@ -145,17 +204,13 @@ def expand_flatfield(coarse: np.ndarray, shape: tuple[int, int], bin_factor: int
     Bilinear interpolation (separable: along x for each coarse row, then along y), bin
     centres at ``(f − 1)/2 + f·n`` in full-resolution pixel coordinates, edges extended (as
     ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``, to float64 rounding);
-    computed in blocks of ``rows`` rows, so no full-size float64 array is made (4 bytes
-    per pixel in all).
+    computed in blocks of ``rows`` rows (:class:`FlatfieldRows`), so no full-size float64
+    array is made (4 bytes per pixel in all).
     """
-    mean = flatfield_mean(coarse, shape, bin_factor, rows)
-    block, starts = _expansion(coarse, shape, bin_factor, rows)
-    out = np.empty((int(shape[0]), int(shape[1])), np.float32)
-    for r0 in starts:
-        b = block(r0)
-        b /= mean
-        np.maximum(b, floor, out=b)
-        out[r0 : r0 + rows] = b
+    ff = FlatfieldRows(coarse, shape, bin_factor, floor)
+    out = np.empty(ff.shape, np.float32)
+    for r0 in range(0, ff.shape[0], rows):
+        out[r0 : r0 + rows] = ff[r0 : r0 + rows]
     return out
 
 

@@ -44,7 +44,8 @@ def create_store(
         positions = {n: (int(i), int(j)) for n, (i, j) in zip(names, ij)}
     ome_zarr.create_sample_store(out_zarr, names, provenance or {}, positions=positions,
                                  extend=extend)
-    info = {"store": str(out_zarr), "fovs": {n: ome_zarr.fov_path(out_zarr, n) for n in names}}
+    paths = ome_zarr.fov_paths(out_zarr)
+    info = {"store": str(out_zarr), "fovs": {n: paths[n] for n in names}}
     if record is not None:
         atomic_json(info, record)
     return info
@@ -77,13 +78,14 @@ def finish_store(zarr_path: str | Path, segmentation_records: Sequence[str | Pat
     return record
 
 
-def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
-    """The full-resolution ``left`` / ``right`` flatfields (float32, mean 1) of an ingest's ``.npz``.
+def load_flatfields(flatfield_npz: str | Path) -> dict:
+    """The ``left`` / ``right`` flatfields (float32, mean 1) of an ingest's ``.npz``, sliced by rows.
 
     Coarse flatfields (``<side>_coarse``, ``shape``, ``bin_factor``, as :func:`ingest`
-    writes them) are expanded with :func:`scopeflow.smear.flatfield.expand_flatfield`; files with
-    full-resolution ``left`` / ``right`` arrays are read as they are. Empty for a sample
-    without flatfields.
+    writes them) become :class:`scopeflow.smear.flatfield.FlatfieldRows`: ``ff[r0:r1]`` is
+    those rows of the full-resolution flatfield, expanded when asked for (``ff[:]`` all of
+    it), so a job never holds the full-size arrays; files with full-resolution ``left`` /
+    ``right`` arrays give them as they are. Empty for a sample without flatfields.
     """
     from scopeflow.smear import flatfield
 
@@ -95,7 +97,7 @@ def load_flatfields(flatfield_npz: str | Path) -> dict[str, np.ndarray]:
             out[side] = np.asarray(data[side], np.float32)
         elif f"{side}_coarse" in data:
             shape = tuple(int(v) for v in data["shape"])
-            out[side] = flatfield.expand_flatfield(data[f"{side}_coarse"], shape, int(data["bin_factor"]))
+            out[side] = flatfield.FlatfieldRows(data[f"{side}_coarse"], shape, int(data["bin_factor"]))
     return out
 
 

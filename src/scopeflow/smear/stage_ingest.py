@@ -120,7 +120,7 @@ def ingest_rows(
         an all-black acquisition, non-finite DPC pixels, a file changed since planning.
     """
     from scopeflow.smear import flatfield
-    from scopeflow.io.images import to_unit_float
+    from scopeflow.io.images import unit_scale
     from scopeflow.io.readiness import verify_files
     from scopeflow.io.squid import read_acquisition
     from scopeflow.smear.qc.best_focus import parse_zstack
@@ -156,8 +156,9 @@ def ingest_rows(
             first_shape[:] = first_shape or [left.shape]
             if flatfield and n % step == 0 and left.shape == first_shape[0]:
                 factor = factor or flatfield.flatfield_bin_factor(left.shape)
-                binned["left"].append(flatfield.bin_image(to_unit_float(left), factor))
-                binned["right"].append(flatfield.bin_image(to_unit_float(right), factor))
+                # binned as stored (exact integer sums), then scaled to [0, 1]
+                binned["left"].append(flatfield.bin_image(left, factor, unit_scale(left)))
+                binned["right"].append(flatfield.bin_image(right, factor, unit_scale(right)))
 
         rows, chosen, lit = _raw_rows(acq, zstack, focus_metric, keep)
         acq.fovs = chosen

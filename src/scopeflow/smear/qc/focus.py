@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from scopeflow.config_schema import schema_defaults
 
@@ -51,6 +50,8 @@ def laplacian_variance(image, sigma: float = 1.0) -> float:
     sigma : float
         Gaussian pre-smoothing (px) that suppresses pixel noise; 0 = none.
     """
+    from scipy import ndimage as ndi  # imported when used (job start-up)
+
     img = _as_float(image)
     if img.size == 0 or np.ptp(img) == 0:
         return 0.0
@@ -60,6 +61,8 @@ def laplacian_variance(image, sigma: float = 1.0) -> float:
 
 def tenengrad(image, sigma: float = 0.0) -> float:
     """Tenengrad: mean squared Sobel gradient magnitude, mean(G_y² + G_x²)."""
+    from scipy import ndimage as ndi  # imported when used (job start-up)
+
     img = _as_float(image)
     if img.size == 0 or np.ptp(img) == 0:
         return 0.0
@@ -141,6 +144,8 @@ def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0,
     dict
         ``{"focus_<name>": value}`` for every metric; 0 for a constant image.
     """
+    from scipy import ndimage as ndi  # imported when used (job start-up)
+
     wanted = list(FOCUS_METRICS) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in FOCUS_METRICS]
     if unknown:
