@@ -125,7 +125,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _bead_model(args: argparse.Namespace):
-    """None (matched filter) or the shipped BeadNet with the requested torch threads."""
+    """None (matched filter) or the shipped BeadNet with the requested threads."""
     if args.model == "none":
         return None
     from scopeflow.models.beadnet import BeadNet
@@ -246,7 +246,8 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("localisation")
     g.add_argument("--model", choices=["none", "beadnet"], default="none",
                    help="candidate detector: none = matched filter (default; faster than "
-                        "trackpy.locate), beadnet = shipped U-Net bead map (8-20x slower)")
+                        "trackpy.locate), beadnet = shipped U-Net bead-centre map on the frame "
+                        "reduced to the beads' scale (ONNX Runtime)")
     g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
     g.add_argument("--profile", choices=["auto", "gaussian", "template", "ring"],
                    default=d.profile,
@@ -274,7 +275,7 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                    help="drop fits with amplitude below this many standard errors "
                         "(default %(default)s)")
     g.add_argument("--threads", type=int, default=None,
-                   help="threads: frames in parallel (matched filter) or torch threads of "
+                   help="threads: frames in parallel, and ONNX Runtime / torch threads of "
                         "BeadNet (default: all available cores)")
 
 
