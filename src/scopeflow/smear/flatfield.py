@@ -47,13 +47,19 @@ def _block_mean(img: np.ndarray, f: int) -> np.ndarray:
     """Mean (float64) over f×f blocks; edges that do not fill a block are averaged as partial
     blocks with their last row/column repeated (edge padding), without a padded copy.
 
-    Integer images are summed exactly (int64), others in float64: one pass over the image
+    Integer images are summed exactly (the narrowest unsigned accumulator that cannot overflow
+    for the rows, int64 for the small column pass), others in float64: one pass over the image
     and no full-size temporary.
     """
     a = np.asarray(img)
-    exact = a.dtype == bool or np.issubdtype(a.dtype, np.integer)
-    acc = np.int64 if exact else np.float64
-    sums = _block_sums(_block_sums(a, f, 0, acc), f, 1, acc)
+    if a.dtype == bool or np.issubdtype(a.dtype, np.unsignedinteger):
+        top = 1 if a.dtype == bool else int(np.iinfo(a.dtype).max)
+        acc = next(t for t in (np.uint16, np.uint32, np.int64) if top * f <= np.iinfo(t).max)
+        sums = _block_sums(_block_sums(a, f, 0, acc).astype(np.int64), f, 1, np.int64)
+    else:
+        exact = np.issubdtype(a.dtype, np.integer)
+        acc = np.int64 if exact else np.float64
+        sums = _block_sums(_block_sums(a, f, 0, acc), f, 1, acc)
     return sums / float(f * f)
 
 
