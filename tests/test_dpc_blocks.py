@@ -94,3 +94,10 @@ def test_flatfield_mean_equals_the_mean_of_the_expansion():
         assert flatfield.flatfield_mean(coarse, shape, f) == pytest.approx(exp.rows(0, shape[0]).mean(), rel=1e-12)
     with pytest.raises(ValueError, match="no positive signal"):
         flatfield.flatfield_mean(np.zeros((4, 4)), (40, 40), 10)
+
+
+@pytest.mark.parametrize("shape, sigma", [((131, 131), 8.15), ((10, 7), 5.0), ((3, 40), 12.0), ((64, 48), 0.3), ((5, 5), 0.0)])
+def test_gaussian_reflect_equals_scipy(shape, sigma):
+    img = np.random.default_rng(9).random(shape)
+    want = ndi.gaussian_filter(img, sigma, mode="reflect")
+    np.testing.assert_allclose(flatfield.gaussian_reflect(img, sigma), want, rtol=0, atol=1e-14)
