@@ -94,6 +94,26 @@ def test_bead_classes_scale_and_polarity():
     assert len(cls) == 2 and 1.8 < cls[1].sigma_px / cls[0].sigma_px < 3.2  # mixed sizes
 
 
+def test_nms_radius_is_the_greedy_suppression():
+    """nms_radius equals the plain greedy rule (strongest first; drop every point closer than
+    max(r_i, r_j) to a kept one), checked by brute force on random crowded point sets."""
+    rng = np.random.default_rng(2)
+    for trial in range(40):
+        n = int(rng.integers(1, 400))
+        pts = rng.uniform(0, 120, (n, 2))
+        if trial % 2:
+            pts = np.round(pts)  # ties
+        sc = rng.integers(0, 5, n).astype(float)  # equal scores: the stable order decides
+        rad = rng.uniform(1, 10, n)
+        d = np.hypot(*(pts[:, None] - pts[None]).transpose(2, 0, 1))
+        alive, ref = np.ones(n, bool), []
+        for i in np.argsort(-sc, kind="stable"):
+            if alive[i]:
+                ref.append(i)
+                alive &= ~(d[i] < np.maximum(rad[i], rad))
+        assert nms_radius(pts, sc, rad).tolist() == ref
+
+
 def test_nms_radius_keeps_one_per_radius():
     pts = np.array([[0.0, 0.0], [3.0, 0.0], [20.0, 0.0], [22.0, 0.0]])
     keep = nms_radius(pts, np.array([1.0, 2.0, 5.0, 1.0]), np.array([5.0, 5.0, 1.0, 1.0]))
