@@ -4,7 +4,7 @@ What is simulated (see :mod:`scopeflow.parasites.coverage`): FOVs of ``--size``�
 through the real detection path (simulated DPC + fluorescence → spot detection → crops → the
 shipped classifier), in two independent sets: a *calibration* set (seeds 1000+) gives the
 sensitivity (calls per parasite) and the false calls per 5·10⁶ RBC that the estimate corrects
-for, an *evaluation* set (seeds 2000+) gives the per-parasite call counts and per-FOV false
+for, an *evaluation* set (seeds 2000+; ``--seed S`` shifts both by 10,000·S for fresh FOVs) gives the per-parasite call counts and per-FOV false
 calls resampled into whole slides of ``--n-rbc`` counted cells at 0, 50, 200, 1,000 and
 20,000 parasites/µL (``--repeats`` slides each). Infected FOVs are simulated at
 ``--fov-density`` parasites/µL so that a few FOVs hold enough rings; every FOV also holds the
@@ -16,7 +16,8 @@ called positive — interval above the budget — in ≥ 95 % of repeats).
 
 Usage::
 
-    python benchmarks/parasitemia_coverage.py [--fovs 8] [--size 512] [--repeats 2000] [--json OUT]
+    python benchmarks/parasitemia_coverage.py [--fovs 12] [--size 512] [--repeats 2000] [--seed 0]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -48,13 +49,17 @@ def main() -> None:
     ap.add_argument("--n-rbc", type=float, default=1e6, help="counted RBC per slide")
     ap.add_argument("--repeats", type=int, default=2000)
     ap.add_argument("--budget", type=float, default=50.0, help="false-positive budget (/uL)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="FOV seeds 1000+ / 2000+ shifted by 10000 x this (fresh FOVs)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, _ = load_parasite_model()
     t0 = time.perf_counter()
-    cal = _set(range(1000, 1000 + args.fovs), args.fov_density, args.size, model)
-    ev = _set(range(2000, 2000 + args.fovs), args.fov_density, args.size, model)
+    off = 10000 * args.seed
+    cal = _set(range(off + 1000, off + 1000 + args.fovs), args.fov_density, args.size, model)
+    ev = _set(range(off + 2000, off + 2000 + args.fovs), args.fov_density, args.size, model)
+    print(f"threshold {float(model.threshold):.4f}")
     c_cal, c_ev = calibrate(cal), calibrate(ev)
     print(f"FOVs through the real path: {time.perf_counter() - t0:.0f} s")
     print("calibration set:", json.dumps(c_cal))
@@ -72,15 +77,15 @@ def main() -> None:
           f"{fp_all / n_all * 5e6:.1f} per 5e6 RBC (95 % upper bound {up:.0f} per 5e6 RBC)")
     dens = [0, 50, 200, 1000, 20000]
     cov = simulate_slides(dens, ev, c_cal, n_rbc=args.n_rbc, repeats=args.repeats,
-                          fp_budget_per_ul=args.budget)
+                          fp_budget_per_ul=args.budget, seed=args.seed)
     exact = simulate_slides(dens, ev, c_cal, n_rbc=args.n_rbc, repeats=args.repeats,
-                            fp_budget_per_ul=args.budget, fold_sensitivity=False)
+                            fp_budget_per_ul=args.budget, fold_sensitivity=False, seed=args.seed)
     cov["coverage_calibration_as_exact"] = exact["coverage"]
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(cov.round(4).to_string(index=False))
     grid = [10, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 300]
     lim = simulate_slides(grid, ev, c_cal, n_rbc=args.n_rbc, repeats=max(400, args.repeats // 4),
-                          fp_budget_per_ul=args.budget, seed=1)
+                          fp_budget_per_ul=args.budget, seed=args.seed + 1)
     ok = lim[lim["detected_fraction"] >= 0.95]
     dl = float(ok["parasites_per_ul"].min()) if len(ok) else float("nan")
     print(f"detection limit (>= 95 % of {args.n_rbc:.0f}-RBC slides called positive, budget "

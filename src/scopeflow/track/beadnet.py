@@ -1,22 +1,24 @@
-"""BeadNet training on simulated movies, and point-detection scores.
+"""BeadNet training on simulated frames, and point-detection scores.
 
-The network (:class:`scopeflow.models.beadnet.BeadNet`: an M2U-Net, 1 input and 1 output
-channel) is trained on simulated movies only (:mod:`scopeflow.simulate.beads`): fluorescent
-Gaussian beads (bright), dark Gaussian blobs on a bright background, and brightfield rings
-(dark core, bright ring), with varied size, photons, background, read noise, density and
-illumination tilt. Its target is a small Gaussian blob (σ = 1 px, peak 1) at every true
-bead centre, so non-maximum suppression of the output gives one candidate per bead,
-whatever the bead looks like. Subpixel positions come from
+The network (:class:`scopeflow.models.beadnet_net.BeadUNet`, wrapped by
+:class:`scopeflow.models.beadnet.BeadNet`: 1 input and 1 output channel) is trained on
+simulated crops only (:mod:`scopeflow.simulate.bead_crops`): every bead appearance of
+:mod:`scopeflow.simulate.bead_appearance` (brightfield rings with bright or dark centres,
+absorbing discs, Airy and defocused fluorescent beads, Gaussian spots) and the simple models
+of :mod:`scopeflow.simulate.beads`, 2–13 px across (larger beads are reduced to that range
+before inference), with varied defocus, halo, contrast, background, dirt, noise and density.
+Its target is a small Gaussian blob at every true bead centre, so local maxima of the output
+give one candidate per bead whatever the bead looks like. Subpixel positions come from
 :mod:`scopeflow.track.refine` (cross-correlation) and :mod:`scopeflow.track.fit` (MLE), not
 from the network; the trained model is validated through the localiser
-(:func:`scopeflow.track.localize.locate_stack`, :func:`validate`).
+(:func:`scopeflow.track.localize.locate_stack`, :func:`validate`; the appearance classes:
+``benchmarks/beadnet.py``).
 
-Command: ``scopeflow train-beadnet`` (writes the weights and their model card).
+Command: ``scopeflow train-beadnet`` (writes the weights, their ONNX export and the card).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -36,65 +38,18 @@ __all__ = [
     "write_model_card",
 ]
 
-TARGET_SIGMA = 1.0
-
-
 # --------------------------------------------------------------------------- training data
-def _target_map(shape, y, x, sigma=TARGET_SIGMA) -> np.ndarray:
-    """Max over beads of a Gaussian blob (peak 1) at each centre."""
-    ny, nx = shape
-    t = np.zeros(shape, np.float32)
-    r = int(math.ceil(3 * sigma))
-    for yi, xi in zip(y, x, strict=True):
-        cy, cx = int(round(yi)), int(round(xi))
-        y0, y1 = max(cy - r, 0), min(cy + r + 1, ny)
-        x0, x1 = max(cx - r, 0), min(cx + r + 1, nx)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        gy = np.exp(-((np.arange(y0, y1) - yi) ** 2) / (2 * sigma**2))
-        gx = np.exp(-((np.arange(x0, x1) - xi) ** 2) / (2 * sigma**2))
-        np.maximum(t[y0:y1, x0:x1], np.outer(gy, gx), out=t[y0:y1, x0:x1])
-    return t
-
-
 def simulate_training_sample(rng: np.random.Generator, size: int = 64):
     """One random training crop: (normalised input, target map, truth positions).
 
-    Draws a profile (bright Gaussian 50 %, dark Gaussian 20 %, brightfield ring 30 %),
-    σ ∈ [1, 3] px, 0–16 beads (positions extend 4 px past the edges), photons and
-    background log-uniform over wide ranges (including N = 150–300 on 5–20 photons/px),
-    read noise 0–3 e⁻, and for bright-field kinds a ±15 % illumination tilt.
+    The crop is :func:`scopeflow.simulate.bead_crops.simulate_crop` (every bead appearance,
+    diameters 2–13 px, defocus, halo, uneven background, dirt, noise, 8-bit), normalised
+    by :func:`scopeflow.models.beadnet.normalize_frame`.
     """
-    from scopeflow.simulate.beads import render_frame
+    from scopeflow.simulate.bead_crops import simulate_crop
 
-    kind = rng.choice(["bright", "dark", "ring"], p=[0.5, 0.2, 0.3])
-    sigma = float(rng.uniform(1.0, 3.0))
-    n = int(rng.integers(0, 17))
-    y = rng.uniform(-4, size + 3, n)
-    x = rng.uniform(-4, size + 3, n)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    if kind == "bright":
-        bg = float(np.exp(rng.uniform(np.log(2), np.log(100))))
-        lo = max(120.0, 6.0 * math.sqrt(bg) * sigma * 3.0)  # keep matched-filter SNR ≳ 5
-        ph = np.exp(rng.uniform(np.log(lo), np.log(max(lo * 1.5, 8000.0)), n))
-        bgmap = bg
-        profile, sign = "gaussian", 1.0
-    else:
-        bg = float(np.exp(rng.uniform(np.log(50), np.log(2000))))
-        contrast = np.exp(rng.uniform(np.log(0.06), np.log(0.6), n))
-        ph = contrast * bg * 2 * np.pi * sigma**2  # core depth = contrast × background
-        tilt = 1.0 + 0.15 * rng.uniform(-1, 1) * (yy / size - 0.5) + 0.15 * rng.uniform(
-            -1, 1) * (xx / size - 0.5)
-        bgmap = bg * tilt
-        profile, sign = ("gaussian", -1.0) if kind == "dark" else ("ring", 1.0)
-    radius = float(rng.uniform(1.8, 2.8)) * sigma if profile == "ring" else None
-    mu = render_frame((size, size), y, x, sign * ph, profile=profile, sigma_px=sigma,
-                      ring_radius_px=radius, background=bgmap)
-    rn = float(rng.uniform(0, 3))
-    img = rng.poisson(mu).astype(np.float64) + rng.normal(0, rn, mu.shape) if rn > 0 else \
-        rng.poisson(mu).astype(np.float64)
-    inside = (y >= -0.5) & (y < size - 0.5) & (x >= -0.5) & (x < size - 0.5)
-    return normalize_frame(img), _target_map((size, size), y, x), np.stack([y, x], 1)[inside]
+    img, target, truth, _ = simulate_crop(rng, size)
+    return normalize_frame(img), target, truth
 
 
 def simulate_training_batch(rng: np.random.Generator, batch: int, size: int = 64):
@@ -171,9 +126,9 @@ def evaluate_detection(pred_by_frame, truth_by_frame, max_dist: float = 2.0) -> 
 # --------------------------------------------------------------------------- training
 def train_beadnet(
     out: str | Path,
-    steps: int = 1200,
+    steps: int = 2500,
     *,
-    batch_size: int = 12,
+    batch_size: int = 16,
     crop: int = 64,
     lr: float = 3e-3,
     seed: int = 0,
@@ -181,6 +136,8 @@ def train_beadnet(
     progress: bool = True,
     eval_frames: int = 24,
     pos_weight: float = 9.0,
+    channels: tuple[int, int, int] = (8, 16, 32),
+    onnx: bool = True,
 ) -> dict:
     """Train BeadNet on simulated crops and save its ``state_dict``.
 
@@ -207,12 +164,16 @@ def train_beadnet(
         Held-out simulated 128² frames per validation setting (0: skip validation).
     pos_weight : float
         Extra BCE weight on bead-centre pixels: weight = 1 + pos_weight × target.
+    channels : (int, int, int)
+        :class:`~scopeflow.models.beadnet_net.BeadUNet` channels at full, ½ and ¼ resolution.
+    onnx : bool
+        Also export ``<out stem>.onnx`` (ONNX Runtime inference) and record its sha256.
 
     Returns
     -------
     dict
-        ``steps``, ``seconds``, ``final_loss`` and validation detection metrics
-        (``val_*_f1``, ``val_*_rmse_px``) on held-out simulated frames.
+        ``steps``, ``seconds``, ``final_loss``, validation detection metrics
+        (``val_*_f1``, ``val_*_rmse_px``) on held-out simulated frames, and ``onnx_sha256``.
 
     Notes
     -----
@@ -222,13 +183,13 @@ def train_beadnet(
     import torch
     import torch.nn.functional as F
 
-    from scopeflow.models.m2unet import M2UNet
+    from scopeflow.models.beadnet_net import BeadUNet, export_beadnet_onnx
 
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = M2UNet(1, 1)
+    net = BeadUNet(channels)
     with torch.no_grad():  # start with a low prior: most pixels are background
         net.head.bias.fill_(-4.0)
     opt, sched = make_optimizer(net.parameters(), lr, steps=steps, schedule="cosine",
@@ -239,7 +200,7 @@ def train_beadnet(
             xb, tb = simulate_training_batch(rng, batch_size, crop)
             yield torch.from_numpy(xb), torch.from_numpy(tb)
 
-    def loss_fn(net: M2UNet, batch) -> torch.Tensor:
+    def loss_fn(net: BeadUNet, batch) -> torch.Tensor:
         x, t = batch
         return F.binary_cross_entropy_with_logits(net(x), t, weight=1.0 + pos_weight * t)
 
@@ -264,10 +225,15 @@ def train_beadnet(
         bar.close()
     seconds = time.perf_counter() - t0
     net.eval()
-    save_weights(net, None, out, "BeadNet weights (see `scopeflow train-beadnet --help`).")
+    meta = {"kind": "beadnet", "arch": "beadunet", "channels": list(net.channels)}
+    sha = save_weights(net, meta, out, "BeadNet weights (see `scopeflow train-beadnet --help`).")
     metrics = {"steps": steps, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
                "threads": threads, "seconds": round(seconds, 1), "final_loss": ema}
     metrics["pos_weight"] = pos_weight
+    metrics["channels"] = "/".join(str(c) for c in net.channels)
+    if onnx:
+        onnx_file = export_beadnet_onnx(net, Path(out).with_suffix(".onnx"), sha)
+        metrics["onnx_sha256"] = file_sha256(onnx_file)
     if eval_frames:
         metrics.update(validate(BeadNet(net), n_frames=eval_frames))
     return metrics
@@ -302,64 +268,94 @@ def validate(model, n_frames: int = 24, seed: int = 12345) -> dict:
     return res
 
 
-def write_model_card(weights: str | Path, metrics: dict, command: str) -> Path:
-    """Write ``<weights>.md`` (data, recipe, command, metrics, ``sha256:`` line)."""
+def write_model_card(weights: str | Path, metrics: dict, command: str,
+                     measured: str | None = None) -> Path:
+    """Write ``<weights>.md`` (data, recipe, command, metrics, ``sha256:`` lines).
+
+    ``measured``: markdown of benchmark figures to include (``benchmarks/beadnet.py``).
+    """
     weights = Path(weights)
     lines = [
-        "# BeadNet: bead-centre probability map (M2U-Net, 1 → 1)",
+        "# BeadNet: bead-centre probability map (small U-Net, 1 → 1)",
         "",
-        "Purpose: candidate detection for `scopeflow.track.localize.locate_stack(model=\"beadnet\")`.",
-        "The network outputs a per-pixel probability of a bead centre (target: Gaussian blobs of",
-        "σ = 1 px, peak 1, at true centres); non-maximum suppression at 0.5 gives candidates and",
-        "cross-correlation + maximum-likelihood fitting gives the subpixel positions.",
+        "Purpose: candidate detection for `scopeflow.track.localize.locate_stack(model=\"beadnet\")`",
+        "(config `track.model: beadnet`, CLI `--model beadnet`). The network outputs a per-pixel",
+        "probability of a bead centre (target: a Gaussian blob, σ = clip(d/4, 0.6, 1) px, peak 1,",
+        "at every true centre); its local maxima ≥ 0.5 are the candidates, one per bead whatever",
+        "the bead looks like. With `profile: auto` the frame is first reduced by the integer",
+        "factor round(d / 8) (d = the largest bead class's diameter, estimated from the movie:",
+        "`scopeflow.track.appearance`), so beads of any size reach the network 4–12 px across;",
+        "cross-correlation with the movie's own template and the maximum-likelihood fit place the",
+        "candidates at full resolution, and the profile check drops non-beads.",
+        "",
+        "## Why the former weights failed on brightfield rings",
+        "They were an M2U-Net trained on Gaussian spots and thin rings of σ 1–3 px (beads ≤ 15 px)",
+        "and ran at full resolution: 20–30 px rings were outside the training sizes, the",
+        "bright-centre/dark-ring look of real colloids was not in the training data, and the",
+        "8 px background subtraction of the input removes most of a 30 px bead. The fix is the",
+        "training distribution (every appearance below) plus inference at the beads' scale.",
         "",
         "## Data",
-        "Simulated only (`scopeflow.track.beadnet.simulate_training_sample`, forward model",
-        "`scopeflow.simulate.beads.render_frame`): 64² crops, fresh each step; bright Gaussian",
-        "beads 50 % (background 2–100 photons/px, photons from ≥120 up to 8000, log-uniform), dark",
-        "Gaussian blobs 20 % and brightfield rings 30 % (background 50–2000, core contrast",
-        "0.06–0.6, ±15 % illumination tilt); σ 1–3 px, ring radius 1.8–2.8 σ; 0–16 beads per crop",
-        "(also across the edges); Poisson + 0–3 e⁻ read noise; random flips/transposes.",
-        "Input: `normalize_frame` = asinh(z/3), z = (frame − Gaussian(8 px)) / (1.4826·MAD).",
+        "Simulated only, fresh each step (`scopeflow.simulate.bead_crops.simulate_crop`, profiles of",
+        "`scopeflow.simulate.bead_appearance`): 64² crops at the network's scale, bead diameter",
+        "2–13 px log-uniform (25 % of crops mix a second size 1.5–2.6× larger); kinds: brightfield",
+        "bright centre 20 %, dark centre 17 %, absorbing 10 %, Airy 10 %, defocused fluorescent",
+        "13 %, Gaussian 10 %, and the simple Gaussian/dark/ring models of",
+        "`scopeflow.simulate.beads.render_frame` 20 %; brightfield defocus 0.15–2.2 per bead, halo",
+        "0–0.15, peak contrast 2.5–40 noise σ on 200–6000 photons/px, uneven illumination (40 %),",
+        "dirt smudges and specks (30 %), 8-bit quantisation (30 %); fluorescent peak 2.5–60 noise σ",
+        "on 2–300 photons/px; PSF σ 0.08 d plus a 0.2–1 px blur of the crop; Poisson + 0–3 e⁻ read",
+        "noise; up to ~0.35 × the crop's bead capacity, beads ≥ 1.1 d apart and across the edges;",
+        "random flips/transposes. Input: `normalize_frame` = asinh(z/3),",
+        "z = (frame − Gaussian(8 px)) / (1.4826·MAD).",
         "",
         "## Recipe",
-        "M2U-Net (`scopeflow.models.m2unet.M2UNet(1, 1)`, head bias initialised to −4), BCE with",
+        f"`scopeflow.models.beadnet_net.BeadUNet` (channels {metrics.get('channels')}, dilated",
+        "bottleneck, ≈ 40 k parameters, ≈ 4.6 k multiply-adds per pixel, head bias −4); BCE with",
         f"logits on the soft target weighted 1 + {metrics.get('pos_weight')} × target,",
         f"AdamW (weight decay 1e-4), peak lr {metrics.get('lr')}, 5 % warm-up + cosine decay,",
         f"{metrics.get('steps')} steps × batch {metrics.get('batch_size')} × "
         f"{metrics.get('crop')}² crops, seed {metrics.get('seed')}, "
-        f"{metrics.get('threads')} CPU threads, {metrics.get('seconds')} s.",
+        f"{metrics.get('threads')} CPU thread(s), {metrics.get('seconds')} s on a shared 2-core CPU.",
+        "Inference: ONNX Runtime on `beadnet.onnx` (exported from these weights, records their",
+        "sha256), or torch.",
         "",
         "## Command",
         "```",
         command,
         "```",
         "",
-        "## Metrics (held-out simulated 128² frames, 25 beads each, match radius 2 px)",
+        "## Training metrics",
         "",
-        "`val_*` = F1 / RMSE of `locate_stack(model=BeadNet)` (network candidates + xcorr/MLE) on",
-        "24 frames per setting (`scopeflow.track.beadnet.validate`): Gaussian N = 200 and 1000",
-        "photons on 10 photons/px (σ 1.5 px), brightfield rings (σ 1.5, background 300, core",
-        "contrast 0.3). Re-evaluate with `validate(BeadNet.load())` after changing the localiser.",
+        "`val_*` = F1 / RMSE of `locate_stack(model=BeadNet, profile=gaussian|template)` (full",
+        "resolution, no reduction) on 24 held-out simulated 128² frames per setting, 25 beads each,",
+        "2 px match radius (`scopeflow.track.beadnet.validate`): Gaussian N = 200 and 1000 photons",
+        "on 10 photons/px (σ 1.5 px), rings (σ 1.5, background 300, core contrast 0.3).",
         "",
         "| metric | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v} |" for k, v in metrics.items()]
+    lines += [f"| {k} | {v} |" for k, v in metrics.items() if k != "onnx_sha256"]
+    if measured:
+        lines += ["", measured.strip()]
     lines += [
         "",
         "## Limits",
-        "Trained on simulations only; frames whose beads are much larger than σ ≈ 3 px (≈ 15 px",
-        "across) or touching in clusters are outside the training distribution.",
+        "Trained on simulations only. Beads above 13 px across need the reduction, i.e. the",
+        "movie's bead size (estimated, or `--diameter-px`); a movie mixing beads more than ~3×",
+        "apart in size leaves the smallest ones at 2–3 px after the reduction. Beads touching in",
+        "clusters are outside the training distribution.",
     ]
+    if metrics.get("onnx_sha256"):
+        lines += ["", f"`{weights.with_suffix('.onnx').name}` sha256: {metrics['onnx_sha256']}"]
     return write_card_sha256(weights, file_sha256(weights), "\n".join(lines), overwrite=True)
 
 
 def add_arguments(ap) -> None:
     """The arguments of ``scopeflow train-beadnet`` (registered by :func:`scopeflow.cli.build_parser`)."""
     ap.add_argument("--out", default=str(default_weights()))
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--batch-size", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)

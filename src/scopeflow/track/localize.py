@@ -36,7 +36,7 @@ from scopeflow.track.frame import (
 from scopeflow.track.params import LocateParams
 from scopeflow.track.templates import estimate_template, gaussian_template, ring_template
 
-__all__ = ["LOC_COLUMNS", "locate", "locate_stack"]
+__all__ = ["LOC_COLUMNS", "locate", "locate_stack", "network_detector"]
 
 
 #: Columns of a localisation table (pixels, origin at the centre of pixel (0, 0)).
@@ -73,8 +73,10 @@ def locate_stack(
         Raw frames (counts/ADU; any real dtype). Use the green channel of RGB frames.
     model : None, "beadnet", path, or callable
         Candidate detector. None: matched filter with the bead template; "beadnet": the
-        shipped U-Net bead-centre map (:class:`scopeflow.models.beadnet.BeadNet`); a path to
-        other weights; or any callable mapping a frame to a probability map (y, x).
+        shipped U-Net bead-centre map (:class:`scopeflow.models.beadnet.BeadNet`; with
+        ``profile="auto"`` it runs on the frame reduced to the beads' scale and the movie's
+        bead classes place its candidates, :func:`network_detector`); a path to other
+        weights; or any callable mapping a frame to a probability map (y, x).
     params : LocateParams, optional
         The localiser's options (bead model, thresholds, camera, fit; see
         :class:`~scopeflow.track.params.LocateParams`). None: the defaults.
@@ -127,6 +129,8 @@ def locate_stack(
         frames_list = [np.asarray(f) for f in stack]
     n_frames = len(frames_list)
     net = _resolve_model(model)
+    if p.profile == "auto" and n_frames and hasattr(net, "candidates") and p.template is None:
+        return _locate_auto(frames_list, n_frames, p, progress, first_frame, workers, net)
     if p.profile == "auto" and (net is not None or p.template is not None):
         p = p.with_changes(profile="gaussian")
     if p.profile == "auto" and n_frames:
@@ -245,8 +249,25 @@ def _run_frames(one_frame, n_frames, workers, progress, parallel=True):
             pool.shutdown()
 
 
-def _locate_auto(frames_list, n_frames, p, progress, first_frame, workers) -> pd.DataFrame:
-    """``profile="auto"`` (see :mod:`scopeflow.track.appearance`)."""
+def network_detector(net, threshold: float = 0.5):
+    """``detector(img, classes)`` of :func:`~scopeflow.track.appearance.locate_auto` from a
+    network with a ``candidates(img, diameter_px, threshold)`` method (BeadNet): candidates
+    on the frame reduced to the beads' scale, set by the geometric mean of the smallest and
+    largest class diameters (mixed sizes: neither the small beads shrink below ~3 px nor the
+    large ones exceed the network's training sizes)."""
+
+    def detect(img: np.ndarray, classes) -> tuple[np.ndarray, np.ndarray]:
+        ds = [2.0 * c.radius_px for c in classes]
+        d = float(np.sqrt(min(ds) * max(ds))) if ds else None
+        return net.candidates(img, d, threshold)
+
+    return detect
+
+
+def _locate_auto(frames_list, n_frames, p, progress, first_frame, workers,
+                 net=None) -> pd.DataFrame:
+    """``profile="auto"`` (see :mod:`scopeflow.track.appearance`); ``net``: BeadNet finds the
+    candidates, the classes' templates place them."""
     from scopeflow.track.appearance import classes_to_records, locate_auto
 
     polarity = None if p.invert is None else (-1.0 if p.invert else 1.0)
@@ -254,9 +275,11 @@ def _locate_auto(frames_list, n_frames, p, progress, first_frame, workers) -> pd
     classes, one = locate_auto(frames_list, n_frames, p, lambda f: _to_photons(f, p),
                                diameter_px=p.diameter_px, polarity=polarity,
                                match_factor=p.match_factor, minmass=p.minmass,
-                               classes=p.classes)
+                               classes=p.classes,
+                               detector=None if net is None else network_detector(
+                                   net, p.prob_threshold))
     if not classes:  # nothing blob-like in the pilot frames: the Gaussian path
-        return locate_stack(frames_list, None, p.with_changes(profile="gaussian"),
+        return locate_stack(frames_list, net, p.with_changes(profile="gaussian"),
                             progress=progress, first_frame=first_frame, workers=workers)
 
     def one_frame(i: int) -> dict[str, np.ndarray]:
@@ -264,13 +287,16 @@ def _locate_auto(frames_list, n_frames, p, progress, first_frame, workers) -> pd
         out["frame"] = np.full(len(out["y"]), i + first_frame, dtype=np.int64)
         return out
 
-    parts = _run_frames(one_frame, n_frames, workers, progress)
+    # ONNX Runtime sessions may run frames in parallel; torch has its own intra-op threads
+    parallel = net is None or getattr(net, "backend", None) == "onnx"
+    parts = _run_frames(one_frame, n_frames, workers, progress, parallel=parallel)
     cols = [*LOC_COLUMNS, "mass"] if p.minmass is not None else list(LOC_COLUMNS)
     df = pd.DataFrame({c: np.concatenate([o[c] for o in parts]) for c in cols})
     first = classes[0]
     df.attrs.update(
         sigma_px=float(first.sigma_fit), radius_px=int(first.crop_radius),
-        profile="auto:" + "+".join(c.mode for c in classes), detector="matched_filter",
+        profile="auto:" + "+".join(c.mode for c in classes),
+        detector="matched_filter" if net is None else getattr(net, "name", "network"),
         polarity=float(first.polarity), seconds=time.perf_counter() - t0,
         template=np.asarray(first.template).tolist(),
         diameter_px=float(2 * first.radius_px),
