@@ -71,15 +71,17 @@ def test_dpc_in_row_blocks_with_lazy_flatfields_equals_full_arrays():
         lazy_l[::2]
 
 
-@pytest.mark.parametrize("shape, f", [((300, 410), 3), ((257, 300), 7), ((5, 3), 2), ((7, 7), 7)])
-def test_bin_image_sums_integers_exactly_like_the_edge_padded_mean(shape, f):
-    img = np.random.default_rng(7).integers(0, 4096, shape, dtype=np.uint16)
+@pytest.mark.parametrize("dtype, top", [(np.uint8, 255), (np.uint16, 4095), (np.int32, 70000)])
+@pytest.mark.parametrize("shape, f", [((300, 410), 3), ((257, 300), 23), ((5, 3), 2), ((7, 7), 7)])
+def test_bin_image_sums_integers_exactly_like_the_edge_padded_mean(shape, f, dtype, top):
+    img = np.random.default_rng(7).integers(0, top + 1, shape).astype(dtype)
+    img[-1] = top  # the largest sums the accumulator must hold
     ny, nx = shape
     padded = np.pad(img.astype(np.float64), ((0, -ny % f), (0, -nx % f)), mode="edge")
     want = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).mean(axis=(1, 3))
-    got = flatfield.bin_image(img, f, 65535.0)
+    got = flatfield.bin_image(img, f, float(top))
     assert got.dtype == np.float32
-    np.testing.assert_allclose(got, want / 65535.0, rtol=1e-7)
+    np.testing.assert_allclose(got, want / top, rtol=1e-7)
     np.testing.assert_allclose(flatfield.bin_image(img.astype(np.float32), f), want, rtol=1e-7)
 
 
@@ -92,3 +94,10 @@ def test_flatfield_mean_equals_the_mean_of_the_expansion():
         assert flatfield.flatfield_mean(coarse, shape, f) == pytest.approx(exp.rows(0, shape[0]).mean(), rel=1e-12)
     with pytest.raises(ValueError, match="no positive signal"):
         flatfield.flatfield_mean(np.zeros((4, 4)), (40, 40), 10)
+
+
+@pytest.mark.parametrize("shape, sigma", [((131, 131), 8.15), ((10, 7), 5.0), ((3, 40), 12.0), ((64, 48), 0.3), ((5, 5), 0.0)])
+def test_gaussian_reflect_equals_scipy(shape, sigma):
+    img = np.random.default_rng(9).random(shape)
+    want = ndi.gaussian_filter(img, sigma, mode="reflect")
+    np.testing.assert_allclose(flatfield.gaussian_reflect(img, sigma), want, rtol=0, atol=1e-14)

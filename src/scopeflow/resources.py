@@ -17,8 +17,12 @@ __all__ = ["MEMORY_BUDGET", "fov_pixels", "stage_mem_mb"]
 
 #: stage -> (base MB, bytes per pixel of the largest FOV)
 MEMORY_BUDGET: dict[str, tuple[int, float]] = {
-    "ingest": (600, 24.0),  # measured 12000²: 2402 MB (17.5 B/px)
-    "dpc": (800, 42.0),  # 12000²: 5923 MB (43.1 B/px with the base); 4096²: 889 MB
+    # the planes as stored (a uint8 pair: 2 B/px; uint16 and a z-stack's best plane so far
+    # double it) and the reader's copy, binned; 12000² uint8: 712 MB (5.2 B/px)
+    "ingest": (600, 12.0),
+    # DPC (4 B/px), the phase solve's half spectrum (9) and cached filter (4.5), the phase (4);
+    # 12000²: 3259 MB (23.7 B/px with the base)
+    "dpc": (700, 24.0),
     "segment": (2000, 40.0),  # a forward window (~1.5 GB) + 12000²: 4307 MB (31.4 B/px); 4096²: 2107 MB
     "measure": (700, 40.0),  # 12000²: 4673 MB (34.0 B/px); 4096²: 769 MB
     "report": (1200, 16.0),  # sample_overview, qc_report: one FOV's DPC and labels

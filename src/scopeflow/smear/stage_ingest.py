@@ -341,11 +341,18 @@ def _raw_rows(acq, zstack: str | int, focus_metric: str, keep=None) -> tuple[lis
             close_stack(current)
             current = key
         state["dtype"] = left.dtype
-        state["lit"] = state["lit"] or bool(np.any(left) or np.any(right))
-        if np.issubdtype(left.dtype, np.integer):
-            state["vmax"] = max(state["vmax"], int(left.max()), int(right.max()))
+        if np.issubdtype(left.dtype, np.unsignedinteger):  # lit: a pixel above 0
+            top = max(int(left.max()), int(right.max()))
+            state["vmax"] = max(state["vmax"], top)
+            state["lit"] = state["lit"] or top > 0
             for img in (left, right):
                 state["bits_or"] |= int(np.bitwise_or.reduce(img, axis=None))
+        else:
+            state["lit"] = state["lit"] or bool(np.any(left) or np.any(right))
+            if np.issubdtype(left.dtype, np.integer):
+                state["vmax"] = max(state["vmax"], int(left.max()), int(right.max()))
+                for img in (left, right):
+                    state["bits_or"] |= int(np.bitwise_or.reduce(img, axis=None))
         score = plane_focus(left, right, focus_metric) if sizes[key] > 1 else float("nan")
         scores.append(score)
         if zstack == "all":
