@@ -17,7 +17,6 @@ of :data:`STRIDE` (4). Cost ≈ 4.6 k multiply-adds per input pixel.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -77,23 +76,9 @@ def export_beadnet_onnx(net: BeadUNet, out: str | Path, source_sha256: str) -> P
     The file records ``scopeflow.source_sha256`` (the ``.pt`` it came from, checked by
     :class:`scopeflow.models.runtime.OnnxRunner`) and ``scopeflow.meta`` (the channels).
     """
-    import onnx
+    from scopeflow.models.runtime import write_fp32_onnx
 
-    from scopeflow.io.atomic import atomic_path
-    from scopeflow.models.runtime import META_KEY, OPSET, SOURCE_KEY, _set_metadata
-
-    out = Path(out)
     net = net.eval().cpu().float()
     example = torch.zeros(1, 1, 16 * STRIDE, 16 * STRIDE)
-    with atomic_path(out) as tmp:
-        torch.onnx.export(
-            net, (example,), str(tmp), input_names=["x"], output_names=["logits"],
-            dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}},
-            opset_version=OPSET, dynamo=False,
-        )
-        proto = onnx.load(str(tmp))
-        _set_metadata(proto, {SOURCE_KEY: source_sha256, "scopeflow.precision": "fp32",
-                              META_KEY: json.dumps({"kind": "beadnet",
-                                                    "channels": list(net.channels)})})
-        onnx.save(proto, str(tmp))
-    return out
+    return write_fp32_onnx(net, example, out, source_sha256,
+                           {"kind": "beadnet", "channels": list(net.channels)})

@@ -43,6 +43,7 @@ __all__ = [
     "export_onnx",
     "import_onnxruntime",
     "quantize_int8",
+    "write_fp32_onnx",
 ]
 
 #: Inference back ends.
@@ -208,14 +209,40 @@ def export_onnx(net: M2UNet, out: str | Path, source_sha256: str, meta: dict | N
         ``out``. Input ``x`` (N, 1, H, W) with H, W multiples of 16 (dynamic), output
         ``logits`` (N, C, H, W).
     """
-    import onnx
     import torch
 
     from scopeflow.models.m2unet import InferenceM2UNet
 
-    out = Path(out)
     model = InferenceM2UNet(net.eval().cpu()).float()
     example = torch.zeros(1, int(net.in_channels), 4 * STRIDE, 4 * STRIDE)
+    return write_fp32_onnx(model, example, out, source_sha256, meta)
+
+
+def write_fp32_onnx(model, example, out: str | Path, source_sha256: str, meta: dict | None = None) -> Path:
+    """Write a torch module as an fp32 ONNX graph with scopeflow's metadata, atomically.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Network in eval mode on the CPU, taking ``x`` (N, C, H, W) and returning ``logits``.
+    example : torch.Tensor
+        Input used to trace it; N, H and W are exported as dynamic axes.
+    out : str or Path
+        Output ``.onnx`` file.
+    source_sha256 : str
+        sha256 of the ``.pt`` file the weights came from (``scopeflow.source_sha256``).
+    meta : dict, optional
+        Stored as sorted JSON (``scopeflow.meta``).
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    import onnx
+    import torch
+
+    out = Path(out)
     with atomic_path(out) as tmp:
         torch.onnx.export(
             model, (example,), str(tmp), input_names=["x"], output_names=["logits"],
