@@ -417,3 +417,18 @@ def test_cell_shapes_perimeter_and_moments_match_regionprops():
     assert np.array_equal(m[:, 0], [r.area for r in regions])
     assert np.allclose(m[:, [1, 2, 3, 4, 5]], [[r.moments[1, 0], r.moments[0, 1], r.moments[2, 0],
                                                 r.moments[0, 2], r.moments[1, 1]] for r in regions])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_inner_outline_equals_skimage_find_boundaries_inner(seed):
+    from skimage.segmentation import find_boundaries
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((60, 70), np.uint32)
+    for k in range(1, 15):  # touching and overlapping disks, some cut by the image edge
+        rr, cc = disk((rng.uniform(-5, 65), rng.uniform(-5, 75)), rng.uniform(3, 12), shape=labels.shape)
+        labels[rr, cc] = k
+    assert labels.any() and (labels == 0).any()
+    assert np.array_equal(figures.inner_outline(labels), find_boundaries(labels, mode="inner"))
+    one = labels == labels.max()
+    assert np.array_equal(figures.inner_outline(one), find_boundaries(one, mode="inner"))

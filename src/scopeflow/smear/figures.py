@@ -16,7 +16,7 @@ import pandas as pd
 from scopeflow.io import ome_zarr
 from scopeflow.smear.qc.params import QCParams
 
-__all__ = ["focus_map_figure", "gallery_figure", "histogram_figure", "pick_gallery_cells",
+__all__ = ["focus_map_figure", "gallery_figure", "histogram_figure", "inner_outline", "pick_gallery_cells",
            "sample_overview_figure"]
 
 
@@ -33,6 +33,29 @@ def _save(fig, out_png) -> None:
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
     _plt().close(fig)
+
+
+def inner_outline(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a label that touch a different value among their 4 neighbours.
+
+    Equals :func:`skimage.segmentation.find_boundaries` with ``mode="inner"`` and
+    connectivity 1 (image edges are not boundaries), without importing scikit-image's
+    morphology into the figure jobs.
+
+    Parameters
+    ----------
+    labels : ndarray, 2-D
+        Label image (any integer or bool dtype; 0 is background), (y, x).
+
+    Returns
+    -------
+    ndarray of bool, same shape
+    """
+    lab = np.asarray(labels)
+    p = np.pad(lab, 1, mode="edge")
+    c = p[1:-1, 1:-1]
+    differs = ((p[:-2, 1:-1] != c) | (p[2:, 1:-1] != c) | (p[1:-1, :-2] != c) | (p[1:-1, 2:] != c))
+    return differs & (lab != 0)
 
 
 def pick_gallery_cells(cells: pd.DataFrame, n: int = 16, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -69,8 +92,6 @@ def gallery_figure(
     Each crop is ``2 * half_px + 1`` pixels of DPC centred on the cell, its outline drawn
     (green kept, red rejected).
     """
-    from skimage.segmentation import find_boundaries
-
     plt = _plt()
     kept, rejected = pick_gallery_cells(cells, n=n)
     cols = 8
@@ -97,7 +118,7 @@ def gallery_figure(
         xs = slice(max(0, x - half_px), x + half_px + 1)
         img = dpc[ys, xs]
         rgb = np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
-        return rgb, find_boundaries(labels[ys, xs] == int(row["cell_id"]), mode="inner")
+        return rgb, inner_outline(labels[ys, xs] == int(row["cell_id"]))
 
     for start, table, colour, label in ((0, kept, (0.1, 0.9, 0.2), "kept"),
                                         (rows_k, rejected, (1.0, 0.2, 0.1), "rejected")):
@@ -233,7 +254,6 @@ def sample_overview_figure(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from skimage.segmentation import find_boundaries
 
     cells = pd.read_parquet(cells_path)
     fovs = pd.read_parquet(fovs_path)
@@ -245,7 +265,7 @@ def sample_overview_figure(
         labels = ome_zarr.read_labels(zarr_path, fov)[:crop, :crop]
         lo, hi = np.percentile(dpc, [1, 99])
         rgb = np.repeat(np.clip((dpc - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
-        rgb[find_boundaries(labels, mode="inner")] = (1.0, 0.2, 0.1)
+        rgb[inner_outline(labels)] = (1.0, 0.2, 0.1)
         axes[0].imshow(rgb)
         axes[0].set_title(f"{fov}: DPC + cells (top-left {crop} px)")
     axes[0].axis("off")
