@@ -129,9 +129,10 @@ class _Labels:
         from scopeflow.io import ome_zarr
         from scopeflow.segment.chunked import ZARR_ATTR, segment_to_zarr
 
-        # FOVs that fit in memory: the labels are written once (no per-chunk round trip)
+        # FOVs that fit in memory: the labels are written once (no per-chunk round trip), decoded
+        # by this one thread beside the network of the next FOV (more threads only slow the network)
         segment_to_zarr(dpc, predictor, target, chunk=self.chunk, resume_key=key, in_memory=in_memory,
-                        maps=maps)
+                        maps=maps, num_workers=1 if in_memory else None)
         del maps
         ome_zarr.finish_labels(self.zarr_path, fov, "cells")
         return int(target.attrs[ZARR_ATTR]["n_labels"])  # recorded by segment_to_zarr
