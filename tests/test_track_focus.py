@@ -98,17 +98,18 @@ def _bias(D_cv, seeds, rules, **sim):
 
 
 def test_default_min_length_keeps_fast_beads_on_short_movies():
-    """30-frame movies of beads with a D spread (CV 0.5, which reproduces the real
-    trackpy_bulk_water pattern: its full-length tracks ~14 % slower than its 18–28-frame
-    ones): the default rule's D is within 4.5 % of the reference; min_length 25 (the former
-    default) is more than 2 points lower on the same movies (measured: −6.3 % vs −2.7 %
-    over 16 movies, benchmarks/track_focus.py)."""
+    """30-frame movies of beads with a D spread (CV 0.5; it reproduces the real
+    trackpy_bulk_water pattern, whose full-length tracks are ~20 % slower than its 18–28-frame
+    ones), 600 in focus per frame: the default rule's D is within 5 % of the reference (the
+    issue's criterion) and min_length 25, the former default, is not, and is lower on every
+    movie. Measured over 22 such movies (seeds 0–21): default −2.1 % (s.d. 2.2 % per movie),
+    min_length 25 −6.3 % (s.d. 2.5 %), paired difference +4.2 % (s.d. 0.8 %)."""
     b = _bias(0.5, range(6), [None, 25])
     default, old = b["None"], b["25"]
-    assert abs(default.mean()) < 0.045
-    assert old.mean() < -0.045  # the former default fails the first assertion
-    assert (default - old).mean() > 0.02
-    assert (default > old).sum() >= 5
+    assert abs(default.mean()) < 0.05
+    assert old.mean() < -0.05  # the former default fails the assertion above
+    assert (default - old).mean() > 0.025
+    assert (default > old).all()
 
 
 def test_default_min_length_unbiased_on_monodisperse_beads():

@@ -26,17 +26,18 @@ Forward model (lengths in µm, positions in the output in pixels):
   frame is integrated in ``substeps`` steps. Beads near the wall are slow in the plane and
   stay long in focus: the "distance to the coverslip" spread of real movies.
 * **Detection**: a bead is detected in a frame when ``|z| < depth_um / 2`` (with a coverslip:
-  ``|h − focus_um| < depth_um / 2``) and its (y, x) lies
-  in the field of view (pixel centres at integers, the frame covers ``[-1/2, n - 1/2)``),
-  and is then missed with probability ``miss_rate``; each detection is placed at the true
-  (y, x) plus ``N(0, static_error_um)`` per axis.
+  ``|h − focus_um| < depth_um / 2``) and its (y, x) lies in the field of view (pixel centres
+  at integers, the frame covers ``[-1/2, n - 1/2)``), and is then missed with probability
+  ``miss_rate``; each detection is placed at the true (y, x) plus ``N(0, static_error_um)``
+  per axis. The default depth, 2.5 µm for beads of D 0.4 µm²/s at 24 fps, gives 30-frame
+  track lengths like those of trackpy_bulk_water (about half the bead-frames in tracks of
+  29–30 frames, 15 % in 25–28, 20 % in 11–24).
 * **Spurious detections**: ``Poisson(spurious_per_frame)`` per frame, uniform in the view
   (noise peaks, debris), flagged ``bead = -1``.
 
 The reference D: ``target_D`` is the mean D over the detected bead-frames (each bead weighted
 by the number of frames it is seen in focus; near a coverslip, its in-plane ``D∥`` in that
-frame). It is what "the D of the beads in this sample"
-means for a movie: in a sample at equilibrium the beads are uniform in z whatever their D, so
+frame). It is what "the D of the beads in this sample" means for a movie: in a sample at equilibrium the beads are uniform in z whatever their D, so
 the beads in focus in any one frame are a random draw from the whole population and the
 bead-frame weighted mean equals, in expectation, the population's number-mean D (a fast bead
 enters and leaves focus more often but spends the same fraction of the time in it as a slow
