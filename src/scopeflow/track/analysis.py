@@ -1,8 +1,9 @@
 """The trackpy walkthrough recipe on a localisation table, and the per-sample summary.
 
 :func:`track_pipeline`: link (:mod:`scopeflow.track.link`) → keep tracks of at least
-``min_length`` frames (default "auto": the fitted lags + 1) → subtract the ensemble drift → ensemble and per-particle MSD →
-``MSD = 4 D τ + c`` (:mod:`scopeflow.track.motion`) → :func:`summarize_tracks`.
+``min_length`` frames (default "auto": the fitted lags + 1) → subtract the ensemble drift →
+ensemble and per-particle MSD → ``MSD = 4 D τ + c`` (:mod:`scopeflow.track.motion`) →
+:func:`summarize_tracks`.
 
 Positions are in pixels (y, x; origin at the centre of pixel (0, 0)); lengths in the
 outputs are micrometres (``*_um``), times seconds (``*_s``).

@@ -3,8 +3,9 @@
 Linking is trackpy's (``trackpy.link``, Crocker–Grier nearest-neighbour with memory and
 adaptive search); :func:`filter_stubs` keeps trajectories present in at least a given
 number of frames, as ``trackpy.filter_stubs``, and :func:`auto_min_length` is the length
-``min_length="auto"`` stands for (the fitted MSD lags + 1). Drift, MSD and diffusion coefficients are in
-:mod:`scopeflow.track.motion`; the whole recipe in :mod:`scopeflow.track.analysis`.
+``min_length="auto"`` stands for (the fitted MSD lags + 1). Drift, MSD and diffusion
+coefficients are in :mod:`scopeflow.track.motion`; the whole recipe in
+:mod:`scopeflow.track.analysis`.
 
 Positions are in pixels (y, x; origin at the centre of pixel (0, 0)).
 """
