@@ -19,7 +19,13 @@ default ``sharding.fovs_per_job``), runs the workflow on it with ``snakemake --c
   - measure: reading DPC, phase and labels, one label pass of bincounts, one float32 Laplacian;
   - merge_tables: reading the shard tables and writing the sample's with pyarrow (Parquet + CSV);
   - sample_overview / qc_report: reading the tables and one FOV, saving figures of the same
-    sizes (matplotlib, empty axes).
+    sizes (matplotlib, empty axes);
+  - parasites: reading the cell table's ``qc_pass`` column (the parasitemia denominator)
+    and writing the stage's three tables as the run wrote them (pyarrow, Parquet + CSV);
+    when the FOVs have a fluorescence channel also, per FOV, reading its three
+    fluorescence planes once, their grey combination and one float32 Laplacian of Gaussian
+    at the middle spot scale (1 µm), the spot finder's minimal pass. An acquisition without
+    the channel (the simulated one) leaves the stage only the tables: that is its floor.
 
 It prints end-to-end Mpx/s (the run's wall time, start-up and scheduling included), the bare
 U-Net Mpx/s and their ratio, the machine's load average, each job's start-up (process start
@@ -52,9 +58,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-STAGES = ("ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report")
+STAGES = ("ingest", "dpc", "segment", "measure", "merge_tables", "sample_overview", "qc_report", "parasites")
 #: stages run once per sample; the others once per shard
-PER_SAMPLE = {"warmup", "ingest", "merge_tables", "sample_overview", "qc_report"}
+PER_SAMPLE = {"warmup", "ingest", "merge_tables", "sample_overview", "qc_report", "parasites"}
 
 
 class Clock:
@@ -112,6 +118,7 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path, n_floor: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pyarrow as pa
+    import pyarrow.compute  # noqa: F401 - pa.compute
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
     import scipy.fft as sfft
@@ -201,7 +208,23 @@ def floors(results: Path, sample: str, threads: int, fovs_tsv: Path, n_floor: in
     def per(wc):
         return wc[0] / n_fovs, wc[1] / n_fovs
 
+    def parasites():
+        cells = pq.read_table(results / sample / "cells.parquet", columns=["qc_pass"])
+        pa.compute.sum(cells.column("qc_pass"))
+        channels = [c for c in ome_zarr.fov_attrs(store, rows[0]["fov"])["channels"] if c.startswith("fluorescence")]
+        for row in rows if channels else []:
+            planes = [np.asarray(ome_zarr.read_channel(store, row["fov"], c), np.float32) for c in channels]
+            grey = (np.float32(0.299) * planes[0] + np.float32(0.587) * planes[1] + np.float32(0.114) * planes[2]
+                    if len(planes) == 3 else planes[0])
+            ndi.gaussian_laplace(grey, 1.0 / float(row["pixel_size_um"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("spots", "parasitemia_fovs", "parasitemia"):
+                table = pq.read_table(results / sample / f"{name}.parquet")
+                pq.write_table(table, Path(tmp) / f"{name}.parquet")
+                pcsv.write_csv(table, Path(tmp) / f"{name}.csv")
+
     per_fov["merge_tables"] = per(median_time(merge))
+    per_fov["parasites"] = per(median_time(parasites))
     per_fov["sample_overview"] = per(median_time(lambda: figures(1, [((18, 4.5), (1, 4))])))
     per_fov["qc_report"] = per(median_time(lambda: figures(3, [((16, 8.8), (4, 8)), ((7, 5.5), (1, 1)),
                                                                ((15, 10.2), (3, 3))])))

@@ -17,7 +17,7 @@ def main(smk):
     measure_store(
         smk.params.zarr, smk.input.record, smk.output.cells, smk.output.fovs,
         sample=smk.wildcards.sample, fovs=fovs, classifier=bool(smk.params.classifier),
-        focus_metrics=list(smk.params.focus_metrics),
+        focus_metrics=list(smk.params.focus_metrics), threads=smk.threads,
     )
 
 

@@ -359,6 +359,33 @@ def test_stage_without_fluorescence_says_skipped(tmp_path):
     assert len(pd.read_parquet(out["fovs"])) == 0
 
 
+def test_stage_without_fluorescence_imports_no_classifier_or_detector(tmp_path):
+    """A sample without the channel needs neither torch nor scipy (job start-up): the skipped
+    path writes its tables without importing them."""
+    zarr, _ = _store(tmp_path, with_fluorescence=False)
+    code = (
+        "import sys\n"
+        "from scopeflow.parasites.stage import parasites_sample\n"
+        f"d = {str(tmp_path)!r}\n"
+        f"parasites_sample({str(zarr)!r}, d + '/cells.parquet', d + '/fovs.tsv', d + '/sp.parquet',\n"
+        "                 d + '/pf.parquet', d + '/ps.parquet', sample='s', out_gallery=d + '/g.npz')\n"
+        "print(sorted(m for m in ('torch', 'scipy.stats', 'scipy.ndimage', 'zarr') if m in sys.modules))\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": src})
+    assert out.stdout.strip() == "[]", out.stdout
+    assert pd.read_parquet(tmp_path / "ps.parquet").iloc[0]["status"].startswith("skipped")
+
+
+def test_row_columns_are_the_keys_of_parasitemia_row():
+    from scopeflow.parasites.parasitemia import _ROW_COLUMNS, parasitemia_row
+
+    row = parasitemia_row(pd.DataFrame({"cell_id": [3], "is_parasite": [True]}),
+                          pd.DataFrame({"cell_id": [3, 4], "qc_pass": [True, True]}))
+    assert list(row) == _ROW_COLUMNS
+
+
 def test_readme_documents_every_parasite_column():
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS
     from scopeflow.parasites.stage import SPOT_COLUMNS

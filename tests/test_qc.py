@@ -353,6 +353,46 @@ def test_figures_written_for_normal_and_empty_samples(tmp_path):
     assert len(kept) == 4 and len(rejected) == 3 and (rejected["qc_reason"] == "size").all()
 
 
+def test_measure_store_tables_do_not_depend_on_threads(tmp_path):
+    """FOVs measured by a pool of threads give the serial path's tables, in FOV order."""
+    store, seg = _store(tmp_path, {n: _smear(k) for k, n in enumerate(["c", "a", "b"])})
+    out = {}
+    for threads in (1, 2, 3):
+        out[threads] = pipeline.measure_store(store, seg, tmp_path / f"c{threads}.parquet",
+                                              tmp_path / f"f{threads}.parquet", sample="s",
+                                              fovs=["c", "a", "b"], threads=threads)
+    assert list(out[1][1]["fov"]) == ["c", "a", "b"] and len(out[1][0]) > 30
+    for threads in (2, 3):
+        pd.testing.assert_frame_equal(out[threads][0], out[1][0])
+        pd.testing.assert_frame_equal(out[threads][1], out[1][1])
+
+
+def test_read_window_is_the_slice_of_the_whole_plane(tmp_path):
+    dpc, labels = _smear(3, shape=(300, 280))
+    store, _ = _store(tmp_path, {"a": (dpc, labels)})
+    for ys, xs in ((slice(0, 40), slice(0, 40)), (slice(250, 300), slice(100, 281)), (slice(7, 9), slice(270, 300))):
+        np.testing.assert_array_equal(ome_zarr.read_channel(store, "a", "dpc", window=(ys, xs)), dpc[ys, xs])
+        np.testing.assert_array_equal(ome_zarr.read_labels(store, "a", window=(ys, xs)), labels[ys, xs])
+
+
+def test_sample_overview_from_pyarrow_columns(tmp_path):
+    """The overview reads only the columns it draws (pyarrow) and the crop's chunks; with and
+    without a stage grid, and for a sample without cells."""
+    t, _ = _run(tmp_path, {"a": _smear(8), "b": _smear(9)}, {"min_cells_pass": 5})
+    store = tmp_path / "s.ome.zarr"
+    figures.sample_overview_figure(store, tmp_path / "cells.parquet", tmp_path / "fovs.parquet",
+                                   tmp_path / "o.png", sample="s", crop=128)
+    grid = figures._count_grid(*(figures._columns(tmp_path / "fovs.parquet", ["i", "j", "n_cells"])[1][k]
+                                 for k in ("i", "j", "n_cells")))
+    assert grid.shape == (1, 2) and grid.sum() == len(t["cells"])
+    tables.write_table(t["fovs"].drop(columns=["i", "j"]), tmp_path / "f2.parquet")
+    tables.write_table(t["cells"].iloc[:0], tmp_path / "c0.parquet")
+    figures.sample_overview_figure(store, tmp_path / "c0.parquet", tmp_path / "f2.parquet",
+                                   tmp_path / "o2.png", sample="s")
+    for name in ("o", "o2"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
 def test_shipped_classifier_wired_into_measure(tmp_path):
     """The real scopeflow.qc.cell_classifier through measure_store (skipped until its
     shipped weights exist)."""

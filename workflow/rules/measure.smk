@@ -16,6 +16,7 @@ rule measure:
         classifier=config["qc"]["classifier"],  # p_good per cell needs the pixels: computed here
         # the QC metric and those asked for (a list, in a fixed order: params compare equal)
         focus_metrics=list(dict.fromkeys([config["qc"]["focus_metric"], *config["qc"]["extra_focus_metrics"]])),
+    threads: config["measure"]["threads"]  # FOVs of the shard measured at once
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
         mem_mb=lambda wc: stage_mem_mb("measure", fov_pixels(sample_fovs(wc.sample))),

@@ -87,7 +87,8 @@ def _image_model(attrs: dict, where: str):
                               "write it as OME-Zarr 0.4 or 0.5") from exc
 
 
-def image_channel(group, channel: str | None = "dpc", level: int = 0, *, strict: bool = True):
+def image_channel(group, channel: str | None = "dpc", level: int = 0, *, strict: bool = True,
+                  window: tuple[slice, slice] | None = None):
     """One channel of an NGFF image group as a lazy 2-D (y, x) zarr view.
 
     Parameters
@@ -102,6 +103,8 @@ def image_channel(group, channel: str | None = "dpc", level: int = 0, *, strict:
     strict : bool
         If False, an image with a single channel (or no ``c`` axis) gives it whatever its
         label (a DPC image someone else wrote may call it anything).
+    window : (slice, slice), optional
+        The (y, x) region to read (only its chunks are read); default the whole plane.
 
     Raises
     ------
@@ -118,9 +121,10 @@ def image_channel(group, channel: str | None = "dpc", level: int = 0, *, strict:
     names = [c.label for c in model.omero.channels] if model.omero else []
     names = (attrs.get("scopeflow") or {}).get("channels", names)
     index = []
+    region = {"y": window[0], "x": window[1]} if window is not None else {}
     for ax, size in zip(axes, arr.shape):
         if ax in ("y", "x"):
-            index.append(slice(None))
+            index.append(region.get(ax, slice(None)))
         elif ax == "c":
             if size == 1 and (not strict or channel is None or not names):
                 index.append(0)
@@ -137,7 +141,9 @@ def image_channel(group, channel: str | None = "dpc", level: int = 0, *, strict:
                                   "DPC fields of view (one plane per image)")
     if "y" not in axes or "x" not in axes:
         raise InputImageError(f"{where}: axes {axes} lack y and x")
-    return arr[tuple(index)] if any(not isinstance(i, slice) for i in index) else arr
+    if window is None and all(isinstance(i, slice) for i in index):
+        return arr
+    return arr[tuple(index)]
 
 
 def pixel_size_um(group) -> float | None:

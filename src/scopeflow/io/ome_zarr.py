@@ -432,8 +432,10 @@ def write_labels(
     finish_labels(path, fov, name)
 
 
-def read_channel(path: str | Path, fov: str, channel: str, level: int = 0) -> zarr.Array | np.ndarray:
-    """Return the 2-D (y, x) array of one channel of a FOV (lazy zarr view at level 0).
+def read_channel(path: str | Path, fov: str, channel: str, level: int = 0,
+                 window: tuple[slice, slice] | None = None) -> zarr.Array | np.ndarray:
+    """Return the 2-D (y, x) array of one channel of a FOV at pyramid ``level``; only the
+    (y, x) ``window`` (a pair of slices) when given, reading only its chunks.
 
     Raises
     ------
@@ -446,12 +448,15 @@ def read_channel(path: str | Path, fov: str, channel: str, level: int = 0) -> za
     names = group.attrs["scopeflow"]["channels"]
     if channel not in names:
         raise KeyError(f"{path}/{fov}: no channel {channel!r}; have {names}")
-    return image_channel(group, channel, level)  # the reader of any NGFF image
+    return image_channel(group, channel, level, window=window)  # the reader of any NGFF image
 
 
-def read_labels(path: str | Path, fov: str, name: str = "cells", level: int = 0) -> np.ndarray:
-    """Return the (y, x) uint32 label image of a FOV."""
-    return _image_group(path, fov)["labels"][name][str(level)][0]
+def read_labels(path: str | Path, fov: str, name: str = "cells", level: int = 0,
+                window: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Return the (y, x) uint32 label image of a FOV; only the (y, x) ``window`` (a pair of
+    slices) when given, reading only its chunks."""
+    arr = _image_group(path, fov)["labels"][name][str(level)]
+    return arr[0] if window is None else arr[(0, *window)]
 
 
 def fov_attrs(path: str | Path, fov: str) -> dict:
@@ -460,7 +465,16 @@ def fov_attrs(path: str | Path, fov: str) -> dict:
 
 
 def store_attrs(path: str | Path) -> dict:
-    """The ``scopeflow`` provenance attributes of a sample store."""
+    """The ``scopeflow`` provenance attributes of a sample store (read from the root's
+    ``zarr.json``, without importing zarr; other stores through zarr)."""
+    import json
+
+    try:
+        attrs = json.loads((Path(path) / "zarr.json").read_text()).get("attributes")
+    except (OSError, ValueError):
+        attrs = None
+    if isinstance(attrs, dict):
+        return dict(attrs.get("scopeflow", {}))
     import zarr
 
     root = zarr.open_group(str(path), mode="r")

@@ -54,14 +54,14 @@ def _write_csv(table: pa.Table, path: Path) -> None:
         pcsv.write_csv(plain, path, pcsv.WriteOptions(quoting_style="needed", quoting_header="none"))
 
 
-def read_table(parquet_path: str | Path) -> pd.DataFrame:
-    """Read a scopeflow Parquet table.
+def read_table(parquet_path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a scopeflow Parquet table (only ``columns`` when given).
 
     Raises the audit event ``scopeflow.read`` (pyarrow opens the file in C++, which raises
     no ``open`` event; a job's start-up clock, :mod:`scopeflow._snakemake`, listens for both).
     """
     sys.audit("scopeflow.read", str(parquet_path))
-    return pd.read_parquet(parquet_path)
+    return pd.read_parquet(parquet_path, columns=columns)
 
 
 def read_provenance(parquet_path: str | Path) -> dict:

@@ -31,7 +31,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = [
     "PARASITEMIA_DEFAULTS",
@@ -63,6 +62,8 @@ def poisson_interval(k, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarra
     (lower, upper) : numpy.ndarray
         float64, same shape as ``k``; lower = 0 when k = 0.
     """
+    from scipy import stats  # imported when used: a skipped sample's job never needs it
+
     k = np.asarray(k, np.float64)
     a = 1.0 - float(confidence)
     lo = np.where(k > 0, stats.chi2.ppf(a / 2, 2 * np.maximum(k, 1e-300)) / 2, 0.0)
@@ -72,6 +73,8 @@ def poisson_interval(k, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarra
 
 def clopper_pearson(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Exact binomial interval for a proportion k/n (NaN where n = 0)."""
+    from scipy import stats
+
     k = np.asarray(k, np.float64)
     n = np.asarray(n, np.float64)
     a = 1.0 - float(confidence)
@@ -236,6 +239,8 @@ def parasitemia_tables(spots: pd.DataFrame, cells: pd.DataFrame, sample: str,
     return per_fov, per_sample
 
 
-_ROW_COLUMNS = list(parasitemia_row(
-    pd.DataFrame({"cell_id": [], "is_parasite": []}),
-    pd.DataFrame({"cell_id": [], "qc_pass": []})).keys())
+#: The columns of :func:`parasitemia_row`, in its order (a test checks they agree).
+_ROW_COLUMNS = ["n_rbc_counted", "n_spots", "n_parasites_all", "n_parasites_ood", "n_parasites",
+                "n_infected_rbc", "parasites_per_ul", "parasites_per_ul_low", "parasites_per_ul_high",
+                "percent_parasitized", "percent_parasitized_low", "percent_parasitized_high",
+                "hyperparasitaemia", "parasites_detected"]

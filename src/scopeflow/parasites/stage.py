@@ -255,19 +255,13 @@ def parasites_sample(
     pandas.DataFrame
         The per-sample table.
     """
-    from scopeflow.io import ome_zarr
-    from scopeflow.parasites.classifier import load_parasite_model
-    from scopeflow.parasites.detect import crop_spots, detect_spots
-    from scopeflow.parasites.ood import load_ood_reference, score_spots
-    from scopeflow.parasites.parasitemia import _ROW_COLUMNS, parasitemia_tables
-
-    from scopeflow.parasites.classifier import DEFAULT_WEIGHTS
-    from scopeflow.provenance import file_sha256
+    from scopeflow.io.tables import read_table, write_table
+    from scopeflow.parasites.parasitemia import _ROW_COLUMNS
 
     p = {**STAGE_DEFAULTS, **dict(params or {})}
     sha = None
     fovs = pd.read_csv(fovs_tsv, sep="\t")
-    cells = pd.read_parquet(cells_path, columns=["fov", "cell_id", "qc_pass"])
+    cells = read_table(cells_path, columns=["fov", "cell_id", "qc_pass"])
     has = ("fluorescence" in fovs.columns
            and fovs["fluorescence"].map(lambda v: isinstance(v, str) and bool(v)).all())
     empty_spots = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
@@ -281,7 +275,14 @@ def parasites_sample(
         per_sample = _skipped(sample, reason, int(cells["qc_pass"].astype(bool).sum()))
         per_fov = pd.DataFrame(columns=["sample", "fov", *_ROW_COLUMNS])
         spots = empty_spots
-    else:
+    else:  # the classifier (torch), the detector (scipy) and zarr are imported only here
+        from scopeflow.io import ome_zarr
+        from scopeflow.parasites.classifier import DEFAULT_WEIGHTS, load_parasite_model
+        from scopeflow.parasites.detect import crop_spots, detect_spots
+        from scopeflow.parasites.ood import load_ood_reference, score_spots
+        from scopeflow.parasites.parasitemia import parasitemia_tables
+        from scopeflow.provenance import file_sha256
+
         model, meta = load_parasite_model(p["weights"])
         reference = load_ood_reference(p["weights"])
         qc = cells.set_index(["fov", "cell_id"])["qc_pass"]
@@ -344,8 +345,6 @@ def parasites_sample(
     if out_gallery is not None:
         with atomic_path(out_gallery) as tmp:
             np.savez_compressed(tmp, **gallery)
-    from scopeflow.io.tables import write_table
-
     prov = {**dict(provenance or {}), "parasite_model_sha256": sha}
     write_table(spots, out_spots, prov)
     write_table(per_fov, out_fovs, prov)

@@ -9,30 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from scopeflow.io import ome_zarr
 from scopeflow.smear.qc.params import QCParams
+
+if TYPE_CHECKING:  # pandas is imported where used: the overview job reads its tables with pyarrow
+    import pandas as pd
 
 __all__ = ["focus_map_figure", "gallery_figure", "histogram_figure", "inner_outline", "pick_gallery_cells",
            "sample_overview_figure"]
 
 
-def _plt():
-    import matplotlib
+def _figure(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
+    """A matplotlib figure and its axes, without pyplot (no GUI backend, nothing global to
+    close: the figure is freed with its last reference)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
 
 
 def _save(fig, out_png) -> None:
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
-    _plt().close(fig)
+    fig.savefig(out_png, dpi=90)  # PNG through the Agg canvas
 
 
 def inner_outline(labels: np.ndarray) -> np.ndarray:
@@ -64,6 +66,8 @@ def pick_gallery_cells(cells: pd.DataFrame, n: int = 16, seed: int = 0) -> tuple
     Kept cells are a seeded random sample. Rejected cells are taken round-robin over their
     first reason, so every kind of rejection present in the sample is shown.
     """
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     if len(cells) == 0:
         return cells, cells
@@ -92,15 +96,16 @@ def gallery_figure(
     Each crop is ``2 * half_px + 1`` pixels of DPC centred on the cell, its outline drawn
     (green kept, red rejected).
     """
-    plt = _plt()
     kept, rejected = pick_gallery_cells(cells, n=n)
     cols = 8
     rows_k = max(1, -(-len(kept) // cols))
     rows_r = max(1, -(-len(rejected) // cols))
-    fig, axes = plt.subplots(rows_k + rows_r, cols, figsize=(2 * cols, 2.2 * (rows_k + rows_r)), squeeze=False)
+    fig, axes = _figure(rows_k + rows_r, cols, (2 * cols, 2.2 * (rows_k + rows_r)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    cache: dict[str, tuple[np.ndarray, np.ndarray, float, float]] = {}
+        ax.set_xticks([])  # never drawn (axis off): no tick labels to lay out
+        ax.set_yticks([])
+    cache: dict[str, tuple[np.ndarray, float, float]] = {}
 
     def crop(row):
         fov = str(row["fov"])
@@ -111,14 +116,15 @@ def gallery_figure(
             # pixel of every other row (a quarter of the pixels sort 4x faster; same window
             # to the displayed precision)
             lo, hi = (float(v) for v in np.percentile(dpc[::2, ::2], [1, 99])) if dpc.size else (0.0, 1.0)
-            cache[fov] = (dpc, np.asarray(ome_zarr.read_labels(zarr_path, fov)), lo, hi)
-        dpc, labels, lo, hi = cache[fov]
+            cache[fov] = (dpc, lo, hi)
+        dpc, lo, hi = cache[fov]
         y, x = int(round(row["y_px"])), int(round(row["x_px"]))
         ys = slice(max(0, y - half_px), y + half_px + 1)
         xs = slice(max(0, x - half_px), x + half_px + 1)
         img = dpc[ys, xs]
         rgb = np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
-        return rgb, inner_outline(labels[ys, xs] == int(row["cell_id"]))
+        labels = ome_zarr.read_labels(zarr_path, fov, window=(ys, xs))  # the crop's chunks only
+        return rgb, inner_outline(labels == int(row["cell_id"]))
 
     for start, table, colour, label in ((0, kept, (0.1, 0.9, 0.2), "kept"),
                                         (rows_k, rejected, (1.0, 0.2, 0.1), "rejected")):
@@ -141,8 +147,9 @@ def gallery_figure(
 def focus_map_figure(fovs: pd.DataFrame, out_png: str | Path, *, sample: str = "") -> None:
     """FOV focus ratio (default metric / sample median) over the stage positions, failed
     FOVs crossed; a bar chart per FOV when there are no stage positions."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    import pandas as pd
+
+    fig, ax = _figure(1, 1, (7, 5.5))
     ratio = pd.to_numeric(fovs.get("focus_ratio", pd.Series(dtype=float)), errors="coerce")
     failed = ~fovs["fov_pass"].astype(bool) if len(fovs) else pd.Series([], dtype=bool)
     has_xy = len(fovs) and {"x_mm", "y_mm"} <= set(fovs.columns) and fovs[["x_mm", "y_mm"]].notna().all().all()
@@ -190,12 +197,13 @@ def histogram_figure(
 ) -> None:
     """Histograms of the per-cell QC features (non-border cells) and of the FOV focus
     ratio, each with its thresholds as dashed red lines."""
+    import pandas as pd
+
     p = QCParams.from_config(params)
-    plt = _plt()
     panels = [pp for pp in _PANELS if pp[0] in cells.columns]
     n = len(panels) + 1
     cols = 3
-    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(5 * cols, 3.4 * -(-n // cols)), squeeze=False)
+    fig, axes = _figure(-(-n // cols), cols, (5 * cols, 3.4 * -(-n // cols)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     interior = cells[~cells["touches_border"].astype(bool)] if len(cells) else cells
@@ -232,16 +240,34 @@ def histogram_figure(
 # ------------------------------------------------------------------ sample overview
 
 
-def _count_grid(fovs: pd.DataFrame) -> np.ndarray | None:
-    """Cells per FOV laid out on the stage grid (rows i, columns j), or None without a grid."""
-    if not {"i", "j"} <= set(fovs.columns) or fovs["i"].isna().any() or fovs["j"].isna().any():
+def _count_grid(i: np.ndarray | None, j: np.ndarray | None, n_cells: np.ndarray) -> np.ndarray | None:
+    """Cells per FOV laid out on the stage grid (rows i, columns j; float arrays, NaN where
+    unknown), or None without a grid."""
+    if i is None or j is None or np.isnan(i).any() or np.isnan(j).any():
         return None
-    i = fovs["i"].astype(int).to_numpy()
-    j = fovs["j"].astype(int).to_numpy()
+    i = i.astype(int)
+    j = j.astype(int)
     grid = np.full((i.max() + 1, j.max() + 1), np.nan)
-    for a, b, n in zip(i, j, fovs["n_cells"].to_numpy()):
+    for a, b, n in zip(i, j, n_cells):
         grid[a, b] = n if np.isnan(grid[a, b]) else grid[a, b] + n
     return grid
+
+
+def _columns(path: str | Path, names: list[str]) -> tuple[int, dict[str, np.ndarray]]:
+    """Rows of a Parquet table and those of its columns ``names`` that it has, as numpy
+    arrays (integer columns with nulls as float with NaN), read with pyarrow (no pandas)."""
+    import sys
+
+    import pyarrow.parquet as pq
+
+    sys.audit("scopeflow.read", str(path))  # the job's start-up clock (scopeflow._snakemake)
+    have = set(pq.read_schema(path).names)
+    table = pq.read_table(path, columns=[c for c in names if c in have])
+    out = {}
+    for c in table.column_names:
+        a = table.column(c).to_numpy(zero_copy_only=False)
+        out[c] = a.astype(float) if a.dtype == object else a
+    return table.num_rows, out
 
 
 def sample_overview_figure(
@@ -249,27 +275,26 @@ def sample_overview_figure(
     *, sample: str, crop: int = 512,
 ) -> None:
     """Write the per-sample overview PNG: a DPC crop with cell outlines, counts per FOV,
-    and histograms of cell area and circularity (border cells excluded)."""
-    import matplotlib
+    and histograms of cell area and circularity (border cells excluded).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = pd.read_parquet(cells_path)
-    fovs = pd.read_parquet(fovs_path)
+    Reads only the columns it draws and the crop's chunks of the first FOV.
+    """
+    n_cells, cells = _columns(cells_path, ["touches_border", "area_um2", "circularity"])
+    n_fovs, fovs = _columns(fovs_path, ["i", "j", "n_cells"])
     names = ome_zarr.fov_names(zarr_path)
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.5))
+    fig, axes = _figure(1, 4, (18, 4.5))
     if names:
         fov = names[0]
-        dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc")[:crop, :crop])
-        labels = ome_zarr.read_labels(zarr_path, fov)[:crop, :crop]
+        window = (slice(0, crop), slice(0, crop))
+        dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc", window=window))
+        labels = ome_zarr.read_labels(zarr_path, fov, window=window)
         lo, hi = np.percentile(dpc, [1, 99])
         rgb = np.repeat(np.clip((dpc - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
         rgb[inner_outline(labels)] = (1.0, 0.2, 0.1)
         axes[0].imshow(rgb)
         axes[0].set_title(f"{fov}: DPC + cells (top-left {crop} px)")
     axes[0].axis("off")
-    grid = _count_grid(fovs)
+    grid = _count_grid(fovs.get("i"), fovs.get("j"), fovs["n_cells"])
     if grid is not None:
         im = axes[1].imshow(grid, cmap="viridis")
         fig.colorbar(im, ax=axes[1], label="cells")
@@ -279,20 +304,19 @@ def sample_overview_figure(
         axes[1].set_ylabel("FOV row i")
         axes[1].set_title("cells per FOV (stage grid)")
     else:
-        axes[1].bar(range(len(fovs)), fovs["n_cells"])
+        axes[1].bar(range(n_fovs), fovs["n_cells"])
         axes[1].set_xlabel("FOV")
         axes[1].set_ylabel("cells")
         axes[1].set_title("cells per FOV")
-    interior = cells.loc[~cells["touches_border"]] if len(cells) else cells
-    if len(interior):
-        axes[2].hist(interior["area_um2"], bins=50, color="0.3")
-        axes[3].hist(interior["circularity"].clip(0, 1.2), bins=50, color="0.3")
+    inside = ~cells["touches_border"].astype(bool) if n_cells else np.zeros(0, bool)
+    n_interior = int(inside.sum())
+    if n_interior:
+        axes[2].hist(cells["area_um2"][inside], bins=50, color="0.3")
+        axes[3].hist(np.clip(cells["circularity"][inside], 0, 1.2), bins=50, color="0.3")
     axes[2].set_xlabel("area (µm²)")
-    axes[2].set_title(f"cell area, n = {len(interior)}")
+    axes[2].set_title(f"cell area, n = {n_interior}")
     axes[3].set_xlabel("circularity 4πA/P²")
     axes[3].set_title("circularity")
-    fig.suptitle(f"sample {sample}: {len(fovs)} FOVs, {len(cells)} cells")
+    fig.suptitle(f"sample {sample}: {n_fovs} FOVs, {n_cells} cells")
     fig.tight_layout()
-    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
-    plt.close(fig)
+    _save(fig, out_png)

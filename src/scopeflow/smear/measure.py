@@ -6,12 +6,14 @@ columns are pixel columns times the pixel size. Column names carry their units.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from scopeflow.smear.filters import laplace
-from scopeflow.smear import cell_kernels
-from scopeflow.smear.qc import cell_features
+if TYPE_CHECKING:  # the compiled kernels (numba) are imported where used: merge_tables needs
+    # only the summaries below
+    from scopeflow.smear import cell_kernels
 
 CELL_COLUMNS = {
     "sample": "sample name",
@@ -245,6 +247,10 @@ def measure_cells(
     ``regionprops`` and scipy's ``ndimage.mean`` (without numba, or with
     ``SCOPEFLOW_NO_NUMBA=1``, those are called instead: :func:`_measure_cells_reference`).
     """
+    from scopeflow.smear import cell_kernels
+    from scopeflow.smear.filters import laplace
+    from scopeflow.smear.qc import cell_features
+
     if not cell_kernels.HAVE_NUMBA:  # pragma: no cover
         return _measure_cells_reference(labels, dpc, phase, pixel_size_um, sample=sample, fov=fov)
     labels = np.asarray(labels)
@@ -289,6 +295,8 @@ def _measure_cells_reference(
     the fallback without numba, and the tests' reference)."""
     from scipy import ndimage as ndi
     from skimage.measure import regionprops_table
+
+    from scopeflow.smear.qc import cell_features
 
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
@@ -394,7 +402,11 @@ def _cell_table(props, shape, pixel_size_um, sample, fov, n_nb, contact, solidit
 def fov_focus(dpc: np.ndarray, lap: np.ndarray | None = None) -> float:
     """Variance of the Laplacian of a whole FOV (higher = sharper); ``lap``: its
     :func:`scopeflow.smear.filters.laplace` when the caller already has it."""
-    return float(np.var(laplace(dpc) if lap is None else np.asarray(lap, dtype=np.float32)))
+    if lap is None:
+        from scopeflow.smear.filters import laplace
+
+        lap = laplace(dpc)
+    return float(np.var(np.asarray(lap, dtype=np.float32)))
 
 
 def summarize_fov(
