@@ -29,7 +29,8 @@ def _dpc(seed: int, gain: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def images():
-    return {f"0-0_{k}_0": _dpc(seed, gain) for k, (seed, gain) in enumerate([(1, 0.5), (2, 1.5), (3, 0.9)])}
+    cases = [(1, 0.5), (2, 1.5), (3, 0.9)]  # (seed, contrast)
+    return {f"0-0_{k}_0": _dpc(seed, gain) for k, (seed, gain) in enumerate(cases)}
 
 
 def _store(tmp_path, images):
@@ -40,9 +41,12 @@ def _store(tmp_path, images):
     return path
 
 
-@pytest.mark.parametrize("overlap", [True, False])
-def test_every_fov_gets_the_labels_it_gets_alone(tmp_path, images, monkeypatch, overlap):
-    if not overlap:  # every FOV "too large": one at a time, streamed chunk by chunk
+@pytest.mark.parametrize("mode", ["overlapped", "in memory, one at a time",
+                                  "streamed, one at a time", "streamed, overlapped"])
+def test_every_fov_gets_the_labels_it_gets_alone(tmp_path, images, monkeypatch, mode):
+    if "one at a time" in mode:  # no decoding beside the next FOV's network
+        monkeypatch.setattr(stage_segment, "DECODE_OVERLAP_MAX_PIXELS", 0)
+    if "streamed" in mode:  # labels written chunk by chunk, resumably
         monkeypatch.setattr(stage_segment, "OVERLAP_MAX_PIXELS", 0)
     path = _store(tmp_path, images)
     record = segment_store(path, tmp_path / "seg.json", method="classical", chunk=128, threads=2)
@@ -61,8 +65,11 @@ def test_a_rerun_reuses_complete_labels_without_the_network(tmp_path, images, mo
     path = _store(tmp_path, images)
     first = segment_store(path, tmp_path / "a.json", method="classical", chunk=128)
     calls = []
-    monkeypatch.setattr(ClassicalPredictor, "predict",
-                        lambda self, tile: calls.append(tile.shape) or pytest.fail("predicted again"))
+    def predict(self, tile):
+        calls.append(tile.shape)
+        pytest.fail("predicted again")
+
+    monkeypatch.setattr(ClassicalPredictor, "predict", predict)
     again = segment_store(path, tmp_path / "b.json", method="classical", chunk=128)
     assert again["fovs"] == first["fovs"] and not calls
 

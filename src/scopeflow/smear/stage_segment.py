@@ -18,6 +18,11 @@ from scopeflow.smear.stage_common import OVERLAP_MAX_PIXELS, atomic_json, prefet
 
 log = logging.getLogger("scopeflow")
 
+#: FOVs of at most this many pixels decode beside the next FOV's network (two FOVs' maps and
+#: seed names in memory, ~20 bytes per pixel more): 2 FOVs of 3000² peak at 1650 MB (the rule
+#: asks 2344); 2 FOVs of 4096² would reach 2723 MB against 2640, so they run one at a time.
+DECODE_OVERLAP_MAX_PIXELS = 10 * 2**20
+
 
 def segment_store(
     zarr_path: str | Path,
@@ -34,12 +39,12 @@ def segment_store(
     The JSON record ``out_record`` (method, parameters, model checksum, cells per FOV, time)
     is written last: it is the marker that these FOVs' labels are complete.
 
-    A FOV of at most :data:`~scopeflow.smear.stage_common.OVERLAP_MAX_PIXELS` is a pipeline
-    step: its DPC is read while the previous FOV is segmented, its maps (the network) are
-    computed while the previous FOV's maps are decoded into labels and written (once, in a
-    background thread, with its pyramid), so the network is not kept waiting. Larger FOVs
-    run one at a time and stream their labels chunk by chunk, resumably. Labels do not
-    depend on this overlap.
+    The DPC of a FOV of at most :data:`~scopeflow.smear.stage_common.OVERLAP_MAX_PIXELS` is
+    read while the previous FOV is segmented, and its labels are written once; larger FOVs
+    stream their labels chunk by chunk, resumably. A FOV of at most
+    :data:`DECODE_OVERLAP_MAX_PIXELS` has its maps (the network) computed while the previous
+    FOV's maps are decoded into labels and written with their pyramid in a background
+    thread, so the network is not kept waiting. Labels do not depend on either overlap.
     """
     import dask
 
@@ -74,7 +79,9 @@ def segment_store(
                 "params": {k: v for k, v in kwargs.items() if k not in ("threads", "device")},
                 "pixel_size_um": ps}, sort_keys=True)
             target = ome_zarr.labels_array(zarr_path, fov, "cells", attrs=attrs)
-            labels.add(fov, dpc, predictor, target, key, overlap=small((ps, dpc)))
+            overlap = dpc.size <= DECODE_OVERLAP_MAX_PIXELS
+            labels.add(fov, dpc, predictor, target, key, overlap=overlap,
+                       in_memory=small((ps, dpc)))
             del dpc
     record["seconds"] = round(time.perf_counter() - t0, 3)
     atomic_json(record, out_record)
@@ -107,7 +114,8 @@ class _Labels:
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def add(self, fov: str, dpc: np.ndarray, predictor, target, key: str, overlap: bool) -> None:
+    def add(self, fov: str, dpc: np.ndarray, predictor, target, key: str, overlap: bool,
+            in_memory: bool) -> None:
         from scopeflow.segment.chunked import labels_complete, predict_maps
 
         maps = None
@@ -119,20 +127,20 @@ class _Labels:
             # decode with the predictor as prepared for this FOV (the next FOV prepares it again)
             predictor = copy.copy(predictor)
         self.collect()
-        job = (self._finish, fov, dpc, predictor, target, key, overlap, maps)
+        job = (self._finish, fov, dpc, predictor, target, key, in_memory, overlap, maps)
         if overlap:
             self.pending = (fov, self.pool.submit(*job))
-        else:  # large FOVs: one at a time, streamed chunk by chunk
+        else:  # larger FOVs: one at a time (the largest streamed chunk by chunk)
             self._done(fov, job[0](*job[1:]))
 
-    def _finish(self, fov, dpc, predictor, target, key, in_memory, maps) -> int:
+    def _finish(self, fov, dpc, predictor, target, key, in_memory, overlap, maps) -> int:
         from scopeflow.io import ome_zarr
         from scopeflow.segment.chunked import ZARR_ATTR, segment_to_zarr
 
         # FOVs that fit in memory: the labels are written once (no per-chunk round trip), decoded
         # by this one thread beside the network of the next FOV (more threads only slow the network)
-        segment_to_zarr(dpc, predictor, target, chunk=self.chunk, resume_key=key, in_memory=in_memory,
-                        maps=maps, num_workers=1 if in_memory else None)
+        segment_to_zarr(dpc, predictor, target, chunk=self.chunk, resume_key=key,
+                        in_memory=in_memory, maps=maps, num_workers=1 if overlap else None)
         del maps
         ome_zarr.finish_labels(self.zarr_path, fov, "cells")
         return int(target.attrs[ZARR_ATTR]["n_labels"])  # recorded by segment_to_zarr
