@@ -16,7 +16,8 @@ Prints
    (batch(11, invert, minmass 20)): % of its features matched within 1 px, % extra; all
    features and the walkthrough's well-formed ones (mass > 50, size < 2.6, ecc < 0.3);
    ensemble D vs Stokes–Einstein (A = 4D ≈ 1.66 µm²/s, D ≈ 0.415) with its bootstrap s.e. and
-   95 % interval over tracks; trackpy's own features through the same linker and MSD fit.
+   95 % interval over tracks (default ``min_length`` auto; the former fixed 25 beside it);
+   trackpy's own features through the same linker and MSD fit.
 5. Speed on one core (``workers=1``) beside trackpy.locate (its default numba engine), on
    trackpy_bulk_water (``locate(f, 11, invert=True, minmass=20)``) and a simulated movie of
    Gaussian spots (30 frames 512², 400 beads σ 1.5 px, ``locate(f, 9, minmass=60)``):
@@ -284,15 +285,21 @@ def bulk_water_section() -> None:
         + f" µm²/s; reference used below {D_STOKES_EINSTEIN:.3f} (walkthrough A = 1.66)")
     print(f"trackpy walkthrough: {len(f) / len(frames):.1f} features/frame "
           f"({gate.mean() * 100:.0f} % well-formed: mass > 50, size < 2.6, ecc < 0.3)")
+    print("D: link (search range 5 px, memory 3), tracks of >= min_length frames (default "
+          "auto = fit_lags 10 + 1 = 11), drift, MSD, 10-lag fit; the former fixed min_length "
+          "25 (the walkthrough's) beside it")
     print(f"{'scopeflow options':<34} {'feat/frame':>10} {'matched ≤1px':>12} {'extra':>7} "
           f"{'matched (well-formed)':>21} {'D µm²/s':>8} {'vs S-E':>7} {'s':>5} "
-          f"{'D s.e. (95 % interval)':>24}")
+          f"{'D s.e. (95 % interval)':>24} {'min_length 25: D, vs S-E':>25}")
 
     def d_row(locs):
-        res = track_pipeline(locs, 100 / 285, 24.0, search_range_px=5, memory=3, min_length=25)
+        res = track_pipeline(locs, 100 / 285, 24.0, search_range_px=5, memory=3)
         s = res["summary"]
+        old = track_pipeline(locs, 100 / 285, 24.0, search_range_px=5, memory=3,
+                             min_length=25)["summary"]["D_um2_s"]
         return s["D_um2_s"], (f"{s['D_se_um2_s']:.4f} ({s['D_ci_low_um2_s']:.3f}-"
-                              f"{s['D_ci_high_um2_s']:.3f})")
+                              f"{s['D_ci_high_um2_s']:.3f})"), \
+            f"{old:.4f} {100 * (old / D_STOKES_EINSTEIN - 1):+.1f}%"
 
     for label, kw in (("default (nothing given)", {}),
                       ("--diameter-px 11 --minmass 20", dict(diameter_px=11, minmass=20))):
@@ -309,14 +316,15 @@ def bulk_water_section() -> None:
             d, _ = cKDTree(b).query(a[["y", "x"]].to_numpy())
             m += int((d <= 1).sum())
             m_good += int((d[gate[a.index].to_numpy()] <= 1).sum())
-        dd, ci = d_row(locs)
+        dd, ci, old = d_row(locs)
         print(f"{label:<34} {n_sf / len(frames):10.1f} {100 * m / len(f):11.1f}% "
               f"{100 * (n_sf - m) / len(f):6.1f}% {100 * m_good / max(gate.sum(), 1):20.1f}% "
-              f"{dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {dt:5.1f} {ci:>24}")
-    dd, ci = d_row(f[["frame", "y", "x"]])
+              f"{dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {dt:5.1f} {ci:>24} "
+              f"{old:>25}")
+    dd, ci, old = d_row(f[["frame", "y", "x"]])
     print(f"{'trackpy features, same linker/MSD':<34} {len(f) / len(frames):10.1f} {'':>12} "
           f"{'':>7} {'':>21} {dd:8.4f} {100 * (dd / D_STOKES_EINSTEIN - 1):+6.1f}% {'':>5} "
-          f"{ci:>24}")
+          f"{ci:>24} {old:>25}")
 
 
 def _timed(fn):

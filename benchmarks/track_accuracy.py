@@ -199,6 +199,9 @@ def diffusion_section(n_frames: int, n_beads: int, model) -> None:
     legacy = track_pipeline(locs, px, fps, search_range_px=4, memory=3, min_length=min_len,
                             fit_lags=10)
     row("  same, 10 fitted lags", legacy["fit"], q_all, q_all)
+    auto = track_pipeline(locs, px, fps, search_range_px=4, memory=3, fit_lags=lags)
+    row(f"  same, min_length auto (= {auto['summary']['min_length']})", auto["fit"], q_all,
+        compare_tracks(auto["tracks"], truth))
     feats = tp.batch(list(movie), 9, minmass=0, processes=1)
     # the minmass that best separates beads from noise on this movie (tuned on truth)
     m_best, mm = None, 0.0
@@ -253,11 +256,14 @@ def bulk_water_section() -> None:
     for model, label in (("beadnet", "scopeflow BeadNet + xcorr/MLE"),
                          (None, "scopeflow matched filter + xcorr/MLE")):
         locs = locate_stack(frames, model)
-        res = track_pipeline(locs, mpp, fps, search_range_px=5, memory=3, min_length=25)
+        res = track_pipeline(locs, mpp, fps, search_range_px=5, memory=3)
+        old = track_pipeline(locs, mpp, fps, search_range_px=5, memory=3, min_length=25)
         fit = res["fit"]
         print(f"{label + ' (linear, 10 lags)':<40} {len(locs) / len(frames):10.1f} "
               f"{res['summary']['n_tracks']:>7} {fit.D_um2_s:8.4f} {4 * fit.D_um2_s:7.3f} "
-              f"{fit.exponent:8.3f}   offset {fit.offset_um2:+.4f} µm²")
+              f"{fit.exponent:8.3f}   offset {fit.offset_um2:+.4f} µm²; min_length auto "
+              f"(= {res['summary']['min_length']}); with 25: {old['summary']['n_tracks']} "
+              f"tracks, D {old['fit'].D_um2_s:.4f}")
 
 
 def main(argv=None) -> int:

@@ -89,14 +89,15 @@ def test_bead_demo_outputs_and_columns(bead_demo):
     assert {"t_s", "ep_px", "drift_y_px", "drift_x_px"} <= set(tracks.columns)
     assert (tracks["sample"] == "demo_beads").all()
     np.testing.assert_allclose(tracks["y_um"], tracks["y_px"] * 0.35)
-    assert tracks.groupby("particle").size().min() >= 25  # track.min_length
+    summary = pd.read_parquet(res / "sample.parquet")
+    assert summary["min_length"].iloc[0] == 11  # track.min_length auto = fit_lags 10 + 1
+    assert tracks.groupby("particle").size().min() >= 11
     diff = pd.read_parquet(res / "diffusion.parquet")
     assert list(diff.columns[:4]) == ["sample", "particle", "n_frames", "D_um2_s"]
     assert set(diff["particle"]) == set(tracks["particle"])
     msd = pd.read_parquet(res / "msd.parquet")
     assert list(msd.columns[:4]) == ["sample", "lag", "lag_s", "msd_um2"]
     assert msd["lag"].iloc[0] == 1 and msd["lag_s"].iloc[0] == pytest.approx(1 / 24)
-    summary = pd.read_parquet(res / "sample.parquet")
     assert len(summary) == 1 and summary["n_tracks"].iloc[0] == tracks["particle"].nunique()
     assert summary["detector"].iloc[0] == "matched_filter"  # track.model: none (default)
     everything = pd.read_parquet(bead_demo / "results" / "bead_samples.parquet")
@@ -111,7 +112,7 @@ def test_bead_demo_outputs_and_columns(bead_demo):
     assert "beadnet" not in prov.get("models", {}) and prov["config_sha256"]  # no network used
     assert prov["locate"]["detector"] == "matched_filter" and prov["locate"]["model_sha256"] is None
     assert prov["movie"]["pixel_size_um"] == 0.35 and prov["movie"]["fps_from"] == "metadata"
-    assert prov["track"]["min_length"] == 25
+    assert prov["track"]["min_length"] == "auto"
 
 
 def test_bead_demo_store_is_ome_zarr_with_time_axis(bead_demo):

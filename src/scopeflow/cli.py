@@ -40,6 +40,18 @@ def _chunk(text: str) -> int:
     return value
 
 
+def _min_length(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a number of frames >= 2")
+    return value
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from scopeflow.segment import make_predictor
 
@@ -193,7 +205,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     calib = (f"{cal['pixel_size_um']:.4g} um/px" if cal["pixel_size_um"] else "no pixel size") + \
         ", " + (f"{cal['fps']:.4g} fps" if cal["fps"] else "no frame rate")
     print(
-        f"{args.input}: {s['n_tracks']} tracks of >= {args.min_length} frames, "
+        f"{args.input}: {s['n_tracks']} tracks of >= {s['min_length']} frames, "
         f"D = {s[dkey]:.4g} ± {s.get(f'D_se_{lu}2_{tu}', float('nan')):.2g} {lu}^2/{tu} "
         f"(exponent {s['exponent']:.3f}; "
         f"{calib}; beads ~{res['locs'].attrs.get('diameter_px') or float('nan'):.3g} px) -> {args.output}, "
@@ -201,7 +213,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - t0:.2f} s)"
     )
     if not s["n_tracks"]:
-        print(f"scopeflow track: warning: {args.input}: no track of at least {args.min_length} frames, so "
+        print(f"scopeflow track: warning: {args.input}: no track of at least {s['min_length']} frames, so "
               "D is undefined (nan); lower --min-length or check the localisations", file=sys.stderr)
     return 0
 
@@ -469,8 +481,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="frames a bead may vanish and keep its track (default %(default)s)")
     g.add_argument("--adaptive-stop-px", type=float, default=d.adaptive_stop_px, metavar="PX",
                    help="adaptive search lower bound in px for dense samples (default off)")
-    g.add_argument("--min-length", type=int, default=d.min_length,
-                   help="keep tracks of at least this many frames (default %(default)s)")
+    g.add_argument("--min-length", type=_min_length, default=d.min_length,
+                   help="keep tracks of at least this many frames; auto: the fitted lags + 1, "
+                        "so that short visits of fast beads are not dropped (default %(default)s)")
     g.add_argument("--no-drift", dest="drift", action="store_false", default=d.drift,
                    help="do not subtract the ensemble drift (config track.drift: false)")
     g.add_argument("--max-lag", type=int, default=d.max_lag,

@@ -1,8 +1,9 @@
 """The trackpy walkthrough recipe on a localisation table, and the per-sample summary.
 
 :func:`track_pipeline`: link (:mod:`scopeflow.track.link`) → keep tracks of at least
-``min_length`` frames → subtract the ensemble drift → ensemble and per-particle MSD →
-``MSD = 4 D τ + c`` (:mod:`scopeflow.track.motion`) → :func:`summarize_tracks`.
+``min_length`` frames (default "auto": the fitted lags + 1) → subtract the ensemble drift →
+ensemble and per-particle MSD → ``MSD = 4 D τ + c`` (:mod:`scopeflow.track.motion`) →
+:func:`summarize_tracks`.
 
 Positions are in pixels (y, x; origin at the centre of pixel (0, 0)); lengths in the
 outputs are micrometres (``*_um``), times seconds (``*_s``).
@@ -13,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scopeflow.track.link import filter_stubs, link
+from scopeflow.track.link import auto_min_length, filter_stubs, link
 from scopeflow.track.motion import (
+    MIN_MSD_FRAMES,
     DiffusionFit,
     add_um,
     compute_drift,
@@ -41,8 +43,12 @@ def summarize_tracks(
     pixel_size_um: float | None = None,
     fps: float | None = None,
     interval: tuple[float, float, float] | None = None,
+    min_length: int | None = None,
 ) -> dict:
     """Per-sample summary: counts, track lengths, drift, ensemble and per-particle D.
+
+    ``min_length`` is the track length the stubs filter applied (frames), reported as
+    ``min_length`` (None when not given).
 
     ``interval`` is ``(se, low, high)`` of the ensemble D
     (:func:`~scopeflow.track.motion.diffusion_interval`), reported as ``D_se_um2_s``,
@@ -53,6 +59,7 @@ def summarize_tracks(
         "n_frames": int(n_frames) if n_frames is not None else int(tracks["frame"].nunique()),
         "n_localizations": int(n_locs) if n_locs is not None else int(len(tracks)),
         "n_tracks": int(len(lengths)),
+        "min_length": None if min_length is None else int(min_length),
         "median_track_length": float(lengths.median()) if len(lengths) else 0.0,
         "pixel_size_um": pixel_size_um,
         "fps": fps,
@@ -79,6 +86,18 @@ def summarize_tracks(
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in out.items()}
 
 
+def _drift_msd(t: pd.DataFrame, pixel_size_um: float, fps: float, max_lag: int, drift: bool):
+    """Drift (trackpy's, if ``drift``), drift-corrected tracks, ensemble MSD, track spans."""
+    dr = compute_drift(t) if drift and len(t) else pd.DataFrame(
+        {"frame": np.sort(t["frame"].unique()) if len(t) else [], "y": 0.0, "x": 0.0})
+    corr = subtract_drift(t, dr) if len(t) else t.assign(drift_y_px=[], drift_x_px=[])
+    sub = bool(drift and len(t))
+    ens = ensemble_msd(corr, pixel_size_um, fps, max_lag, drift_subtracted=sub)
+    lengths = t.groupby("particle")["frame"].agg(lambda f: f.max() - f.min() + 1).to_numpy() \
+        if len(t) else np.zeros(0, int)
+    return corr, dr, ens, sub, lengths
+
+
 def track_pipeline(
     locs: pd.DataFrame,
     pixel_size_um: float,
@@ -98,11 +117,13 @@ def track_pipeline(
         Calibration.
     params : LinkParams, optional
         Linking (``search_range_px``, ``memory``, ``adaptive_stop_px``), stubs
-        (``min_length``, the walkthrough's 25), drift, MSD (``max_lag``) and fit
+        (``min_length``: an int, or "auto" = the fitted lags + 1,
+        :func:`~scopeflow.track.link.auto_min_length`), drift, MSD (``max_lag``) and fit
         (``fit_lags``) options (:class:`~scopeflow.track.params.LinkParams`). None: the
         defaults.
     n_frames : int, optional
-        Frames in the movie (summary).
+        Frames in the movie (summary; caps ``min_length="auto"``; default: the frames
+        spanned by ``locs``).
     **changes
         Fields of :class:`~scopeflow.track.params.LinkParams` to change, by name.
 
@@ -117,15 +138,21 @@ def track_pipeline(
     """
     p = (params or LinkParams()).with_changes(**changes)
     drift, max_lag, fit_lags = p.drift, p.max_lag, p.fit_lags
-    t = link(locs, p.search_range_px, memory=p.memory, adaptive_stop_px=p.adaptive_stop_px)
-    t = filter_stubs(t, p.min_length)
-    dr = compute_drift(t) if drift and len(t) else pd.DataFrame(
-        {"frame": np.sort(t["frame"].unique()) if len(t) else [], "y": 0.0, "x": 0.0})
-    corr = subtract_drift(t, dr) if len(t) else t.assign(drift_y_px=[], drift_x_px=[])
-    sub = bool(drift and len(t))
-    ens = ensemble_msd(corr, pixel_size_um, fps, max_lag, drift_subtracted=sub)
-    lengths = t.groupby("particle")["frame"].agg(lambda f: f.max() - f.min() + 1).to_numpy() \
-        if len(t) else np.zeros(0, int)
+    linked = link(locs, p.search_range_px, memory=p.memory, adaptive_stop_px=p.adaptive_stop_px)
+    min_length = p.min_length
+    if min_length == "auto":
+        span = n_frames if n_frames is not None else (
+            int(locs["frame"].max() - locs["frame"].min() + 1) if len(locs) else None)
+        if isinstance(fit_lags, str) and len(linked):
+            # choose the lags on every track an MSD fit can use, then keep those reaching them
+            t3 = filter_stubs(linked, MIN_MSD_FRAMES)
+            _, _, ens3, _, len3 = _drift_msd(t3, pixel_size_um, fps, max_lag, drift)
+            if len(ens3):
+                fit_lags = fit_diffusion(ens3, fit_lags, lengths=len3).n_lags
+        min_length = auto_min_length(fit_lags if not isinstance(fit_lags, str) else
+                                     MIN_MSD_FRAMES - 1, span)
+    t = filter_stubs(linked, int(min_length))
+    corr, dr, ens, sub, lengths = _drift_msd(t, pixel_size_um, fps, max_lag, drift)
     fit = fit_diffusion(ens, fit_lags, lengths=lengths) if len(ens) else DiffusionFit(
         *(float("nan"),) * 4, 0)
     per_lags = fit.n_lags if isinstance(fit_lags, str) and fit.n_lags >= 2 else fit_lags
@@ -138,6 +165,7 @@ def track_pipeline(
     tracks["drift_x_px"] = corr["drift_x_px"].to_numpy() if len(t) else []
     tracks = add_um(tracks, pixel_size_um)
     summary = summarize_tracks(tracks, ens, fit, per, n_frames=n_frames, n_locs=len(locs),
-                               pixel_size_um=pixel_size_um, fps=fps, interval=ci)
+                               pixel_size_um=pixel_size_um, fps=fps, interval=ci,
+                               min_length=int(min_length))
     return {"tracks": tracks, "msd": msd, "ensemble": ens, "fit": fit, "diffusion": per,
             "drift": dr, "summary": summary}

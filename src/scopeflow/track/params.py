@@ -188,8 +188,14 @@ class LinkParams(_Params):
     adaptive_stop_px : float, optional
         Smallest search range (px) trackpy may shrink to when a linking subnetwork is too
         large (trackpy ``adaptive_stop``); None: no adaptive search.
-    min_length : int
+    min_length : int or "auto"
         Keep tracks present in at least this many frames (trackpy ``filter_stubs``).
+        "auto": the fitted lags + 1 (``fit_lags + 1``, at most the movie's frames), so that
+        every kept track has a displacement at every fitted lag; a fixed length longer than
+        that keeps only the beads that stay in focus long, the slow ones, and biases D low
+        (measured on simulated beads diffusing through the depth of field,
+        ``benchmarks/track_focus.py``). With ``fit_lags="auto"`` the lags are chosen on all
+        tracks of at least 3 frames first.
     drift : bool
         Subtract the ensemble drift before the MSD (the MSD then undoes the variance the
         subtraction removes, see :func:`scopeflow.track.motion.ensemble_msd`).
@@ -209,7 +215,14 @@ class LinkParams(_Params):
     search_range_px: float = 5.0
     memory: int = 3
     adaptive_stop_px: float | None = None
-    min_length: int = 25
+    min_length: int | str = "auto"
     drift: bool = True
     max_lag: int = 100
     fit_lags: int | str = 10
+
+    def __post_init__(self) -> None:
+        ml = self.min_length
+        if ml != "auto" and not (isinstance(ml, (int, np.integer)) and not isinstance(ml, bool)
+                                 and ml >= 2):
+            raise ValueError(f"min_length must be 'auto' or an integer number of frames >= 2, "
+                             f"got {ml!r}")

@@ -70,7 +70,8 @@ MSD_COLUMNS = ["sample", "lag", "lag_s", "msd_um2", "msd_y_um2", "msd_x_um2", "n
 
 
 #: Per-sample summary row.
-SAMPLE_COLUMNS = ["sample", "n_frames", "n_localizations", "n_tracks", "median_track_length",
+SAMPLE_COLUMNS = ["sample", "n_frames", "n_localizations", "n_tracks", "min_length",
+                  "median_track_length",
                   "pixel_size_um", "fps", "D_um2_s", "D_se_um2_s", "D_ci_low_um2_s",
                   "D_ci_high_um2_s", "exponent", "A_um2_s", "msd_offset_um2",
                   "fit_lags", "D_particle_median_um2_s", "D_particle_iqr_um2_s", "median_ep_px",
@@ -199,9 +200,9 @@ def track_movie(
 
     The recipe of the trackpy walkthrough (:func:`scopeflow.track.analysis.track_pipeline`):
     link (``search_range_px``, ``memory``, optional adaptive search) -> keep tracks of at
-    least ``min_length`` frames -> subtract the ensemble drift (``drift``) -> ensemble and
-    per-particle MSD up to ``max_lag`` frames -> ``MSD = 4 D τ + c`` on the first
-    ``fit_lags`` lags.
+    least ``min_length`` frames ("auto": the fitted lags + 1) -> subtract the ensemble
+    drift (``drift``) -> ensemble and per-particle MSD up to ``max_lag`` frames ->
+    ``MSD = 4 D τ + c`` on the first ``fit_lags`` lags.
 
     Parameters
     ----------
@@ -269,15 +270,16 @@ def track_movie(
     row = pd.DataFrame([{c: summary.get(c, np.nan) for c in SAMPLE_COLUMNS}])
     row["pixel_size_um"] = row["pixel_size_um"].astype(np.float64)  # NaN when unknown
     row["fps"] = row["fps"].astype(np.float64)
-    for c in ("n_frames", "n_localizations", "n_tracks", "fit_lags"):
+    ints = ("n_frames", "n_localizations", "n_tracks", "min_length", "fit_lags")
+    for c in ints:
         row[c] = row[c].astype(np.int64)
     for c in SAMPLE_COLUMNS[1:-1]:
-        if c not in ("n_frames", "n_localizations", "n_tracks", "fit_lags"):
+        if c not in ints:
             row[c] = row[c].astype(np.float64)
     if res["summary"]["n_tracks"] == 0:
         log.warning("%s: no track of at least %d frames (movie has %s frames); lower "
-                    "track.min_length or check the localisations", sample, p.min_length,
-                    movie.get("n_frames"))
+                    "track.min_length or check the localisations", sample,
+                    res["summary"]["min_length"], movie.get("n_frames"))
     run = dict(provenance or {})
     prov = {**prov, **run, "models": {**prov.get("models", {}), **run.get("models", {})},
             "track": p.record()}
