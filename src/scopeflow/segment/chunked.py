@@ -43,11 +43,15 @@ import dask
 import numpy as np
 
 from scopeflow.segment.base import Predictor
+from scopeflow.segment.label_target import (ZARR_ATTR, Plane, aligned, open_target, set_record,
+                                            write_block)
 
 __all__ = [
     "ALIGN",
     "chunk_cores",
     "halo_px",
+    "labels_complete",
+    "predict_maps",
     "segment_chunk",
     "segment_image",
     "segment_to_zarr",
@@ -55,9 +59,6 @@ __all__ = [
 
 #: Tile origins, halos and chunk sizes are multiples of this (the U-Net stride).
 ALIGN = 16
-
-#: Attribute key of the progress record that :func:`segment_to_zarr` keeps on the array.
-ZARR_ATTR = "scopeflow_segmentation"
 
 #: Largest seed name relabelled through a lookup table (4 bytes per entry: 1 GiB).
 _MAX_LUT = 2**28
@@ -246,6 +247,38 @@ def _run_tasks(fn: Callable, items: list, progress: bool, num_workers: int | Non
     return list(dask.compute(*tasks, **_scheduler(num_workers)))
 
 
+def predict_maps(image: Any, predictor: Predictor) -> np.ndarray:
+    """The predictor's maps of a whole image: ``prepare`` on it, then ``predict``.
+
+    Parameters
+    ----------
+    image : array_like, shape (y, x)
+        numpy, dask or zarr array, loaded as float32 without rescaling.
+    predictor : Predictor
+        See :mod:`scopeflow.segment.base`.
+
+    Returns
+    -------
+    np.ndarray of float32, shape (C, y, x)
+        What :func:`segment_to_zarr` decodes (its ``maps`` argument): computing them
+        apart lets a caller run the predictor on the next image while this one decodes.
+
+    Raises
+    ------
+    ValueError
+        If the predictor returns maps of another shape.
+    """
+    img = _as_2d_float(image)
+    predictor.prepare(img)
+    maps = np.asarray(predictor.predict(img), dtype=np.float32)
+    if maps.ndim != 3 or maps.shape[1:] != img.shape:
+        raise ValueError(
+            f"{type(predictor).__name__}.predict returned maps of shape {maps.shape} for an "
+            f"image of shape {img.shape}; expected (C, {img.shape[0]}, {img.shape[1]})"
+        )
+    return maps
+
+
 def _first_pass(
     img: np.ndarray,
     predictor: Predictor,
@@ -255,26 +288,21 @@ def _first_pass(
     num_workers: int | None,
     done: Callable[[int], np.ndarray | None] | None = None,
     verify_before_writing: bool = False,
+    maps: np.ndarray | None = None,
 ) -> np.ndarray:
     """Segment every core, hand its seed names to ``write``; return sorted distinct names.
 
     ``done(i)``, if given, returns the distinct names of core ``i`` when it was finished by an
     earlier run (the core is then not recomputed), else None. ``predictor.verify()`` (if any)
     runs after decoding, or, with ``verify_before_writing`` (``write`` persists cores that a
-    later run trusts), before the first core is decoded.
+    later run trusts), before the first core is decoded. ``maps``: :func:`predict_maps` of
+    ``img``, when already computed.
     """
     cores = chunk_cores(img.shape, chunk)
     previous = [done(i) if done is not None else None for i in range(len(cores))]
     todo = [i for i, names in enumerate(previous) if names is None]
-    maps = None
-    if todo:
-        predictor.prepare(img)
-        maps = np.asarray(predictor.predict(img), dtype=np.float32)
-        if maps.ndim != 3 or maps.shape[1:] != img.shape:
-            raise ValueError(
-                f"{type(predictor).__name__}.predict returned maps of shape {maps.shape} for an "
-                f"image of shape {img.shape}; expected (C, {img.shape[0]}, {img.shape[1]})"
-            )
+    if todo and maps is None:
+        maps = predict_maps(img, predictor)
     check = getattr(predictor, "verify", None) if todo else None
     if check is not None and verify_before_writing:
         check()
@@ -396,61 +424,26 @@ def segment_image(
     return labels
 
 
-class _Plane:
-    """A (1, y, x) zarr array seen as (y, x): NGFF label images keep the image's channel axis."""
-
-    def __init__(self, arr):
-        self.arr = arr
-        self.shape = tuple(arr.shape[1:])
-        self.dtype = arr.dtype
-        self.chunks = tuple(arr.chunks[1:])
-        shards = getattr(arr, "shards", None)
-        self.shards = tuple(shards[1:]) if shards else None
-        self.attrs = arr.attrs
-
-    def __getitem__(self, key):
-        return self.arr[(0, *key)]
-
-    def __setitem__(self, key, value):
-        self.arr[(0, *key)] = value
+def _setup(predictor: Predictor, chunk: int | None, resume_key: str | None) -> dict:
+    """What a label array's record must hold for its labels to be reused."""
+    return {
+        "chunk": chunk,
+        "halo": 0 if chunk is None else halo_px(predictor),
+        "predictor": getattr(predictor, "name", type(predictor).__name__),
+        "resume_key": resume_key,
+    }
 
 
-def _open_target(store_or_array: Any, shape: tuple[int, int], chunk: int | None):
-    import zarr
-
-    if isinstance(store_or_array, zarr.Array) and store_or_array.ndim == 3 and store_or_array.shape[0] == 1:
-        store_or_array = _Plane(store_or_array)
-    if isinstance(store_or_array, (zarr.Array, _Plane)):
-        arr = store_or_array
-        if tuple(arr.shape) != tuple(shape):
-            raise ValueError(f"zarr array shape {arr.shape} differs from the image shape {shape}")
-        if not np.issubdtype(arr.dtype, np.unsignedinteger) or arr.dtype.itemsize < 4:
-            raise ValueError(f"zarr array dtype must be uint32 or uint64, got {arr.dtype}")
-        return arr
-    side = chunk or 1024
-    chunks = (min(side, max(shape[0], 1)), min(side, max(shape[1], 1)))
-    return zarr.open_array(
-        store_or_array, mode="w", shape=shape, chunks=chunks, dtype="uint32", fill_value=0
-    )
-
-
-def _write_block(arr) -> tuple[int, int]:
-    """The unit a zarr write rewrites as a whole: the shard if sharded, else the chunk."""
-    shards = getattr(arr, "shards", None)
-    return tuple(int(c) for c in (shards or arr.chunks))
-
-
-def _aligned(arr, chunk: int | None) -> bool:
-    """True when every core covers whole write blocks (concurrent writes never share one)."""
-    if chunk is None:
-        return True
-    return all(chunk % c == 0 for c in _write_block(arr))
-
-
-def _set_record(arr, **fields) -> None:
-    rec = dict(arr.attrs.get(ZARR_ATTR, {}))
-    rec.update(fields)
-    arr.attrs[ZARR_ATTR] = rec
+def labels_complete(arr: Any, predictor: Predictor, chunk: int | None,
+                    resume_key: str | None) -> bool:
+    """Whether :func:`segment_to_zarr` finished the target array ``arr`` with these settings
+    (``predictor``, ``chunk``, ``resume_key`` as given to it; without a key nothing is reused)."""
+    if resume_key is None:
+        return False
+    previous = dict(arr.attrs.get(ZARR_ATTR, {}))
+    setup = _setup(predictor, chunk, resume_key)
+    same = all(previous.get(k) == v for k, v in setup.items())
+    return same and previous.get("state") == "complete"
 
 
 def segment_to_zarr(
@@ -463,6 +456,7 @@ def segment_to_zarr(
     num_workers: int | None = None,
     resume_key: str | None = None,
     in_memory: bool = False,
+    maps: np.ndarray | None = None,
 ):
     """Segment a 2-D image and stream the uint32 labels into a zarr array, resumably.
 
@@ -497,6 +491,11 @@ def segment_to_zarr(
     in_memory : bool
         Keep the seed names in memory (4 bytes/px) and write the final labels once (no
         per-core writes and rewrite); a run killed before the end starts the image over.
+    maps : np.ndarray, optional
+        :func:`predict_maps` of this image with this predictor, when the caller computed
+        them already (e.g. while the previous image was decoded and written); by default
+        they are computed here (not at all when the array is complete, see
+        :func:`labels_complete`).
 
     Returns
     -------
@@ -516,28 +515,22 @@ def segment_to_zarr(
     """
     _check_chunk(chunk)
     img = _as_2d_float(image)
-    arr = _open_target(store_or_array, img.shape, chunk)
+    arr = open_target(store_or_array, img.shape, chunk)
     if img.size >= 2**32 and arr.dtype.itemsize < 8:
         raise ValueError("images with 2**32 pixels or more need a uint64 target array")
-    lock = None if _aligned(arr, chunk) else threading.Lock()
+    lock = None if aligned(arr, chunk) else threading.Lock()
     record_lock = threading.Lock()
-    halo = 0 if chunk is None else halo_px(predictor)
-    setup = {
-        "chunk": chunk,
-        "halo": halo,
-        "predictor": getattr(predictor, "name", type(predictor).__name__),
-        "resume_key": resume_key,
-    }
+    setup = _setup(predictor, chunk, resume_key)
     previous = dict(arr.attrs.get(ZARR_ATTR, {}))
     same_run = resume_key is not None and all(previous.get(k) == v for k, v in setup.items())
     if same_run and previous.get("state") == "complete":
-        return arr.arr if isinstance(arr, _Plane) else arr
+        return arr.arr if isinstance(arr, Plane) else arr
     same_run = same_run and not in_memory  # in memory, only a complete image is kept
     finished = set(previous.get("done_cores", [])) if same_run else set()
     relabelled = set(previous.get("relabelled_blocks", [])) if same_run else set()
     if not same_run or previous.get("state") != "relabelling":
         relabelled = set()
-        _set_record(arr, state="seed_names", done_cores=sorted(finished), relabelled_blocks=[], **setup)
+        set_record(arr, state="seed_names", done_cores=sorted(finished), relabelled_blocks=[], **setup)
     cores = chunk_cores(img.shape, chunk)
 
     def done(i):
@@ -560,25 +553,28 @@ def segment_to_zarr(
                 arr[core] = block
         with record_lock:  # only after the block is stored: a kill never marks a core done early
             finished.add(i)
-            _set_record(arr, done_cores=sorted(finished))
+            set_record(arr, done_cores=sorted(finished))
 
     if same_run and previous.get("state") == "relabelling":
         sorted_names = np.asarray(previous["sorted_names"], dtype=np.uint64)
     else:
         # the store keeps finished cores for a resumed run: the predictor's check comes first
         sorted_names = _first_pass(img, predictor, chunk, write, progress, num_workers, done,
-                                   verify_before_writing=True)
+                                   verify_before_writing=True, maps=maps)
+        del maps
         if sorted_names.size >= 2**32:
             raise ValueError(f"{sorted_names.size} instances do not fit uint32 labels")
-        _set_record(arr, state="relabelling", n_labels=int(sorted_names.size),
-                    sorted_names=[int(v) for v in sorted_names])
+        if names is None:  # what a resumed relabelling pass needs
+            set_record(arr, state="relabelling", n_labels=int(sorted_names.size),
+                       sorted_names=[int(v) for v in sorted_names])
     rank = _ranks(sorted_names.astype(arr.dtype))
     if names is not None:  # one write of the final labels
         arr[:, :] = rank(names).astype(arr.dtype, copy=False)
-        _set_record(arr, state="complete", sorted_names=[], done_cores=[], relabelled_blocks=[])
-        return arr.arr if isinstance(arr, _Plane) else arr
+        set_record(arr, state="complete", n_labels=int(sorted_names.size), sorted_names=[],
+                   done_cores=[], relabelled_blocks=[])
+        return arr.arr if isinstance(arr, Plane) else arr
 
-    cy, cx = _write_block(arr)  # pass 2 follows the array's own chunks/shards: no lock
+    cy, cx = write_block(arr)  # pass 2 follows the array's own chunks/shards: no lock
     grid = [
         (slice(y, min(y + cy, img.shape[0])), slice(x, min(x + cx, img.shape[1])))
         for y in range(0, img.shape[0], cy)
@@ -593,8 +589,8 @@ def segment_to_zarr(
         arr[block_slices] = rank(block).astype(arr.dtype, copy=False)
         with record_lock:
             relabelled.add(i)
-            _set_record(arr, relabelled_blocks=sorted(relabelled))
+            set_record(arr, relabelled_blocks=sorted(relabelled))
 
     _run_tasks(relabel, list(enumerate(grid)), progress, num_workers)
-    _set_record(arr, state="complete", sorted_names=[], done_cores=[], relabelled_blocks=[])
-    return arr.arr if isinstance(arr, _Plane) else arr
+    set_record(arr, state="complete", sorted_names=[], done_cores=[], relabelled_blocks=[])
+    return arr.arr if isinstance(arr, Plane) else arr
