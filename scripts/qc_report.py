@@ -9,15 +9,21 @@ from scopeflow._snakemake import run  # noqa: E402
 
 
 def main(smk):
+    from concurrent.futures import ThreadPoolExecutor
+
     from scopeflow.io.tables import read_table
     from scopeflow.smear import figures
 
     s = smk.wildcards.sample
     cells = read_table(smk.input.cells)
     fovs = read_table(smk.input.fovs)
-    figures.gallery_figure(smk.params.zarr, cells, smk.output.gallery, sample=s)
-    figures.focus_map_figure(fovs, smk.output.focus_map, sample=s)
-    figures.histogram_figure(cells, fovs, smk.output.histograms, smk.params.qc, sample=s)
+    # the gallery's FOVs are read (zarr, numpy: mostly outside the GIL) while the other two
+    # figures are drawn
+    with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-gallery") as pool:
+        crops = pool.submit(figures.gallery_crops, smk.params.zarr, cells)
+        figures.focus_map_figure(fovs, smk.output.focus_map, sample=s)
+        figures.histogram_figure(cells, fovs, smk.output.histograms, smk.params.qc, sample=s)
+        figures.gallery_figure(smk.params.zarr, cells, smk.output.gallery, sample=s, crops=crops.result())
 
 
 run(main, snakemake)  # noqa: F821

@@ -14,7 +14,7 @@ def main(smk):
 
     from scopeflow.warmup import warm_up
 
-    seconds = warm_up()
+    seconds = warm_up(tuple(smk.params.kinds), processes=smk.threads)
     logging.getLogger("scopeflow").info("kernels ready: %s s", seconds)
     out = Path(smk.output[0])
     out.parent.mkdir(parents=True, exist_ok=True)

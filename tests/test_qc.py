@@ -351,6 +351,13 @@ def test_figures_written_for_normal_and_empty_samples(tmp_path):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
     kept, rejected = figures.pick_gallery_cells(cells, n=4)
     assert len(kept) == 4 and len(rejected) == 3 and (rejected["qc_reason"] == "size").all()
+    # crops cut beforehand (qc_report cuts them in a thread) draw the same gallery
+    crops = figures.gallery_crops(store, cells, n=6)
+    assert [len(c) for _, c in crops] == [6, 3] and crops[0][1][0][0].shape[2] == 3
+    figures.gallery_figure(store, cells, tmp_path / "g2.png", n=6, crops=crops)
+    import imageio.v3 as iio
+
+    np.testing.assert_array_equal(iio.imread(tmp_path / "g2.png"), iio.imread(tmp_path / "g.png"))
 
 
 def test_measure_store_tables_do_not_depend_on_threads(tmp_path):

@@ -203,6 +203,17 @@ def test_mem_mb_follows_the_fov_size(tmp_path):
     assert fov_pixels(tmp_path / "nothing") == 3000 * 3000
 
 
+def test_warm_up_in_processes_reports_every_kind():
+    from scopeflow.warmup import warm_up
+
+    if not cell_kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    out = warm_up(("smear", "beads"), processes=2)  # one child process per kind
+    assert set(out) == {"smear", "beads"} and min(out.values()) >= 0
+    with pytest.raises(ValueError, match="unknown warm-up kind"):
+        warm_up(("smear", "cells"))
+
+
 def test_warm_up_runs_the_smear_kernels():
     from scopeflow.warmup import warm_up
 

@@ -92,7 +92,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 def _cmd_warmup(args: argparse.Namespace) -> int:
     from scopeflow.warmup import warm_up
 
-    seconds = warm_up()
+    seconds = warm_up(processes=2)
     print("kernels compiled or loaded: " + (", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
                                             or "numba not installed, nothing to do"))
     return 0

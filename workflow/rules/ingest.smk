@@ -28,6 +28,8 @@ rule demo_acquisition:
         nt=DEMO["nt"],
         # demo_smear_1 gets a fluorescence channel with malaria parasites (0: none)
         parasites_per_ul=lambda wc: DEMO["parasites_per_ul"] if wc.demo_sample == "demo_smear_1" else 0.0,
+    # every stage waits on the demo: made before the kernel warm-ups (priority 50 and 0)
+    priority: 60
     log:
         f"{RESULTS}/logs/demo_acquisition/{{demo_sample}}.log",
     conda:

@@ -59,7 +59,7 @@ rule ingest_beads:
 rule locate_beads:
     input:
         done=rules.ingest_beads.output.done,
-        kernels=ancient(rules.warmup.output[0]),  # numba kernels compiled before this job
+        kernels=ancient(rules.warmup_beads.output[0]),  # numba kernels compiled before this job
     output:
         locs=out("{sample}", "localizations.parquet"),
     wildcard_constraints:

@@ -30,8 +30,16 @@ def write_table(df: pd.DataFrame, parquet_path: str | Path, provenance: Mapping 
     table = table.replace_schema_metadata(meta)
     csv_path = parquet_path.with_suffix(".csv")
     with atomic_path(parquet_path) as tmp_pq, atomic_path(csv_path) as tmp_csv:
-        pq.write_table(table, tmp_pq)
-        _write_csv(table, tmp_csv)
+        if table.num_rows < 10000:
+            pq.write_table(table, tmp_pq)
+            _write_csv(table, tmp_csv)
+        else:  # both writers release the GIL: the CSV is written beside the Parquet file
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-csv") as pool:
+                csv_done = pool.submit(_write_csv, table, tmp_csv)
+                pq.write_table(table, tmp_pq)
+                csv_done.result()
     # the CSV is renamed into place first, the Parquet file (the workflow's output) last
 
 

@@ -19,7 +19,7 @@ from scopeflow.smear.qc.params import QCParams
 if TYPE_CHECKING:  # pandas is imported where used: the overview job reads its tables with pyarrow
     import pandas as pd
 
-__all__ = ["focus_map_figure", "gallery_figure", "histogram_figure", "inner_outline", "pick_gallery_cells",
+__all__ = ["focus_map_figure", "gallery_crops", "gallery_figure", "histogram_figure", "inner_outline", "pick_gallery_cells",
            "sample_overview_figure"]
 
 
@@ -87,24 +87,18 @@ def pick_gallery_cells(cells: pd.DataFrame, n: int = 16, seed: int = 0) -> tuple
     return kept, pd.DataFrame(picked)
 
 
-def gallery_figure(
-    zarr_path: str | Path, cells: pd.DataFrame, out_png: str | Path, *, sample: str = "",
-    n: int = 16, half_px: int = 40,
-) -> None:
-    """Crops of kept (top rows) and rejected (bottom rows, titled with their reasons) cells.
+def gallery_crops(
+    zarr_path: str | Path, cells: pd.DataFrame, *, n: int = 16, half_px: int = 40,
+) -> list[tuple[pd.DataFrame, list[tuple[np.ndarray, np.ndarray]]]]:
+    """The gallery's cells (:func:`pick_gallery_cells`) and their crops, kept then rejected.
 
-    Each crop is ``2 * half_px + 1`` pixels of DPC centred on the cell, its outline drawn
-    (green kept, red rejected).
+    Each part is ``(cells, crops)``: the cells sorted by (FOV, cell id) and per cell an RGB
+    float crop of ``2 * half_px + 1`` pixels of DPC centred on it (its FOV's 1–99 % display
+    window) and the cell's outline mask. Reads each FOV's DPC once per part (for its display
+    window) and only the crop's chunks of the labels; no matplotlib (a caller can cut the
+    crops in a thread while it draws other figures).
     """
     kept, rejected = pick_gallery_cells(cells, n=n)
-    cols = 8
-    rows_k = max(1, -(-len(kept) // cols))
-    rows_r = max(1, -(-len(rejected) // cols))
-    fig, axes = _figure(rows_k + rows_r, cols, (2 * cols, 2.2 * (rows_k + rows_r)), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-        ax.set_xticks([])  # never drawn (axis off): no tick labels to lay out
-        ax.set_yticks([])
     cache: dict[str, tuple[np.ndarray, float, float]] = {}
 
     def crop(row):
@@ -126,15 +120,41 @@ def gallery_figure(
         labels = ome_zarr.read_labels(zarr_path, fov, window=(ys, xs))  # the crop's chunks only
         return rgb, inner_outline(labels == int(row["cell_id"]))
 
-    for start, table, colour, label in ((0, kept, (0.1, 0.9, 0.2), "kept"),
-                                        (rows_k, rejected, (1.0, 0.2, 0.1), "rejected")):
+    parts = []
+    for table in (kept, rejected):
+        ordered = table.sort_values(["fov", "cell_id"], kind="stable") if len(table) else table
+        parts.append((ordered, [crop(row) for _, row in ordered.iterrows()]))
+    return parts
+
+
+def gallery_figure(
+    zarr_path: str | Path, cells: pd.DataFrame, out_png: str | Path, *, sample: str = "",
+    n: int = 16, half_px: int = 40, crops=None,
+) -> None:
+    """Crops of kept (top rows) and rejected (bottom rows, titled with their reasons) cells.
+
+    Each crop is ``2 * half_px + 1`` pixels of DPC centred on the cell, its outline drawn
+    (green kept, red rejected). ``crops``: :func:`gallery_crops` of the same arguments when
+    the caller already has them.
+    """
+    (kept, kept_crops), (rejected, rejected_crops) = (
+        crops if crops is not None else gallery_crops(zarr_path, cells, n=n, half_px=half_px))
+    cols = 8
+    rows_k = max(1, -(-len(kept) // cols))
+    rows_r = max(1, -(-len(rejected) // cols))
+    fig, axes = _figure(rows_k + rows_r, cols, (2 * cols, 2.2 * (rows_k + rows_r)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+        ax.set_xticks([])  # never drawn (axis off): no tick labels to lay out
+        ax.set_yticks([])
+    for start, table, cut, colour, label in ((0, kept, kept_crops, (0.1, 0.9, 0.2), "kept"),
+                                             (rows_k, rejected, rejected_crops, (1.0, 0.2, 0.1), "rejected")):
         if not len(table):
             axes[start, 0].text(0, 0.5, f"no {label} cells", fontsize=10)
             continue
-        ordered = table.sort_values(["fov", "cell_id"], kind="stable")
-        for m, (_, row) in enumerate(ordered.iterrows()):
+        for m, ((_, row), (rgb, edge)) in enumerate(zip(table.iterrows(), cut)):
             ax = axes[start + m // cols, m % cols]
-            rgb, edge = crop(row)
+            rgb = rgb.copy()
             rgb[edge] = colour
             ax.imshow(rgb)
             title = str(row["qc_reason"]) if label == "rejected" else f"kept {row['fov']}"
