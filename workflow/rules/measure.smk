@@ -2,6 +2,14 @@
 # tables (Parquet + CSV mirrors); QC flags, FOV verdicts and the sample gate at merge time.
 
 from scopeflow.resources import fov_pixels, stage_mem_mb
+from scopeflow.smear.stage_common import OVERLAP_MAX_PIXELS
+
+
+def measure_mem_mb(sample, threads):
+    """Peak memory (MB) of a measure job: the stage's base plus its bytes per pixel for each
+    FOV in flight (``threads`` FOVs at once up to OVERLAP_MAX_PIXELS, larger ones one at a time)."""
+    px = fov_pixels(sample_fovs(sample))
+    return stage_mem_mb("measure", px * (threads if px <= OVERLAP_MAX_PIXELS else 1))
 
 
 rule measure:
@@ -19,7 +27,8 @@ rule measure:
     threads: config["measure"]["threads"]  # FOVs of the shard measured at once
     resources:
         # peak memory (MB): a base plus bytes per pixel of the largest FOV (scopeflow.resources)
-        mem_mb=lambda wc: stage_mem_mb("measure", fov_pixels(sample_fovs(wc.sample))),
+        # for each FOV measured at once
+        mem_mb=lambda wc, threads: measure_mem_mb(wc.sample, threads),
         runtime=60,  # wall-clock limit (minutes)
     log:
         shard_log("measure"),
