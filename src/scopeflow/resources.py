@@ -23,7 +23,10 @@ MEMORY_BUDGET: dict[str, tuple[int, float]] = {
     # DPC (4 B/px), the phase solve's half spectrum (9) and cached filter (4.5), the phase (4);
     # 12000²: 3259 MB (23.7 B/px with the base)
     "dpc": (700, 24.0),
-    "segment": (2000, 40.0),  # a forward window (~1.5 GB) + 12000²: 4307 MB (31.4 B/px); 4096²: 2107 MB
+    # the largest forward window (a FOV up to tile + 2 context = 2400² is one pass: ~1.6 GB in
+    # ONNX Runtime) + the FOV arrays; 2400²: 2545 MB one FOV at a time, 2640 MB with the next
+    # FOV's network beside the decode; 4096²: 2411 MB; 12000²: 4307 MB (31.4 B/px)
+    "segment": (2500, 40.0),
     "measure": (700, 40.0),  # 12000²: 4673 MB (34.0 B/px); 4096²: 769 MB
     "report": (1200, 16.0),  # sample_overview, qc_report: one FOV's DPC and labels
 }
