@@ -261,16 +261,22 @@ def fov_path(path: str | Path, fov: str) -> str:
     return index[fov]
 
 
-def fov_paths(path: str | Path) -> dict[str, str]:
-    """FOV name -> group path of every FOV of a sample store, in acquisition order (read from
-    the root's ``zarr.json``; stores of the older layout through zarr)."""
+def _root_attrs(path: str | Path) -> dict | None:
+    """The attributes in a store root's ``zarr.json`` (Zarr v3, read without importing zarr);
+    None when there is no readable one (then the store is read through zarr)."""
     import json
 
     try:
         attrs = json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})
     except (OSError, ValueError):
-        attrs = {}
-    index = attrs.get(LAYOUT_ATTR, {}).get("fovs")
+        return None
+    return attrs if isinstance(attrs, dict) else None
+
+
+def fov_paths(path: str | Path) -> dict[str, str]:
+    """FOV name -> group path of every FOV of a sample store, in acquisition order (read from
+    the root's ``zarr.json``; stores of the older layout through zarr)."""
+    index = (_root_attrs(path) or {}).get(LAYOUT_ATTR, {}).get("fovs")
     if index is not None:
         return dict(index)
     import zarr
@@ -467,13 +473,8 @@ def fov_attrs(path: str | Path, fov: str) -> dict:
 def store_attrs(path: str | Path) -> dict:
     """The ``scopeflow`` provenance attributes of a sample store (read from the root's
     ``zarr.json``, without importing zarr; other stores through zarr)."""
-    import json
-
-    try:
-        attrs = json.loads((Path(path) / "zarr.json").read_text()).get("attributes")
-    except (OSError, ValueError):
-        attrs = None
-    if isinstance(attrs, dict):
+    attrs = _root_attrs(path)
+    if attrs is not None:
         return dict(attrs.get("scopeflow", {}))
     import zarr
 

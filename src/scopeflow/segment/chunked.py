@@ -434,15 +434,21 @@ def _setup(predictor: Predictor, chunk: int | None, resume_key: str | None) -> d
     }
 
 
+def _previous_run(arr: Any, predictor: Predictor, chunk: int | None,
+                  resume_key: str | None) -> tuple[dict, dict, bool]:
+    """The array's progress record, the record these settings need (:func:`_setup`), and
+    whether the record was left by a run with the same settings (never without a key)."""
+    previous = dict(arr.attrs.get(ZARR_ATTR, {}))
+    setup = _setup(predictor, chunk, resume_key)
+    same = resume_key is not None and all(previous.get(k) == v for k, v in setup.items())
+    return previous, setup, same
+
+
 def labels_complete(arr: Any, predictor: Predictor, chunk: int | None,
                     resume_key: str | None) -> bool:
     """Whether :func:`segment_to_zarr` finished the target array ``arr`` with these settings
     (``predictor``, ``chunk``, ``resume_key`` as given to it; without a key nothing is reused)."""
-    if resume_key is None:
-        return False
-    previous = dict(arr.attrs.get(ZARR_ATTR, {}))
-    setup = _setup(predictor, chunk, resume_key)
-    same = all(previous.get(k) == v for k, v in setup.items())
+    previous, _, same = _previous_run(arr, predictor, chunk, resume_key)
     return same and previous.get("state") == "complete"
 
 
@@ -520,9 +526,7 @@ def segment_to_zarr(
         raise ValueError("images with 2**32 pixels or more need a uint64 target array")
     lock = None if aligned(arr, chunk) else threading.Lock()
     record_lock = threading.Lock()
-    setup = _setup(predictor, chunk, resume_key)
-    previous = dict(arr.attrs.get(ZARR_ATTR, {}))
-    same_run = resume_key is not None and all(previous.get(k) == v for k, v in setup.items())
+    previous, setup, same_run = _previous_run(arr, predictor, chunk, resume_key)
     if same_run and previous.get("state") == "complete":
         return arr.arr if isinstance(arr, Plane) else arr
     same_run = same_run and not in_memory  # in memory, only a complete image is kept
