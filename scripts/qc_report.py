@@ -11,11 +11,13 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     from concurrent.futures import ThreadPoolExecutor
 
+    import pyarrow.parquet as pq
+
     from scopeflow.io.tables import read_table
     from scopeflow.smear import figures
 
     s = smk.wildcards.sample
-    cells = read_table(smk.input.cells)
+    cells = read_table(smk.input.cells, columns=figures.qc_cell_columns(pq.read_schema(smk.input.cells).names))
     fovs = read_table(smk.input.fovs)
     # the gallery's FOVs are read (zarr, numpy: mostly outside the GIL) while the other two
     # figures are drawn

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pandas is imported where used: the overview job reads its t
     import pandas as pd
 
 __all__ = ["focus_map_figure", "gallery_crops", "gallery_figure", "histogram_figure", "inner_outline", "pick_gallery_cells",
-           "sample_overview_figure"]
+           "qc_cell_columns", "sample_overview_figure"]
 
 
 def _figure(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
@@ -94,37 +94,35 @@ def gallery_crops(
 
     Each part is ``(cells, crops)``: the cells sorted by (FOV, cell id) and per cell an RGB
     float crop of ``2 * half_px + 1`` pixels of DPC centred on it (its FOV's 1–99 % display
-    window) and the cell's outline mask. Reads each FOV's DPC once per part (for its display
-    window) and only the crop's chunks of the labels; no matplotlib (a caller can cut the
+    window) and the cell's outline mask. Reads each FOV's DPC once (for its display window)
+    and only the crops' chunks of the labels; no matplotlib (a caller can cut the
     crops in a thread while it draws other figures).
     """
     kept, rejected = pick_gallery_cells(cells, n=n)
-    cache: dict[str, tuple[np.ndarray, float, float]] = {}
-
-    def crop(row):
-        fov = str(row["fov"])
-        if fov not in cache:
-            cache.clear()  # one FOV in memory at a time (tables are sorted by FOV)
+    parts = [table.sort_values(["fov", "cell_id"], kind="stable") if len(table) else table
+             for table in (kept, rejected)]
+    cut: list[list] = [[None] * len(table) for table in parts]
+    # (FOV, part, position) of every crop: each FOV is read once for both parts
+    wanted = sorted((str(fov), k, m) for k, table in enumerate(parts)
+                    for m, fov in enumerate(table["fov"] if len(table) else []))
+    fov, dpc, lo, hi = None, None, 0.0, 1.0
+    for name, k, m in wanted:
+        if name != fov:  # one FOV in memory at a time
+            fov = name
             dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
             # the display window of the FOV, once per FOV (not per crop), from every other
             # pixel of every other row (a quarter of the pixels sort 4x faster; same window
             # to the displayed precision)
             lo, hi = (float(v) for v in np.percentile(dpc[::2, ::2], [1, 99])) if dpc.size else (0.0, 1.0)
-            cache[fov] = (dpc, lo, hi)
-        dpc, lo, hi = cache[fov]
+        row = parts[k].iloc[m]
         y, x = int(round(row["y_px"])), int(round(row["x_px"]))
         ys = slice(max(0, y - half_px), y + half_px + 1)
         xs = slice(max(0, x - half_px), x + half_px + 1)
         img = dpc[ys, xs]
         rgb = np.repeat(np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)[..., None], 3, axis=2)
         labels = ome_zarr.read_labels(zarr_path, fov, window=(ys, xs))  # the crop's chunks only
-        return rgb, inner_outline(labels == int(row["cell_id"]))
-
-    parts = []
-    for table in (kept, rejected):
-        ordered = table.sort_values(["fov", "cell_id"], kind="stable") if len(table) else table
-        parts.append((ordered, [crop(row) for _, row in ordered.iterrows()]))
-    return parts
+        cut[k][m] = (rgb, inner_outline(labels == int(row["cell_id"])))
+    return list(zip(parts, cut))
 
 
 def gallery_figure(
@@ -210,6 +208,18 @@ _PANELS = (
 )
 
 
+#: Cell columns the gallery draws (besides the histogram panels' :data:`_PANELS`)
+_GALLERY_COLUMNS = ("fov", "cell_id", "y_px", "x_px", "qc_pass", "qc_reason", "touches_border")
+
+
+def qc_cell_columns(names) -> list[str]:
+    """Of a cells table's column ``names``, those the QC figures (:func:`gallery_crops`,
+    :func:`gallery_figure`, :func:`histogram_figure`) use, in table order: the job reads
+    only these."""
+    used = set(_GALLERY_COLUMNS) | {col for col, _, _ in _PANELS}
+    return [c for c in names if c in used]
+
+
 def histogram_figure(
     cells: pd.DataFrame, fovs: pd.DataFrame, out_png: str | Path,
     params: QCParams | Mapping | None = None,
@@ -236,7 +246,8 @@ def histogram_figure(
             v = v[v > 0]
         if v.size:
             bins = np.geomspace(v.min(), v.max(), 50) if log and v.min() < v.max() else 50
-            ax.hist(v, bins=bins, color="0.35")
+            # one filled outline, not a bar per bin (the same shape, one artist)
+            ax.hist(v, bins=bins, color="0.35", histtype="stepfilled")
         if log:
             ax.set_xscale("log")
         for key in (lo, hi):
@@ -248,7 +259,7 @@ def histogram_figure(
     ax.axis("on")
     r = pd.to_numeric(fovs.get("focus_ratio", pd.Series(dtype=float)), errors="coerce").dropna()
     if len(r):
-        ax.hist(r, bins=max(5, min(30, len(r))), color="0.35")
+        ax.hist(r, bins=max(5, min(30, len(r))), color="0.35", histtype="stepfilled")
     ax.axvline(float(p.min_focus_ratio), color="red", ls="--", lw=1.2)
     ax.set_xlabel(f"FOV focus ratio ({p.focus_metric} / sample median)")
     ax.set_title(f"FOVs (n = {len(fovs)})", fontsize=9)
