@@ -286,19 +286,48 @@ def _count_grid(i: np.ndarray | None, j: np.ndarray | None, n_cells: np.ndarray)
 
 def _columns(path: str | Path, names: list[str]) -> tuple[int, dict[str, np.ndarray]]:
     """Rows of a Parquet table and those of its columns ``names`` that it has, as numpy
-    arrays (integer columns with nulls as float with NaN), read with pyarrow (no pandas)."""
+    arrays (columns with nulls as float with NaN), read with pyarrow (no pandas)."""
     import sys
 
     import pyarrow.parquet as pq
 
     sys.audit("scopeflow.read", str(path))  # the job's start-up clock (scopeflow._snakemake)
-    have = set(pq.read_schema(path).names)
-    table = pq.read_table(path, columns=[c for c in names if c in have])
-    out = {}
-    for c in table.column_names:
-        a = table.column(c).to_numpy(zero_copy_only=False)
-        out[c] = a.astype(float) if a.dtype == object else a
-    return table.num_rows, out
+    # ParquetFile, not read_table: pyarrow.dataset (behind read_table) imports pandas
+    file = pq.ParquetFile(path)
+    have = set(file.schema_arrow.names)
+    table = file.read(columns=[c for c in names if c in have])
+    return table.num_rows, {c: _numpy(table.column(c)) for c in table.column_names}
+
+
+def _numpy(column) -> np.ndarray:
+    """A numeric or boolean Arrow column as a numpy array, read from its buffers (pyarrow's
+    ``to_numpy`` imports pandas); with nulls, as float with NaN there."""
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        dtype = np.dtype(bool)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        code = "f" if pa.types.is_floating(kind) else "i" if pa.types.is_signed_integer(kind) else "u"
+        dtype = np.dtype(f"<{code}{kind.bit_width // 8}")
+    else:
+        raise TypeError(f"column of {kind}: not numeric")
+
+    def bits(buffer, off, n):
+        return np.unpackbits(np.frombuffer(buffer, np.uint8), bitorder="little")[off:off + n].astype(bool)
+
+    parts = []
+    for chunk in column.chunks:
+        n, off = len(chunk), chunk.offset
+        validity, data = chunk.buffers()[:2]
+        values = (bits(data, off, n) if dtype == bool
+                  else np.frombuffer(data, dtype, count=n, offset=off * dtype.itemsize))
+        if chunk.null_count:
+            values = np.where(bits(validity, off, n), values, np.nan)
+        parts.append(values)
+    if not parts:
+        return np.zeros(0, dtype)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
 
 
 def sample_overview_figure(
