@@ -34,7 +34,9 @@ def _figure(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
 
 def _save(fig, out_png) -> None:
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)  # PNG through the Agg canvas
+    # PNG through the Agg canvas; zlib level 1, not 6: the same pixels, the gallery's file
+    # ~10 % larger, its compression ~4x cheaper
+    fig.savefig(out_png, dpi=90, pil_kwargs={"compress_level": 1})
 
 
 def inner_outline(labels: np.ndarray) -> np.ndarray:
