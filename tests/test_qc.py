@@ -358,6 +358,11 @@ def test_figures_written_for_normal_and_empty_samples(tmp_path):
     import imageio.v3 as iio
 
     np.testing.assert_array_equal(iio.imread(tmp_path / "g2.png"), iio.imread(tmp_path / "g.png"))
+    # the crops drawn as one grid image: kept outlines green, rejected red, white between
+    img = iio.imread(tmp_path / "g.png")[..., :3].astype(int)
+    green = (np.abs(img - [26, 230, 51]).max(-1) < 30).sum()
+    red = (np.abs(img - [255, 51, 26]).max(-1) < 30).sum()
+    assert green > 50 and red > 20 and (img == 255).all(-1).mean() > 0.3
 
 
 def test_measure_store_tables_do_not_depend_on_threads(tmp_path):
