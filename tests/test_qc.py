@@ -15,6 +15,7 @@ from skimage.draw import disk
 from scopeflow import smear as pipeline
 from scopeflow.errors import ScopeflowError
 from scopeflow.io import ome_zarr, tables
+from scopeflow.io.columns import read_columns
 from scopeflow.smear import cell_kernels, figures, measure
 from scopeflow.smear.qc import cell_features
 from scopeflow.smear.qc.flags import flag_cells
@@ -394,7 +395,7 @@ def test_sample_overview_from_pyarrow_columns(tmp_path):
     store = tmp_path / "s.ome.zarr"
     figures.sample_overview_figure(store, tmp_path / "cells.parquet", tmp_path / "fovs.parquet",
                                    tmp_path / "o.png", sample="s", crop=128)
-    grid = figures._count_grid(*(figures._columns(tmp_path / "fovs.parquet", ["i", "j", "n_cells"])[1][k]
+    grid = figures._count_grid(*(read_columns(tmp_path / "fovs.parquet", ["i", "j", "n_cells"])[k]
                                  for k in ("i", "j", "n_cells")))
     assert grid.shape == (1, 2) and grid.sum() == len(t["cells"])
     tables.write_table(t["fovs"].drop(columns=["i", "j"]), tmp_path / "f2.parquet")
