@@ -7,6 +7,7 @@ import zarr
 
 from scopeflow.io import ome_zarr
 from scopeflow.io.ngff_image import image_channel
+from scopeflow.io import zarr_plain
 from scopeflow.io.zarr_plain import plain_array, read_region
 
 
@@ -84,3 +85,13 @@ def test_store_readers_match_zarr(tmp_path):
         ome_zarr.read_channel(store, "a", "fluorescence")
     with pytest.raises(KeyError, match="no FOV"):
         ome_zarr.read_labels(store, "b")
+
+
+def test_both_zstd_decoders_give_the_chunk(tmp_path):
+    data = np.random.default_rng(2).random((40, 40), dtype=np.float32)
+    _array(tmp_path, "z", data, (16, 16))
+    raw = (tmp_path / "z" / "c" / "1" / "2").read_bytes()
+    want = np.asarray(zarr.open_array(str(tmp_path / "z"))[16:32, 32:48])
+    for with_pyarrow in (True, False):
+        chunk = np.frombuffer(zarr_plain._zstd(16 * 16 * 4, with_pyarrow)(raw), np.float32).reshape(16, 16)
+        np.testing.assert_array_equal(chunk[:, :8], want)

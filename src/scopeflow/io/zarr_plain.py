@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from itertools import product
 from pathlib import Path
 
@@ -65,6 +66,19 @@ def plain_array(array_dir: str | Path) -> dict | None:
             "sep": keys.get("configuration", {}).get("separator", "/")}
 
 
+def _zstd(nbytes: int, with_pyarrow: bool):
+    """A zstd frame decoder for chunks of ``nbytes``: pyarrow's where the job has imported
+    pyarrow (the table jobs), else numcodecs' (zarr's own, which the image jobs import
+    anyway): no job imports a library for it alone."""
+    if with_pyarrow:
+        import pyarrow as pa
+
+        return lambda data: pa.decompress(data, decompressed_size=nbytes, codec="zstd")
+    from numcodecs.zstd import Zstd
+
+    return Zstd().decode
+
+
 def _bounds(item, size: int) -> tuple[int, int, bool] | None:
     """(start, stop, keep the axis) of an index item along an axis of ``size``; None for
     what numpy would read differently here (steps, negative or out-of-range integers)."""
@@ -107,12 +121,7 @@ def read_region(array_dir: str | Path, index: tuple) -> np.ndarray | None:
               for (start, stop, _), c in zip(bounds, chunks)]
     nbytes = math.prod(chunks) * dtype.itemsize
     root = Path(array_dir) / "c"
-    decompress = None
-    if layout["zstd"]:
-        import pyarrow as pa
-
-        def decompress(data: bytes):
-            return pa.decompress(data, decompressed_size=nbytes, codec="zstd")
+    decompress = _zstd(nbytes, "pyarrow" in sys.modules) if layout["zstd"] else None
     for key in product(*ranges):
         try:
             data = (root / layout["sep"].join(str(k) for k in key)).read_bytes()
