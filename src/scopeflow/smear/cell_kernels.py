@@ -332,15 +332,92 @@ def _label_sums(values, present, starts, order):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _pairwise_leaf_f32(a, lo, n):  # pragma: no cover - compiled
+    # numpy's float32 pairwise sum of at most 128 values: 8 accumulators from 8 values on
+    if n < 8:
+        res = np.float32(0.0)
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    i = lo + 8
+    stop = lo + n - (n % 8)
+    while i < stop:
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < lo + n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_sum_f32(a, n):  # pragma: no cover - compiled
+    # numpy's float32 pairwise summation of a[:n] (np.add.reduce from the identity 0):
+    # blocks of at most 128 values, larger runs halved at a multiple of 8, the halves'
+    # sums added left + right; the recursion on an explicit stack
+    if n <= 128:
+        return _pairwise_leaf_f32(a, 0, n)
+    todo_lo = np.empty(128, np.int64)
+    todo_n = np.empty(128, np.int64)  # -1: add the last two sums
+    sums = np.empty(64, np.float32)
+    nt = 1
+    ns = 0
+    todo_lo[0] = 0
+    todo_n[0] = n
+    while nt > 0:
+        nt -= 1
+        lo = todo_lo[nt]
+        m = todo_n[nt]
+        if m < 0:
+            ns -= 1
+            sums[ns - 1] = sums[ns - 1] + sums[ns]
+        elif m <= 128:
+            sums[ns] = _pairwise_leaf_f32(a, lo, m)
+            ns += 1
+        else:
+            m2 = m // 2
+            m2 -= m2 % 8
+            todo_n[nt] = -1
+            todo_lo[nt + 1] = lo + m2
+            todo_n[nt + 1] = m - m2
+            todo_lo[nt + 2] = lo
+            todo_n[nt + 2] = m2
+            nt += 3
+    return sums[0]
+
+
+@njit(cache=True, nogil=True)
 def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # pragma: no cover - compiled
     # per id, in one visit of its pixels, the float64 sums in raster order from 0.0 (the
     # additions of _label_sums / np.bincount, bit for bit) of |dpc - 0.5|, lap, lap * lap
-    # (float32 products), the saturated pixels (dpc <= 0 or >= 1) and phase
+    # (float32 products), the saturated pixels (dpc <= 0 or >= 1) and phase; then numpy's
+    # float32 mean and std of the id's dpc values in raster order (np.mean / np.std)
     fd = dpc.ravel()
     fl = lap.ravel()
     fp = phase.ravel()
     half = np.float32(0.5)
-    out = np.zeros((present.size, 5), np.float64)
+    out = np.zeros((present.size, 7), np.float64)
+    big = 0
+    for k in range(present.size):
+        lv = present[k]
+        big = max(big, starts[lv + 1] - starts[lv])
+    buf = np.empty(big, np.float32)
     for k in range(present.size):
         lv = present[k]
         s_c = 0.0
@@ -348,9 +425,12 @@ def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # prag
         s_l2 = 0.0
         s_sat = 0.0
         s_p = 0.0
-        for i in range(starts[lv], starts[lv + 1]):
+        s = starts[lv]
+        nv = starts[lv + 1] - s
+        for i in range(s, s + nv):
             p = order[i]
             d = fd[p]
+            buf[i - s] = d
             s_c += np.float64(abs(d - half))
             v = fl[p]
             s_l += np.float64(v)
@@ -364,6 +444,13 @@ def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # prag
         out[k, 2] = s_l2
         out[k, 3] = s_sat
         out[k, 4] = s_p
+        fn = np.float32(nv)
+        m = _pairwise_sum_f32(buf, nv) / fn
+        for i in range(nv):
+            x = buf[i] - m
+            buf[i] = x * x
+        out[k, 5] = m
+        out[k, 6] = np.float32(math.sqrt(_pairwise_sum_f32(buf, nv) / fn))
     return out
 
 
@@ -426,9 +513,12 @@ def intensity_sums(groups: LabelGroups, dpc: np.ndarray, lap: np.ndarray,
     Returns
     -------
     numpy.ndarray
-        float64 (n, 5) in the order of ``groups.present``: sums of ``|dpc − 0.5|``,
-        ``lap``, ``lap²``, saturated pixels (``dpc <= 0`` or ``>= 1``) and ``phase``; the
-        same numbers as :func:`label_sum` of each image (float32 products rounded first).
+        float64 (n, 7) in the order of ``groups.present``: sums of ``|dpc − 0.5|``,
+        ``lap``, ``lap²``, saturated pixels (``dpc <= 0`` or ``>= 1``) and ``phase``, the
+        same numbers as :func:`label_sum` of each image (float32 products rounded first);
+        then the mean and standard deviation of ``dpc`` in the cell, the float32 numbers of
+        numpy's ``mean`` / ``std`` of its pixels in raster order (as skimage's
+        ``regionprops`` gets them).
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("intensity_sums needs numba")
