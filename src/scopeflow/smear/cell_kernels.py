@@ -28,7 +28,7 @@ __all__ = ["LabelGroups", "cell_shapes", "group_labels", "intensity_sums", "labe
 class LabelGroups(NamedTuple):
     """A label image's pixels grouped by id (see :func:`group_labels`)."""
 
-    lab: np.ndarray  #: (y, x) intp labels, negative ids set to 0 (background)
+    lab: np.ndarray  #: (y, x) C-contiguous labels: unsigned as given, else intp with negative ids set to 0
     flat: np.ndarray  #: ``lab.ravel()``
     counts: np.ndarray  #: ``np.bincount(flat)`` (pixels per id, index 0 = background)
     present: np.ndarray  #: sorted ids > 0 with at least one pixel
@@ -37,9 +37,16 @@ class LabelGroups(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def _group_order(flat, starts):  # pragma: no cover - compiled
+def _count_labels(flat, top):  # pragma: no cover - compiled
+    counts = np.zeros(top, np.int64)
+    for i in range(flat.size):
+        counts[flat[i]] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _group_order(flat, starts, order):  # pragma: no cover - compiled
     pos = starts[:-1].copy()
-    order = np.empty(starts[-1], np.int64)
     for i in range(flat.size):
         lv = flat[i]
         if lv > 0:
@@ -49,7 +56,11 @@ def _group_order(flat, starts):  # pragma: no cover - compiled
 
 
 def group_labels(labels: np.ndarray) -> LabelGroups:
-    """Group the pixels of a 2-D label image by id with one counting sort (O(pixels))."""
+    """Group the pixels of a 2-D label image by id with one counting sort (O(pixels)).
+
+    Unsigned labels (what the stores hold) are used as they are, without an intp copy;
+    ``order`` is int32 for images under 2³¹ pixels.
+    """
     lab = np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(f"expected a 2-D (y, x) label image, got shape {lab.shape}")
@@ -57,18 +68,26 @@ def group_labels(labels: np.ndarray) -> LabelGroups:
         lab = lab.astype(np.uint8)
     if not np.issubdtype(lab.dtype, np.integer):
         raise TypeError(f"labels must be integers, got {lab.dtype}")
-    lab = np.ascontiguousarray(lab, dtype=np.intp)
-    if lab.size and lab.min() < 0:  # negative ids are ignored (background), as in regionprops
-        lab = np.where(lab < 0, 0, lab)
-    flat = lab.ravel()
-    counts = np.bincount(flat, minlength=1) if flat.size else np.zeros(1, np.intp)
+    if HAVE_NUMBA and lab.dtype.kind == "u" and lab.size:
+        lab = np.ascontiguousarray(lab)
+        flat = lab.ravel()
+        counts = _count_labels(flat, int(flat.max()) + 1)  # np.bincount's counts, no intp copy
+    else:
+        lab = np.ascontiguousarray(lab, dtype=np.intp)
+        if lab.size and lab.min() < 0:  # negative ids are ignored (background), as in regionprops
+            lab = np.where(lab < 0, 0, lab)
+        flat = lab.ravel()
+        counts = np.bincount(flat, minlength=1) if flat.size else np.zeros(1, np.intp)
     fg = counts.copy()
     fg[0] = 0
     starts = np.zeros(fg.size + 1, np.int64)
     np.cumsum(fg, out=starts[1:])
     present = np.flatnonzero(fg)
-    order = _group_order(flat, starts) if HAVE_NUMBA else np.argsort(
-        np.where(flat > 0, flat, 0), kind="stable")[flat.size - starts[-1]:]
+    if HAVE_NUMBA:
+        order = np.empty(starts[-1], np.int32 if flat.size < 2**31 else np.int64)
+        _group_order(flat, starts, order)
+    else:  # pragma: no cover
+        order = np.argsort(np.where(flat > 0, flat, 0), kind="stable")[flat.size - starts[-1]:]
     return LabelGroups(lab, flat, counts, present, starts, order)
 
 
