@@ -175,6 +175,20 @@ def test_gaussian_laplace_tile_sums_equal_scipy(shape, tile):
         np.testing.assert_array_equal(s1, lap.astype(np.float64))
 
 
+def test_gaussian_weights_are_scipys():
+    from scipy.ndimage._filters import _gaussian_kernel1d
+
+    from scopeflow.smear.filters import gaussian_weights
+
+    for sigma in (0.5, 1.0, 1.3, 2.0, 3.7):
+        radius = int(4 * sigma + 0.5)
+        for order in (0, 2):
+            np.testing.assert_array_equal(gaussian_weights(sigma, order, radius),
+                                          _gaussian_kernel1d(sigma, order, radius))
+    with pytest.raises(ValueError, match="order"):
+        gaussian_weights(1.0, 1, 4)
+
+
 def test_tiled_laplacian_focus_compiled_equals_scipy():
     rng = np.random.default_rng(5)
     img = np.clip(0.5 + ndi.gaussian_filter(rng.normal(0, 0.3, (300, 260)), 1.2), 0, 1).astype(np.float32)

@@ -10,7 +10,7 @@ import numpy as np
 
 from scopeflow._numba import HAVE_NUMBA, njit
 
-__all__ = ["laplace"]
+__all__ = ["gaussian_laplace_tile_sums", "gaussian_weights", "laplace"]
 
 
 @njit(cache=True, nogil=True)
@@ -154,8 +154,6 @@ def gaussian_laplace_tile_sums(image: np.ndarray, sigma: float, tile: int) -> tu
     sums, squares : numpy.ndarray
         float64 (ny, nx) per block: the sum of the filtered values and of their float32 squares.
     """
-    from scipy.ndimage._filters import _gaussian_kernel1d
-
     img = np.ascontiguousarray(image, dtype=np.float32)
     if img.ndim != 2:
         raise ValueError(f"expected a 2-D (y, x) image, got shape {img.shape}")
@@ -169,7 +167,27 @@ def gaussian_laplace_tile_sums(image: np.ndarray, sigma: float, tile: int) -> tu
         blocks = lap.reshape(ny, tile, nx, tile)
         sq = (lap * lap).reshape(ny, tile, nx, tile)
         return blocks.sum(axis=(1, 3), dtype=np.float64), sq.sum(axis=(1, 3), dtype=np.float64)
-    # the weights as scipy's gaussian_filter1d passes them to correlate1d (reversed)
-    w0 = np.ascontiguousarray(_gaussian_kernel1d(float(sigma), 0, radius)[::-1], dtype=np.float64)
-    w2 = np.ascontiguousarray(_gaussian_kernel1d(float(sigma), 2, radius)[::-1], dtype=np.float64)
-    return _log_tile_sums(img, w0, w2, tile, ny, nx)
+    # symmetric kernels: reversed (as gaussian_filter1d passes them to correlate1d) they are
+    # the same
+    return _log_tile_sums(img, gaussian_weights(sigma, 0, radius), gaussian_weights(sigma, 2, radius),
+                          tile, ny, nx)
+
+
+def gaussian_weights(sigma: float, order: int, radius: int) -> np.ndarray:
+    """The 1-D Gaussian kernel (``order`` 0) or its second derivative (``order`` 2) of
+    ``scipy.ndimage.gaussian_filter1d``: the same float64 weights, without importing scipy.
+
+    The Gaussian is sampled at the integers ``-radius .. radius`` and normalised to sum 1;
+    the second derivative is that times the polynomial ``-1/σ² + x²/σ⁴``.
+    """
+    if order not in (0, 2):
+        raise ValueError(f"order must be 0 or 2, got {order}")
+    sigma2 = float(sigma) * float(sigma)
+    x = np.arange(-int(radius), int(radius) + 1)
+    phi = np.exp(-0.5 / sigma2 * x ** 2)
+    phi = phi / phi.sum()
+    if order == 0:
+        return phi
+    a = 1.0 / -sigma2
+    # the polynomial by its coefficients (1, x, x²), evaluated as scipy does
+    return (x[:, None] ** np.arange(3)).dot(np.array([a, 0.0, a * a])) * phi

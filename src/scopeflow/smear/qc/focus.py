@@ -149,8 +149,6 @@ def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0,
     dict
         ``{"focus_<name>": value}`` for every metric; 0 for a constant image.
     """
-    from scipy import ndimage as ndi  # imported when used (job start-up)
-
     wanted = list(FOCUS_METRICS) if names is None else list(dict.fromkeys(names))
     unknown = [n for n in wanted if n not in FOCUS_METRICS]
     if unknown:
@@ -176,11 +174,15 @@ def tiled_focus_metrics(image, tile_px: int = 128, percentile: float = 90.0,
             m = s1.ravel() / (t * t)
             scores[name] = np.maximum(s2.ravel() / (t * t) - m ** 2, 0.0)
         elif name == "laplacian_var":
+            from scipy import ndimage as ndi  # imported when used (job start-up)
+
             lap = ndi.gaussian_laplace(img, 1.0)
             m = tmean(lap)
             np.multiply(lap, lap, out=lap)
             scores[name] = np.maximum(tmean(lap) - m ** 2, 0.0)
         elif name == "tenengrad":
+            from scipy import ndimage as ndi
+
             g = ndi.sobel(img, axis=0)
             np.multiply(g, g, out=g)
             gx = ndi.sobel(img, axis=1)
