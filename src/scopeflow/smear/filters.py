@@ -75,6 +75,8 @@ def _log_tile_sums(img, w0, w2, tile, ny, nx):  # pragma: no cover - compiled
     t0 = np.empty(w, np.float64)
     t1 = np.empty(w, np.float64)
     ncol = nx * tile
+    c1 = np.zeros(ncol, np.float64)  # per column, the sums over the current block row
+    c2 = np.zeros(ncol, np.float64)
     for y in range(ny * tile):
         for j in range(-r, r + 1):  # reflect: d c b a | a b c d
             q = y + j
@@ -117,16 +119,22 @@ def _log_tile_sums(img, w0, w2, tile, ny, nx):  # pragma: no cover - compiled
             for c in range(ncol):
                 t0[c] += (e2[c + r - j] + e2[c + r + j]) * f0
                 t1[c] += (e0[c + r - j] + e0[c + r + j]) * f2
-        ty = y // tile
-        for tx in range(nx):
-            a1 = 0.0
-            a2 = 0.0
-            for c in range(tx * tile, (tx + 1) * tile):
-                v = np.float32(t0[c]) + np.float32(t1[c])
-                a1 += np.float64(v)
-                a2 += np.float64(v * v)
-            s1[ty, tx] += a1
-            s2[ty, tx] += a2
+        for c in range(ncol):  # per column over the block's rows, then per block
+            v = np.float32(t0[c]) + np.float32(t1[c])
+            c1[c] += np.float64(v)
+            c2[c] += np.float64(v * v)
+        if (y + 1) % tile == 0:
+            ty = y // tile
+            for tx in range(nx):
+                a1 = 0.0
+                a2 = 0.0
+                for c in range(tx * tile, (tx + 1) * tile):
+                    a1 += c1[c]
+                    a2 += c2[c]
+                s1[ty, tx] = a1
+                s2[ty, tx] = a2
+            c1[:] = 0.0
+            c2[:] = 0.0
     return s1, s2
 
 
