@@ -202,11 +202,26 @@ def test_tiled_laplacian_focus_compiled_equals_scipy():
 
 
 @pytest.mark.parametrize("n", [*range(0, 140), 255, 256, 257, 1000, 8191, 8193, 100003])
-def test_pairwise_float32_sum_is_numpys(n):
-    if not cell_kernels.HAVE_NUMBA:
+def test_pairwise_float32_sums_are_numpys(n):
+    from scopeflow.smear import pairwise
+
+    if not pairwise.HAVE_NUMBA:
         pytest.skip("numba not installed")
     v = np.random.default_rng(n).random(n, dtype=np.float32)
-    assert np.float32(cell_kernels._pairwise_sum_f32(v, n)) == np.add.reduce(v, 0)
+    assert np.float32(pairwise.pairwise_f32(v, n, np.float32(0), False)) == np.add.reduce(v, 0)
+    m = np.float32(0.3)
+    d = v - m
+    assert np.float32(pairwise.pairwise_f32(v, n, m, True)) == np.add.reduce(d * d, 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 517), (1500, 1400)])
+def test_var_f32_is_numpys(shape):
+    from scopeflow.smear.pairwise import var_f32
+
+    img = np.random.default_rng(sum(shape)).normal(0.5, 0.1, shape).astype(np.float32)
+    assert var_f32(img) == float(np.var(img))
+    assert var_f32(img.astype(np.float64)) == float(np.var(img.astype(np.float64)))
+    assert np.isnan(var_f32(np.zeros((0, 3), np.float32)))
 
 
 def test_intensity_sums_mean_and_std_are_numpys_float32_ones():

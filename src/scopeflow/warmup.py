@@ -33,7 +33,8 @@ def _smear() -> None:
     labels[6:10, 5:9] = 2
     dpc = np.random.default_rng(0).random((12, 12)).astype(np.float32)
     measure.measure_cells(labels, dpc, dpc - np.float32(0.5), 0.33)
-    tiled_focus_metrics(dpc, 6, names=["laplacian_var"], compiled=True)  # as the measure stage
+    measure.fov_focus(dpc)  # the measure stage's FOV scores
+    tiled_focus_metrics(dpc, 6, names=["laplacian_var"], compiled=True)
 
 
 def _beads() -> None:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scopeflow._numba import HAVE_NUMBA, njit
+from scopeflow.smear.pairwise import pairwise_f32
 
 __all__ = ["LabelGroups", "cell_shapes", "group_labels", "intensity_sums", "label_mean",
            "label_sum", "per_index"]
@@ -370,77 +371,6 @@ def _label_sums(values, present, starts, order):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _pairwise_leaf_f32(a, lo, n):  # pragma: no cover - compiled
-    # numpy's float32 pairwise sum of at most 128 values: 8 accumulators from 8 values on
-    if n < 8:
-        res = np.float32(0.0)
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0 = a[lo]
-    r1 = a[lo + 1]
-    r2 = a[lo + 2]
-    r3 = a[lo + 3]
-    r4 = a[lo + 4]
-    r5 = a[lo + 5]
-    r6 = a[lo + 6]
-    r7 = a[lo + 7]
-    i = lo + 8
-    stop = lo + n - (n % 8)
-    while i < stop:
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < lo + n:
-        res += a[i]
-        i += 1
-    return res
-
-
-@njit(cache=True, nogil=True)
-def _pairwise_sum_f32(a, n):  # pragma: no cover - compiled
-    # numpy's float32 pairwise summation of a[:n] (np.add.reduce from the identity 0):
-    # blocks of at most 128 values, larger runs halved at a multiple of 8, the halves'
-    # sums added left + right; the recursion on an explicit stack
-    if n <= 128:
-        return _pairwise_leaf_f32(a, 0, n)
-    todo_lo = np.empty(128, np.int64)
-    todo_n = np.empty(128, np.int64)  # -1: add the last two sums
-    sums = np.empty(64, np.float32)
-    nt = 1
-    ns = 0
-    todo_lo[0] = 0
-    todo_n[0] = n
-    while nt > 0:
-        nt -= 1
-        lo = todo_lo[nt]
-        m = todo_n[nt]
-        if m < 0:
-            ns -= 1
-            sums[ns - 1] = sums[ns - 1] + sums[ns]
-        elif m <= 128:
-            sums[ns] = _pairwise_leaf_f32(a, lo, m)
-            ns += 1
-        else:
-            m2 = m // 2
-            m2 -= m2 % 8
-            todo_n[nt] = -1
-            todo_lo[nt + 1] = lo + m2
-            todo_n[nt + 1] = m - m2
-            todo_lo[nt + 2] = lo
-            todo_n[nt + 2] = m2
-            nt += 3
-    return sums[0]
-
-
-@njit(cache=True, nogil=True)
 def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # pragma: no cover - compiled
     # per id, in one visit of its pixels, the float64 sums in raster order from 0.0 (the
     # additions of _label_sums / np.bincount, bit for bit) of |dpc - 0.5|, lap, lap * lap
@@ -450,6 +380,7 @@ def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # prag
     fl = lap.ravel()
     fp = phase.ravel()
     half = np.float32(0.5)
+    zero = np.float32(0.0)
     out = np.zeros((present.size, 7), np.float64)
     big = 0
     for k in range(present.size):
@@ -483,12 +414,9 @@ def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # prag
         out[k, 3] = s_sat
         out[k, 4] = s_p
         fn = np.float32(nv)
-        m = _pairwise_sum_f32(buf, nv) / fn
-        for i in range(nv):
-            x = buf[i] - m
-            buf[i] = x * x
+        m = pairwise_f32(buf, nv, zero, False) / fn
         out[k, 5] = m
-        out[k, 6] = np.float32(math.sqrt(_pairwise_sum_f32(buf, nv) / fn))
+        out[k, 6] = np.float32(math.sqrt(pairwise_f32(buf, nv, m, True) / fn))
     return out
 
 

@@ -396,7 +396,9 @@ def fov_focus(dpc: np.ndarray, lap: np.ndarray | None = None) -> float:
         from scopeflow.smear.filters import laplace
 
         lap = laplace(dpc)
-    return float(np.var(np.asarray(lap, dtype=np.float32)))
+    from scopeflow.smear.pairwise import var_f32
+
+    return var_f32(np.asarray(lap, dtype=np.float32))  # np.var's number, no temporaries
 
 
 def summarize_fov(
