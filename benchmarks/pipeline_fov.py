@@ -28,11 +28,11 @@ default ``sharding.fovs_per_job``), runs the workflow on it with ``snakemake --c
     the channel (the simulated one) leaves the stage only the tables: that is its floor.
 
 It prints end-to-end Mpx/s (the run's wall time, start-up and scheduling included), the bare
-U-Net Mpx/s and their ratio, the machine's load average, each job's start-up (process start
-to its first read of data, logged by the job) and per stage its s/FOV beside its floor and
-their ratio; the same in CPU seconds (the jobs' ``cpu_time`` from their ``benchmark:`` files, the floors'
-from ``getrusage``), whose ratios hold when the machine is shared and wall seconds are not
-comparable from one minute to the next.
+U-Net Mpx/s and their ratio, how busy the cores were, the jobs' timeline, the machine's load
+average, each job's start-up (process start to its first read of data, logged by the job) and
+per stage its s/FOV beside its floor and their ratio; the same in CPU seconds (each job logs its
+own and its children's, ``used <rule>: … CPU-s``; the floors' from ``getrusage``), whose ratios
+hold when the machine is shared and wall seconds are not comparable from one minute to the next.
 
     python benchmarks/pipeline_fov.py [--size 3000] [--ny 4] [--nx 4] [--threads 2]
         [--inputs DIR] [--config segment.backend=torch]
@@ -106,6 +106,16 @@ def job_startups(logs: Path) -> dict[str, tuple[float, float]]:
         for m in re.finditer(r"start-up (\w+): ([0-9.]+) s, ([0-9.]+) CPU-s", log.read_text()):
             w, c = out.get(m.group(1), (0.0, 0.0))
             out[m.group(1)] = (w + float(m.group(2)), c + float(m.group(3)))
+    return out
+
+
+def job_usage(logs: Path) -> dict[str, float]:
+    """CPU seconds of each rule's jobs (summed; the process and its finished children, exact)
+    from the ``used <rule>: <s> s, <cpu> CPU-s, <MB> MB peak`` lines of the jobs' logs."""
+    out: dict[str, float] = {}
+    for log in sorted(logs.glob("*.log")):
+        for m in re.finditer(r"used (\w+): [0-9.]+ s, ([0-9.]+) CPU-s", log.read_text()):
+            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
     return out
 
 
@@ -274,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd = ["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
                "--cores", str(args.threads), "--quiet", "all", "--configfile", str(work / "config.yaml")]
         load_before = os.getloadavg()
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         run = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         load_after = os.getloadavg()
@@ -283,12 +293,17 @@ def main(argv: list[str] | None = None) -> None:
         seconds: dict[str, float] = {}
         cpu: dict[str, float] = {}
         jobs: dict[str, int] = {}
+        timeline = []  # (start, end, job): seconds since snakemake started
         for tsv in sorted((results / "slide" / "benchmarks").glob("*.tsv")):
             rule = tsv.name.split(".")[0]
             bench = pd.read_csv(tsv, sep="\t")
             seconds[rule] = seconds.get(rule, 0.0) + float(bench["s"].sum())
             cpu[rule] = cpu.get(rule, 0.0) + float(pd.to_numeric(bench["cpu_time"], errors="coerce").fillna(0).sum())
             jobs[rule] = jobs.get(rule, 0) + 1
+            end = tsv.stat().st_mtime - started
+            timeline.append((end - float(bench["s"].sum()), end, tsv.name[: -len(".tsv")]))
+        # the jobs' own figures (exact) replace Snakemake's sampled cpu_time where logged
+        cpu.update({rule: c for rule, c in job_usage(results / "slide" / "logs").items() if rule in cpu})
         startup = job_startups(results / "slide" / "logs")
         start, start_cpu = job_start_floor()
         floor, (unet_mpx, unet_cpu) = floors(results, "slide", args.threads,
@@ -303,6 +318,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{unet_mpx:.2f} Mpx/s; ratio {e2e / unet_mpx:.3f}")
     print(f"CPU: jobs {total_cpu / n:.2f} CPU-s per FOV, bare U-Net {unet_cpu:.2f} CPU-s per FOV; "
           f"network share {unet_cpu * n / total_cpu:.3f} (independent of the machine's load)")
+    print(f"cores busy {total_cpu / (wall * args.threads):.0%} of the run ({total_cpu:.0f} CPU-s in "
+          f"{wall:.1f} s on {args.threads})")
+    print("timeline (s since snakemake started; start-end job): "
+          + ", ".join(f"{a:.1f}-{b:.1f} {job}" for a, b, job in sorted(timeline)))
     print(f"load average (1 min) {load_before[0]:.1f} before the run, {load_after[0]:.1f} after it, "
           f"{os.getloadavg()[0]:.1f} after the floors; {os.cpu_count()} CPUs")
     print(f"job start floor (python -c 'import numpy'): {start:.2f} s, {start_cpu:.2f} CPU-s per job")

@@ -55,3 +55,27 @@ def test_clock_without_a_read_says_so(tmp_path):
             "print(StartupClock().line('warmup'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "start-up warmup: not measured (no data read seen, or no /proc)"
+
+
+USAGE = """
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from scopeflow._snakemake import process_start, usage_line
+subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+print(usage_line("measure", process_start()))
+"""
+
+
+def test_usage_line_counts_finished_children():
+    # a sampling monitor misses short children; getrusage(RUSAGE_CHILDREN) does not
+    out = subprocess.run([sys.executable, "-c", USAGE, str(SRC)], capture_output=True, text=True, check=True)
+    import re
+
+    m = re.fullmatch(r"used measure: ([0-9.]+) s, ([0-9.]+) CPU-s, ([0-9]+) MB peak", out.stdout.strip())
+    assert m, out.stdout
+    wall, cpu, rss = float(m.group(1)), float(m.group(2)), int(m.group(3))
+    child = subprocess.run([sys.executable, "-c", "import resource, time; t = time.process_time(); "
+                            "sum(i * i for i in range(3_000_000)); print(time.process_time() - t)"],
+                           capture_output=True, text=True, check=True)
+    assert cpu >= float(child.stdout) * 0.5  # the child's loop is in the figure
+    assert wall > 0 and rss > 0

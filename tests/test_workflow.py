@@ -125,6 +125,10 @@ def test_stage_logs_give_each_jobs_start_up(demo_run):
         assert m, f"{log}: no start-up line"
         assert float(m.group(1)) > 0 and float(m.group(2)) > 0
         assert Path(m.group(3)).is_relative_to(demo_run / "results" / "demo_smear_1"), m.group(3)
+        # and what the whole job used (wall from process start, CPU with children, peak RSS)
+        m = re.search(rf"used {rule}: ([0-9.]+) s, ([0-9.]+) CPU-s, ([0-9]+) MB peak", text)
+        assert m, f"{log}: no 'used' line"
+        assert float(m.group(1)) > 0 and float(m.group(2)) > 0 and int(m.group(3)) > 0
 
 
 def test_demo_stores_pass_the_ngff_validators(demo_run):

@@ -1,5 +1,5 @@
 """Glue for the Snakemake scripts in ``scripts/``: logging to the rule's log, one-line errors,
-and the job's start-up time."""
+the job's start-up time and the resources it used."""
 
 from __future__ import annotations
 
@@ -96,6 +96,21 @@ class StartupClock:
         return f"start-up {rule}: {self.wall:.3f} s, {self.cpu:.3f} CPU-s (process start to first read of {self.path})"
 
 
+def usage_line(rule: str, start: float | None) -> str:
+    """The log line the pipeline benchmark reads for a finished job:
+    ``used <rule>: <wall> s, <cpu> CPU-s, <rss> MB peak``.
+
+    Wall seconds from process start (:func:`process_start`; ``-1`` without ``/proc``), CPU
+    seconds of this process and its finished children (user + system, every thread: exact,
+    unlike a sampling monitor's), and the peak resident memory of this process (MB).
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    wall = time.time() - start if start is not None else -1.0
+    return f"used {rule}: {wall:.3f} s, {cpu:.3f} CPU-s, {own.ru_maxrss / 1024:.0f} MB peak"
+
+
 def run(main: Callable[[object], None], snakemake) -> None:
     """Run ``main(snakemake)`` with logging to ``snakemake.log[0]``.
 
@@ -104,7 +119,8 @@ def run(main: Callable[[object], None], snakemake) -> None:
     written as one ``ERROR:`` line to the log and stderr and the job exits with status 1, so
     Snakemake removes the job's outputs and, with ``--keep-going``, carries on with other
     samples.
-    On success the job's start-up (:class:`StartupClock`) is logged, and the live objects
+    On success the job's start-up (:class:`StartupClock`) and what it used
+    (:func:`usage_line`) are logged, and the live objects
     are frozen for the interpreter's exit, as in :func:`scopeflow.cli.run` (its final
     collections would traverse them all).
     """
@@ -127,5 +143,7 @@ def run(main: Callable[[object], None], snakemake) -> None:
         except OSError:  # the log's own disk is full: stderr still gets the line
             print(f"ERROR {line}", file=sys.stderr)
         sys.exit(1)
-    logging.getLogger("scopeflow").info("%s", clock.line(getattr(snakemake, "rule", "job")))
+    rule = getattr(snakemake, "rule", "job")
+    logging.getLogger("scopeflow").info("%s", clock.line(rule))
+    logging.getLogger("scopeflow").info("%s", usage_line(rule, clock.start))
     gc.freeze()
