@@ -472,6 +472,47 @@ def test_cell_shapes_perimeter_and_moments_match_regionprops():
                                                 r.moments[0, 2], r.moments[1, 1]] for r in regions])
 
 
+def _shape_cases():
+    """Cells whose hull holds no background, background only left / right of each row's run,
+    and background between two runs of a row (a notch open sideways, a hole)."""
+    lab = np.zeros((90, 120), np.int64)
+    lab[2:8, 2:12] = 1  # a rectangle: hull = cell
+    lab[disk((25, 20), 9, shape=lab.shape)] = 2  # a disc
+    lab[disk((20, 45), 7, shape=lab.shape)] = 3  # a vertical doublet: one run per row
+    lab[disk((31, 45), 7, shape=lab.shape)] = 3
+    lab[disk((60, 15), 7, shape=lab.shape)] = 4  # a horizontal doublet: two runs at its waist
+    lab[disk((60, 27), 7, shape=lab.shape)] = 4
+    lab[50:75, 50:75] = 5  # a ring: a hole
+    lab[58:67, 58:67] = 0
+    lab[5:30, 80:85] = 6  # a U: a notch open upwards
+    lab[25:30, 80:100] = 6
+    lab[5:30, 95:100] = 6
+    lab[40:50, 90:110] = 7  # a C: a notch open sideways
+    lab[44:46, 100:110] = 0
+    lab[80:90, 100:120] = 8  # on the bottom-right border
+    lab[85:90, 105:110] = 0
+    return lab
+
+
+def test_cell_shapes_hull_and_concavity_of_known_shapes():
+    from skimage.measure import regionprops
+
+    lab = _shape_cases()
+    g = cell_kernels.group_labels(lab)
+    shapes = cell_kernels.cell_shapes(g)
+    regions = regionprops(lab)
+    assert list(g.present) == list(range(1, 9))
+    assert np.array_equal(shapes["hull_area"], [r.area_convex for r in regions])
+    assert np.allclose(shapes["perimeter"], [r.perimeter for r in regions], rtol=1e-12)
+    s_ref, d_ref = cell_features._convexity_reference(lab, g.present)
+    s, d = cell_features.convexity(lab, g.present, groups=g, shapes=shapes)
+    np.testing.assert_allclose(s, s_ref, rtol=1e-12)
+    np.testing.assert_array_equal(d, d_ref)
+    assert d[0] == 0 and d[1] <= 1.5  # rectangle, disc
+    assert d[2] > 1 and d[3] > 1 and d[5] > 5 and d[6] >= 4  # doublets, U, C
+    assert d[4] <= 1.5  # the ring's hole is not a concavity
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_inner_outline_equals_skimage_find_boundaries_inner(seed):
     from skimage.segmentation import find_boundaries

@@ -158,6 +158,85 @@ def test_fov_table_is_read_without_pandas_with_the_same_values(tmp_path):
     assert pipeline.shard_fovs(tmp_path / "fovs.tsv", 1, 1) == ["0-1_2_0"]
 
 
+@pytest.mark.parametrize(("shape", "tile"), [((40, 50), 1), ((300, 517), 32), ((128, 128), 128),
+                                             ((12, 200), 6), ((5, 9), 2), ((4, 30), 3)])
+def test_gaussian_laplace_tile_sums_equal_scipy(shape, tile):
+    from scopeflow.smear.filters import gaussian_laplace_tile_sums
+
+    img = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
+    lap = ndi.gaussian_laplace(img, 1.0)
+    ny, nx = shape[0] // tile, shape[1] // tile
+    blocks = lap[: ny * tile, : nx * tile].reshape(ny, tile, nx, tile)
+    s1, s2 = gaussian_laplace_tile_sums(img, 1.0, tile)
+    assert s1.shape == s2.shape == (ny, nx) and s1.dtype == s2.dtype == np.float64
+    np.testing.assert_allclose(s1, blocks.sum(axis=(1, 3), dtype=np.float64), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s2, (blocks * blocks).sum(axis=(1, 3), dtype=np.float64), rtol=1e-12)
+    if tile == 1:  # one pixel per block: scipy's float32 values, bit for bit
+        np.testing.assert_array_equal(s1, lap.astype(np.float64))
+
+
+def test_gaussian_weights_are_scipys():
+    from scipy.ndimage._filters import _gaussian_kernel1d
+
+    from scopeflow.smear.filters import gaussian_weights
+
+    for sigma in (0.5, 1.0, 1.3, 2.0, 3.7):
+        radius = int(4 * sigma + 0.5)
+        for order in (0, 2):
+            np.testing.assert_array_equal(gaussian_weights(sigma, order, radius),
+                                          _gaussian_kernel1d(sigma, order, radius))
+    with pytest.raises(ValueError, match="order"):
+        gaussian_weights(1.0, 1, 4)
+
+
+def test_tiled_laplacian_focus_compiled_equals_scipy():
+    rng = np.random.default_rng(5)
+    img = np.clip(0.5 + ndi.gaussian_filter(rng.normal(0, 0.3, (300, 260)), 1.2), 0, 1).astype(np.float32)
+    for tile in (128, 64, 7):
+        want = focus.tiled_focus_metrics(img, tile, names=["laplacian_var"])
+        got = focus.tiled_focus_metrics(img, tile, names=["laplacian_var"], compiled=True)
+        assert got.keys() == want.keys() and np.isnan(got["focus_brenner"])
+        assert got["focus_laplacian_var"] == pytest.approx(want["focus_laplacian_var"], rel=1e-12)
+    flat = np.full((50, 50), 0.5, np.float32)
+    assert focus.tiled_focus_metrics(flat, names=["laplacian_var"], compiled=True)["focus_laplacian_var"] == 0.0
+
+
+@pytest.mark.parametrize("n", [*range(0, 140), 255, 256, 257, 1000, 8191, 8193, 100003])
+def test_pairwise_float32_sums_are_numpys(n):
+    from scopeflow.smear import pairwise
+
+    if not pairwise.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    v = np.random.default_rng(n).random(n, dtype=np.float32)
+    assert np.float32(pairwise.pairwise_f32(v, n, np.float32(0), False)) == np.add.reduce(v, 0)
+    m = np.float32(0.3)
+    d = v - m
+    assert np.float32(pairwise.pairwise_f32(v, n, m, True)) == np.add.reduce(d * d, 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (300, 517), (1500, 1400)])
+def test_var_f32_is_numpys(shape):
+    from scopeflow.smear.pairwise import var_f32
+
+    img = np.random.default_rng(sum(shape)).normal(0.5, 0.1, shape).astype(np.float32)
+    assert var_f32(img) == float(np.var(img))
+    assert var_f32(img.astype(np.float64)) == float(np.var(img.astype(np.float64)))
+    assert np.isnan(var_f32(np.zeros((0, 3), np.float32)))
+
+
+def test_intensity_sums_mean_and_std_are_numpys_float32_ones():
+    rng = np.random.default_rng(3)
+    labels = ndi.label(ndi.gaussian_filter(rng.random((150, 140)), 2) > 0.45)[0].astype(np.uint32)
+    labels[:60, :70] = 7  # one cell of 4200 pixels (pairwise blocks split)
+    dpc = rng.random(labels.shape, dtype=np.float32)
+    groups = cell_kernels.group_labels(labels)
+    got = cell_kernels.intensity_sums(groups, dpc, laplace(dpc), None)
+    assert got.shape == (groups.present.size, 7)
+    for k, lv in enumerate(groups.present):
+        v = dpc[labels == lv]  # raster order
+        assert got[k, 5] == np.mean(v) and got[k, 6] == np.std(v), lv
+
+
 def test_focus_metrics_subset_and_float32_values():
     rng = np.random.default_rng(4)
     img = np.clip(0.5 + ndi.gaussian_filter(rng.normal(0, 0.3, (300, 260)), 1.2), 0, 1).astype(np.float32)

@@ -25,6 +25,7 @@ KINDS = ("smear", "beads")
 def _smear() -> None:
     import scopeflow.segment.unet_kernels as unet_kernels
     from scopeflow.smear import measure
+    from scopeflow.smear.qc.focus import tiled_focus_metrics
 
     unet_kernels.warm_up()
     labels = np.zeros((12, 12), np.uint32)
@@ -32,6 +33,8 @@ def _smear() -> None:
     labels[6:10, 5:9] = 2
     dpc = np.random.default_rng(0).random((12, 12)).astype(np.float32)
     measure.measure_cells(labels, dpc, dpc - np.float32(0.5), 0.33)
+    measure.fov_focus(dpc)  # the measure stage's FOV scores
+    tiled_focus_metrics(dpc, 6, names=["laplacian_var"], compiled=True)
 
 
 def _beads() -> None:

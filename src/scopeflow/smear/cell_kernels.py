@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from scopeflow._numba import HAVE_NUMBA, njit
+from scopeflow.smear.pairwise import pairwise_f32
 
 __all__ = ["LabelGroups", "cell_shapes", "group_labels", "intensity_sums", "label_mean",
            "label_sum", "per_index"]
@@ -28,7 +29,7 @@ __all__ = ["LabelGroups", "cell_shapes", "group_labels", "intensity_sums", "labe
 class LabelGroups(NamedTuple):
     """A label image's pixels grouped by id (see :func:`group_labels`)."""
 
-    lab: np.ndarray  #: (y, x) intp labels, negative ids set to 0 (background)
+    lab: np.ndarray  #: (y, x) C-contiguous labels: unsigned as given, else intp with negative ids set to 0
     flat: np.ndarray  #: ``lab.ravel()``
     counts: np.ndarray  #: ``np.bincount(flat)`` (pixels per id, index 0 = background)
     present: np.ndarray  #: sorted ids > 0 with at least one pixel
@@ -37,9 +38,16 @@ class LabelGroups(NamedTuple):
 
 
 @njit(cache=True, nogil=True)
-def _group_order(flat, starts):  # pragma: no cover - compiled
+def _count_labels(flat, top):  # pragma: no cover - compiled
+    counts = np.zeros(top, np.int64)
+    for i in range(flat.size):
+        counts[flat[i]] += 1
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _group_order(flat, starts, order):  # pragma: no cover - compiled
     pos = starts[:-1].copy()
-    order = np.empty(starts[-1], np.int64)
     for i in range(flat.size):
         lv = flat[i]
         if lv > 0:
@@ -49,7 +57,11 @@ def _group_order(flat, starts):  # pragma: no cover - compiled
 
 
 def group_labels(labels: np.ndarray) -> LabelGroups:
-    """Group the pixels of a 2-D label image by id with one counting sort (O(pixels))."""
+    """Group the pixels of a 2-D label image by id with one counting sort (O(pixels)).
+
+    Unsigned labels (what the stores hold) are used as they are, without an intp copy;
+    ``order`` is int32 for images under 2³¹ pixels.
+    """
     lab = np.asarray(labels)
     if lab.ndim != 2:
         raise ValueError(f"expected a 2-D (y, x) label image, got shape {lab.shape}")
@@ -57,18 +69,26 @@ def group_labels(labels: np.ndarray) -> LabelGroups:
         lab = lab.astype(np.uint8)
     if not np.issubdtype(lab.dtype, np.integer):
         raise TypeError(f"labels must be integers, got {lab.dtype}")
-    lab = np.ascontiguousarray(lab, dtype=np.intp)
-    if lab.size and lab.min() < 0:  # negative ids are ignored (background), as in regionprops
-        lab = np.where(lab < 0, 0, lab)
-    flat = lab.ravel()
-    counts = np.bincount(flat, minlength=1) if flat.size else np.zeros(1, np.intp)
+    if HAVE_NUMBA and lab.dtype.kind == "u" and lab.size:
+        lab = np.ascontiguousarray(lab)
+        flat = lab.ravel()
+        counts = _count_labels(flat, int(flat.max()) + 1)  # np.bincount's counts, no intp copy
+    else:
+        lab = np.ascontiguousarray(lab, dtype=np.intp)
+        if lab.size and lab.min() < 0:  # negative ids are ignored (background), as in regionprops
+            lab = np.where(lab < 0, 0, lab)
+        flat = lab.ravel()
+        counts = np.bincount(flat, minlength=1) if flat.size else np.zeros(1, np.intp)
     fg = counts.copy()
     fg[0] = 0
     starts = np.zeros(fg.size + 1, np.int64)
     np.cumsum(fg, out=starts[1:])
     present = np.flatnonzero(fg)
-    order = _group_order(flat, starts) if HAVE_NUMBA else np.argsort(
-        np.where(flat > 0, flat, 0), kind="stable")[flat.size - starts[-1]:]
+    if HAVE_NUMBA:
+        order = np.empty(starts[-1], np.int32 if flat.size < 2**31 else np.int64)
+        _group_order(flat, starts, order)
+    else:  # pragma: no cover
+        order = np.argsort(np.where(flat > 0, flat, 0), kind="stable")[flat.size - starts[-1]:]
     return LabelGroups(lab, flat, counts, present, starts, order)
 
 
@@ -78,14 +98,6 @@ _PERIMETER_WEIGHTS = np.zeros(50, np.float64)  # skimage.measure.perimeter, 4-ne
 _PERIMETER_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1
 _PERIMETER_WEIGHTS[[21, 33]] = math.sqrt(2)
 _PERIMETER_WEIGHTS[[13, 23]] = (1 + math.sqrt(2)) / 2
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _is_border4(lab, h, w, r, c, lv):  # pragma: no cover - compiled
-    # a pixel of id lv with a 4-neighbour of another id or outside the image
-    if r == 0 or c == 0 or r == h - 1 or c == w - 1:
-        return True
-    return lab[r - 1, c] != lv or lab[r + 1, c] != lv or lab[r, c - 1] != lv or lab[r, c + 1] != lv
 
 
 @njit(cache=True, nogil=True)
@@ -105,27 +117,44 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
     hull_area = np.zeros(n, np.int64)
     depth = np.zeros(n, np.float64)
     hist = np.zeros(50, np.int64)
+    big = 1
+    for k in range(n):
+        big = max(big, starts[present[k] + 1] - starts[present[k]])
+    ys = np.empty(big, np.int64)  # a cell's pixels' image rows and columns
+    xs = np.empty(big, np.int64)
     for k in range(n):
         lv = present[k]
         s = starts[lv]
         e = starts[lv + 1]
-        r0 = order[s] // w
-        r1 = order[e - 1] // w
+        npx = e - s
+        # rows and columns without a division per pixel: the pixels come in raster order
+        r = order[s] // w
+        base = r * w
         c0 = w
         c1 = -1
-        for i in range(s, e):
-            c = order[i] % w
+        for i in range(npx):
+            p = order[s + i]
+            while p - base >= w:
+                base += w
+                r += 1
+            c = p - base
+            ys[i] = r
+            xs[i] = c
             if c < c0:
                 c0 = c
             if c > c1:
                 c1 = c
+        r0 = ys[0]
+        r1 = ys[npx - 1]
         hh = r1 - r0 + 1
         ww = c1 - c0 + 1
         bbox[k, 0] = r0
         bbox[k, 1] = c0
         bbox[k, 2] = r1 + 1
         bbox[k, 3] = c1 + 1
-        # raw moments (exact integers) and per-row extremes
+        # the cell in its bbox with a 1-px frame (1 = cell), bbox-local coordinates, raw
+        # moments (exact integers) and per-row extremes
+        mask = np.zeros((hh + 2, ww + 2), np.uint8)
         left = np.full(hh, ww, np.int64)
         right = np.full(hh, -1, np.int64)
         m1y = 0
@@ -133,10 +162,12 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         m2y = 0
         m2x = 0
         mxy = 0
-        for i in range(s, e):
-            p = order[i]
-            yy = p // w - r0
-            xx = p % w - c0
+        for i in range(npx):
+            yy = ys[i] - r0
+            xx = xs[i] - c0
+            ys[i] = yy
+            xs[i] = xx
+            mask[yy + 1, xx + 1] = 1
             m1y += yy
             m1x += xx
             m2y += yy * yy
@@ -146,32 +177,29 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
                 left[yy] = xx
             if xx > right[yy]:
                 right[yy] = xx
-        mom[k, 0] = e - s
+        mom[k, 0] = npx
         mom[k, 1] = m1y
         mom[k, 2] = m1x
         mom[k, 3] = m2y
         mom[k, 4] = m2x
         mom[k, 5] = mxy
-        # perimeter: skimage.measure.perimeter(image, 4) of the cell's bbox crop
+        # perimeter: skimage.measure.perimeter(image, 4) of the cell's bbox crop; border
+        # pixels (a 4-neighbour not of the cell, or outside the image) marked 3 in the mask
+        for i in range(npx):
+            y1 = ys[i] + 1
+            x1 = xs[i] + 1
+            if mask[y1 - 1, x1] == 0 or mask[y1 + 1, x1] == 0 or mask[y1, x1 - 1] == 0 or mask[y1, x1 + 1] == 0:
+                mask[y1, x1] = 3
         hist[:] = 0
-        for i in range(s, e):
-            p = order[i]
-            r = p // w
-            c = p % w
-            if not _is_border4(lab, h, w, r, c, lv):
+        for i in range(npx):
+            y1 = ys[i] + 1
+            x1 = xs[i] + 1
+            if mask[y1, x1] != 3:
                 continue
             code = 1
             for dy in range(-1, 2):
-                rr = r + dy
-                if rr < 0 or rr >= h:
-                    continue
                 for dx in range(-1, 2):
-                    if dy == 0 and dx == 0:
-                        continue
-                    cc = c + dx
-                    if cc < 0 or cc >= w or lab[rr, cc] != lv:
-                        continue
-                    if _is_border4(lab, h, w, rr, cc, lv):
+                    if (dy != 0 or dx != 0) and mask[y1 + dy, x1 + dx] == 3:
                         code += 10 if (dy != 0 and dx != 0) else 2
             hist[code] += 1
         tot = 0.0
@@ -179,39 +207,36 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
             tot += hist[j] * weights[j]
         perim[k] = tot
         # convex hull of the pixels' edge midpoints (as skimage.morphology.convex_hull_image),
-        # in doubled bbox-local coordinates (exact integers): per-row extreme pixels suffice
-        npt = 0
-        py = np.empty(6 * hh, np.int64)
-        px = np.empty(6 * hh, np.int64)
-        for yy in range(hh):
-            if right[yy] < 0:
-                continue
-            y2 = 2 * yy
-            lft = 2 * left[yy]
-            rgt = 2 * right[yy]
-            py[npt] = y2 - 1; px[npt] = lft; npt += 1  # noqa: E702
-            py[npt] = y2 + 1; px[npt] = lft; npt += 1  # noqa: E702
-            py[npt] = y2; px[npt] = lft - 1; npt += 1  # noqa: E702
-            py[npt] = y2 - 1; px[npt] = rgt; npt += 1  # noqa: E702
-            py[npt] = y2 + 1; px[npt] = rgt; npt += 1  # noqa: E702
-            py[npt] = y2; px[npt] = rgt + 1; npt += 1  # noqa: E702
-        stride = 2 * ww + 4
-        key = np.empty(npt, np.int64)
-        for i in range(npt):
-            key[i] = (py[i] + 1) * stride + (px[i] + 1)
-        srt = np.argsort(key)
-        sy = np.empty(npt, np.int64)
-        sx = np.empty(npt, np.int64)
+        # in doubled bbox-local coordinates (exact integers): per row the extreme pixels'
+        # midpoints, and of those only the extremes of each y level (the others are never
+        # hull vertices), generated in (y, x) order
+        sy = np.empty(4 * hh + 4, np.int64)
+        sx = np.empty(4 * hh + 4, np.int64)
         m = 0
-        last = -1
-        for i in range(npt):
-            j = srt[i]
-            if key[j] == last:
-                continue
-            last = key[j]
-            sy[m] = py[j]
-            sx[m] = px[j]
+        for lev in range(-1, 2 * hh):
+            if lev % 2 == 0:  # a row's centre line: its left and right pixel edges
+                yy = lev // 2
+                if right[yy] < 0:
+                    continue
+                mn = 2 * left[yy] - 1
+                mx = 2 * right[yy] + 1
+            else:  # between rows yy - 1 and yy: the corners of both
+                yy = (lev + 1) // 2
+                mn = 1 << 62
+                mx = -(1 << 62)
+                for q in range(yy - 1, yy + 1):
+                    if q >= 0 and q < hh and right[q] >= 0:
+                        mn = min(mn, 2 * left[q])
+                        mx = max(mx, 2 * right[q])
+                if mx < mn:
+                    continue
+            sy[m] = lev
+            sx[m] = mn
             m += 1
+            if mx != mn:
+                sy[m] = lev
+                sx[m] = mx
+                m += 1
         # Andrew's monotone chain, counter-clockwise, collinear points dropped
         hy = np.empty(2 * m + 1, np.int64)
         hx = np.empty(2 * m + 1, np.int64)
@@ -244,6 +269,10 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
                 ax = hx[i]
                 dy = hy[i + 1] - ay
                 dx = hx[i + 1] - ax
+                if dy != 0 and (qy - ay) * (qy - hy[i + 1]) > 0:
+                    # an edge that does not reach this row: its half-plane holds the row's
+                    # part of the (convex) hull, so it bounds neither end
+                    continue
                 # cross = dy * (qx - ax) - dx * (qy - ay) >= 0 with qx = 2 * xx
                 tt = dy * ax + dx * (qy - ay)
                 if dy > 0:
@@ -263,38 +292,48 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         hull_area[k] = area
         # concavity: hull pixels outside the hole-filled cell (8-connected background
         # reaching the bbox edge), deepest distance to a pixel outside the hull
-        state = np.zeros((hh, ww), np.uint8)  # 1 = cell, 2 = outside background
-        for i in range(s, e):
-            p = order[i]
-            state[p // w - r0, p % w - c0] = 1
-        stack = np.empty(hh * ww, np.int64)
-        ns = 0
+        if area == npx:  # the hull holds only the cell's pixels: no concavity
+            continue
+        # (the mask: 0 = background not reached yet, 2 = outside background, else the cell)
+        span = 0
         for yy in range(hh):
-            for xx in range(ww):
-                if (yy == 0 or xx == 0 or yy == hh - 1 or xx == ww - 1) and state[yy, xx] == 0:
-                    state[yy, xx] = 2
-                    stack[ns] = yy * ww + xx
-                    ns += 1
-        while ns > 0:
-            ns -= 1
-            q = stack[ns]
-            qy = q // ww
-            qx = q % ww
-            for dy in range(-1, 2):
-                ry = qy + dy
-                if ry < 0 or ry >= hh:
-                    continue
-                for dx in range(-1, 2):
-                    rx = qx + dx
-                    if rx < 0 or rx >= ww or state[ry, rx] != 0:
-                        continue
-                    state[ry, rx] = 2
-                    stack[ns] = ry * ww + rx
-                    ns += 1
+            span += right[yy] - left[yy] + 1 if right[yy] >= 0 else hh * ww + 1
+        if span == npx:
+            # every row's pixels are one run: all the bbox's background lies left or right
+            # of its row's run, so it reaches the bbox's edge (what the depth needs of it)
+            for yy in range(hh):
+                for xx in range(lo[yy], hi[yy] + 1):
+                    if xx < left[yy] or xx > right[yy]:
+                        mask[yy + 1, xx + 1] = 2
+        else:
+            # flooded from the mask's frame, which touches every background pixel of the
+            # bbox's edge
+            stack_y = np.empty((hh + 2) * (ww + 2), np.int64)
+            stack_x = np.empty((hh + 2) * (ww + 2), np.int64)
+            ns = 0
+            for yy in range(hh + 2):
+                for xx in range(ww + 2):
+                    if yy == 0 or xx == 0 or yy == hh + 1 or xx == ww + 1:
+                        mask[yy, xx] = 2
+                        stack_y[ns] = yy
+                        stack_x[ns] = xx
+                        ns += 1
+            while ns > 0:
+                ns -= 1
+                qy = stack_y[ns]
+                qx = stack_x[ns]
+                for ry in range(max(qy - 1, 1), min(qy + 2, hh + 1)):
+                    for rx in range(max(qx - 1, 1), min(qx + 2, ww + 1)):
+                        if mask[ry, rx] != 0:
+                            continue
+                        mask[ry, rx] = 2
+                        stack_y[ns] = ry
+                        stack_x[ns] = rx
+                        ns += 1
         best_all = 0
         for yy in range(hh):
             for xx in range(lo[yy], hi[yy] + 1):
-                if state[yy, xx] != 2:
+                if mask[yy + 1, xx + 1] != 2:
                     continue
                 best = 1 << 62
                 rad = 1
@@ -335,12 +374,19 @@ def _label_sums(values, present, starts, order):  # pragma: no cover - compiled
 def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # pragma: no cover - compiled
     # per id, in one visit of its pixels, the float64 sums in raster order from 0.0 (the
     # additions of _label_sums / np.bincount, bit for bit) of |dpc - 0.5|, lap, lap * lap
-    # (float32 products), the saturated pixels (dpc <= 0 or >= 1) and phase
+    # (float32 products), the saturated pixels (dpc <= 0 or >= 1) and phase; then numpy's
+    # float32 mean and std of the id's dpc values in raster order (np.mean / np.std)
     fd = dpc.ravel()
     fl = lap.ravel()
     fp = phase.ravel()
     half = np.float32(0.5)
-    out = np.zeros((present.size, 5), np.float64)
+    zero = np.float32(0.0)
+    out = np.zeros((present.size, 7), np.float64)
+    big = 0
+    for k in range(present.size):
+        lv = present[k]
+        big = max(big, starts[lv + 1] - starts[lv])
+    buf = np.empty(big, np.float32)
     for k in range(present.size):
         lv = present[k]
         s_c = 0.0
@@ -348,9 +394,12 @@ def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # prag
         s_l2 = 0.0
         s_sat = 0.0
         s_p = 0.0
-        for i in range(starts[lv], starts[lv + 1]):
+        s = starts[lv]
+        nv = starts[lv + 1] - s
+        for i in range(s, s + nv):
             p = order[i]
             d = fd[p]
+            buf[i - s] = d
             s_c += np.float64(abs(d - half))
             v = fl[p]
             s_l += np.float64(v)
@@ -364,6 +413,10 @@ def _intensity_sums(dpc, lap, phase, has_phase, present, starts, order):  # prag
         out[k, 2] = s_l2
         out[k, 3] = s_sat
         out[k, 4] = s_p
+        fn = np.float32(nv)
+        m = pairwise_f32(buf, nv, zero, False) / fn
+        out[k, 5] = m
+        out[k, 6] = np.float32(math.sqrt(pairwise_f32(buf, nv, m, True) / fn))
     return out
 
 
@@ -426,9 +479,12 @@ def intensity_sums(groups: LabelGroups, dpc: np.ndarray, lap: np.ndarray,
     Returns
     -------
     numpy.ndarray
-        float64 (n, 5) in the order of ``groups.present``: sums of ``|dpc − 0.5|``,
-        ``lap``, ``lap²``, saturated pixels (``dpc <= 0`` or ``>= 1``) and ``phase``; the
-        same numbers as :func:`label_sum` of each image (float32 products rounded first).
+        float64 (n, 7) in the order of ``groups.present``: sums of ``|dpc − 0.5|``,
+        ``lap``, ``lap²``, saturated pixels (``dpc <= 0`` or ``>= 1``) and ``phase``, the
+        same numbers as :func:`label_sum` of each image (float32 products rounded first);
+        then the mean and standard deviation of ``dpc`` in the cell, the float32 numbers of
+        numpy's ``mean`` / ``std`` of its pixels in raster order (as skimage's
+        ``regionprops`` gets them).
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("intensity_sums needs numba")

@@ -145,13 +145,14 @@ _PROPS = (
 )
 
 
-def _region_props(groups: cell_kernels.LabelGroups, shapes: dict, dpc: np.ndarray) -> dict:
+def _region_props(groups: cell_kernels.LabelGroups, shapes: dict, imean: np.ndarray,
+                  istd: np.ndarray) -> dict:
     """The ``regionprops_table(labels, dpc, properties=_PROPS)`` columns from the compiled
     per-cell kernel (:func:`scopeflow.smear.cell_kernels.cell_shapes`), with skimage's
     formulas: centroid = mean pixel coordinate, inertia tensor from the central moments
     normalised by the area, eccentricity = sqrt(1 - l2 / l1), axis lengths 4 sqrt(l),
-    equivalent diameter sqrt(4 area / pi); intensity mean and std are numpy's float32
-    ``mean`` / ``std`` of each cell's pixels in raster order, as regionprops computes them."""
+    equivalent diameter sqrt(4 area / pi); ``imean`` and ``istd`` (intensity mean and std,
+    per id of ``groups.present``) come from :func:`scopeflow.smear.cell_kernels.intensity_sums`."""
     present = groups.present
     bbox = shapes["bbox"]
     mom = shapes["moments"]
@@ -173,20 +174,6 @@ def _region_props(groups: cell_kernels.LabelGroups, shapes: dict, dpc: np.ndarra
     l1, l2 = ev[:, 1], ev[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         ecc = np.where(l1 == 0, 0.0, np.sqrt(1 - l2 / np.where(l1 == 0, 1.0, l1)))
-    vals = np.ascontiguousarray(dpc).ravel()[groups.order]
-    starts = groups.starts
-    imean = np.empty(present.size, np.float64)
-    istd = np.empty(present.size, np.float64)
-    add, multiply, sqrt = np.add.reduce, np.multiply, np.sqrt
-    for k, lv in enumerate(present.tolist()):
-        # np.mean / np.std (numpy's float32 pairwise sums) without their Python overhead
-        v = vals[starts[lv]:starts[lv + 1]]
-        nv = v.shape[0]
-        m = add(v, 0) / nv
-        x = v - m
-        multiply(x, x, out=x)
-        imean[k] = m
-        istd[k] = sqrt(add(x, 0) / nv)
     return {
         "label": present,
         "centroid-0": cy,
@@ -257,15 +244,18 @@ def measure_cells(
     dpc = np.asarray(dpc, dtype=np.float32)
     groups = cell_kernels.group_labels(labels)
     shapes = cell_kernels.cell_shapes(groups)
-    props = _region_props(groups, shapes, dpc)
-    index = np.asarray(props["label"])
-    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
-    solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
+    index = groups.present
     n = len(index)
     if n:
-        # every per-cell sum in one pass over the grouped pixels (index == groups.present)
+        # every per-cell sum in one pass over the grouped pixels
         lap = laplace(dpc) if lap is None else np.asarray(lap, dtype=np.float32)
         sums = cell_kernels.intensity_sums(groups, dpc, lap, phase)
+    else:
+        sums = np.zeros((0, 7))
+    props = _region_props(groups, shapes, sums[:, 5], sums[:, 6])
+    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
+    solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
+    if n:
         count = groups.counts[index].astype(np.float64)
         contrast = sums[:, 0] / count
         focus = sums[:, 2] / count - (sums[:, 1] / count) ** 2  # variance of the Laplacian
@@ -406,7 +396,9 @@ def fov_focus(dpc: np.ndarray, lap: np.ndarray | None = None) -> float:
         from scopeflow.smear.filters import laplace
 
         lap = laplace(dpc)
-    return float(np.var(np.asarray(lap, dtype=np.float32)))
+    from scopeflow.smear.pairwise import var_f32
+
+    return var_f32(np.asarray(lap, dtype=np.float32))  # np.var's number, no temporaries
 
 
 def summarize_fov(

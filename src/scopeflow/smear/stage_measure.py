@@ -83,7 +83,7 @@ def measure_store(
         if predict_good is not None:
             cells["p_good"] = _p_good(predict_good, dpc, labels, cells["cell_id"].to_numpy(), fov)
         extra = {k: attrs.get(k) for k in (*RAW_ATTRS, "saturated_fraction_raw")}
-        extra.update(tiled_focus_metrics(dpc, names=metrics))
+        extra.update(tiled_focus_metrics(dpc, names=metrics, compiled=True))
         row = measure.summarize_fov(cells, sample=sample, fov=fov, shape=labels.shape,
                                     pixel_size_um=ps, focus=measure.fov_focus(dpc, lap), extra=extra)
         return cells, row

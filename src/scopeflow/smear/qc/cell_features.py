@@ -36,10 +36,15 @@ def _contact_kernel(lab, present, starts, order, r):  # pragma: no cover - compi
     for k in range(n):
         lv = present[k]
         nloc = 0
-        for i in range(starts[lv], starts[lv + 1]):
+        s = starts[lv]
+        y = order[s] // w  # then without a division per pixel: they come in raster order
+        base = y * w
+        for i in range(s, starts[lv + 1]):
             p = order[i]
-            y = p // w
-            x = p % w
+            while p - base >= w:
+                base += w
+                y += 1
+            x = p - base
             # inner boundary (find_boundaries, connectivity 1): a 4-neighbour in the image
             # with another id
             if not ((y > 0 and lab[y - 1, x] != lv) or (y < h - 1 and lab[y + 1, x] != lv)
