@@ -374,9 +374,9 @@ def sample_overview_figure(
         axes[1].set_title("cells per FOV")
     inside = ~cells["touches_border"].astype(bool) if n_cells else np.zeros(0, bool)
     n_interior = int(inside.sum())
-    if n_interior:
-        axes[2].hist(cells["area_um2"][inside], bins=50, color="0.3")
-        axes[3].hist(np.clip(cells["circularity"][inside], 0, 1.2), bins=50, color="0.3")
+    if n_interior:  # one filled outline per histogram (the pixels of a bar per bin)
+        axes[2].hist(cells["area_um2"][inside], bins=50, color="0.3", histtype="stepfilled")
+        axes[3].hist(np.clip(cells["circularity"][inside], 0, 1.2), bins=50, color="0.3", histtype="stepfilled")
     axes[2].set_xlabel("area (µm²)")
     axes[2].set_title(f"cell area, n = {n_interior}")
     axes[3].set_xlabel("circularity 4πA/P²")
