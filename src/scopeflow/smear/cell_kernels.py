@@ -106,11 +106,20 @@ def _cross(oy, ox, ay, ax, by, bx):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - compiled
+def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover - compiled
     """Per id of ``present``: bbox, raw moments about the bbox corner, skimage perimeter,
-    convex hull area (skimage ``convex_hull_image``) and concavity depth."""
+    convex hull area (skimage ``convex_hull_image``), concavity depth and, with ``gap`` > 0,
+    the contact counts of :func:`scopeflow.smear.qc.cell_features.contacts` (inner-boundary
+    pixels, those with another cell within ``gap`` px, and the (smaller, larger) id pairs)."""
     h, w = lab.shape
     n = present.size
+    n_boundary = np.zeros(n, np.int64)
+    n_touch = np.zeros(n, np.int64)
+    cap = 1024
+    pa = np.empty(cap, np.int64)
+    pb = np.empty(cap, np.int64)
+    npair = 0
+    local = np.empty(64, np.int64)
     bbox = np.zeros((n, 4), np.int64)
     mom = np.zeros((n, 6), np.int64)  # m00, m10 (y), m01 (x), m20, m02, m11 (bbox-local)
     perim = np.zeros(n, np.float64)
@@ -191,11 +200,42 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
             if mask[y1 - 1, x1] == 0 or mask[y1 + 1, x1] == 0 or mask[y1, x1 - 1] == 0 or mask[y1, x1 + 1] == 0:
                 mask[y1, x1] = 3
         hist[:] = 0
+        nloc = 0
         for i in range(npx):
             y1 = ys[i] + 1
             x1 = xs[i] + 1
             if mask[y1, x1] != 3:
                 continue
+            if gap > 0:
+                # contacts: an inner-boundary pixel (find_boundaries, connectivity 1: a
+                # 4-neighbour in the image with another id) with another cell's pixel
+                # within gap px (Chebyshev); the other ids collected in local[:nloc]
+                y = r0 + ys[i]
+                x = c0 + xs[i]
+                if ((mask[y1 - 1, x1] == 0 and y > 0) or (mask[y1 + 1, x1] == 0 and y < h - 1)
+                        or (mask[y1, x1 - 1] == 0 and x > 0) or (mask[y1, x1 + 1] == 0 and x < w - 1)):
+                    n_boundary[k] += 1
+                    hit = False
+                    for yy in range(max(y - gap, 0), min(y + gap + 1, h)):
+                        for xx in range(max(x - gap, 0), min(x + gap + 1, w)):
+                            o = lab[yy, xx]
+                            if o <= 0 or o == lv:
+                                continue
+                            hit = True
+                            seen = False
+                            for j in range(nloc):
+                                if local[j] == o:
+                                    seen = True
+                                    break
+                            if not seen:
+                                if nloc == local.size:
+                                    bigger = np.empty(2 * local.size, np.int64)
+                                    bigger[:nloc] = local[:nloc]
+                                    local = bigger
+                                local[nloc] = o
+                                nloc += 1
+                    if hit:
+                        n_touch[k] += 1
             code = 1
             for dy in range(-1, 2):
                 for dx in range(-1, 2):
@@ -206,6 +246,18 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         for j in range(50):
             tot += hist[j] * weights[j]
         perim[k] = tot
+        for j in range(nloc):
+            if npair == cap:
+                cap *= 2
+                na = np.empty(cap, np.int64)
+                nb = np.empty(cap, np.int64)
+                na[:npair] = pa[:npair]
+                nb[:npair] = pb[:npair]
+                pa = na
+                pb = nb
+            pa[npair] = min(lv, local[j])
+            pb[npair] = max(lv, local[j])
+            npair += 1
         # convex hull of the pixels' edge midpoints (as skimage.morphology.convex_hull_image),
         # in doubled bbox-local coordinates (exact integers): per row the extreme pixels'
         # midpoints, and of those only the extremes of each y level (the others are never
@@ -352,7 +404,7 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
                 if best > best_all:
                     best_all = best
         depth[k] = math.sqrt(best_all)
-    return bbox, mom, perim, hull_area, depth
+    return bbox, mom, perim, hull_area, depth, n_boundary, n_touch, pa[:npair], pb[:npair]
 
 
 @njit(cache=True, nogil=True)
@@ -431,7 +483,7 @@ def per_index(values_by_label: np.ndarray, index: np.ndarray, missing) -> np.nda
     return out
 
 
-def cell_shapes(groups: LabelGroups) -> dict[str, np.ndarray]:
+def cell_shapes(groups: LabelGroups, gap_px: int | None = None) -> dict[str, np.ndarray]:
     """skimage ``regionprops`` geometry of every id of ``groups.present`` (compiled kernel).
 
     Returns a dict of arrays in the order of ``groups.present``: ``bbox`` (n, 4) as
@@ -439,14 +491,23 @@ def cell_shapes(groups: LabelGroups) -> dict[str, np.ndarray]:
     moments m00, m10, m01, m20, m02, m11 about the bbox's first pixel (row = first axis),
     ``perimeter`` (``skimage.measure.perimeter(image, 4)``), ``hull_area`` (pixels of
     ``convex_hull_image``) and ``depth`` (concavity depth, px; see
-    :func:`scopeflow.smear.qc.cell_features.convexity`).
+    :func:`scopeflow.smear.qc.cell_features.convexity`). With ``gap_px`` also, in the same
+    visit of each cell's outline, what :func:`scopeflow.smear.qc.cell_features.contacts`
+    needs: ``contact_gap`` (the gap, at least 1 px), ``n_boundary`` and ``n_touch`` (the
+    cell's inner-boundary pixels, and those with another cell within the gap) and
+    ``pairs`` ((m, 2) int64, the (smaller, larger) ids of the cells in contact, once per
+    cell of the pair that sees the other).
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("cell_shapes needs numba")
-    bbox, mom, perim, hull_area, depth = _cell_shapes(
-        groups.lab, groups.present, groups.starts, groups.order, _PERIMETER_WEIGHTS)
-    return {"bbox": bbox, "moments": mom, "perimeter": perim, "hull_area": hull_area,
-            "depth": depth}
+    gap = 0 if gap_px is None else max(int(gap_px), 1)
+    bbox, mom, perim, hull_area, depth, n_boundary, n_touch, pa, pb = _cell_shapes(
+        groups.lab, groups.present, groups.starts, groups.order, _PERIMETER_WEIGHTS, gap)
+    out = {"bbox": bbox, "moments": mom, "perimeter": perim, "hull_area": hull_area, "depth": depth}
+    if gap:
+        out.update(contact_gap=gap, n_boundary=n_boundary, n_touch=n_touch,
+                   pairs=np.stack([pa, pb], axis=1))
+    return out
 
 
 def label_sum(values: np.ndarray, groups: LabelGroups, index: np.ndarray) -> np.ndarray:

@@ -243,7 +243,7 @@ def measure_cells(
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
     groups = cell_kernels.group_labels(labels)
-    shapes = cell_kernels.cell_shapes(groups)
+    shapes = cell_kernels.cell_shapes(groups, gap_px=2)  # with the contacts' counts
     index = groups.present
     n = len(index)
     if n:
@@ -253,7 +253,7 @@ def measure_cells(
     else:
         sums = np.zeros((0, 7))
     props = _region_props(groups, shapes, sums[:, 5], sums[:, 6])
-    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
+    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups, shapes=shapes)
     solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
     if n:
         count = groups.counts[index].astype(np.float64)
