@@ -131,6 +131,19 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         big = max(big, starts[present[k] + 1] - starts[present[k]])
     ys = np.empty(big, np.int64)  # a cell's pixels' image rows and columns
     xs = np.empty(big, np.int64)
+    # per-row work arrays, for the tallest bbox, and the mask's storage (grown when needed)
+    tall = 1
+    for k in range(n):
+        tall = max(tall, order[starts[present[k] + 1] - 1] // w - order[starts[present[k]]] // w + 1)
+    left = np.empty(tall, np.int64)
+    right = np.empty(tall, np.int64)
+    lo = np.empty(tall, np.int64)
+    hi = np.empty(tall, np.int64)
+    sy = np.empty(4 * tall + 4, np.int64)
+    sx = np.empty(4 * tall + 4, np.int64)
+    hy = np.empty(8 * tall + 9, np.int64)
+    hx = np.empty(8 * tall + 9, np.int64)
+    store = np.empty(4096, np.uint8)
     for k in range(n):
         lv = present[k]
         s = starts[lv]
@@ -163,9 +176,12 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         bbox[k, 3] = c1 + 1
         # the cell in its bbox with a 1-px frame (1 = cell), bbox-local coordinates, raw
         # moments (exact integers) and per-row extremes
-        mask = np.zeros((hh + 2, ww + 2), np.uint8)
-        left = np.full(hh, ww, np.int64)
-        right = np.full(hh, -1, np.int64)
+        if (hh + 2) * (ww + 2) > store.size:
+            store = np.empty(2 * (hh + 2) * (ww + 2), np.uint8)
+        mask = store[: (hh + 2) * (ww + 2)].reshape((hh + 2, ww + 2))
+        mask[:, :] = 0
+        left[:hh] = ww
+        right[:hh] = -1
         m1y = 0
         m1x = 0
         m2y = 0
@@ -262,8 +278,6 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         # in doubled bbox-local coordinates (exact integers): per row the extreme pixels'
         # midpoints, and of those only the extremes of each y level (the others are never
         # hull vertices), generated in (y, x) order
-        sy = np.empty(4 * hh + 4, np.int64)
-        sx = np.empty(4 * hh + 4, np.int64)
         m = 0
         for lev in range(-1, 2 * hh):
             if lev % 2 == 0:  # a row's centre line: its left and right pixel edges
@@ -290,8 +304,6 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
                 sx[m] = mx
                 m += 1
         # Andrew's monotone chain, counter-clockwise, collinear points dropped
-        hy = np.empty(2 * m + 1, np.int64)
-        hx = np.empty(2 * m + 1, np.int64)
         t = 0
         for i in range(m):
             while t >= 2 and _cross(hy[t - 2], hx[t - 2], hy[t - 1], hx[t - 1], sy[i], sx[i]) <= 0:
@@ -309,8 +321,6 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         nv = t - 1  # last point repeats the first
         # rasterise: grid point (yy, xx) is in the hull iff it is on the inner side of (or on)
         # every edge; per row an interval [lo, hi] of columns
-        lo = np.zeros(hh, np.int64)
-        hi = np.full(hh, ww - 1, np.int64)
         area = 0
         for yy in range(hh):
             qy = 2 * yy
