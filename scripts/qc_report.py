@@ -11,13 +11,14 @@ from scopeflow._snakemake import run  # noqa: E402
 def main(smk):
     from concurrent.futures import ThreadPoolExecutor
 
-    from scopeflow.io.tables import read_table
+    from scopeflow.io.columns import read_columns
     from scopeflow.smear import figures
 
     s = smk.wildcards.sample
-    cells = read_table(smk.input.cells)
-    fovs = read_table(smk.input.fovs)
-    # the gallery's FOVs are read (zarr, numpy: mostly outside the GIL) while the other two
+    # the columns the figures draw, as numpy arrays (no pandas)
+    cells = read_columns(smk.input.cells, figures.QC_CELL_COLUMNS)
+    fovs = read_columns(smk.input.fovs, ["fov", "focus_ratio", "fov_pass", "x_mm", "y_mm"])
+    # the gallery's FOVs are read (zstd, numpy: mostly outside the GIL) while the other two
     # figures are drawn
     with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-gallery") as pool:
         crops = pool.submit(figures.gallery_crops, smk.params.zarr, cells)

@@ -15,6 +15,7 @@ from skimage.draw import disk
 from scopeflow import smear as pipeline
 from scopeflow.errors import ScopeflowError
 from scopeflow.io import ome_zarr, tables
+from scopeflow.io.columns import read_columns
 from scopeflow.smear import cell_kernels, figures, measure
 from scopeflow.smear.qc import cell_features
 from scopeflow.smear.qc.flags import flag_cells
@@ -358,6 +359,11 @@ def test_figures_written_for_normal_and_empty_samples(tmp_path):
     import imageio.v3 as iio
 
     np.testing.assert_array_equal(iio.imread(tmp_path / "g2.png"), iio.imread(tmp_path / "g.png"))
+    # the crops drawn as one grid image: kept outlines green, rejected red, white between
+    img = iio.imread(tmp_path / "g.png")[..., :3].astype(int)
+    green = (np.abs(img - [26, 230, 51]).max(-1) < 30).sum()
+    red = (np.abs(img - [255, 51, 26]).max(-1) < 30).sum()
+    assert green > 50 and red > 20 and (img == 255).all(-1).mean() > 0.3
 
 
 def test_measure_store_tables_do_not_depend_on_threads(tmp_path):
@@ -389,7 +395,7 @@ def test_sample_overview_from_pyarrow_columns(tmp_path):
     store = tmp_path / "s.ome.zarr"
     figures.sample_overview_figure(store, tmp_path / "cells.parquet", tmp_path / "fovs.parquet",
                                    tmp_path / "o.png", sample="s", crop=128)
-    grid = figures._count_grid(*(figures._columns(tmp_path / "fovs.parquet", ["i", "j", "n_cells"])[1][k]
+    grid = figures._count_grid(*(read_columns(tmp_path / "fovs.parquet", ["i", "j", "n_cells"])[k]
                                  for k in ("i", "j", "n_cells")))
     assert grid.shape == (1, 2) and grid.sum() == len(t["cells"])
     tables.write_table(t["fovs"].drop(columns=["i", "j"]), tmp_path / "f2.parquet")

@@ -438,16 +438,58 @@ def write_labels(
     finish_labels(path, fov, name)
 
 
+def _plain_image(path: str | Path, fov: str) -> tuple[Path, dict] | None:
+    """Folder and attributes of a FOV's image group read from the JSON files alone (the
+    root's FOV index and the group's ``zarr.json``), or None (then zarr reads it)."""
+    import json
+
+    index = (_root_attrs(path) or {}).get(LAYOUT_ATTR, {}).get("fovs")
+    if not isinstance(index, dict) or fov not in index:
+        return None
+    image = Path(path) / index[fov]
+    try:
+        attrs = json.loads((image / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return None
+    return (image, attrs) if isinstance(attrs, dict) else None
+
+
+def _plain_channel(path: str | Path, fov: str, channel: str, level: int,
+                   window: tuple[slice, slice] | None) -> np.ndarray | None:
+    """:func:`read_channel` of a store written by scopeflow (axes c, y, x; plain Zarr v3
+    arrays, :mod:`scopeflow.io.zarr_plain`) without zarr, or None for any other store."""
+    from scopeflow.io.zarr_plain import read_region
+
+    found = _plain_image(path, fov)
+    if found is None:
+        return None
+    image, attrs = found
+    names = (attrs.get("scopeflow") or {}).get("channels") or []
+    multiscales = (attrs.get("ome") or {}).get("multiscales") or [{}]
+    datasets, axes = multiscales[0].get("datasets") or [], [a.get("name") for a in multiscales[0].get("axes") or []]
+    if channel not in names or sorted(axes) != ["c", "x", "y"] or not 0 <= level < len(datasets):
+        return None
+    c = next(k for k, n in enumerate(names) if str(n).lower() == channel.lower())  # as image_channel
+    ys, xs = window if window is not None else (slice(None), slice(None))
+    return read_region(image / datasets[level]["path"], tuple({"c": c, "y": ys, "x": xs}[a] for a in axes))
+
+
 def read_channel(path: str | Path, fov: str, channel: str, level: int = 0,
                  window: tuple[slice, slice] | None = None) -> zarr.Array | np.ndarray:
     """Return the 2-D (y, x) array of one channel of a FOV at pyramid ``level``; only the
     (y, x) ``window`` (a pair of slices) when given, reading only its chunks.
+
+    The stores scopeflow writes are read without zarr (:mod:`scopeflow.io.zarr_plain`: the
+    same values, a numpy array); others through zarr.
 
     Raises
     ------
     KeyError
         If the FOV or the channel does not exist, naming what does.
     """
+    plain = _plain_channel(path, fov, channel, level, window)
+    if plain is not None:
+        return plain
     from scopeflow.io.ngff_image import image_channel
 
     group = _image_group(path, fov)
@@ -460,7 +502,15 @@ def read_channel(path: str | Path, fov: str, channel: str, level: int = 0,
 def read_labels(path: str | Path, fov: str, name: str = "cells", level: int = 0,
                 window: tuple[slice, slice] | None = None) -> np.ndarray:
     """Return the (y, x) uint32 label image of a FOV; only the (y, x) ``window`` (a pair of
-    slices) when given, reading only its chunks."""
+    slices) when given, reading only its chunks (without zarr where the store is one
+    scopeflow writes, :mod:`scopeflow.io.zarr_plain`)."""
+    from scopeflow.io.zarr_plain import read_region
+
+    found = _plain_image(path, fov)
+    index = (0, *window) if window is not None else (0, slice(None), slice(None))
+    plain = read_region(found[0] / "labels" / name / str(level), index) if found is not None else None
+    if plain is not None:
+        return plain
     arr = _image_group(path, fov)["labels"][name][str(level)]
     return arr[0] if window is None else arr[(0, *window)]
 

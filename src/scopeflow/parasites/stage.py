@@ -27,12 +27,16 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from scopeflow.errors import InputImageError
 from scopeflow.io.atomic import atomic_path
 from scopeflow.io.fluorescence import DEFAULT_CHANNEL, read_fluorescence
+
+if TYPE_CHECKING:  # pandas is imported where used: the ingest job scans fluorescence without it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +203,8 @@ def fluorescence_flatfield(frames: Iterable[np.ndarray], opening_px: int = 1) ->
 def _skipped(sample: str, reason: str, n_rbc: int) -> pd.DataFrame:
     """One-row table of a sample whose parasitemia is not computed: counts and flags are
     missing (null), except ``n_rbc_counted``."""
+    import pandas as pd
+
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS
 
     df = pd.DataFrame([{"sample": sample, "status": f"skipped: {reason}"}])
@@ -255,6 +261,8 @@ def parasites_sample(
     pandas.DataFrame
         The per-sample table.
     """
+    import pandas as pd
+
     from scopeflow.io.tables import read_table, write_table
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS
 
