@@ -227,10 +227,11 @@ def measure_cells(
 
     Notes
     -----
-    The geometry comes from one compiled pass over each cell's pixels
-    (:func:`scopeflow.smear.cell_kernels.cell_shapes`) and the per-cell sums from one more
-    (:func:`scopeflow.smear.cell_kernels.intensity_sums`, the additions of ``np.bincount``)
-    over the label image grouped once; the values are those of skimage's
+    The geometry and the contacts come from one compiled pass over each cell's pixels
+    (:func:`scopeflow.smear.cell_kernels.cell_shapes`) and the per-cell sums, DPC mean and
+    std from one more (:func:`scopeflow.smear.cell_kernels.intensity_sums`, the additions
+    of ``np.bincount`` and numpy's float32 pairwise sums) over the label image grouped
+    once; the values are those of skimage's
     ``regionprops`` and scipy's ``ndimage.mean`` (without numba, or with
     ``SCOPEFLOW_NO_NUMBA=1``, those are called instead: :func:`_measure_cells_reference`).
     """
