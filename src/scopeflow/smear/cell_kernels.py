@@ -131,6 +131,7 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         big = max(big, starts[present[k] + 1] - starts[present[k]])
     ys = np.empty(big, np.int64)  # a cell's pixels' image rows and columns
     xs = np.empty(big, np.int64)
+    qs = np.empty(big, np.int64)  # its border pixels (indices into ys, xs)
     # per-row work arrays, for the tallest bbox, and the mask's storage (grown when needed)
     tall = 1
     for k in range(n):
@@ -178,8 +179,10 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         # moments (exact integers) and per-row extremes
         if (hh + 2) * (ww + 2) > store.size:
             store = np.empty(2 * (hh + 2) * (ww + 2), np.uint8)
-        mask = store[: (hh + 2) * (ww + 2)].reshape((hh + 2, ww + 2))
-        mask[:, :] = 0
+        wm = ww + 2  # the mask's row stride: fm[(yy + 1) * wm + xx + 1] is mask[yy + 1, xx + 1]
+        fm = store[: (hh + 2) * wm]
+        fm[:] = 0
+        mask = fm.reshape((hh + 2, wm))
         left[:hh] = ww
         right[:hh] = -1
         m1y = 0
@@ -192,7 +195,7 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
             xx = xs[i] - c0
             ys[i] = yy
             xs[i] = xx
-            mask[yy + 1, xx + 1] = 1
+            fm[(yy + 1) * wm + xx + 1] = 1
             m1y += yy
             m1x += xx
             m2y += yy * yy
@@ -210,26 +213,31 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         mom[k, 5] = mxy
         # perimeter: skimage.measure.perimeter(image, 4) of the cell's bbox crop; border
         # pixels (a 4-neighbour not of the cell, or outside the image) marked 3 in the mask
+        # and listed in qs[:nb]
+        nb = 0
         for i in range(npx):
-            y1 = ys[i] + 1
-            x1 = xs[i] + 1
-            if mask[y1 - 1, x1] == 0 or mask[y1 + 1, x1] == 0 or mask[y1, x1 - 1] == 0 or mask[y1, x1 + 1] == 0:
-                mask[y1, x1] = 3
+            q = (ys[i] + 1) * wm + xs[i] + 1
+            if fm[q - wm] == 0 or fm[q + wm] == 0 or fm[q - 1] == 0 or fm[q + 1] == 0:
+                fm[q] = 3
+                qs[nb] = i
+                nb += 1
         hist[:] = 0
         nloc = 0
-        for i in range(npx):
-            y1 = ys[i] + 1
-            x1 = xs[i] + 1
-            if mask[y1, x1] != 3:
-                continue
+        for t in range(nb):
+            i = qs[t]
+            q = (ys[i] + 1) * wm + xs[i] + 1
+            code = (1 + 2 * ((fm[q - wm] == 3) + (fm[q + wm] == 3) + (fm[q - 1] == 3) + (fm[q + 1] == 3))
+                    + 10 * ((fm[q - wm - 1] == 3) + (fm[q - wm + 1] == 3) + (fm[q + wm - 1] == 3)
+                            + (fm[q + wm + 1] == 3)))
+            hist[code] += 1
             if gap > 0:
                 # contacts: an inner-boundary pixel (find_boundaries, connectivity 1: a
                 # 4-neighbour in the image with another id) with another cell's pixel
                 # within gap px (Chebyshev); the other ids collected in local[:nloc]
                 y = r0 + ys[i]
                 x = c0 + xs[i]
-                if ((mask[y1 - 1, x1] == 0 and y > 0) or (mask[y1 + 1, x1] == 0 and y < h - 1)
-                        or (mask[y1, x1 - 1] == 0 and x > 0) or (mask[y1, x1 + 1] == 0 and x < w - 1)):
+                if ((fm[q - wm] == 0 and y > 0) or (fm[q + wm] == 0 and y < h - 1)
+                        or (fm[q - 1] == 0 and x > 0) or (fm[q + 1] == 0 and x < w - 1)):
                     n_boundary[k] += 1
                     hit = False
                     for yy in range(max(y - gap, 0), min(y + gap + 1, h)):
@@ -252,12 +260,6 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
                                 nloc += 1
                     if hit:
                         n_touch[k] += 1
-            code = 1
-            for dy in range(-1, 2):
-                for dx in range(-1, 2):
-                    if (dy != 0 or dx != 0) and mask[y1 + dy, x1 + dx] == 3:
-                        code += 10 if (dy != 0 and dx != 0) else 2
-            hist[code] += 1
         tot = 0.0
         for j in range(50):
             tot += hist[j] * weights[j]
