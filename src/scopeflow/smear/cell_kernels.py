@@ -106,11 +106,20 @@ def _cross(oy, ox, ay, ax, by, bx):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - compiled
+def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover - compiled
     """Per id of ``present``: bbox, raw moments about the bbox corner, skimage perimeter,
-    convex hull area (skimage ``convex_hull_image``) and concavity depth."""
+    convex hull area (skimage ``convex_hull_image``), concavity depth and, with ``gap`` > 0,
+    the contact counts of :func:`scopeflow.smear.qc.cell_features.contacts` (inner-boundary
+    pixels, those with another cell within ``gap`` px, and the (smaller, larger) id pairs)."""
     h, w = lab.shape
     n = present.size
+    n_boundary = np.zeros(n, np.int64)
+    n_touch = np.zeros(n, np.int64)
+    cap = 1024
+    pa = np.empty(cap, np.int64)
+    pb = np.empty(cap, np.int64)
+    npair = 0
+    local = np.empty(64, np.int64)
     bbox = np.zeros((n, 4), np.int64)
     mom = np.zeros((n, 6), np.int64)  # m00, m10 (y), m01 (x), m20, m02, m11 (bbox-local)
     perim = np.zeros(n, np.float64)
@@ -122,6 +131,20 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         big = max(big, starts[present[k] + 1] - starts[present[k]])
     ys = np.empty(big, np.int64)  # a cell's pixels' image rows and columns
     xs = np.empty(big, np.int64)
+    qs = np.empty(big, np.int64)  # its border pixels (indices into ys, xs)
+    # per-row work arrays, for the tallest bbox, and the mask's storage (grown when needed)
+    tall = 1
+    for k in range(n):
+        tall = max(tall, order[starts[present[k] + 1] - 1] // w - order[starts[present[k]]] // w + 1)
+    left = np.empty(tall, np.int64)
+    right = np.empty(tall, np.int64)
+    lo = np.empty(tall, np.int64)
+    hi = np.empty(tall, np.int64)
+    sy = np.empty(4 * tall + 4, np.int64)
+    sx = np.empty(4 * tall + 4, np.int64)
+    hy = np.empty(8 * tall + 9, np.int64)
+    hx = np.empty(8 * tall + 9, np.int64)
+    store = np.empty(4096, np.uint8)
     for k in range(n):
         lv = present[k]
         s = starts[lv]
@@ -154,9 +177,14 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         bbox[k, 3] = c1 + 1
         # the cell in its bbox with a 1-px frame (1 = cell), bbox-local coordinates, raw
         # moments (exact integers) and per-row extremes
-        mask = np.zeros((hh + 2, ww + 2), np.uint8)
-        left = np.full(hh, ww, np.int64)
-        right = np.full(hh, -1, np.int64)
+        if (hh + 2) * (ww + 2) > store.size:
+            store = np.empty(2 * (hh + 2) * (ww + 2), np.uint8)
+        wm = ww + 2  # the mask's row stride: fm[(yy + 1) * wm + xx + 1] is mask[yy + 1, xx + 1]
+        fm = store[: (hh + 2) * wm]
+        fm[:] = 0
+        mask = fm.reshape((hh + 2, wm))
+        left[:hh] = ww
+        right[:hh] = -1
         m1y = 0
         m1x = 0
         m2y = 0
@@ -167,7 +195,7 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
             xx = xs[i] - c0
             ys[i] = yy
             xs[i] = xx
-            mask[yy + 1, xx + 1] = 1
+            fm[(yy + 1) * wm + xx + 1] = 1
             m1y += yy
             m1x += xx
             m2y += yy * yy
@@ -185,33 +213,73 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         mom[k, 5] = mxy
         # perimeter: skimage.measure.perimeter(image, 4) of the cell's bbox crop; border
         # pixels (a 4-neighbour not of the cell, or outside the image) marked 3 in the mask
+        # and listed in qs[:nb]
+        nb = 0
         for i in range(npx):
-            y1 = ys[i] + 1
-            x1 = xs[i] + 1
-            if mask[y1 - 1, x1] == 0 or mask[y1 + 1, x1] == 0 or mask[y1, x1 - 1] == 0 or mask[y1, x1 + 1] == 0:
-                mask[y1, x1] = 3
+            q = (ys[i] + 1) * wm + xs[i] + 1
+            if fm[q - wm] == 0 or fm[q + wm] == 0 or fm[q - 1] == 0 or fm[q + 1] == 0:
+                fm[q] = 3
+                qs[nb] = i
+                nb += 1
         hist[:] = 0
-        for i in range(npx):
-            y1 = ys[i] + 1
-            x1 = xs[i] + 1
-            if mask[y1, x1] != 3:
-                continue
-            code = 1
-            for dy in range(-1, 2):
-                for dx in range(-1, 2):
-                    if (dy != 0 or dx != 0) and mask[y1 + dy, x1 + dx] == 3:
-                        code += 10 if (dy != 0 and dx != 0) else 2
+        nloc = 0
+        for t in range(nb):
+            i = qs[t]
+            q = (ys[i] + 1) * wm + xs[i] + 1
+            code = (1 + 2 * ((fm[q - wm] == 3) + (fm[q + wm] == 3) + (fm[q - 1] == 3) + (fm[q + 1] == 3))
+                    + 10 * ((fm[q - wm - 1] == 3) + (fm[q - wm + 1] == 3) + (fm[q + wm - 1] == 3)
+                            + (fm[q + wm + 1] == 3)))
             hist[code] += 1
+            if gap > 0:
+                # contacts: an inner-boundary pixel (find_boundaries, connectivity 1: a
+                # 4-neighbour in the image with another id) with another cell's pixel
+                # within gap px (Chebyshev); the other ids collected in local[:nloc]
+                y = r0 + ys[i]
+                x = c0 + xs[i]
+                if ((fm[q - wm] == 0 and y > 0) or (fm[q + wm] == 0 and y < h - 1)
+                        or (fm[q - 1] == 0 and x > 0) or (fm[q + 1] == 0 and x < w - 1)):
+                    n_boundary[k] += 1
+                    hit = False
+                    for yy in range(max(y - gap, 0), min(y + gap + 1, h)):
+                        for xx in range(max(x - gap, 0), min(x + gap + 1, w)):
+                            o = lab[yy, xx]
+                            if o <= 0 or o == lv:
+                                continue
+                            hit = True
+                            seen = False
+                            for j in range(nloc):
+                                if local[j] == o:
+                                    seen = True
+                                    break
+                            if not seen:
+                                if nloc == local.size:
+                                    bigger = np.empty(2 * local.size, np.int64)
+                                    bigger[:nloc] = local[:nloc]
+                                    local = bigger
+                                local[nloc] = o
+                                nloc += 1
+                    if hit:
+                        n_touch[k] += 1
         tot = 0.0
         for j in range(50):
             tot += hist[j] * weights[j]
         perim[k] = tot
+        for j in range(nloc):
+            if npair == cap:
+                cap *= 2
+                na = np.empty(cap, np.int64)
+                nb = np.empty(cap, np.int64)
+                na[:npair] = pa[:npair]
+                nb[:npair] = pb[:npair]
+                pa = na
+                pb = nb
+            pa[npair] = min(lv, local[j])
+            pb[npair] = max(lv, local[j])
+            npair += 1
         # convex hull of the pixels' edge midpoints (as skimage.morphology.convex_hull_image),
         # in doubled bbox-local coordinates (exact integers): per row the extreme pixels'
         # midpoints, and of those only the extremes of each y level (the others are never
         # hull vertices), generated in (y, x) order
-        sy = np.empty(4 * hh + 4, np.int64)
-        sx = np.empty(4 * hh + 4, np.int64)
         m = 0
         for lev in range(-1, 2 * hh):
             if lev % 2 == 0:  # a row's centre line: its left and right pixel edges
@@ -238,8 +306,6 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
                 sx[m] = mx
                 m += 1
         # Andrew's monotone chain, counter-clockwise, collinear points dropped
-        hy = np.empty(2 * m + 1, np.int64)
-        hx = np.empty(2 * m + 1, np.int64)
         t = 0
         for i in range(m):
             while t >= 2 and _cross(hy[t - 2], hx[t - 2], hy[t - 1], hx[t - 1], sy[i], sx[i]) <= 0:
@@ -257,8 +323,6 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
         nv = t - 1  # last point repeats the first
         # rasterise: grid point (yy, xx) is in the hull iff it is on the inner side of (or on)
         # every edge; per row an interval [lo, hi] of columns
-        lo = np.zeros(hh, np.int64)
-        hi = np.full(hh, ww - 1, np.int64)
         area = 0
         for yy in range(hh):
             qy = 2 * yy
@@ -352,7 +416,7 @@ def _cell_shapes(lab, present, starts, order, weights):  # pragma: no cover - co
                 if best > best_all:
                     best_all = best
         depth[k] = math.sqrt(best_all)
-    return bbox, mom, perim, hull_area, depth
+    return bbox, mom, perim, hull_area, depth, n_boundary, n_touch, pa[:npair], pb[:npair]
 
 
 @njit(cache=True, nogil=True)
@@ -431,7 +495,7 @@ def per_index(values_by_label: np.ndarray, index: np.ndarray, missing) -> np.nda
     return out
 
 
-def cell_shapes(groups: LabelGroups) -> dict[str, np.ndarray]:
+def cell_shapes(groups: LabelGroups, gap_px: int | None = None) -> dict[str, np.ndarray]:
     """skimage ``regionprops`` geometry of every id of ``groups.present`` (compiled kernel).
 
     Returns a dict of arrays in the order of ``groups.present``: ``bbox`` (n, 4) as
@@ -439,14 +503,23 @@ def cell_shapes(groups: LabelGroups) -> dict[str, np.ndarray]:
     moments m00, m10, m01, m20, m02, m11 about the bbox's first pixel (row = first axis),
     ``perimeter`` (``skimage.measure.perimeter(image, 4)``), ``hull_area`` (pixels of
     ``convex_hull_image``) and ``depth`` (concavity depth, px; see
-    :func:`scopeflow.smear.qc.cell_features.convexity`).
+    :func:`scopeflow.smear.qc.cell_features.convexity`). With ``gap_px`` also, in the same
+    visit of each cell's outline, what :func:`scopeflow.smear.qc.cell_features.contacts`
+    needs: ``contact_gap`` (the gap, at least 1 px), ``n_boundary`` and ``n_touch`` (the
+    cell's inner-boundary pixels, and those with another cell within the gap) and
+    ``pairs`` ((m, 2) int64, the (smaller, larger) ids of the cells in contact, once per
+    cell of the pair that sees the other).
     """
     if not HAVE_NUMBA:  # pragma: no cover
         raise RuntimeError("cell_shapes needs numba")
-    bbox, mom, perim, hull_area, depth = _cell_shapes(
-        groups.lab, groups.present, groups.starts, groups.order, _PERIMETER_WEIGHTS)
-    return {"bbox": bbox, "moments": mom, "perimeter": perim, "hull_area": hull_area,
-            "depth": depth}
+    gap = 0 if gap_px is None else max(int(gap_px), 1)
+    bbox, mom, perim, hull_area, depth, n_boundary, n_touch, pa, pb = _cell_shapes(
+        groups.lab, groups.present, groups.starts, groups.order, _PERIMETER_WEIGHTS, gap)
+    out = {"bbox": bbox, "moments": mom, "perimeter": perim, "hull_area": hull_area, "depth": depth}
+    if gap:
+        out.update(contact_gap=gap, n_boundary=n_boundary, n_touch=n_touch,
+                   pairs=np.stack([pa, pb], axis=1))
+    return out
 
 
 def label_sum(values: np.ndarray, groups: LabelGroups, index: np.ndarray) -> np.ndarray:

@@ -227,10 +227,11 @@ def measure_cells(
 
     Notes
     -----
-    The geometry comes from one compiled pass over each cell's pixels
-    (:func:`scopeflow.smear.cell_kernels.cell_shapes`) and the per-cell sums from one more
-    (:func:`scopeflow.smear.cell_kernels.intensity_sums`, the additions of ``np.bincount``)
-    over the label image grouped once; the values are those of skimage's
+    The geometry and the contacts come from one compiled pass over each cell's pixels
+    (:func:`scopeflow.smear.cell_kernels.cell_shapes`) and the per-cell sums, DPC mean and
+    std from one more (:func:`scopeflow.smear.cell_kernels.intensity_sums`, the additions
+    of ``np.bincount`` and numpy's float32 pairwise sums) over the label image grouped
+    once; the values are those of skimage's
     ``regionprops`` and scipy's ``ndimage.mean`` (without numba, or with
     ``SCOPEFLOW_NO_NUMBA=1``, those are called instead: :func:`_measure_cells_reference`).
     """
@@ -243,7 +244,7 @@ def measure_cells(
     labels = np.asarray(labels)
     dpc = np.asarray(dpc, dtype=np.float32)
     groups = cell_kernels.group_labels(labels)
-    shapes = cell_kernels.cell_shapes(groups)
+    shapes = cell_kernels.cell_shapes(groups, gap_px=2)  # with the contacts' counts
     index = groups.present
     n = len(index)
     if n:
@@ -253,7 +254,7 @@ def measure_cells(
     else:
         sums = np.zeros((0, 7))
     props = _region_props(groups, shapes, sums[:, 5], sums[:, 6])
-    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups)
+    n_nb, contact = cell_features.contacts(labels, index, gap_px=2, groups=groups, shapes=shapes)
     solidity, depth = cell_features.convexity(labels, index, groups=groups, shapes=shapes)
     if n:
         count = groups.counts[index].astype(np.float64)

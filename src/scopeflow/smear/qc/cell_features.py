@@ -16,98 +16,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from scopeflow._numba import HAVE_NUMBA, njit
+from scopeflow._numba import HAVE_NUMBA
 from scopeflow.smear.cell_kernels import LabelGroups, cell_shapes, group_labels, per_index
 
 __all__ = ["contacts", "convexity", "saturated_fraction"]
 
 
-@njit(cache=True, nogil=True)
-def _contact_kernel(lab, present, starts, order, r):  # pragma: no cover - compiled
-    h, w = lab.shape
-    n = present.size
-    n_boundary = np.zeros(n, np.int64)
-    n_touch = np.zeros(n, np.int64)
-    cap = 1024
-    pa = np.empty(cap, np.int64)
-    pb = np.empty(cap, np.int64)
-    npair = 0
-    local = np.empty(64, np.int64)
-    for k in range(n):
-        lv = present[k]
-        nloc = 0
-        s = starts[lv]
-        y = order[s] // w  # then without a division per pixel: they come in raster order
-        base = y * w
-        for i in range(s, starts[lv + 1]):
-            p = order[i]
-            while p - base >= w:
-                base += w
-                y += 1
-            x = p - base
-            # inner boundary (find_boundaries, connectivity 1): a 4-neighbour in the image
-            # with another id
-            if not ((y > 0 and lab[y - 1, x] != lv) or (y < h - 1 and lab[y + 1, x] != lv)
-                    or (x > 0 and lab[y, x - 1] != lv) or (x < w - 1 and lab[y, x + 1] != lv)):
-                continue
-            n_boundary[k] += 1
-            hit = False
-            for yy in range(max(y - r, 0), min(y + r + 1, h)):
-                for xx in range(max(x - r, 0), min(x + r + 1, w)):
-                    o = lab[yy, xx]
-                    if o <= 0 or o == lv:
-                        continue
-                    hit = True
-                    seen = False
-                    for j in range(nloc):
-                        if local[j] == o:
-                            seen = True
-                            break
-                    if not seen:
-                        if nloc == local.size:
-                            bigger = np.empty(2 * local.size, np.int64)
-                            bigger[:nloc] = local[:nloc]
-                            local = bigger
-                        local[nloc] = o
-                        nloc += 1
-            if hit:
-                n_touch[k] += 1
-        for j in range(nloc):
-            if npair == cap:
-                cap *= 2
-                na = np.empty(cap, np.int64)
-                nb = np.empty(cap, np.int64)
-                na[:npair] = pa[:npair]
-                nb[:npair] = pb[:npair]
-                pa = na
-                pb = nb
-            pa[npair] = min(lv, local[j])
-            pb[npair] = max(lv, local[j])
-            npair += 1
-    return n_boundary, n_touch, pa[:npair], pb[:npair]
-
-
-def _contacts_grouped(groups: LabelGroups, index: np.ndarray, gap_px: int):
-    r = max(int(gap_px), 1)
-    n_boundary, n_touch, pa, pb = _contact_kernel(
-        groups.lab, groups.present, groups.starts, groups.order, r)
+def _contacts_grouped(groups: LabelGroups, index: np.ndarray, shapes: dict):
     top = groups.counts.size
     n_nb = np.zeros(top, np.int64)
-    if pa.size:
-        pairs = np.unique(pa * np.int64(top) + pb)
+    pairs = shapes["pairs"]
+    if pairs.size:
+        pairs = np.unique(pairs[:, 0] * np.int64(top) + pairs[:, 1])
         n_nb += np.bincount(pairs // top, minlength=top)
         n_nb += np.bincount(pairs % top, minlength=top)
     frac = np.zeros(top, np.float64)
     nb_all = np.zeros(top, np.int64)
-    nb_all[groups.present] = n_boundary
+    nb_all[groups.present] = shapes["n_boundary"]
     nt_all = np.zeros(top, np.int64)
-    nt_all[groups.present] = n_touch
+    nt_all[groups.present] = shapes["n_touch"]
     np.divide(nt_all, nb_all, out=frac, where=nb_all > 0)
     return per_index(n_nb, index, 0), per_index(frac, index, 0.0)
 
 
 def contacts(labels: np.ndarray, index: np.ndarray, gap_px: int = 2,
-             *, groups: LabelGroups | None = None) -> tuple[np.ndarray, np.ndarray]:
+             *, groups: LabelGroups | None = None, shapes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour count and shared-boundary fraction of every cell.
 
     Two cells are in contact when a boundary pixel of one lies within ``gap_px`` pixels
@@ -125,6 +58,9 @@ def contacts(labels: np.ndarray, index: np.ndarray, gap_px: int = 2,
         Largest gap (px) between two cells that still counts as contact.
     groups : LabelGroups, optional
         ``group_labels(labels)`` when the caller already has it.
+    shapes : dict, optional
+        ``cell_shapes(groups, gap_px)`` when the caller already has it (the contacts are
+        counted in the same compiled visit of each cell's outline as its perimeter).
 
     Returns
     -------
@@ -140,7 +76,9 @@ def contacts(labels: np.ndarray, index: np.ndarray, gap_px: int = 2,
     if not HAVE_NUMBA:  # pragma: no cover
         return _contacts_reference(labels, index, gap_px)
     groups = group_labels(labels) if groups is None else groups
-    return _contacts_grouped(groups, index, gap_px)
+    if shapes is None or shapes.get("contact_gap") != max(int(gap_px), 1):
+        shapes = cell_shapes(groups, gap_px)
+    return _contacts_grouped(groups, index, shapes)
 
 
 def convexity(labels: np.ndarray, index: np.ndarray, *, groups: LabelGroups | None = None,
