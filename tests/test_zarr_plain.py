@@ -45,7 +45,9 @@ def test_not_plain_is_left_to_zarr(tmp_path):
     _array(tmp_path, "gz", data, (4, 4), compressors=zarr.codecs.GzipCodec())
     _array(tmp_path, "sharded", data, (2, 2), shards=(4, 4))
     _array(tmp_path, "big", data, (4, 4), serializer=zarr.codecs.BytesCodec(endian="big"))
-    for name in ("gz", "sharded", "big", "missing"):
+    _array(tmp_path, "dots", data, (4, 4), chunk_key_encoding={"name": "default", "separator": "."})
+    assert (tmp_path / "dots" / "c.0.0").exists()
+    for name in ("gz", "sharded", "big", "dots", "missing"):
         assert plain_array(tmp_path / name) is None
         assert read_region(tmp_path / name, (slice(None), slice(None))) is None
     _array(tmp_path, "raw", data, (4, 4), compressors=None)

@@ -34,8 +34,8 @@ def plain_array(array_dir: str | Path) -> dict | None:
     Returns
     -------
     dict or None
-        ``shape``, ``chunks`` (tuples of int), ``dtype`` (numpy), ``fill`` (the fill value),
-        ``zstd`` (bool: chunks are zstd frames) and ``sep`` (the chunk key separator).
+        ``shape``, ``chunks`` (tuples of int), ``dtype`` (numpy), ``fill`` (the fill value)
+        and ``zstd`` (bool: chunks are zstd frames).
     """
     try:
         meta = json.loads((Path(array_dir) / "zarr.json").read_text())
@@ -44,8 +44,9 @@ def plain_array(array_dir: str | Path) -> dict | None:
     if meta.get("zarr_format") != 3 or meta.get("node_type") != "array" or meta.get("storage_transformers"):
         return None
     grid, keys = meta.get("chunk_grid", {}), meta.get("chunk_key_encoding", {"name": "default"})
-    if grid.get("name") != "regular" or keys.get("name") != "default" or meta.get("data_type") not in _DTYPES:
-        return None
+    if (grid.get("name") != "regular" or keys.get("name") != "default"
+            or keys.get("configuration", {}).get("separator", "/") != "/" or meta.get("data_type") not in _DTYPES):
+        return None  # ("." separated keys, c.0.0, are left to zarr)
     dtype = np.dtype(_DTYPES[meta["data_type"]])
     codecs = [c.get("name") for c in meta.get("codecs", [])]
     endian = (meta.get("codecs") or [{}])[0].get("configuration", {}).get("endian", "little")
@@ -62,8 +63,7 @@ def plain_array(array_dir: str | Path) -> dict | None:
     chunks = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
     if len(chunks) != len(shape):
         return None
-    return {"shape": shape, "chunks": chunks, "dtype": dtype, "fill": fill, "zstd": codecs[-1] == "zstd",
-            "sep": keys.get("configuration", {}).get("separator", "/")}
+    return {"shape": shape, "chunks": chunks, "dtype": dtype, "fill": fill, "zstd": codecs[-1] == "zstd"}
 
 
 def _zstd(nbytes: int, with_pyarrow: bool):
@@ -124,7 +124,7 @@ def read_region(array_dir: str | Path, index: tuple) -> np.ndarray | None:
     decompress = _zstd(nbytes, "pyarrow" in sys.modules) if layout["zstd"] else None
     for key in product(*ranges):
         try:
-            data = (root / layout["sep"].join(str(k) for k in key)).read_bytes()
+            data = root.joinpath(*(str(k) for k in key)).read_bytes()
         except FileNotFoundError:
             continue  # never written: the fill value
         chunk = np.frombuffer(decompress(data) if decompress else data, dtype=dtype).reshape(chunks)
