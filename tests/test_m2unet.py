@@ -14,7 +14,7 @@ from scopeflow.models.weights import WeightsError, write_card_sha256
 from scopeflow.provenance import file_sha256
 from scopeflow.segment.base import Predictor
 from scopeflow.segment.decode import decode_maps
-from scopeflow.segment.unet import UNetPredictor, _probabilities
+from scopeflow.segment.unet import UNetPredictor, _probabilities, _splits, _windows
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -164,6 +164,33 @@ def test_subtiled_predict_matches_whole_pass(tmp_path, shared):
     # a pixel whose probability sits within rounding of a threshold may flip
     assert np.count_nonzero(la != lb) <= 3
     assert abs(int(la.max()) - int(lb.max())) <= 1
+
+
+@pytest.mark.parametrize("shape", [(3000, 3000), (4096, 4096), (2448, 3264), (6000, 2000), (12000, 12000),
+                                   (2400, 2400), (700, 9000)])
+def test_forward_windows_cover_the_image_within_the_memory_bound(shape):
+    h, w = shape
+    core, halo = 2048, 176
+    windows = _windows(h, w, core, halo)
+    cover = np.zeros(shape, np.uint8)
+    for (y0, y1, cy0, cy1), (x0, x1, cx0, cx1) in windows:
+        cover[cy0:cy1, cx0:cx1] += 1
+        # a window is its core plus the halo, clipped to the image, and never larger than the
+        # square grid's largest window
+        assert (y0, y1, x0, x1) == (max(0, cy0 - halo), min(h, cy1 + halo), max(0, cx0 - halo), min(w, cx1 + halo))
+        assert (y1 - y0) * (x1 - x0) <= (core + 2 * halo) ** 2
+    assert (cover == 1).all()  # the cores tile the image: every pixel predicted once
+    # never more pixels through the network than the square grid of cores
+    square = sum((y1 - y0) * (x1 - x0) for y0, y1, *_ in _splits(h, core, halo) for x0, x1, *_ in _splits(w, core, halo))
+    assert sum((y1 - y0) * (x1 - x0) for (y0, y1, *_), (x0, x1, *_) in windows) <= square
+
+
+def test_a_3000_px_field_is_two_full_width_bands():
+    # 2 windows of ~1680 x 3000 (10.1 Mpx), not 4 of 1680² (11.3 Mpx); 4096² keeps the square grid
+    windows = _windows(3000, 3000, 2048, 176)
+    assert [(ys[1] - ys[0], xs[1] - xs[0]) for ys, xs in windows] == [(1680, 3000), (1672, 3000)]
+    assert len(_windows(4096, 4096, 2048, 176)) == 4
+    assert all(xs[1] - xs[0] == 2224 for _, xs in _windows(4096, 4096, 2048, 176))
 
 
 def test_probabilities_are_softmax_and_sigmoid():
