@@ -10,8 +10,10 @@ default ``sharding.fovs_per_job``), runs the workflow on it with ``snakemake --c
   multiples of 16; no reading, decoding or writing), as Mpx/s;
 * each stage's floor, what the stage physically has to do, per FOV:
 
-  - job start: ``python -c "import numpy"`` (every job is a Python process), divided among the
-    FOVs of the job;
+  - job start: a Python process importing numpy and the libraries the floor's own work below
+    uses (:data:`FLOOR_IMPORTS`: imageio to read a BMP, zarr to write a store and zstd to read
+    one, ONNX Runtime for the network, matplotlib to save a figure, pyarrow to write a table),
+    divided among the FOVs of the job;
   - ingest: reading each BMP pair once;
   - dpc: reading the pair, the float32 DPC formula, one float32 rfft2/irfft2 pair of the padded
     image with ``--threads`` workers, the Zarr write of both channels with the pyramid;
@@ -93,9 +95,26 @@ def median_time(fn, repeats: int = 3) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def job_start_floor() -> tuple[float, float]:
-    """Wall and CPU time of a Python process that imports numpy (what every job costs at least)."""
-    return median_time(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True), 5)
+#: the third-party libraries each stage's floor work uses (beside numpy): a job doing that work
+#: must at least start Python and import them
+FLOOR_IMPORTS = {
+    "ingest": "imageio.v3",
+    "dpc": "imageio.v3, scipy.fft, zarr",
+    "segment": "onnxruntime, zarr",
+    "measure": "numcodecs.zstd",  # scopeflow's stores are read without zarr (io.zarr_plain)
+    "merge_tables": "pyarrow.parquet, pyarrow.csv",
+    "sample_overview": "matplotlib.pyplot, pyarrow.parquet",
+    "qc_report": "matplotlib.pyplot, pyarrow.parquet",
+    "parasites": "pyarrow.parquet, pyarrow.csv",
+}
+
+
+def job_start_floor(imports: str = "") -> tuple[float, float]:
+    """Wall and CPU time of a Python process that imports numpy and ``imports`` (what a job
+    doing that work costs at least)."""
+    code = "import matplotlib; matplotlib.use('Agg'); " if "matplotlib" in imports else ""
+    code += "import numpy" + (f", {imports}" if imports else "")
+    return median_time(lambda: subprocess.run([sys.executable, "-c", code], check=True), 5)
 
 
 def job_startups(logs: Path) -> dict[str, tuple[float, float]]:
@@ -306,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         cpu.update({rule: c for rule, c in job_usage(results / "slide" / "logs").items() if rule in cpu})
         startup = job_startups(results / "slide" / "logs")
         start, start_cpu = job_start_floor()
+        starts = {stage: job_start_floor(imports) for stage, imports in FLOOR_IMPORTS.items()}
         floor, (unet_mpx, unet_cpu) = floors(results, "slide", args.threads,
                                              results / "slide" / "ingest" / "fovs.tsv", args.floor_fovs)
 
@@ -324,15 +344,18 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"{a:.1f}-{b:.1f} {job}" for a, b, job in sorted(timeline)))
     print(f"load average (1 min) {load_before[0]:.1f} before the run, {load_after[0]:.1f} after it, "
           f"{os.getloadavg()[0]:.1f} after the floors; {os.cpu_count()} CPUs")
-    print(f"job start floor (python -c 'import numpy'): {start:.2f} s, {start_cpu:.2f} CPU-s per job")
+    print(f"job start floor (python -c 'import numpy'): {start:.2f} s, {start_cpu:.2f} CPU-s per job; "
+          "with the libraries each floor uses: " + ", ".join(f"{stage} {w:.2f} s / {c:.2f} CPU-s"
+                                                          for stage, (w, c) in starts.items()))
     print("per-job start-up (process start to the first read of data, from the jobs' logs): "
           + ", ".join(f"{rule} {w:.2f} s / {c:.2f} CPU-s" for rule, (w, c) in startup.items()))
     print(f"\n{'stage':16s} {'jobs':>4s} {'s/FOV':>7s} {'floor':>7s} {'x floor':>7s} "
           f"{'CPU-s/FOV':>9s} {'floor':>7s} {'x floor':>7s}")
     for stage in [s for s in STAGES if s in seconds] + [s for s in seconds if s not in STAGES]:
         fw, fc = floor.get(stage, (0.0, 0.0))
-        fw += start * jobs[stage] / n
-        fc += start_cpu * jobs[stage] / n
+        sw, sc = starts.get(stage, (start, start_cpu))
+        fw += sw * jobs[stage] / n
+        fc += sc * jobs[stage] / n
         w, c = seconds[stage] / n, cpu[stage] / n
         print(f"{stage:16s} {jobs[stage]:4d} {w:7.3f} {fw:7.3f} {w / fw:7.2f} {c:9.3f} {fc:7.3f} {c / fc:7.2f}")
     print(f"{'sum of jobs':16s} {sum(jobs.values()):4d} {sum(seconds.values()) / n:7.3f} {'':>7s} {'':>7s} "
