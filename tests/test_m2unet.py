@@ -186,7 +186,7 @@ def test_forward_windows_cover_the_image_within_the_memory_bound(shape):
 
 
 def test_a_3000_px_field_is_two_full_width_bands():
-    # 2 windows of ~1680 x 3000 (10.1 Mpx), not 4 of 1680² (11.3 Mpx); 4096² keeps the square grid
+    # 2 windows of ~1680 x 3000 (10.1 Mpx), not 4 of 1680² (11.2 Mpx); 4096² keeps the square grid
     windows = _windows(3000, 3000, 2048, 176)
     assert [(ys[1] - ys[0], xs[1] - xs[0]) for ys, xs in windows] == [(1680, 3000), (1672, 3000)]
     assert len(_windows(4096, 4096, 2048, 176)) == 4

@@ -107,7 +107,7 @@ def _windows(h: int, w: int, core: int, halo: int) -> list[tuple[tuple, tuple]]:
     fewer pixels, bands of full width whose windows are no larger than the square grid's
     largest possible window, ``(core + 2 * halo)²`` (the memory bound): a 3000² image is 2
     windows of 1680 × 3000 (10.1 Mpx, and wider windows run faster per pixel) instead of 4
-    of 1680² (11.3 Mpx). Depends only on the image shape and the settings.
+    of 1680² (11.2 Mpx). Depends only on the image shape and the settings.
     """
     square = [(ys, xs) for ys in _splits(h, core, halo) for xs in _splits(w, core, halo)]
     band = ((core + 2 * halo) ** 2 // w - 2 * halo) // STRIDE * STRIDE  # band core rows
