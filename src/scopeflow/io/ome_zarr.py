@@ -273,10 +273,16 @@ def _root_attrs(path: str | Path) -> dict | None:
     return attrs if isinstance(attrs, dict) else None
 
 
+def _fov_index(path: str | Path):
+    """The FOV index (name -> group path) in a store root's ``zarr.json``, read without zarr;
+    None for stores of the older layout."""
+    return (_root_attrs(path) or {}).get(LAYOUT_ATTR, {}).get("fovs")
+
+
 def fov_paths(path: str | Path) -> dict[str, str]:
     """FOV name -> group path of every FOV of a sample store, in acquisition order (read from
     the root's ``zarr.json``; stores of the older layout through zarr)."""
-    index = (_root_attrs(path) or {}).get(LAYOUT_ATTR, {}).get("fovs")
+    index = _fov_index(path)
     if index is not None:
         return dict(index)
     import zarr
@@ -443,7 +449,7 @@ def _plain_image(path: str | Path, fov: str) -> tuple[Path, dict] | None:
     root's FOV index and the group's ``zarr.json``), or None (then zarr reads it)."""
     import json
 
-    index = (_root_attrs(path) or {}).get(LAYOUT_ATTR, {}).get("fovs")
+    index = _fov_index(path)
     if not isinstance(index, dict) or fov not in index:
         return None
     image = Path(path) / index[fov]

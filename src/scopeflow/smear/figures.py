@@ -134,6 +134,8 @@ def gallery_crops(
     # (FOV, part, position) of every crop: each FOV is read once for both parts
     wanted = sorted((str(fov), k, m) for k, table in enumerate(parts)
                     for m, fov in enumerate(np.asarray(table["fov"]) if len(table) else []))
+    # the columns a crop needs, as arrays, once per part
+    at = [{c: np.asarray(table[c]) for c in ("y_px", "x_px", "cell_id")} if len(table) else {} for table in parts]
     fov, dpc, lo, hi = None, None, 0.0, 1.0
     for name, k, m in wanted:
         if name != fov:  # one FOV in memory at a time
@@ -143,7 +145,7 @@ def gallery_crops(
             # pixel of every other row (a quarter of the pixels sort 4x faster; same window
             # to the displayed precision)
             lo, hi = (float(v) for v in np.percentile(dpc[::2, ::2], [1, 99])) if dpc.size else (0.0, 1.0)
-        row = {c: np.asarray(parts[k][c])[m] for c in ("y_px", "x_px", "cell_id")}
+        row = {c: v[m] for c, v in at[k].items()}
         y, x = int(round(row["y_px"])), int(round(row["x_px"]))
         ys = slice(max(0, y - half_px), y + half_px + 1)
         xs = slice(max(0, x - half_px), x + half_px + 1)
@@ -219,12 +221,12 @@ def focus_map_figure(fovs, out_png: str | Path, *, sample: str = "") -> None:
     fig, ax = _figure(1, 1, (7, 5.5))
     ratio = _numeric(fovs, "focus_ratio")
     failed = ~np.asarray(fovs["fov_pass"]).astype(bool) if len(fovs) else np.zeros(0, bool)
+    x, y = _numeric(fovs, "x_mm"), _numeric(fovs, "y_mm")
     has_xy = (len(fovs) and {"x_mm", "y_mm"} <= set(fovs.columns)
-              and not np.isnan(_numeric(fovs, "x_mm")).any() and not np.isnan(_numeric(fovs, "y_mm")).any())
+              and not np.isnan(x).any() and not np.isnan(y).any())
     if not len(fovs):
         ax.text(0.5, 0.5, "no FOVs", ha="center")
     elif has_xy:
-        x, y = _numeric(fovs, "x_mm"), _numeric(fovs, "y_mm")
         sc = ax.scatter(x, y, c=ratio, cmap="viridis", s=400, marker="s", vmin=0,
                         vmax=max(1.5, np.nanmax(np.nan_to_num(ratio, nan=0.0))))
         ax.scatter(x[failed], y[failed], marker="x", c="red", s=200, label="FOV failed QC")
