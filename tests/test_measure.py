@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 from skimage.draw import disk
 
 from scopeflow.smear import measure
@@ -60,6 +61,25 @@ def test_table_roundtrip_keeps_types_and_provenance(tmp_path):
     assert read_provenance(path)["config_sha256"] == "abc"
     assert (tmp_path / "cells.csv").exists()
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_typed_table_reads_back_as_the_pandas_frame_it_describes(tmp_path):
+    """An Arrow table built without pandas carries the pandas metadata from_pandas writes, so
+    pandas reads the same dtypes (nullable Int64 / boolean included) and the files match."""
+    from scopeflow.io.tables import typed_table, write_arrow
+
+    spec = {"s": ("str", ["a", "b"]), "o": ("object", [None, None]), "i": ("int64", [1, 2]),
+            "I": ("Int64", [None, 3]), "f": ("float64", [None, 0.5]), "b": ("bool", [True, False]),
+            "B": ("boolean", [None, True])}
+    df = pd.DataFrame({k: pd.Series(v, dtype=t) for k, (t, v) in spec.items()})
+    write_arrow(typed_table(spec), tmp_path / "a.parquet")
+    write_table(df, tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "a.parquet"), df)
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    write_arrow(typed_table({k: (t, []) for k, (t, _) in spec.items()}), tmp_path / "e.parquet")
+    assert read_table(tmp_path / "e.parquet").dtypes.astype(str).to_dict() == {k: t for k, (t, _) in spec.items()}
+    with pytest.raises(ValueError, match="'x': dtype 'uint8'"):
+        typed_table({"x": ("uint8", [1])})
 
 
 # ------------------------------------------------------------------ fast path == skimage/scipy

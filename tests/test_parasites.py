@@ -332,8 +332,9 @@ def test_stage_writes_spots_and_parasitemia(tmp_path, torch_one_thread):
     assert list(spots.columns) == SPOT_COLUMNS
     assert (out["spots"].with_suffix(".csv")).is_file()
     n_rings = int((fl["truth"].kind == "ring").sum())
-    row = ps.iloc[0]
+    row = ps
     assert row["status"] == "ok"
+    assert row == pd.read_parquet(out["sample"]).astype(object).where(lambda d: d.notna(), None).iloc[0].to_dict()
     assert row["n_rbc_counted"] == len(pd.read_parquet(tmp_path / "cells.parquet"))
     assert row["n_parasites"] <= spots["is_parasite"].sum()
     assert row["parasites_per_ul_low"] <= row["parasites_per_ul"] <= row["parasites_per_ul_high"]
@@ -345,23 +346,32 @@ def test_stage_writes_spots_and_parasitemia(tmp_path, torch_one_thread):
 
 
 def test_stage_without_fluorescence_says_skipped(tmp_path):
-    from scopeflow.parasites.stage import parasites_sample
+    from scopeflow.parasites.stage import SPOT_DTYPES, parasites_sample
 
     zarr, _ = _store(tmp_path, with_fluorescence=False)
     out = {k: tmp_path / f"{k}.parquet" for k in ("spots", "fovs", "sample")}
     ps = parasites_sample(zarr, tmp_path / "cells.parquet", tmp_path / "fovs.tsv", out["spots"],
                           out["fovs"], out["sample"], sample="s")
-    assert ps.iloc[0]["status"].startswith("skipped: no Fluorescence_405_nm_Ex")
-    back = pd.read_parquet(out["sample"]).iloc[0]
-    assert back["n_rbc_counted"] > 0 and pd.isna(back["n_parasites"])
-    assert pd.isna(back["parasites_per_ul"]) and pd.isna(back["hyperparasitaemia"])
-    assert len(pd.read_parquet(out["spots"])) == 0
+    assert ps["status"].startswith("skipped: no Fluorescence_405_nm_Ex")
+    back = pd.read_parquet(out["sample"])
+    n_pass = int(pd.read_parquet(tmp_path / "cells.parquet")["qc_pass"].sum())
+    assert back.iloc[0]["n_rbc_counted"] == ps["n_rbc_counted"] == n_pass > 0
+    assert back.iloc[0][["n_parasites", "parasites_per_ul", "hyperparasitaemia"]].isna().all()
+    # counts and flags nullable
+    assert back.dtypes.astype(str).to_dict() == {
+        "sample": "str", "status": "str", **{c: "Int64" for c in back.columns if c.startswith("n_")},
+        **{c: "float64" for c in back.columns if c.startswith(("parasites_per", "percent"))},
+        "hyperparasitaemia": "boolean", "parasites_detected": "boolean"}
+    spots = pd.read_parquet(out["spots"])
+    assert len(spots) == 0 and spots.dtypes.astype(str).to_dict() == SPOT_DTYPES
     assert len(pd.read_parquet(out["fovs"])) == 0
+    assert out["sample"].with_suffix(".csv").read_text().splitlines()[1].startswith(
+        f"s,skipped: no Fluorescence_405_nm_Ex images in this acquisition,{n_pass},,")
 
 
 def test_stage_without_fluorescence_imports_no_classifier_or_detector(tmp_path):
-    """A sample without the channel needs neither torch nor scipy (job start-up): the skipped
-    path writes its tables without importing them."""
+    """A sample without the channel needs neither torch, scipy, zarr nor pandas (job start-up):
+    the skipped path writes its tables without importing them."""
     zarr, _ = _store(tmp_path, with_fluorescence=False)
     code = (
         "import sys\n"
@@ -369,7 +379,7 @@ def test_stage_without_fluorescence_imports_no_classifier_or_detector(tmp_path):
         f"d = {str(tmp_path)!r}\n"
         f"parasites_sample({str(zarr)!r}, d + '/cells.parquet', d + '/fovs.tsv', d + '/sp.parquet',\n"
         "                 d + '/pf.parquet', d + '/ps.parquet', sample='s', out_gallery=d + '/g.npz')\n"
-        "print(sorted(m for m in ('torch', 'scipy.stats', 'scipy.ndimage', 'zarr') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'scipy.stats', 'scipy.ndimage', 'zarr', 'pandas') if m in sys.modules))\n"
     )
     src = str(Path(__file__).resolve().parents[1] / "src")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

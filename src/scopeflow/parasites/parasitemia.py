@@ -28,9 +28,12 @@ Definitions (per FOV and per sample):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where used: a sample without fluorescence needs none
+    import pandas as pd
 
 __all__ = [
     "PARASITEMIA_DEFAULTS",
@@ -171,6 +174,8 @@ def parasitemia_row(spots: pd.DataFrame, cells: pd.DataFrame, params: Mapping | 
         percent_parasitized_low, percent_parasitized_high, hyperparasitaemia,
         parasites_detected``.
     """
+    import pandas as pd
+
     p = {**PARASITEMIA_DEFAULTS, **dict(params or {})}
     keys = ["fov", "cell_id"] if "fov" in spots.columns and "fov" in cells.columns else ["cell_id"]
     counted = cells.loc[cells["qc_pass"].astype(bool), keys].drop_duplicates()
@@ -228,6 +233,8 @@ def parasitemia_tables(spots: pd.DataFrame, cells: pd.DataFrame, sample: str,
         Columns ``sample``, (``fov``), then those of :func:`parasitemia_row`; per sample also
         ``status`` = ``"ok"``.
     """
+    import pandas as pd
+
     fovs = sorted(set(cells["fov"]) | set(spots["fov"]))
     rows = []
     for f in fovs:

@@ -27,16 +27,11 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from scopeflow.errors import InputImageError
 from scopeflow.io.atomic import atomic_path
 from scopeflow.io.fluorescence import DEFAULT_CHANNEL, read_fluorescence
-
-if TYPE_CHECKING:  # pandas is imported where used: the ingest job scans fluorescence without it
-    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +53,13 @@ FLUORESCENCE_CHANNELS = ("fluorescence_r", "fluorescence_g", "fluorescence_b")
 SPOT_COLUMNS = ["sample", "fov", "spot_id", "y", "x", "intensity", "response", "r", "g", "b",
                 "peak_raw", "saturated", "cell_id", "cell_qc_pass", "p_parasite", "is_parasite",
                 "ood", "ood_score"]
+
+#: pandas dtypes of the ``spots.parquet`` columns.
+SPOT_DTYPES = dict(zip(SPOT_COLUMNS, ["str", "str", "int64", "int64", "int64", *["float64"] * 6, "bool",
+                                      "int64", "bool", "float64", "bool", "bool", "float64"], strict=True))
+
+#: per-sample parasitemia columns that are flags (nullable booleans)
+_FLAG_COLUMNS = ("hyperparasitaemia", "parasites_detected")
 
 #: Defaults of the ``parasites`` config keys used by the stage.
 STAGE_DEFAULTS = {
@@ -200,23 +202,21 @@ def fluorescence_flatfield(frames: Iterable[np.ndarray], opening_px: int = 1) ->
     return out
 
 
-def _skipped(sample: str, reason: str, n_rbc: int) -> pd.DataFrame:
-    """One-row table of a sample whose parasitemia is not computed: counts and flags are
-    missing (null), except ``n_rbc_counted``."""
-    import pandas as pd
-
+def _skipped_tables(sample: str, reason: str, n_rbc: int):
+    """The spot, per-FOV and per-sample tables (Arrow, without pandas) of a sample whose
+    parasitemia is not computed: no spots, no FOV rows, and one sample row whose counts and
+    flags are missing, except ``n_rbc_counted``."""
+    from scopeflow.io.tables import typed_table
     from scopeflow.parasites.parasitemia import _ROW_COLUMNS
 
-    df = pd.DataFrame([{"sample": sample, "status": f"skipped: {reason}"}])
+    row = {"sample": ("str", [sample]), "status": ("str", [f"skipped: {reason}"])}
     for c in _ROW_COLUMNS:
-        if c.startswith(("n_",)):
-            df[c] = pd.array([pd.NA], dtype="Int64")
-        elif c in ("hyperparasitaemia", "parasites_detected"):
-            df[c] = pd.array([pd.NA], dtype="boolean")
-        else:
-            df[c] = np.nan
-    df["n_rbc_counted"] = pd.array([int(n_rbc)], dtype="Int64")
-    return df
+        dtype = "Int64" if c.startswith("n_") else "boolean" if c in _FLAG_COLUMNS else "float64"
+        row[c] = (dtype, [None])
+    row["n_rbc_counted"] = ("Int64", [int(n_rbc)])
+    spots = typed_table({c: (t, []) for c, t in SPOT_DTYPES.items()})
+    per_fov = typed_table({c: ("object", []) for c in ["sample", "fov", *_ROW_COLUMNS]})
+    return spots, per_fov, typed_table(row)
 
 
 def parasites_sample(
@@ -231,7 +231,7 @@ def parasites_sample(
     params: Mapping | None = None,
     out_gallery: str | Path | None = None,
     provenance: Mapping | None = None,
-) -> pd.DataFrame:
+) -> dict:
     """Spots, parasite calls and parasitemia tables of one sample.
 
     Parameters
@@ -258,103 +258,108 @@ def parasites_sample(
 
     Returns
     -------
-    pandas.DataFrame
-        The per-sample table.
+    dict
+        The per-sample table's row (``None`` where a value is missing).
     """
-    import pandas as pd
-
-    from scopeflow.io.tables import read_table, write_table
-    from scopeflow.parasites.parasitemia import _ROW_COLUMNS
+    from scopeflow.io.tables import write_arrow
+    from scopeflow.smear.fov_table import read_fov_table
 
     p = {**STAGE_DEFAULTS, **dict(params or {})}
-    sha = None
-    fovs = pd.read_csv(fovs_tsv, sep="\t")
-    cells = read_table(cells_path, columns=["fov", "cell_id", "qc_pass"])
-    has = ("fluorescence" in fovs.columns
-           and fovs["fluorescence"].map(lambda v: isinstance(v, str) and bool(v)).all())
-    empty_spots = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-        SPOT_COLUMNS, ["str", "str", "int64", "int64", "int64", *["float64"] * 6, "bool",
-                       "int64", "bool", "float64", "bool", "bool", "float64"], strict=True)})
-    gallery = {"crops": np.zeros((0, 4, 31, 31), np.uint8), "p": np.zeros(0),
-               "kind": np.zeros(0, "U8"), "threshold": np.float64(np.nan)}
-    if not has:
+    rows = read_fov_table(fovs_tsv)
+    if all(isinstance(r.get("fluorescence"), str) and r["fluorescence"] for r in rows):
+        tables, gallery, sha = _call_parasites(zarr_path, cells_path, rows, sample, p)
+    else:  # no pandas, torch, scipy or zarr: a job that only says "skipped" starts fast
+        from scopeflow.io.columns import read_columns
+
         reason = f"no {p['channel']} images in this acquisition"
         log.info("%s: parasitemia skipped (%s)", sample, reason)
-        per_sample = _skipped(sample, reason, int(cells["qc_pass"].astype(bool).sum()))
-        per_fov = pd.DataFrame(columns=["sample", "fov", *_ROW_COLUMNS])
-        spots = empty_spots
-    else:  # the classifier (torch), the detector (scipy) and zarr are imported only here
-        from scopeflow.io import ome_zarr
-        from scopeflow.parasites.classifier import DEFAULT_WEIGHTS, load_parasite_model
-        from scopeflow.parasites.detect import crop_spots, detect_spots
-        from scopeflow.parasites.ood import load_ood_reference, score_spots
-        from scopeflow.parasites.parasitemia import parasitemia_tables
-        from scopeflow.provenance import file_sha256
-
-        model, meta = load_parasite_model(p["weights"])
-        reference = load_ood_reference(p["weights"])
-        qc = cells.set_index(["fov", "cell_id"])["qc_pass"]
-        tables, keep_crops, keep_p = [], [], []
-
-        def frame(fov):
-            return np.stack([np.asarray(ome_zarr.read_channel(zarr_path, fov, c))
-                             for c in FLUORESCENCE_CHANNELS], axis=-1)
-
-        ff = None
-        if p["flatfield"]:
-            size = int(round(float(p["background_um"]) / float(fovs["pixel_size_um"].iloc[0]))) | 1
-            ff = fluorescence_flatfield((frame(f) for f in fovs["fov"]), size)
-        for row in fovs.to_dict("records"):
-            fov = row["fov"]
-            ps = float(row["pixel_size_um"])
-            fl = frame(fov)
-            if ff is not None:
-                fl = fl / ff
-            dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
-            labels = ome_zarr.read_labels(zarr_path, fov)
-            sp = detect_spots(fl, ps, labels=labels, threshold=float(p["spot_threshold"]),
-                              background_um=float(p["background_um"]),
-                              downsample=int(p["downsample"]))
-            if len(sp) > int(p["max_spots_per_fov"]):
-                raise InputImageError(
-                    f"{row['fluorescence']}: {len(sp)} spot candidates (> parasites."
-                    f"max_spots_per_fov {p['max_spots_per_fov']}); is this the right channel, "
-                    "or raise parasites.spot_threshold")
-            crops = crop_spots(fl, dpc, sp["y"].to_numpy(), sp["x"].to_numpy())
-            sc = score_spots(crops, model=model, reference=reference)
-            sp.insert(0, "spot_id", np.arange(len(sp), dtype=np.int64))
-            sp.insert(0, "fov", fov)
-            sp.insert(0, "sample", sample)
-            sp["p_parasite"] = sc["p_parasite"]
-            sp["is_parasite"] = sc["is_parasite"]
-            sp["ood"] = sc["ood"]
-            sp["ood_score"] = sc["ood_score"]
-            key = pd.MultiIndex.from_arrays([sp["fov"], sp["cell_id"]])
-            sp["cell_qc_pass"] = qc.reindex(key).fillna(False).astype(bool).to_numpy()
-            tables.append(sp[SPOT_COLUMNS])
-            keep_crops.append(crops)
-            keep_p.append(sc["p_parasite"])
-            log.info("%s: %d candidates, %d parasite calls (%d of them out of distribution)",
-                     fov, len(sp), int(sc["is_parasite"].sum()),
-                     int((sc["is_parasite"] & sc["ood"]).sum()))
-        spots = pd.concat(tables, ignore_index=True) if tables else empty_spots
-        per_fov, per_sample = parasitemia_tables(spots, cells, sample, p)
-        thr = float(model.threshold)
-        allc = np.concatenate(keep_crops) if keep_crops else gallery["crops"]
-        allp = np.concatenate(keep_p) if keep_p else np.zeros(0)
-        top = np.argsort(-allp, kind="stable")[:24]
-        near = np.argsort(np.abs(allp - thr), kind="stable")
-        near = near[~np.isin(near, top)][:24]
-        gallery = {"crops": np.concatenate([allc[top], allc[near]]),
-                   "p": np.concatenate([allp[top], allp[near]]),
-                   "kind": np.array(["top"] * len(top) + ["near"] * len(near), "U8"),
-                   "threshold": np.float64(thr)}
-        sha = file_sha256(Path(p["weights"] or DEFAULT_WEIGHTS))
+        n_rbc = int(np.count_nonzero(read_columns(cells_path, ["qc_pass"])["qc_pass"]))
+        tables = _skipped_tables(sample, reason, n_rbc)
+        gallery = {"crops": np.zeros((0, 4, 31, 31), np.uint8), "p": np.zeros(0),
+                   "kind": np.zeros(0, "U8"), "threshold": np.float64(np.nan)}
+        sha = None
     if out_gallery is not None:
         with atomic_path(out_gallery) as tmp:
             np.savez_compressed(tmp, **gallery)
     prov = {**dict(provenance or {}), "parasite_model_sha256": sha}
-    write_table(spots, out_spots, prov)
-    write_table(per_fov, out_fovs, prov)
-    write_table(per_sample, out_sample, prov)
-    return per_sample
+    for table, path in zip(tables, (out_spots, out_fovs, out_sample), strict=True):
+        write_arrow(table, path, prov)
+    return tables[2].to_pylist()[0]
+
+
+def _call_parasites(zarr_path, cells_path, rows: list[dict], sample: str, p: Mapping):
+    """Spots, parasite calls and parasitemia of a sample with fluorescence frames: its spot,
+    per-FOV and per-sample tables (Arrow), the report gallery and the model's sha256."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from scopeflow.io import ome_zarr
+    from scopeflow.io.tables import read_table
+    from scopeflow.parasites.classifier import DEFAULT_WEIGHTS, load_parasite_model
+    from scopeflow.parasites.detect import crop_spots, detect_spots
+    from scopeflow.parasites.ood import load_ood_reference, score_spots
+    from scopeflow.parasites.parasitemia import parasitemia_tables
+    from scopeflow.provenance import file_sha256
+
+    cells = read_table(cells_path, columns=["fov", "cell_id", "qc_pass"])
+    model, _ = load_parasite_model(p["weights"])
+    reference = load_ood_reference(p["weights"])
+    qc = cells.set_index(["fov", "cell_id"])["qc_pass"]
+    tables, keep_crops, keep_p = [], [], []
+
+    def frame(fov):
+        return np.stack([np.asarray(ome_zarr.read_channel(zarr_path, fov, c))
+                         for c in FLUORESCENCE_CHANNELS], axis=-1)
+
+    ff = None
+    if p["flatfield"]:
+        size = round(float(p["background_um"]) / float(rows[0]["pixel_size_um"])) | 1
+        ff = fluorescence_flatfield((frame(r["fov"]) for r in rows), size)
+    for row in rows:
+        fov = row["fov"]
+        ps = float(row["pixel_size_um"])
+        fl = frame(fov)
+        if ff is not None:
+            fl = fl / ff
+        dpc = np.asarray(ome_zarr.read_channel(zarr_path, fov, "dpc"))
+        labels = ome_zarr.read_labels(zarr_path, fov)
+        sp = detect_spots(fl, ps, labels=labels, threshold=float(p["spot_threshold"]),
+                          background_um=float(p["background_um"]),
+                          downsample=int(p["downsample"]))
+        if len(sp) > int(p["max_spots_per_fov"]):
+            raise InputImageError(
+                f"{row['fluorescence']}: {len(sp)} spot candidates (> parasites."
+                f"max_spots_per_fov {p['max_spots_per_fov']}); is this the right channel, "
+                "or raise parasites.spot_threshold")
+        crops = crop_spots(fl, dpc, sp["y"].to_numpy(), sp["x"].to_numpy())
+        sc = score_spots(crops, model=model, reference=reference)
+        sp.insert(0, "spot_id", np.arange(len(sp), dtype=np.int64))
+        sp.insert(0, "fov", fov)
+        sp.insert(0, "sample", sample)
+        sp["p_parasite"] = sc["p_parasite"]
+        sp["is_parasite"] = sc["is_parasite"]
+        sp["ood"] = sc["ood"]
+        sp["ood_score"] = sc["ood_score"]
+        key = pd.MultiIndex.from_arrays([sp["fov"], sp["cell_id"]])
+        sp["cell_qc_pass"] = qc.reindex(key).fillna(False).astype(bool).to_numpy()
+        tables.append(sp[SPOT_COLUMNS])
+        keep_crops.append(crops)
+        keep_p.append(sc["p_parasite"])
+        log.info("%s: %d candidates, %d parasite calls (%d of them out of distribution)",
+                 fov, len(sp), int(sc["is_parasite"].sum()),
+                 int((sc["is_parasite"] & sc["ood"]).sum()))
+    spots = (pd.concat(tables, ignore_index=True) if tables else
+             pd.DataFrame({c: pd.Series(dtype=t) for c, t in SPOT_DTYPES.items()}))
+    per_fov, per_sample = parasitemia_tables(spots, cells, sample, p)
+    thr = float(model.threshold)
+    allc = np.concatenate(keep_crops) if keep_crops else np.zeros((0, 4, 31, 31), np.uint8)
+    allp = np.concatenate(keep_p) if keep_p else np.zeros(0)
+    top = np.argsort(-allp, kind="stable")[:24]
+    near = np.argsort(np.abs(allp - thr), kind="stable")
+    near = near[~np.isin(near, top)][:24]
+    gallery = {"crops": np.concatenate([allc[top], allc[near]]),
+               "p": np.concatenate([allp[top], allp[near]]),
+               "kind": np.array(["top"] * len(top) + ["near"] * len(near), "U8"),
+               "threshold": np.float64(thr)}
+    arrow = tuple(pa.Table.from_pandas(df, preserve_index=False) for df in (spots, per_fov, per_sample))
+    return arrow, gallery, file_sha256(Path(p["weights"] or DEFAULT_WEIGHTS))
