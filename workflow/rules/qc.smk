@@ -37,6 +37,8 @@ rule qc_report:
         ),
     wildcard_constraints:
         sample=SMEAR_RE,
+    # the longest of a sample's report jobs starts first; the shorter ones share the other cores
+    priority: 1
     resources:
         # peak memory (MB): one FOV's DPC and labels at a time (scopeflow.resources)
         mem_mb=lambda wc: stage_mem_mb("report", fov_pixels(sample_fovs(wc.sample))),
