@@ -62,6 +62,21 @@ def test_padding_keeps_the_stride_grid():
     assert torch.allclose(full[..., :16, :16], part[..., :16, :16], atol=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(40, 37), (1, 20), (20, 1), (32, 30), (5, 5), (17, 33), (48, 64)])
+def test_padding_in_place_equals_numpy_pad(shape):
+    """The margins filled in place (fill_stride_pad) are numpy.pad's, reflect or edge."""
+    from scopeflow.models.m2unet_files import STRIDE, fill_stride_pad, pad_to_stride, stride_padded_empty
+
+    a = np.random.default_rng(0).random(shape).astype(np.float32)
+    h, w = shape
+    ph, pw = (-h) % STRIDE, (-w) % STRIDE
+    want = np.pad(a, ((0, ph), (0, pw)), mode="reflect" if (ph < h and pw < w) else "edge")
+    out = stride_padded_empty(h, w)
+    out[:h, :w] = a
+    assert np.array_equal(fill_stride_pad(out, h, w), want)
+    assert np.array_equal(pad_to_stride(a), want)
+
+
 def _tiny_weights(tmp_path, c_out=3):
     torch.manual_seed(1)
     net = M2UNet(1, c_out)

@@ -26,7 +26,9 @@ __all__ = [
     "load_check_tile",
     "load_weights",
     "onnx_path",
+    "fill_stride_pad",
     "pad_to_stride",
+    "stride_padded_empty",
 ]
 
 #: Down-sampling factor of the M2U-Net: every back end takes inputs whose height and
@@ -42,11 +44,30 @@ def pad_to_stride(a: np.ndarray) -> np.ndarray:
     Reflect padding, or edge replication when a side is too short to reflect.
     """
     h, w = a.shape
-    ph, pw = (-h) % STRIDE, (-w) % STRIDE
-    if not (ph or pw):
+    if not ((-h) % STRIDE or (-w) % STRIDE):
         return a
-    mode = "reflect" if (ph < h and pw < w) else "edge"
-    return np.pad(a, ((0, ph), (0, pw)), mode=mode)
+    out = stride_padded_empty(h, w, a.dtype)
+    out[:h, :w] = a
+    return fill_stride_pad(out, h, w)
+
+
+def stride_padded_empty(h: int, w: int, dtype=np.float32) -> np.ndarray:
+    """An uninitialised array of the padded shape of an (h, w) image (multiples of 16)."""
+    return np.empty((h + (-h) % STRIDE, w + (-w) % STRIDE), dtype)
+
+
+def fill_stride_pad(out: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Fill the padding of ``out`` (rows ``h:``, columns ``w:``) from ``out[:h, :w]`` in place,
+    as :func:`pad_to_stride` pads (``numpy.pad``'s reflect, or edge replication when a side
+    is too short to reflect); returns ``out``. Writing the image into a padded buffer and
+    filling its margins spares ``numpy.pad``'s copy of the whole image."""
+    ph, pw = out.shape[0] - h, out.shape[1] - w
+    reflect = ph < h and pw < w
+    for i in range(ph):  # rows first, then columns over every row: numpy.pad's order
+        out[h + i, :w] = out[h - 2 - i if reflect else h - 1, :w]
+    for j in range(pw):
+        out[:, w + j] = out[:, w - 2 - j if reflect else w - 1]
+    return out
 
 
 def onnx_path(weights: str | Path, precision: str = "fp32") -> Path:

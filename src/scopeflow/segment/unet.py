@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from scopeflow.errors import ScopeflowError
-from scopeflow.models.m2unet_files import (DEFAULT_WEIGHTS, STRIDE, load_check_tile, load_weights, onnx_path,
-                                           pad_to_stride)
+from scopeflow.models.m2unet_files import (DEFAULT_WEIGHTS, STRIDE, fill_stride_pad, load_check_tile, load_weights,
+                                           onnx_path, stride_padded_empty)
 from scopeflow.models.runtime import BACKENDS, PRECISIONS, OnnxRunner, TorchRunner, import_onnxruntime
 from scopeflow.models.torch_check import TorchReference
 from scopeflow.models.weights import WeightsError, verify_sha256
@@ -417,11 +417,14 @@ class UNetPredictor:
 
         NaN pixels read as the image mean (0).
         """
-        z = part - np.float32(self.mean)
+        h, w = part.shape
+        out = stride_padded_empty(h, w)
+        z = out[:h, :w]
+        np.subtract(part, np.float32(self.mean), out=z)
         z *= np.float32(1.0 / self.std)
         if not np.isfinite(z).all():
             np.nan_to_num(z, copy=False, nan=0.0)
-        return pad_to_stride(z)
+        return fill_stride_pad(out, h, w)
 
     def _check_tile(self, image: np.ndarray, side: int = 256) -> np.ndarray:
         """The central ``side``² tile of the image (on the 16-px grid), normalized, (1, 1, h, w)."""
