@@ -117,11 +117,17 @@ def test_coarse_flatfield_expands_to_the_full_estimate():
     np.testing.assert_array_equal(normalize.estimate_flatfield(imgs), full)
 
 
-def test_load_flatfields_reads_coarse_and_full_files(tmp_path):
+@pytest.mark.parametrize("cache_pixels", [0, 100 * 130])
+def test_load_flatfields_reads_coarse_and_full_files(tmp_path, monkeypatch, cache_pixels):
+    from scopeflow.smear import stage_dpc
+
+    monkeypatch.setattr(stage_dpc, "FLATFIELD_CACHE_PIXELS", cache_pixels)
     coarse = np.linspace(0.9, 1.1, 12 * 16).reshape(12, 16)
     np.savez(tmp_path / "c.npz", left_coarse=coarse, right_coarse=coarse[::-1],
              shape=np.asarray((100, 130)), bin_factor=np.asarray(8))
-    ff = pipeline.load_flatfields(tmp_path / "c.npz")  # expanded by rows, when asked for
+    ff = pipeline.load_flatfields(tmp_path / "c.npz")
+    # expanded once when the FOV is small enough, else by rows when asked for: the same values
+    assert isinstance(ff["left"], np.ndarray if cache_pixels else normalize.FlatfieldRows)
     assert ff["left"].shape == (100, 130) and abs(float(ff["left"][:].mean()) - 1) < 1e-5
     np.testing.assert_array_equal(ff["right"][:], normalize.expand_flatfield(coarse[::-1], (100, 130), 8))
     np.testing.assert_array_equal(ff["right"][37:61], normalize.expand_flatfield(coarse[::-1], (100, 130), 8)[37:61])
