@@ -6,7 +6,7 @@ import sys
 
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.17")  # 9.10-9.16 start more jobs than --cores allows (snakemake#3913)
 sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow always uses its own library
 
 
