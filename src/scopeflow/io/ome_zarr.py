@@ -522,7 +522,11 @@ def read_labels(path: str | Path, fov: str, name: str = "cells", level: int = 0,
 
 
 def fov_attrs(path: str | Path, fov: str) -> dict:
-    """The ``scopeflow`` attributes of a FOV image (pixel size, channels, stage position ...)."""
+    """The ``scopeflow`` attributes of a FOV image (pixel size, channels, stage position ...);
+    read from the group's ``zarr.json`` without zarr in a store written by scopeflow."""
+    found = _plain_image(path, fov)
+    if found is not None and isinstance(found[1].get("scopeflow"), dict):
+        return dict(found[1]["scopeflow"])
     return dict(_image_group(path, fov).attrs["scopeflow"])
 
 

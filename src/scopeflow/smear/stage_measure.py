@@ -59,9 +59,6 @@ def measure_store(
                  if "phase" in attrs["channels"] else None)
         return attrs, dpc, phase, ome_zarr.read_labels(zarr_path, fov)
 
-    import zarr  # noqa: F401 - imported here, not in the reading thread, where it would
-    # compete for the GIL with the imports below
-
     with ThreadPoolExecutor(1, thread_name_prefix="scopeflow-read") as early:
         # the first FOV is read while the measuring code (pandas, the compiled kernels) loads
         box = [early.submit(read, names[0])] if names else []
