@@ -267,12 +267,12 @@ def _cell_shapes(lab, present, starts, order, weights, gap):  # pragma: no cover
         for j in range(nloc):
             if npair == cap:
                 cap *= 2
-                na = np.empty(cap, np.int64)
-                nb = np.empty(cap, np.int64)
-                na[:npair] = pa[:npair]
-                nb[:npair] = pb[:npair]
-                pa = na
-                pb = nb
+                grown_a = np.empty(cap, np.int64)
+                grown_b = np.empty(cap, np.int64)
+                grown_a[:npair] = pa[:npair]
+                grown_b[:npair] = pb[:npair]
+                pa = grown_a
+                pb = grown_b
             pa[npair] = min(lv, local[j])
             pb[npair] = max(lv, local[j])
             npair += 1
